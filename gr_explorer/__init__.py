@@ -1,0 +1,31 @@
+"""gr-explorer: probe every cut of a self-supervised vision network and see where to cut.
+
+    from gr_explorer import sweep, accuracy_vs_depth
+    table = sweep("zoo:simclr", "shapes", probes=["linear"])
+    accuracy_vs_depth(table).show()
+
+Names are imported lazily so that `import gr_explorer.<module>` stays cheap.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Dataset": "data", "load_dataset": "data",
+    "GRExplorerError": "errors",
+    "Features": "features", "extract_features": "features",
+    "Cut": "models", "Model": "models", "load_model": "models", "wrap_module": "models",
+    "accuracy_vs_depth": "plots", "cut_task_heatmap": "plots",
+    "PROBES": "probes", "run_probes": "probes",
+    "guillotine_summary": "summary",
+    "SweepConfig": "sweep", "SweepResult": "sweep", "run_sweep": "sweep", "sweep": "sweep",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'gr_explorer' has no attribute {name!r}")

@@ -1,0 +1,80 @@
+"""Models: load a model spec (`zoo:`, `timm:`, `file:`) or wrap your own nn.Module."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from torch import nn
+
+from ..errors import ModelSpecError, did_you_mean
+from .backbones import HookBackbone, IntermediatesBackbone
+from .checkpoint import build_model, load_checkpoint, read_card, save_checkpoint
+from .cuts import READOUTS, Cut
+from .model import POOL, Model
+from .preprocessing import Preprocessing
+from .projector import build_projector, parse_projector_spec
+from .resnet_small import SmallResNet
+
+SCHEMES = ("zoo", "timm", "file")
+
+__all__ = ["Cut", "Model", "Preprocessing", "SmallResNet", "POOL", "READOUTS", "load_model", "wrap_module", "list_zoo",
+           "zoo_dir", "build_model", "build_projector", "parse_projector_spec", "load_checkpoint", "save_checkpoint", "read_card"]
+
+
+def zoo_dir() -> Path:
+    """The shipped checkpoints: `pretrained/` at the repository root (override with GR_EXPLORER_ZOO)."""
+    return Path(os.environ.get("GR_EXPLORER_ZOO") or Path(__file__).resolve().parents[2] / "pretrained")
+
+
+def list_zoo() -> dict[str, str]:
+    """{name: one-line description} of every shipped checkpoint."""
+    out = {}
+    d = zoo_dir()
+    for p in sorted(d.glob("*.safetensors")) if d.exists() else []:
+        try:
+            card = read_card(p)
+        except Exception:  # a broken card should not hide the others; loading it reports the problem
+            card = {}
+        out[p.stem] = str(card.get("description", ""))
+    return out
+
+
+def load_model(spec: str, *, weights: str | None = None, readout: str = "cls") -> Model:
+    """`zoo:<name>`, `timm:<name>[.<tag>]` or `file:<path>` -> Model with ordered cuts."""
+    if isinstance(spec, Model):
+        return spec
+    scheme, _, rest = str(spec).partition(":")
+    if not rest or scheme not in SCHEMES:
+        raise ModelSpecError(f"Bad model spec {spec!r}. Valid forms: zoo:<name> (one of: {', '.join(list_zoo()) or 'none shipped'}), "
+                             "timm:<name>[.<tag>] (e.g. timm:resnet18.a1_in1k), file:<path to .safetensors>.")
+    if readout not in READOUTS:
+        raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
+    if scheme == "zoo":
+        zoo = list_zoo()
+        if rest not in zoo:
+            raise ModelSpecError(f"Unknown zoo model {rest!r}. {did_you_mean(rest, zoo) if zoo else 'No checkpoints in ' + str(zoo_dir()) + '.'}")
+        return load_checkpoint(zoo_dir() / f"{rest}.safetensors", readout=readout, name=spec)
+    if scheme == "file":
+        return load_checkpoint(Path(rest).expanduser(), readout=readout, name=spec)
+    from .timm_models import load_timm
+
+    return load_timm(rest, weights=weights, readout=readout)
+
+
+def wrap_module(backbone: nn.Module, stages: Sequence[str] | None = None, projector: nn.Sequential | None = None, *,
+                preprocessing: Preprocessing | None = None, readout: str = "mean", num_prefix_tokens: int = 0,
+                name: str = "custom") -> Model:
+    """Your own architecture as a Model.
+
+    `backbone(x)` must return the pooled representation (or a map/tokens that
+    get pooled); `stages` names submodules whose outputs become cuts (ignored
+    when the backbone has timm's `forward_intermediates`). `projector` is a
+    Sequential whose blocks each become a cut.
+    """
+    if stages is None and hasattr(backbone, "forward_intermediates"):
+        adapter = IntermediatesBackbone(backbone, readout=readout)
+    else:
+        adapter = HookBackbone(backbone, stages or [], readout=readout, num_prefix_tokens=num_prefix_tokens)
+    return Model(adapter, projector, preprocessing, name=name, card={"source": "wrap_module"})

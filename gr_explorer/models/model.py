@@ -1,0 +1,121 @@
+"""Model = backbone adapter + optional projector, with its cuts listed in forward order."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import CutError, did_you_mean
+from .backbones import BackboneAdapter
+from .cuts import Cut
+from .preprocessing import Preprocessing
+
+POOL = "pool"
+
+
+class Model(nn.Module):
+    """The thing a sweep probes. `forward_cuts` captures every requested cut in one pass.
+
+    Cut order: backbone stages, then `pool` (the pooled backbone output, the
+    projector's input), then `proj1..projL` (see projector.py for the convention).
+    """
+
+    def __init__(self, backbone: BackboneAdapter, projector: nn.Sequential | None = None,
+                 preprocessing: Preprocessing | None = None, name: str = "custom", card: dict | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.projector = projector
+        self.preprocessing = preprocessing or Preprocessing()
+        self.name = name
+        self.card = dict(card or {})
+        self.eval()
+        self.cuts = self._probe_cuts()
+
+    # -- cuts -----------------------------------------------------------------
+    @property
+    def cut_names(self) -> list[str]:
+        return [c.name for c in self.cuts]
+
+    @property
+    def projector_names(self) -> list[str]:
+        return [f"proj{i + 1}" for i in range(len(self.projector) if self.projector is not None else 0)]
+
+    def _probe_cuts(self) -> list[Cut]:
+        """Feature dims by one tiny forward pass: robust for any architecture."""
+        s = self.preprocessing.input_size
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device if any(True for _ in self.parameters()) else torch.device("cpu")
+        with torch.no_grad():
+            feats = self._forward(torch.zeros(2, 3, s, s, device=device), self.backbone.stage_names + [POOL] + self.projector_names)
+        self.train(was_training)
+        names = self.backbone.stage_names + [POOL] + self.projector_names
+        return [Cut(n, d, "projector" if n.startswith("proj") and n in self.projector_names else "backbone", int(feats[n].shape[1]))
+                for d, n in enumerate(names)]
+
+    def resolve_cuts(self, names: Sequence[str] | None = None) -> list[Cut]:
+        """Requested cut names -> Cut objects in forward order (all cuts when None)."""
+        if names is None or len(names) == 0:
+            return list(self.cuts)
+        by_name = {c.name: c for c in self.cuts}
+        for n in names:
+            if n not in by_name:
+                raise CutError(f"Model {self.name!r} has no cut {n!r}. {did_you_mean(n, by_name)}")
+        wanted = set(names)
+        return [c for c in self.cuts if c.name in wanted]
+
+    # -- forward --------------------------------------------------------------
+    def _forward(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        wanted = set(names)
+        proj = self.projector_names
+        proj_wanted = [i for i, n in enumerate(proj) if n in wanted]
+        need_out = POOL in wanted or bool(proj_wanted)
+        stages = [s for s in self.backbone.stage_names if s in wanted]
+        feats, out = self.backbone.forward_cuts(x, stages, need_out)
+        if POOL in wanted:
+            feats[POOL] = out
+        if proj_wanted:
+            h = out
+            for i, block in enumerate(self.projector):
+                if i > max(proj_wanted):
+                    break
+                h = block(h)
+                if i in proj_wanted:
+                    feats[proj[i]] = h
+        return feats
+
+    def forward_cuts(self, x: torch.Tensor, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Preprocessed batch -> {cut name: [B, dim]} for every requested cut, one forward pass."""
+        cuts = self.resolve_cuts(names)
+        return self._forward(x, [c.name for c in cuts])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Projector output (or the pooled backbone output without projector): what an SSL loss sees."""
+        h = self.backbone(x)
+        return self.projector(h) if self.projector is not None else h
+
+    # -- identity -------------------------------------------------------------
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """Flat `backbone.*` / `projector.*` state dict: the checkpoint layout."""
+        sd = {f"backbone.{k}": v for k, v in self.backbone.module.state_dict().items()}
+        if self.projector is not None:
+            sd.update({f"projector.{k}": v for k, v in self.projector.state_dict().items()})
+        return sd
+
+    def weights_hash(self) -> str:
+        """Content hash of all weights: part of the feature-cache key."""
+        h = hashlib.sha256()
+        for k, v in sorted(self.export_state_dict().items()):
+            t = v.detach().cpu().contiguous()
+            h.update(k.encode())
+            h.update(str(t.dtype).encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()[:32]
+
+    def describe(self) -> dict:
+        """What identifies this model's features (for run.json and the cache key)."""
+        return {"name": self.name, "readout": self.backbone.readout, "preprocessing": self.preprocessing.as_dict()}

@@ -1,0 +1,108 @@
+"""Feature extraction: one pass for all cuts, equal to direct forward passes, cached safely."""
+
+import pytest
+import torch
+
+from gr_explorer.cache import FeatureCache
+from gr_explorer.features import extract_features
+from helpers import random_dataset, tiny_model
+
+
+class CountingForward:
+    """Counts backbone forward passes (one per batch when extracting)."""
+
+    def __init__(self, model):
+        self.n = 0
+        model.backbone.module.register_forward_pre_hook(self._hook)
+        model.backbone.module.stem.register_forward_pre_hook(self._hook)
+
+    def _hook(self, *_):
+        self.n += 1
+
+
+def test_features_equal_direct_forward_and_one_pass_per_batch(tmp_path):
+    model, ds = tiny_model(), random_dataset(n_train=50, n_test=20)
+    counter = CountingForward(model)
+    feats = extract_features(model, ds, batch_size=16, cache=FeatureCache(tmp_path))
+    # ceil(50/16) + ceil(20/16) = 4 + 2 batches, each ONE pass for all 8 cuts.
+    assert counter.n == 6 and feats.forward_batches == 6
+    with torch.no_grad():
+        ref_tr = model.forward_cuts(model.preprocessing(ds.train_images))
+        ref_te = model.forward_cuts(model.preprocessing(ds.test_images))
+    assert list(feats.train) == model.cut_names
+    for name in model.cut_names:
+        torch.testing.assert_close(feats.train[name], ref_tr[name], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(feats.test[name], ref_te[name], rtol=1e-5, atol=1e-5)
+
+
+def test_cache_hit_runs_no_forward_pass(tmp_path):
+    ds = random_dataset()
+    first = extract_features(tiny_model(), ds, cache=FeatureCache(tmp_path))
+    model = tiny_model()  # same weights, new object
+    counter = CountingForward(model)
+    again = extract_features(model, ds, cache=FeatureCache(tmp_path))
+    assert counter.n == 0 and again.forward_batches == 0
+    assert again.cached_cuts == model.cut_names
+    for name in model.cut_names:
+        assert torch.equal(first.train[name], again.train[name])
+
+
+def test_new_cuts_only_computes_missing(tmp_path):
+    ds, cache = random_dataset(), FeatureCache(tmp_path)
+    extract_features(tiny_model(), ds, ["layer1", "pool"], cache=cache)
+    feats = extract_features(tiny_model(), ds, ["layer1", "pool", "proj3"], cache=cache)
+    assert feats.cached_cuts == ["layer1", "pool"]
+    assert [c.name for c in feats.cuts] == ["layer1", "pool", "proj3"]
+
+
+def test_cache_key_changes_with_weights_dataset_and_readout(tmp_path):
+    ds = random_dataset()
+    cache = FeatureCache(tmp_path)
+    a = extract_features(tiny_model(seed=0), ds, ["pool"], cache=cache)
+    b = extract_features(tiny_model(seed=1), ds, ["pool"], cache=cache)
+    c = extract_features(tiny_model(seed=0), random_dataset(seed=5), ["pool"], cache=cache)
+    assert len({a.key, b.key, c.key}) == 3 and b.cached_cuts == [] and c.cached_cuts == []
+
+
+def test_interrupted_write_leaves_no_trusted_entry(tmp_path, monkeypatch):
+    import safetensors.torch as st
+
+    ds, cache = random_dataset(), FeatureCache(tmp_path)
+    real_save = st.save_file
+
+    def dies_halfway(tensors, filename, metadata=None):
+        real_save(tensors, filename, metadata=metadata)
+        with open(filename, "r+b") as f:  # a partial file on disk, then the process "dies"
+            f.truncate(100)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(st, "save_file", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(tiny_model(), ds, ["pool"], cache=cache)
+    monkeypatch.setattr(st, "save_file", real_save)
+    assert not list(tmp_path.rglob("*.safetensors")), "a half-written file must never carry an entry's name"
+    model = tiny_model()
+    counter = CountingForward(model)
+    feats = extract_features(model, ds, ["pool"], cache=cache)
+    assert counter.n > 0 and feats.cached_cuts == []
+
+
+def test_corrupted_entry_is_a_miss_not_an_answer(tmp_path):
+    ds, cache = random_dataset(), FeatureCache(tmp_path)
+    good = extract_features(tiny_model(), ds, ["pool"], cache=cache)
+    (entry,) = list(tmp_path.rglob("*.safetensors"))
+    raw = bytearray(entry.read_bytes())
+    raw[-4:] = b"\x00\x00\x80\x7f"  # flip the last float: still parses, checksum must catch it
+    entry.write_bytes(bytes(raw))
+    again = extract_features(tiny_model(), ds, ["pool"], cache=cache)
+    assert again.cached_cuts == []
+    assert torch.equal(again.train["pool"], good.train["pool"])
+    entry.write_bytes(bytes(raw[:50]))  # truncated
+    assert extract_features(tiny_model(), ds, ["pool"], cache=cache).cached_cuts == []
+
+
+def test_progress_reports_batches(tmp_path):
+    seen = []
+    extract_features(tiny_model(), random_dataset(n_train=40, n_test=10), batch_size=10, cache=False,
+                     progress=lambda stage, d, t: seen.append((stage, d, t)))
+    assert seen[-1] == ("extract", 5, 5) and len(seen) == 5
