@@ -1,0 +1,134 @@
+"""Datasets by spec string: images plus one label column per task, with a fixed train/test split.
+
+`load_dataset` is the single entry point: it resolves the spec, checks the
+requested tasks before any pixel is read, lets the source load (and
+subsample) its images, makes sizes uniform, adds derived invariance tasks,
+records in `params` everything that determined the content, and validates.
+"""
+
+from __future__ import annotations
+
+from ..errors import DatasetError, did_you_mean
+from . import digits, imagefolder, invariance, shapes, torchvision_sets
+from .base import Dataset, stratified_indices
+from .invariance import DERIVED_TASKS
+from .resize import resize_batch
+
+__all__ = ["Dataset", "DERIVED_TASKS", "dataset_tasks", "list_datasets", "load_dataset", "stratified_indices"]
+
+_NAMED = {
+    "shapes": shapes.TASKS,
+    "digits": digits.TASKS,
+    **{name: list(src.tasks) for name, src in torchvision_sets.SOURCES.items()},
+}
+_IMAGEFOLDER = "imagefolder"
+
+
+def list_datasets() -> list[str]:
+    """Valid dataset specs (the image folder one with a placeholder path)."""
+    return [*_NAMED, f"{_IMAGEFOLDER}:<path>"]
+
+
+def _parse(spec: str) -> tuple[str, str | None]:
+    """(kind, path): kind is a named dataset or 'imagefolder'."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise DatasetError(f"A dataset spec must be a non-empty string, got {spec!r}. {did_you_mean('', list_datasets())}")
+    s = spec.strip()
+    head, sep, rest = s.partition(":")
+    if head.lower() == _IMAGEFOLDER:
+        if not rest.strip():
+            raise DatasetError(f"Dataset spec {spec!r} needs a folder: imagefolder:<path>, e.g. imagefolder:./my_images.")
+        return _IMAGEFOLDER, rest.strip()
+    key = s.lower().replace("-", "_")
+    loose = {n.replace("_", ""): n for n in _NAMED}
+    if key in _NAMED:
+        return key, None
+    if key.replace("_", "") in loose:
+        return loose[key.replace("_", "")], None
+    raise DatasetError(f"Unknown dataset {spec!r}. {did_you_mean(s, list_datasets())}")
+
+
+def dataset_tasks(spec: str) -> list[str]:
+    """Base tasks of a spec, without loading any pixels (derived tasks not included)."""
+    kind, _ = _parse(spec)
+    return list(imagefolder.TASKS if kind == _IMAGEFOLDER else _NAMED[kind])
+
+
+def _resolve_tasks(spec: str, tasks, base: list[str]) -> list[str]:
+    if tasks is None:
+        return list(base)
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    valid = [*base, *DERIVED_TASKS]
+    out: list[str] = []
+    for t in tasks:
+        if t not in valid:
+            raise DatasetError(f"Unknown task {t!r} for dataset {spec!r}. {did_you_mean(str(t), valid)}")
+        if t not in out:
+            out.append(t)
+    if not out:
+        raise DatasetError(f"No tasks requested for dataset {spec!r}. {did_you_mean('', valid)}")
+    return out
+
+
+def _check_count(what: str, value, minimum: int, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise DatasetError(f"{what} must be an integer >= {minimum}{' or None' if allow_none else ''}, got {value!r}.")
+
+
+def load_dataset(
+    spec: str,
+    *,
+    tasks: list[str] | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+    data_root: str | None = None,
+    download: bool = True,
+    image_size: int | None = None,
+) -> Dataset:
+    """Load a dataset by spec: shapes, digits, cifar10, cifar100, stl10, fashion_mnist, imagefolder:<path>.
+
+    tasks: base and/or derived tasks (None: all base tasks). n_train/n_test:
+    stratified subsample on the first base task (shapes: generated at exactly
+    that size). image_size: resize shorter side + centre crop.
+    """
+    kind, path = _parse(spec)
+    base = dataset_tasks(spec)
+    wanted = _resolve_tasks(spec, tasks, base)
+    _check_count("n_train", n_train, 1)
+    _check_count("n_test", n_test, 1)
+    _check_count("seed", seed, 0, allow_none=False)
+    _check_count("image_size", image_size, 1)
+
+    common = dict(n_train=n_train, n_test=n_test, seed=seed, image_size=image_size, data_root=data_root, download=download)
+    if kind == _IMAGEFOLDER:
+        name = f"{_IMAGEFOLDER}:{path}"
+        raw = imagefolder.load(path, **common)
+    elif kind == "shapes":
+        name, raw = kind, shapes.load(**common)
+    elif kind == "digits":
+        name, raw = kind, digits.load(**common)
+    else:
+        name, raw = kind, torchvision_sets.load(kind, **common)
+    x_tr, x_te, y_tr, y_te, all_classes, extra = raw
+
+    if image_size is not None and kind != _IMAGEFOLDER:  # image folders resize while decoding
+        x_tr, x_te = resize_batch(x_tr, image_size), resize_batch(x_te, image_size)
+
+    train_labels, test_labels, classes = {}, {}, {}
+    for t in wanted:
+        if t in DERIVED_TASKS:
+            train_labels[t] = invariance.apply(t, x_tr, seed, "train", name)
+            test_labels[t] = invariance.apply(t, x_te, seed, "test", name)
+            classes[t] = list(invariance.CLASSES[t])
+        else:
+            train_labels[t], test_labels[t], classes[t] = y_tr[t], y_te[t], list(all_classes[t])
+
+    params = {"spec": name, "seed": seed, "n_train": n_train, "n_test": n_test, "image_size": image_size, "tasks": wanted, **extra}
+    ds = Dataset(name=name, train_images=x_tr, test_images=x_te, train_labels=train_labels,
+                 test_labels=test_labels, classes=classes, params=params)
+    ds.validate()
+    return ds

@@ -1,0 +1,224 @@
+"""User images in class-per-folder layout: `<path>/<class>/<image>`, or `<path>/{train,test}/<class>/<image>`.
+
+Why it works this way:
+- The split must not move with the sampling seed, or accuracies from
+  different seeds would be measured on different test images. With
+  `train/` and `test/` folders those are used (classes = their sorted union);
+  otherwise, within each class, files are ranked by a hash of their relative
+  path and the first 20% go to test: a fixed, exactly stratified split.
+- Files are only listed and stat-ed up front; the stratified subsample is
+  drawn before any decoding, so a small sample of a huge folder is fast.
+- The content fingerprint hashes relative paths, sizes and mtimes, so
+  editing, adding or removing a file changes the feature-cache key.
+- Strict about contents: a non-image file inside a class folder or an image
+  that fails to decode is an error naming the file, not a silent skip.
+  Hidden files and folders ('.' prefix) are ignored, as are non-image files
+  at the top level (README, CSVs); images at the top level are an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import DatasetError
+from .base import stratified_indices
+from .resize import resize_array, resize_pil
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+DEFAULT_SIZE = 224  # used when images differ in size and no image_size was given
+TEST_FRACTION = 0.2
+TASKS = ["label"]
+_SHOW = 5
+
+
+def _layout_help(root: Path) -> str:
+    return (
+        f"Expected class-per-folder images: {root}/<class>/<image> (e.g. {root}/cat/001.png, {root}/dog/002.jpg), "
+        f"or {root}/train/<class>/<image> and {root}/test/<class>/<image>. "
+        f"Image extensions: {', '.join(IMAGE_EXTENSIONS)}."
+    )
+
+
+def _is_image(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _walk(folder: Path, rel: str, files: list, bad: list) -> None:
+    """Collect (relative path, size, mtime_ns) of images below folder; non-images go to bad."""
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        r = f"{rel}/{e.name}"
+        if e.is_dir():
+            _walk(Path(e.path), r, files, bad)
+        elif _is_image(e.name):
+            st = e.stat()
+            files.append((r, st.st_size, st.st_mtime_ns))
+        else:
+            bad.append(r)
+
+
+@dataclass
+class Listing:
+    """What is in the folder, before any pixel is read."""
+
+    root: Path
+    layout: str  # "train/test" or "fixed-hash-split"
+    classes: list[str]
+    files: dict[str, list[str]]  # split -> relative paths
+    labels: dict[str, np.ndarray]  # split -> class index per file
+    fingerprint: str
+
+
+def _scan_split(root: Path, split_dir: Path, prefix: str, bad: list) -> dict[str, list[tuple]]:
+    per_class: dict[str, list[tuple]] = {}
+    stray = []
+    with os.scandir(split_dir) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        if e.is_dir():
+            files: list[tuple] = []
+            _walk(Path(e.path), f"{prefix}{e.name}", files, bad)
+            per_class[e.name] = files
+        elif _is_image(e.name):
+            stray.append(f"{prefix}{e.name}")
+    if stray:
+        raise DatasetError(
+            f"Image folder {str(root)!r} has images outside class folders: {', '.join(stray[:_SHOW])}"
+            f"{' ...' if len(stray) > _SHOW else ''}. Move each image into a folder named after its class. {_layout_help(root)}"
+        )
+    return per_class
+
+
+def scan(path: str) -> Listing:
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DatasetError(f"Image folder {path!r} does not exist. {_layout_help(root)}")
+    if not root.is_dir():
+        raise DatasetError(f"Image folder {path!r} is not a directory. {_layout_help(root)}")
+    split_layout = (root / "train").is_dir() and (root / "test").is_dir()
+    bad: list[str] = []
+    if split_layout:
+        scanned = {s: _scan_split(root, root / s, f"{s}/", bad) for s in ("train", "test")}
+    else:
+        scanned = {"all": _scan_split(root, root, "", bad)}
+    if bad:
+        raise DatasetError(
+            f"Image folder {path!r} contains {len(bad)} file(s) that are not images: {', '.join(bad[:_SHOW])}"
+            f"{' ...' if len(bad) > _SHOW else ''}. Valid image extensions: {', '.join(IMAGE_EXTENSIONS)} "
+            f"(hidden files starting with '.' are ignored). Remove or move those files."
+        )
+    empty = sorted({c for per_class in scanned.values() for c, f in per_class.items() if not f}
+                   - {c for per_class in scanned.values() for c, f in per_class.items() if f})
+    if empty:
+        warnings.warn(f"Image folder {path!r}: class folder(s) without images ignored: {', '.join(empty)}.", stacklevel=3)
+    classes = sorted({c for per_class in scanned.values() for c, f in per_class.items() if f})
+    if not classes:
+        found = sorted({c for per_class in scanned.values() for c in per_class})
+        what = f"class folders ({', '.join(found[:_SHOW])}) but no images in them" if found else "no class folders"
+        raise DatasetError(f"Image folder {path!r} has {what}. {_layout_help(root)}")
+    if len(classes) == 1:
+        raise DatasetError(
+            f"Image folder {path!r} has only one class folder, {classes[0]!r}; a probe needs at least two class folders "
+            f"(one per class, e.g. {root}/{classes[0]}/ and {root}/<another class>/)."
+        )
+
+    index = {c: i for i, c in enumerate(classes)}
+    entries = [f for per_class in scanned.values() for fs in per_class.values() for f in fs]
+    digest = hashlib.sha256("\n".join(f"{r}\t{s}\t{m}" for r, s, m in sorted(entries)).encode()).hexdigest()
+
+    files: dict[str, list[str]] = {"train": [], "test": []}
+    if split_layout:
+        for split in ("train", "test"):
+            for c, fs in scanned[split].items():
+                files[split] += [r for r, _, _ in fs]
+    else:
+        for c, fs in scanned["all"].items():
+            ranked = sorted((r for r, _, _ in fs), key=lambda r: hashlib.sha1(r.encode()).hexdigest())
+            n_test = int(round(TEST_FRACTION * len(ranked))) if len(ranked) >= 5 else (1 if len(ranked) >= 2 else 0)
+            files["test"] += ranked[:n_test]
+            files["train"] += ranked[n_test:]
+    labels = {}
+    for split in files:
+        files[split].sort()
+        labels[split] = np.array([index[r.split("/")[1 if split_layout else 0]] for r in files[split]], dtype=np.int64)
+    return Listing(root, "train/test" if split_layout else "fixed-hash-split", classes, files, labels, digest)
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit greyscale: keep the range, not clip it
+        a = np.asarray(img, dtype=np.float64) / 257.0
+        return np.repeat(np.clip(np.rint(a), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return np.asarray(img.convert("RGB"))
+
+
+def _decode(path: Path, image_size: int | None) -> np.ndarray | Exception:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = _to_rgb(img)
+        if image_size is not None:
+            arr = np.asarray(resize_pil(Image.fromarray(arr), image_size))
+        return arr
+    except Exception as e:  # PIL raises OSError, ValueError, SyntaxError ... for bad files
+        return e
+
+
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2))
+
+
+def decode(listing: Listing, rel_paths: list[str], image_size: int | None) -> torch.Tensor:
+    """uint8 [N, 3, H, W]; DatasetError naming every file that fails to decode."""
+    with _pool() as pool:
+        arrays = list(pool.map(lambda r: _decode(listing.root / r, image_size), rel_paths))
+    failed = [(r, a) for r, a in zip(rel_paths, arrays) if isinstance(a, Exception)]
+    if failed:
+        shown = "; ".join(f"{r} ({type(e).__name__}: {e})" for r, e in failed[:_SHOW])
+        raise DatasetError(
+            f"Image folder {str(listing.root)!r}: {len(failed)} file(s) could not be decoded as images: {shown}"
+            f"{' ...' if len(failed) > _SHOW else ''}. Remove or replace them."
+        )
+    return _stack(arrays)
+
+
+def _stack(arrays: list[np.ndarray]) -> torch.Tensor:
+    if len({a.shape for a in arrays}) > 1:
+        with _pool() as pool:
+            arrays = list(pool.map(lambda a: resize_array(a, DEFAULT_SIZE), arrays))
+    if not arrays:
+        return torch.empty((0, 3, DEFAULT_SIZE, DEFAULT_SIZE), dtype=torch.uint8)
+    return torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2).copy())
+
+
+def load(path: str, *, n_train: int | None, n_test: int | None, seed: int, image_size: int | None = None, **_):
+    listing = scan(path)
+    images, labels = {}, {}
+    chosen = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        y = listing.labels[split]
+        idx = stratified_indices(y, n, seed) if len(y) else np.arange(0)
+        chosen[split] = idx
+        labels[split] = {"label": torch.from_numpy(y[idx]).long()}
+    # Decode both splits together so that the "one size or resize all to 224" rule treats them alike.
+    rel = [listing.files[s][i] for s in ("train", "test") for i in chosen[s]]
+    x = decode(listing, rel, image_size)
+    n_tr = len(chosen["train"])
+    images["train"], images["test"] = x[:n_tr], x[n_tr:]
+    params = {"path": str(listing.root.resolve()), "layout": listing.layout, "files_sha256": listing.fingerprint}
+    return images["train"], images["test"], labels["train"], labels["test"], {"label": listing.classes}, params

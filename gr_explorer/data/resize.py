@@ -1,0 +1,38 @@
+"""One rule for making image sizes uniform: resize the shorter side, then centre-crop a square.
+
+Shared by the tensor loaders and the PIL decoder of image folders so that
+`image_size` means the same thing for every dataset.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [N, 3, H, W] -> uint8 [N, 3, size, size] (antialiased bilinear)."""
+    from torchvision.transforms.v2 import functional as F
+
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    out = F.resize(images, size, antialias=True)
+    return F.center_crop(out, [size, size]).contiguous()
+
+
+def resize_pil(img: Image.Image, size: int) -> Image.Image:
+    """The same rule for one PIL image."""
+    w, h = img.size
+    if (w, h) == (size, size):
+        return img
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def resize_array(arr: np.ndarray, size: int) -> np.ndarray:
+    """HWC uint8 array version of resize_pil."""
+    return np.asarray(resize_pil(Image.fromarray(arr), size))
