@@ -1,0 +1,74 @@
+"""The gr-explorer CLI end to end: sweep writes its files, --config reproduces the numbers, errors are clear."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gr_explorer.cli import main
+from gr_explorer.data import load_dataset
+from helpers import saved_tiny
+
+
+def test_sweep_end_to_end_and_config_reproduces(tmp_path, capsys):
+    _, path = saved_tiny(tmp_path)
+    out = tmp_path / "demo"
+    rc = main(["sweep", "--model", f"file:{path}", "--dataset", "shapes", "--tasks", "shape,color,hflip",
+               "--probe", "linear,knn", "--n-train", "300", "--n-test", "100", "--seed", "1", "--out", str(out),
+               "--save-features", "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "Best cut and guillotine gain" in printed and "proj3" in printed
+    first = pd.read_csv(out / "results.csv")
+    assert len(first) == 8 * 3 * 2 and set(first["task"]) == {"shape", "color", "hflip"}
+    assert "plotly" in (out / "figure.html").read_text()[:5000].lower()
+    cfg = json.loads((out / "run.json").read_text())
+    assert cfg["models"] == [f"file:{path}"] and cfg["tasks"] == ["shape", "color", "hflip"] and cfg["seed"] == 1
+
+    # Saved features: documented layout, labels equal the dataset's.
+    (npz,) = list((out / "features").glob("*.npz"))
+    arr = np.load(npz)
+    assert list(arr["cuts"]) == ["stem", "layer1", "layer2", "layer3", "pool", "proj1", "proj2", "proj3"]
+    assert arr["train__proj3"].shape == (300, 16) and arr["test__stem"].shape == (100, 8)
+    ds = load_dataset("shapes", tasks=["shape", "color", "hflip"], n_train=300, n_test=100, seed=1)
+    assert np.array_equal(arr["train_labels__hflip"], ds.train_labels["hflip"].numpy())
+
+    # --config reproduces the same numbers, recomputed from scratch (no cache).
+    out2 = tmp_path / "again"
+    assert main(["sweep", "--config", str(out / "run.json"), "--out", str(out2), "--no-cache", "--quiet"]) == 0
+    second = pd.read_csv(out2 / "results.csv")
+    pd.testing.assert_frame_equal(first, second)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "--model", "zoo:does_not_exist"], r"Unknown zoo model 'does_not_exist'"),
+    (["sweep", "--model", "FILE", "--cuts", "layer9", "--n-train", "50", "--n-test", "20"], r"no cut 'layer9'.*Valid: stem"),
+    (["sweep", "--model", "FILE", "--dataset", "mnist"], r"Unknown dataset 'mnist'"),
+    (["sweep", "--model", "FILE", "--tasks", "colour"], r"colour"),
+    (["sweep", "--model", "FILE", "--probe", "svm"], r"Unknown probe\(s\) \['svm'\]"),
+    (["sweep"], r"No model given"),
+    (["sweep", "--config", "/no/such/run.json"], r"does not exist"),
+])
+def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys, args, message):
+    import re
+
+    _, path = saved_tiny(tmp_path)
+    args = [f"file:{path}" if a == "FILE" else a for a in args]
+    assert main(args + ["--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and re.search(message, err, re.S) and "Traceback" not in err
+
+
+def test_cuts_command(tmp_path, capsys):
+    _, path = saved_tiny(tmp_path)
+    assert main(["cuts", "--model", f"file:{path}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["0", "stem", "backbone", "8"]
+    assert lines[-1].split() == ["7", "proj3", "projector", "16"]
+
+
+def test_datasets_command(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "shapes" in out and "imagefolder:<path>" in out and "hflip" in out
