@@ -1,0 +1,76 @@
+"""About page: the guillotine effect and how to read the plots, for a teaching demo."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+TEXT = """
+### Where do the useful features live?
+
+Self-supervised methods such as **SimCLR**, **VICReg**, **BYOL** or **Barlow Twins** train a *backbone* (a ResNet,
+a ViT) followed by a small *projector* (an MLP head), and they apply their loss to the projector's output. The
+loss asks two augmented views of one image — a random crop, a flip, shifted colours — to map to nearby points.
+After training, the projector is thrown away and the backbone's output is used for downstream tasks.
+
+Why throw away the last layers? Because probes on the **backbone output** beat probes on the **last projector
+layer**, often by tens of points (over 30 on ImageNet). Bordes et al. call this **Guillotine Regularization**
+(*Guillotine Regularization: Why removing layers is needed to improve generalization in self-supervised
+learning*, [arXiv 2206.13378](https://arxiv.org/abs/2206.13378)): the layers closest to the loss specialise in the
+pretext task, so cutting them off generalises better. The best place to cut is not fixed. It moves with the
+training setup (objective, projector depth and width, augmentations, optimiser), with the data, and with the
+downstream task. Later work finds the best features inside the network for ViTs and language models too
+(*Perception Encoder*, 2025; *Layer by Layer*, 2025), and label-free measures such as effective rank
+(*RankMe*, 2023) try to predict the best layer without labels.
+
+### What the augmentations erase
+
+The pretext task makes the network **invariant** to whatever the augmentations change. Colour jitter and
+grayscale teach it to ignore colour; flips teach it to ignore left and right. That information survives in the
+early layers and **vanishes along the projector first**. The procedural `shapes` dataset makes this visible: each
+image has a shape, a colour, an orientation, a size, a position and a background, and each of these is a task. A
+small SimCLR model keeps `color` nearly perfectly at its first stage and loses much of it by the last projector
+layer, while `shape`, which the augmentations do not touch, stays readable much deeper. The derived tasks
+(`hflip`, `rot90`, `grayscale`, `hue`) ask directly whether an image was transformed: a network trained to be
+invariant to a transform cannot tell, at least not at its output. Aligning the pretext task with the downstream
+task (the `label_aligned` objective, whose positive pairs are images of the same class) shrinks the need to cut.
+
+### How to read the plots
+
+* **Accuracy vs depth** (Explore, Compare). The x axis lists the *cuts* in forward order: the backbone stages, the
+  pooled backbone output `pool` (what the projector receives), then `proj1` ... `projL`, the output of each
+  projector layer (`projL` is what the loss sees). The blue band is the backbone, the orange band the projector.
+  Each line is one task (and probe); the y axis is test accuracy of a probe fitted on the frozen features of that
+  cut. Chance level is 1 / number of classes.
+* **The star** marks the best cut of each line, and the label above it is the **guillotine gain**: accuracy at
+  the best cut minus accuracy at the last cut, in points. A large gain means the projector threw away what that
+  task needed. Hover any point for its cut, part, dimension and accuracy.
+* **The cut × task heatmap** shows the same numbers as a grid: read a row to follow one task through the network,
+  a column to see what one cut still knows.
+* **Compare** puts several models on one chart per task. Try the zoo's projector variants or objectives: the
+  deeper or narrower the projector, the further from the output the best cut tends to sit.
+
+### Probes
+
+A **linear probe** is a multinomial logistic regression on standardised features (its L2 strength picked on a
+validation split of the training images, then refitted); a **k-NN probe** votes among the nearest training
+images by cosine similarity. Both are fitted for every cut and task at once on features extracted in one
+forward pass per batch, and the features are cached on disk, so changing only the probes is instant.
+
+### A ten-minute demo
+
+1. **Explore** → press **Run** on the default (the shipped SimCLR model on `shapes`). Look at `color`: high at
+   the first stages, low at `projL`. Compare with `shape`.
+2. Add the derived task `grayscale` or `hue` and run again: the network's invariance shows up as a drop to
+   chance along the projector.
+3. **Train** → set the colour jitter to 0 and train; then **Compare** it with the shipped model: without the
+   colour augmentation, colour survives to the output.
+4. Download the **run config** of any run: `gr-explorer sweep --config run.json` reproduces the numbers from a
+   terminal, with the same library the app uses.
+"""
+
+
+def render() -> None:
+    st.title("About: the guillotine effect")
+    st.markdown(TEXT)
+    st.caption("gr-explorer is a thin app over a Python library and a CLI (`gr-explorer --help`): every number shown "
+               "here comes from `run_sweep`, and every run can be reproduced from its run config.")

@@ -1,0 +1,223 @@
+"""Long work off the script thread: a Job runs one library call in a background thread.
+
+Why a thread: a Streamlit script is interrupted whenever the user touches a
+widget. If the sweep ran in the script itself, any click (or a page switch)
+would kill it half-way. A Job keeps running; the page script only *follows*
+it (polls its progress a few times per second and redraws), and a rerun simply
+re-attaches. Cancel sets an event that the library polls (`should_stop`) and
+that the progress callback checks, so a run stops at the next batch.
+
+A Job never calls Streamlit: it only records progress under a lock, so
+following it from any rerun (or not at all) is safe. One Job per page and
+session lives in st.session_state; sessions never share Jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import streamlit as st
+
+from ..errors import GRExplorerError
+
+log = logging.getLogger("gr_explorer.app")
+
+
+class JobCancelled(GRExplorerError):
+    """Raised inside the worker when the user pressed Cancel."""
+
+    def __init__(self):
+        super().__init__("Cancelled.")
+
+
+@dataclass
+class StageInfo:
+    name: str
+    started: float
+    updated: float
+    done: int = 0
+    total: int = 0
+    message: str = ""
+
+
+@dataclass
+class Snapshot:
+    running: bool
+    cancel_requested: bool
+    elapsed: float
+    stages: list[StageInfo]
+    log: list[str]
+    series: list[float]
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class Job:
+    """`work(job)` runs in a thread; it reports through `job.progress(...)` and polls `job.should_stop()`."""
+
+    title: str
+    work: Callable[["Job"], Any]
+    meta: dict = field(default_factory=dict)
+    #: progress() raises JobCancelled once Cancel was pressed (False: the work polls should_stop itself)
+    raise_on_stop: bool = True
+    #: after Cancel, how long the page waits for a stopping point before letting the work finish unseen (None: wait)
+    detach_after: float | None = 3.0
+
+    def __post_init__(self):
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stages: list[StageInfo] = []
+        self._log: list[str] = []
+        self._series: list[float] = []
+        self.started = time.perf_counter()
+        self.finished: float | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.collected = False
+        self.cancel_time: float | None = None
+        self.detached = False
+        self._thread = threading.Thread(target=self._run, name=f"gr-explorer job: {self.title}", daemon=True)
+
+    # -- worker side ------------------------------------------------------------
+    def start(self) -> "Job":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.result = self.work(self)
+        except BaseException as e:  # noqa: BLE001 -- everything is reported to the page, never lost
+            if not isinstance(e, GRExplorerError):
+                log.error("job %r failed:\n%s", self.title, traceback.format_exc())
+            self.error = e
+        finally:
+            self.finished = time.perf_counter()
+
+    def progress(self, stage: str, done: int, total: int, message: str = "") -> None:
+        """The library's progress callback `(stage, done, total, message)`; raises JobCancelled after Cancel."""
+        now = time.perf_counter()
+        with self._lock:
+            if not self._stages or self._stages[-1].name != stage:
+                self._stages.append(StageInfo(stage, now, now))
+            s = self._stages[-1]
+            s.updated, s.done, s.total, s.message = now, int(done), int(total), str(message)
+            if stage == "load" and message and not message.startswith("loading") and message not in self._log:
+                self._log.append(message)
+            if stage == "extract" and total and done >= total:
+                # The probes of all cuts x tasks are fitted together and report only when a chunk is done:
+                # show that stage as started now rather than leave "extract" spinning.
+                self._stages.append(StageInfo("probe", now, now, message="fitting all cuts × tasks together"))
+        if self.raise_on_stop and self._stop.is_set():
+            raise JobCancelled()
+
+    def add_point(self, value: float) -> None:
+        """A point of a live series (the training loss)."""
+        with self._lock:
+            self._series.append(float(value))
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+    # -- page side --------------------------------------------------------------
+    def cancel(self) -> None:
+        if not self._stop.is_set():
+            self.cancel_time = time.perf_counter()
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return self.finished is None
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            stages = [StageInfo(**vars(s)) for s in self._stages]
+            log_lines, series = list(self._log), list(self._series)
+        end = self.finished if self.finished is not None else time.perf_counter()
+        return Snapshot(self.running, self._stop.is_set(), end - self.started, stages, log_lines, series,
+                        self.result, self.error)
+
+    def wait(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+STAGE_TITLES = {"load": "Load", "extract": "Extract features", "probe": "Fit probes", "train": "Train"}
+
+
+def _stage_line(s: StageInfo, current: bool) -> str:
+    title = STAGE_TITLES.get(s.name, s.name.capitalize())
+    secs = s.updated - s.started
+    count = f" {s.done}/{s.total}" if s.total and s.name != "load" else ""
+    mark = ":material/progress_activity:" if current else ":material/check_circle:"
+    msg = f" · {s.message}" if s.message else ""
+    return f"{mark} **{title}**{count}{msg} ({secs:.1f} s)"
+
+
+def follow(job: Job, *, key: str, on_series: Callable[[Any, list[float]], None] | None = None,
+           poll: float = 0.3, cancel_label: str = "Cancel",
+           cancel_help: str = "Stop after the current batch. Features extracted so far stay cached.") -> Snapshot:
+    """Draw `job`'s progress and block (polling) until it ends; returns the final snapshot.
+
+    The page script stays responsive: any widget interaction interrupts this
+    loop (Streamlit reruns the script) while the Job goes on; the rerun calls
+    `follow` again. `on_series(placeholder, values)` redraws a live series.
+    """
+    cancel_slot = st.empty()
+    cancel_slot.button(cancel_label, key=f"{key}:cancel", on_click=job.cancel, icon=":material/stop_circle:",
+                       help=cancel_help)
+    status = st.status(job.title, expanded=True)
+    with status:
+        lines = st.empty()
+        bar = st.empty()
+        chart = st.empty() if on_series is not None else None
+    shown_points = -1
+    while True:
+        snap = job.snapshot()
+        label = f"{job.title} · {snap.elapsed:.0f} s"
+        if snap.cancel_requested and snap.running:
+            label = f"Cancelling {job.title.lower()} · {snap.elapsed:.0f} s"
+        status.update(label=label, state="running", expanded=True)
+        text = [*(f":material/info: {m}" for m in snap.log[-3:])]
+        text += [_stage_line(s, current=(i == len(snap.stages) - 1 and snap.running)) for i, s in enumerate(snap.stages)]
+        lines.markdown("  \n".join(text) or "Starting ...")
+        cur = snap.stages[-1] if snap.stages else None
+        if cur is not None and cur.total:
+            frac = min(1.0, cur.done / cur.total)
+            bar.progress(frac, text=f"{STAGE_TITLES.get(cur.name, cur.name)}: {cur.done}/{cur.total}")
+        elif cur is not None:
+            bar.progress(0.0, text=f"{STAGE_TITLES.get(cur.name, cur.name)}: {cur.message or 'starting ...'}")
+        else:
+            bar.progress(0.0, text="starting ...")
+        if chart is not None and len(snap.series) != shown_points:
+            shown_points = len(snap.series)
+            on_series(chart, snap.series)
+        if not snap.running:
+            break
+        if (job.cancel_time is not None and job.detach_after is not None
+                and time.perf_counter() - job.cancel_time > job.detach_after):
+            # The library is inside a step that cannot be interrupted (one batched probe fit):
+            # let it finish in the background and drop its result; the page is free now.
+            job.detached = True
+            snap.error = JobCancelled()
+            break
+        time.sleep(poll)
+    cancel_slot.empty()
+    if snap.error is None:
+        status.update(label=f"{job.title}: done in {snap.elapsed:.1f} s", state="complete", expanded=False)
+    elif is_cancel(snap.error):
+        status.update(label=f"{job.title}: cancelled after {snap.elapsed:.1f} s", state="error", expanded=False)
+    else:
+        status.update(label=f"{job.title}: failed after {snap.elapsed:.1f} s", state="error", expanded=False)
+    return snap
+
+
+def is_cancel(e: BaseException | None) -> bool:
+    from ..sweep import SweepCancelled
+
+    return isinstance(e, (JobCancelled, SweepCancelled))

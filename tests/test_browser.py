@@ -1,0 +1,164 @@
+"""End to end in a real browser: `streamlit run streamlit_app.py`, headless Chromium, one click on Run.
+
+Needs Playwright (Python package) and Debian's Chromium (/usr/bin/chromium);
+`.ci/run` installs Chromium with apt when it is missing, and Playwright comes
+with the `test` extra. Playwright's own browser download is not used.
+
+The app runs on its real defaults (zoo:simclr from pretrained/, shapes, all
+cuts, linear probe). While pretrained/ holds no checkpoint yet, a tiny
+stand-in zoo is used instead, so the test still exercises the whole path.
+Saves the screenshot that the README shows (docs/explore.png; with the shipped zoo only).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gr_explorer.data import dataset_tasks
+from gr_explorer.sweep import SweepConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("GR_EXPLORER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+SERVER_START_S = 120
+RUN_S = 300  # generous: the default run takes well under a minute on an idle 2-core CPU
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
+
+
+def _zoo_env(tmp_path: Path) -> dict:
+    from gr_explorer.models import zoo_dir
+
+    if list(zoo_dir().glob("*.safetensors")):
+        return {}
+    sys.path.insert(0, str(Path(__file__).parent))
+    from helpers import saved_tiny
+
+    saved_tiny(tmp_path / "zoo", "simclr")
+    return {"GR_EXPLORER_ZOO": str(tmp_path / "zoo")}
+
+
+@pytest.fixture
+def playwright_api():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[test]' installs it)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium; .ci/run does it)")
+    return sync_playwright
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "GR_EXPLORER_CACHE": str(tmp_path / "cache"), "GR_EXPLORER_UPLOADS": str(tmp_path / "uploads"),
+           "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           **_zoo_env(tmp_path)}
+    log = open(tmp_path / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(url, proc, SERVER_START_S)
+        yield url, "GR_EXPLORER_ZOO" not in env or env["GR_EXPLORER_ZOO"] == os.environ.get("GR_EXPLORER_ZOO")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+        print((tmp_path / "streamlit.log").read_text()[-3000:])
+
+
+def test_default_run_in_a_real_browser(playwright_api, server, tmp_path):
+    server, real_zoo = server
+    with playwright_api() as p:
+        # Playwright gives every launch a fresh temporary profile (the --user-data-dir flag is its own).
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1100})
+            page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+            run = page.get_by_role("button", name="Run", exact=True)
+            run.wait_for(state="visible", timeout=90_000)
+            page.wait_for_function("() => { const b = [...document.querySelectorAll('button')].find("
+                                   "b => b.innerText.trim().endsWith('Run')); return b && !b.disabled; }", timeout=90_000)
+            t0 = time.perf_counter()
+            run.click()
+            page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=RUN_S * 1000)
+            seconds = time.perf_counter() - t0
+            page.get_by_text("Reproduce from a terminal").wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)  # let Plotly finish drawing
+            print(f"default run: chart shown {seconds:.1f} s after clicking Run")
+            assert page.locator(".js-plotly-plot").count() >= 1
+            assert page.locator("[data-testid='stException']").count() == 0
+            errors = page.locator("[data-testid='stAlertContentError']")
+            assert errors.count() == 0, errors.all_inner_texts()
+            body = page.inner_text("body")
+            assert "Traceback" not in body and "Unexpected error" not in body
+            page.mouse.move(900, 10)  # no tooltip in the screenshot
+            page.wait_for_timeout(500)
+            shot = tmp_path / "explore.png"
+            page.screenshot(path=str(shot), full_page=False)
+            if real_zoo:  # the README's screenshot shows the shipped model, never the stand-in
+                (ROOT / "docs").mkdir(exist_ok=True)
+                shutil.copyfile(shot, ROOT / "docs" / "explore.png")
+            # the downloads: the run config reproduces the run (SweepConfig.load reads it), the CSV is the table
+            with page.expect_download() as d:
+                page.get_by_role("button", name="Run config (JSON)").click()
+            d.value.save_as(tmp_path / "run.json")
+            config = SweepConfig.load(tmp_path / "run.json")
+            assert config.models == ["zoo:simclr"] and config.dataset == "shapes" and config.cuts is None
+            assert config.probes == ["linear"]
+            with page.expect_download() as d:
+                page.get_by_role("button", name="Results (CSV)").click()
+            d.value.save_as(tmp_path / "results.csv")
+            table = pd.read_csv(tmp_path / "results.csv")
+            assert set(table["task"]) == set(dataset_tasks("shapes")) and table["accuracy"].between(0, 1).all()
+            with page.expect_download() as d:
+                page.get_by_role("button", name="Figure (HTML)").click()
+            d.value.save_as(tmp_path / "figure.html")
+            assert "plotly" in (tmp_path / "figure.html").read_text()[:200_000].lower()
+            # a second browser session starts clean and does not disturb the first
+            other = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+            other.goto(server, wait_until="domcontentloaded", timeout=60_000)
+            other.get_by_text("then press").first.wait_for(timeout=90_000)
+            assert other.locator(".js-plotly-plot").count() == 0
+            other.close()
+            assert page.locator(".js-plotly-plot").count() >= 1
+        finally:
+            browser.close()
