@@ -42,8 +42,16 @@ class Dataset:
         return int(self.test_images.shape[0])
 
     def fingerprint(self) -> str:
-        """Content key for the feature cache (params, not pixels: pixels are derived from them)."""
-        blob = json.dumps({"name": self.name, "params": self.params}, sort_keys=True, default=str)
+        """Key of the pixels for the feature cache, derived from params (not from the pixels themselves).
+
+        Which base tasks are kept does not change a pixel, so it is left out;
+        derived tasks transform images, so they stay in, in order.
+        """
+        from .invariance import DERIVED_TASKS
+
+        params = dict(self.params)
+        params["tasks"] = [t for t in params.get("tasks", []) if t in DERIVED_TASKS]
+        blob = json.dumps({"name": self.name, "params": params}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     def validate(self) -> None:

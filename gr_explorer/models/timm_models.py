@@ -9,6 +9,7 @@ random init; a file path for weights the user brings (loaded by timm with
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from ..errors import ModelSpecError, OfflineError, did_you_mean
@@ -18,6 +19,7 @@ from .preprocessing import Preprocessing
 
 #: How long one hub request may take before we call it offline (seconds).
 HUB_TIMEOUT = os.environ.get("GR_EXPLORER_HUB_TIMEOUT", "10")
+_HUB_LOCK = threading.Lock()
 
 
 def load_timm(name: str, weights: str | None = None, readout: str = "cls") -> Model:
@@ -57,22 +59,23 @@ def _create_pretrained(timm, name: str, kwargs: dict):
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", HUB_TIMEOUT)
     from huggingface_hub import constants
 
-    was_offline = constants.HF_HUB_OFFLINE
-    # Unreachable hub: use the cache only, instead of a minute of retries.
-    constants.HF_HUB_OFFLINE = was_offline or not _hub_reachable(constants.ENDPOINT)
-    try:
-        return timm.create_model(name, pretrained=True, **kwargs)
-    except Exception as e:  # hub/network errors come in many types (OSError, HTTPError, LocalEntryNotFoundError ...)
-        if _is_network_error(e):
-            raise OfflineError(
-                f"Could not download pretrained weights for timm:{name} (offline, or the hub is unreachable, and they are not "
-                f"in the Hugging Face cache {os.environ.get('HF_HOME', '~/.cache/huggingface')}). Either download them once "
-                f"while online, or pass the file with --weights <file.safetensors|.pth> (Python: weights=...), "
-                f"or use --weights random for a random init. Cause: {type(e).__name__}: {str(e)[:200]}"
-            ) from e
-        raise
-    finally:
-        constants.HF_HUB_OFFLINE = was_offline
+    with _HUB_LOCK:  # the offline switch is process-wide: one loader at a time (app sessions share a process)
+        was_offline = constants.HF_HUB_OFFLINE
+        # Unreachable hub: use the cache only, instead of a minute of retries.
+        constants.HF_HUB_OFFLINE = was_offline or not _hub_reachable(constants.ENDPOINT)
+        try:
+            return timm.create_model(name, pretrained=True, **kwargs)
+        except Exception as e:  # hub/network errors come in many types (OSError, HTTPError, LocalEntryNotFoundError ...)
+            if _is_network_error(e):
+                raise OfflineError(
+                    f"Could not download pretrained weights for timm:{name} (offline, or the hub is unreachable, and they "
+                    f"are not in the Hugging Face cache {os.environ.get('HF_HOME', '~/.cache/huggingface')}). Either "
+                    f"download them once while online, or pass the file with --weights <file.safetensors|.pth> (Python: "
+                    f"weights=...), or use --weights random for a random init. Cause: {type(e).__name__}: {str(e)[:200]}"
+                ) from e
+            raise
+        finally:
+            constants.HF_HUB_OFFLINE = was_offline
 
 
 def _hub_reachable(endpoint: str) -> bool:

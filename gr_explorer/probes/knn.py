@@ -1,0 +1,186 @@
+"""Cosine k-NN probes with temperature-weighted votes (as in InstDisc / DINO).
+
+Features are L2-normalised; each query's neighbours are the bank samples of
+highest cosine similarity, and neighbour j votes for its class with weight
+exp(sim_j / T). Several k are scored from ONE top-k_max search, queries are
+processed in chunks (memory ~ chunk_size x bank size), and every task is voted
+from the same neighbour list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_KS: tuple[int, ...] = (5, 10, 20, 50)
+DEFAULT_TEMPERATURE = 0.07
+DEFAULT_CHUNK_SIZE = 1024
+
+
+def _normalize(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return F.normalize(x.to(device=device, dtype=torch.float32), dim=1)
+
+
+def _neighbours(
+    bank: torch.Tensor, queries: torch.Tensor, k_max: int, chunk_size: int
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Yield (start, sims [c, k_max] descending, indices [c, k_max]) for query chunks (inputs normalised)."""
+    k_max = min(k_max, bank.shape[0])
+    for start in range(0, queries.shape[0], chunk_size):
+        sims = queries[start : start + chunk_size] @ bank.T
+        top, idx = sims.topk(k_max, dim=1, largest=True, sorted=True)
+        yield start, top, idx
+
+
+def _vote(
+    sims: torch.Tensor, nb_labels: torch.Tensor, ks: Sequence[int], temperature: float, num_classes: int
+) -> dict[int, torch.Tensor]:
+    """Weighted votes of the first k neighbours for each k -> predicted class [c] per k.
+
+    Weights exp(sim / T) are computed as exp((sim - sim_max) / T): the same up to a
+    per-query factor (so the same argmax) but without overflow for small T.
+    Ties in the vote go to the lowest class id.
+    """
+    w = torch.exp((sims - sims[:, :1]) / temperature)
+    k_max = sims.shape[1]
+    out = {}
+    for k in ks:
+        kk = min(int(k), k_max)
+        votes = torch.zeros((sims.shape[0], num_classes), dtype=w.dtype, device=w.device)
+        votes.scatter_add_(1, nb_labels[:, :kk], w[:, :kk])
+        out[int(k)] = votes.argmax(1)
+    return out
+
+
+def knn_predict(
+    bank: torch.Tensor,
+    bank_labels: torch.Tensor,
+    queries: torch.Tensor,
+    ks: Sequence[int] = DEFAULT_KS,
+    temperature: float = DEFAULT_TEMPERATURE,
+    num_classes: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> dict[int, torch.Tensor]:
+    """Cosine k-NN predictions for every k in `ks` from one top-max(ks) search.
+
+    bank [Nb, D], bank_labels [Nb] (0..C-1), queries [Nq, D] -> {k: LongTensor [Nq]} on
+    the bank's device. A k larger than the bank uses the whole bank.
+    """
+    device = bank.device
+    bank_n = _normalize(bank, device)
+    q_n = _normalize(queries, device)
+    labels = bank_labels.to(device).long()
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1
+    ks = [int(k) for k in ks]
+    preds = {k: torch.empty(q_n.shape[0], dtype=torch.long, device=device) for k in ks}
+    for start, sims, idx in _neighbours(bank_n, q_n, max(ks), chunk_size):
+        for k, p in _vote(sims, labels[idx], ks, temperature, num_classes).items():
+            preds[k][start : start + len(p)] = p
+    return preds
+
+
+@dataclass
+class KnnProbeResult:
+    """One (cut, task): chosen k, its validation accuracy, test accuracy against the full train bank."""
+
+    k: int
+    val_accuracy: float
+    accuracy: float
+    val_accuracies: dict[int, float] = field(default_factory=dict)
+
+
+def _multi_task_correct(
+    bank: torch.Tensor,
+    bank_y: torch.Tensor,
+    queries: torch.Tensor,
+    query_y: torch.Tensor,
+    ks_per_task: Sequence[Sequence[int]],
+    temperature: float,
+    n_classes: Sequence[int],
+    chunk_size: int,
+) -> list[dict[int, int]]:
+    """Correct counts per task per k; one neighbour search for all tasks. bank_y [Nb, T], query_y [Nq, T]."""
+    k_max = max(max(ks) for ks in ks_per_task)
+    correct = [{int(k): 0 for k in ks} for ks in ks_per_task]
+    counts = [{int(k): torch.zeros((), dtype=torch.long, device=bank.device) for k in ks} for ks in ks_per_task]
+    for start, sims, idx in _neighbours(bank, queries, k_max, chunk_size):
+        nb = bank_y[idx]  # [c, k, T]
+        yq = query_y[start : start + sims.shape[0]]
+        for ti, ks in enumerate(ks_per_task):
+            for k, p in _vote(sims, nb[:, :, ti], ks, temperature, n_classes[ti]).items():
+                counts[ti][k] += (p == yq[:, ti]).sum()
+    for ti in range(len(ks_per_task)):
+        for k in correct[ti]:
+            correct[ti][k] = int(counts[ti][k])
+    return correct
+
+
+def fit_knn_probes(
+    train_feats: Mapping[str, torch.Tensor],
+    train_labels: Mapping[str, torch.Tensor],
+    test_feats: Mapping[str, torch.Tensor],
+    test_labels: Mapping[str, torch.Tensor],
+    *,
+    fit_idx: torch.Tensor,
+    val_idx: torch.Tensor,
+    ks: Sequence[int] | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+    n_classes: Mapping[str, int] | None = None,
+    device: torch.device | str = "cpu",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: Callable[[int, str], None] | None = None,
+) -> dict[tuple[str, str], KnnProbeResult]:
+    """Fit the k-NN probe for every (cut, task); inputs are assumed validated (see run_probes).
+
+    k is chosen per (cut, task) with bank = train[fit_idx], queries = train[val_idx]
+    (best accuracy; ties -> the larger k, the smoother vote), then test queries are
+    scored against the full train bank with that k. `progress(n_done, message)` is
+    called after each cut.
+    """
+    device = torch.device(device)
+    ks = sorted({int(k) for k in (DEFAULT_KS if ks is None else ks)})
+    cuts, tasks = list(train_feats), list(train_labels)
+    if n_classes is None:
+        n_classes = {t: int(max(train_labels[t].max(), test_labels[t].max())) + 1 for t in tasks}
+    nc = [n_classes[t] for t in tasks]
+    y_train = torch.stack([train_labels[t].long() for t in tasks], 1).to(device)
+    y_test = torch.stack([test_labels[t].long() for t in tasks], 1).to(device)
+    fit_d, val_d = fit_idx.to(device), val_idx.to(device)
+    n_val = len(val_idx)
+    results: dict[tuple[str, str], KnnProbeResult] = {}
+    for cut in cuts:
+        train_n = _normalize(train_feats[cut], device)
+        val_correct = _multi_task_correct(
+            train_n[fit_d], y_train[fit_d], train_n[val_d], y_train[val_d], [ks] * len(tasks), temperature, nc, chunk_size
+        )
+        chosen = []
+        for ti in range(len(tasks)):
+            # max over (count, k): ties -> larger k
+            chosen.append(max(ks, key=lambda k: (val_correct[ti][k], k)))
+        test_n = _normalize(test_feats[cut], device)
+        test_correct = _multi_task_correct(
+            train_n, y_train, test_n, y_test, [[k] for k in chosen], temperature, nc, chunk_size
+        )
+        n_test = test_n.shape[0]
+        for ti, task in enumerate(tasks):
+            k = chosen[ti]
+            results[(cut, task)] = KnnProbeResult(
+                k=k,
+                val_accuracy=val_correct[ti][k] / n_val,
+                accuracy=test_correct[ti][k] / n_test,
+                val_accuracies={kk: val_correct[ti][kk] / n_val for kk in ks},
+            )
+        if progress is not None:
+            progress(len(tasks), f"knn: {cut}")
+    return results
+
+
+def format_k(k: int) -> str:
+    return f"k={k}"
+
+
+__all__ = ["DEFAULT_KS", "DEFAULT_TEMPERATURE", "KnnProbeResult", "fit_knn_probes", "format_k", "knn_predict"]
