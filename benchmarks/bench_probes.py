@@ -147,6 +147,19 @@ def synthetic_cuts(
     return train_feats, train_labels, test_feats, test_labels
 
 
+def cifar_cuts(which: str, n_train: int, n_test: int, device: str):
+    """Features of every cut of a real model on CIFAR-10 (extracted once, cache off)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import cifar10, resnet18, zoo_format_model
+
+    from gr_explorer.features import extract_features
+
+    ds = cifar10(n_train, n_test)
+    model = zoo_format_model() if which == "zoo" else resnet18(64)
+    f = extract_features(model, ds, device=device, cache=False)
+    return f.train, ds.train_labels, f.test, ds.test_labels
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-train", type=int, default=8000)
@@ -158,6 +171,8 @@ def main() -> None:
     ap.add_argument("--grid", type=str, default="", help="comma-separated C values (default: probes.DEFAULT_GRID)")
     ap.add_argument("--device", type=str, default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="limit torch and BLAS threads (0: library defaults)")
+    ap.add_argument("--cifar", choices=["zoo", "resnet18"], help="real features: every cut of zoo:simclr (or its "
+                    "architecture) or a random-init timm ResNet-18 at 64 px, on CIFAR-10 from ../shared/data")
     args = ap.parse_args()
     if args.threads:
         from threadpoolctl import threadpool_limits
@@ -166,7 +181,11 @@ def main() -> None:
         threadpool_limits(args.threads)
     dims = tuple(int(d) for d in args.dims.split(","))
     grid = [float(c) for c in args.grid.split(",")] if args.grid else None
-    data = synthetic_cuts(args.n_train, args.n_test, dims, args.classes, args.tasks, args.noise_decay)
+    if args.cifar:
+        data = cifar_cuts(args.cifar, args.n_train, args.n_test, args.device)
+        dims = tuple(f.shape[1] for f in data[0].values())
+    else:
+        data = synthetic_cuts(args.n_train, args.n_test, dims, args.classes, args.tasks, args.noise_decay)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}; "
           f"{args.n_train} train x dims {dims}, {args.classes} classes, {args.tasks} task(s), "
           f"noise decay {args.noise_decay}")

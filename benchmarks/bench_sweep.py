@@ -55,6 +55,7 @@ def naive(model, ds, device, batch_size, grid, seed, max_iter):
         xtr = truncated_features(model, ds.train_images, cut, device, batch_size)
         xte = truncated_features(model, ds.test_images, cut, device, batch_size)
         acc[cut] = sklearn_probe(xtr, ytr, xte, yte, grid, seed, max_iter)
+        print(f"  naive: {cut} done", flush=True)
     return acc
 
 
@@ -66,13 +67,15 @@ def main():
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--max-iter", type=int, default=1000, help="sklearn lbfgs iterations (enough to converge)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--models", default="zoo,resnet18", help="which of zoo, resnet18 to measure")
     a = ap.parse_args()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     device = resolve_device(a.device)
     ds = cifar10(a.n_train, a.n_test)
     grid = list(DEFAULT_GRID)
     print(f"device {device}; CIFAR-10 {a.n_train} train / {a.n_test} test; C grid {grid}")
-    for model in (zoo_format_model(), resnet18(a.r18_size)):
+    makers = {"zoo": zoo_format_model, "resnet18": lambda: resnet18(a.r18_size)}
+    for model in (makers[m]() for m in a.models.split(",")):
         cfg = SweepConfig(models=[model.name], dataset=ds.name, probes=["linear"], device=str(device), batch_size=a.batch_size)
         with Timer() as t_ours:
             ours = run_sweep(cfg, models=[model], dataset=ds, cache=False).table

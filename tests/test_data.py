@@ -101,10 +101,16 @@ def test_shapes_fingerprint_tracks_params(small_shapes):
     fps = {
         small_shapes.fingerprint(),
         load_dataset("shapes", n_train=600, n_test=300, seed=3).fingerprint(),
-        load_dataset("shapes", n_train=601, n_test=300, seed=3, tasks=["shape"]).fingerprint(),
+        load_dataset("shapes", n_train=601, n_test=300, seed=4).fingerprint(),
         load_dataset("shapes", n_train=601, n_test=300, seed=3, image_size=40).fingerprint(),
+        load_dataset("shapes", n_train=601, n_test=300, seed=3, tasks=["shape", "hflip"]).fingerprint(),
+        load_dataset("shapes", n_train=601, n_test=300, seed=3, tasks=["shape", "hflip", "hue"]).fingerprint(),
     }
-    assert len(fps) == 4
+    assert len(fps) == 6
+    # The fingerprint keys the pixels: keeping other base tasks changes no pixel, so it is the same.
+    a = load_dataset("shapes", n_train=601, n_test=300, seed=3, tasks=["color", "size"])
+    b = load_dataset("shapes", n_train=601, n_test=300, seed=3, tasks=["shape"])
+    assert a.fingerprint() == b.fingerprint() and torch.equal(a.train_images, b.train_images)
 
 
 def test_shapes_attributes_independent():
