@@ -8,6 +8,11 @@ Names are imported lazily so that `import gr_explorer.<module>` stays cheap.
 """
 
 import importlib
+import os
+
+# OpenMP threads that sleep instead of spin: on a shared or busy CPU, spinning made torch
+# steps 5-15x slower here (see benchmarks/README.md); set before torch loads, overridable.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

@@ -76,6 +76,7 @@ def _atomic(dest: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,102 @@
+"""`gr-explorer train`: every TrainConfig field as a flag, a tqdm bar, Ctrl-C stops early and still saves."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from .config import TrainConfig, config_fields, parse_value
+
+
+def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train", help="train a model (SSL, supervised or label-aligned) and save it as a checkpoint",
+        description="Train a backbone + projector and save <out>.safetensors + <out>.json (probe it as file:<out>). "
+                    "Ctrl-C stops early and still saves.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for name, kind, help_text, default in config_fields():
+        flag = "--" + name.replace("_", "-")
+        if kind == "bool":
+            p.add_argument(flag, dest=name, action="store_true", default=None, help=help_text)
+        else:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            p.add_argument(flag, dest=name, default=None, metavar=kind.upper(), help=f"{help_text} (default: {shown})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(a) -> TrainConfig:
+    given = {}
+    for name, kind, _, _ in config_fields():
+        value = getattr(a, name, None)
+        if value is None:
+            continue
+        given[name] = value if kind == "bool" else parse_value(kind, value, name)
+    return TrainConfig(**given)
+
+
+class _Stop:
+    """First Ctrl-C asks the loop to stop after the current step (and save); a second one aborts."""
+
+    def __init__(self):
+        self.flag = False
+        self.previous = None
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: keep the default (the loop catches KeyboardInterrupt)
+            self.previous = None
+        return self
+
+    def _handle(self, *_):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+        print("\nstopping after this step and saving (Ctrl-C again to abort) ...", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+    def __call__(self) -> bool:
+        return self.flag
+
+
+def cmd_train(a) -> int:
+    from tqdm import tqdm
+
+    from .loop import load_train_dataset, plan, train
+
+    config = config_from_args(a)
+    config.validate()
+    ds = load_train_dataset(config)
+    _, _, total = plan(config, ds.n_train)
+    bar = None if a.quiet else tqdm(total=total, desc=f"train {config.objective}", unit="step", file=sys.stderr)
+
+    def progress(step, epoch, loss):
+        if bar is not None:
+            bar.update(step - bar.n)
+            bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}")
+
+    with _Stop() as stop:
+        try:
+            result = train(config, progress=progress, should_stop=stop, dataset=ds)
+        finally:
+            if bar is not None:
+                bar.close()
+    t = result.card["training"]
+    state = "stopped early" if result.stopped_early else "done"
+    print(f"{state}: {result.steps} steps in {t['wall_time_s']:.1f} s ({t['images_per_s']} img/s), final loss {t['final_loss']:.4f}")
+    print(f"wrote {result.path} and {result.path.with_suffix('.json')}  (probe it: gr-explorer sweep --model file:{result.path})")
+    if "results" in result.card:
+        print("held-out linear probes (best cut / last cut):")
+        for r in result.card["results"]["summary"]:
+            print(f"  {r['task']:12s} best {r['best_cut']:8s} {r['best_accuracy']:.3f}   last {r['last_cut']:8s} "
+                  f"{r['last_accuracy']:.3f}   gain {r['guillotine_gain']:+.3f}")
+    if stop.flag or t.get("stopped_by") == "KeyboardInterrupt":
+        print("interrupted: the checkpoint above holds the weights at the last finished step", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,253 @@
+"""The training loop: config -> trained Model -> checkpoint in the zoo format (+ card).
+
+Short on purpose (nanoGPT style): load images once onto the device, then per
+step draw a batch, make the views with batched augmentations, compute the
+objective, step the optimiser. Deterministic on CPU for a given seed: the
+weights come from torch.manual_seed(seed), the batch order and every
+augmentation from explicit generators. bf16 autocast on CUDA.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..device import autocast, resolve_device
+from ..errors import GRExplorerError, did_you_mean
+from ..models import Model, Preprocessing, build_model, save_checkpoint
+from .augment import augment
+from .config import TrainConfig
+from .errors import TrainingError
+from .objectives import make_objective
+
+#: progress(step, epoch, loss): called after every optimiser step (step counts from 1, epoch from 0).
+Progress = Callable[[int, int, float], None]
+
+
+@dataclass
+class TrainResult:
+    model: Model
+    path: Path
+    card: dict
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+
+# ----------------------------------------------------------------------------------------------
+# pieces
+
+
+def load_train_dataset(config: TrainConfig):
+    """The dataset the run trains on (its train split); label task checked against the dataset's tasks."""
+    from ..data import dataset_tasks, load_dataset
+
+    tasks = None
+    if config.label_task:
+        valid = dataset_tasks(config.dataset)
+        if config.label_task not in valid:
+            raise TrainingError(f"Label task {config.label_task!r} is not a task of dataset {config.dataset!r}. {did_you_mean(config.label_task, valid)}")
+        tasks = [config.label_task]
+    return load_dataset(config.dataset, tasks=tasks, n_train=config.n_train, n_test=None, seed=config.data_seed,
+                        image_size=config.image_size)
+
+
+def architecture(config: TrainConfig) -> dict:
+    """The card's `architecture` entry (what checkpoint.build_model rebuilds)."""
+    if config.backbone == "resnet_small":
+        backbone = {"type": "resnet_small", "width": config.width, "depths": list(config.depths)}
+    else:
+        name = config.backbone.removeprefix("timm:")
+        import timm
+
+        if not timm.is_model(name):
+            raise TrainingError(f"Unknown backbone {config.backbone!r}: neither resnet_small nor a timm model name. "
+                                f"{did_you_mean(name, ['resnet_small', *timm.list_models()])}")
+        backbone = {"type": "timm", "name": name, "kwargs": dict(config.backbone_kwargs)}
+    projector = None
+    if str(config.projector).strip().lower() not in ("", "none"):
+        projector = {"spec": config.projector, "norm": config.projector_norm, "act": config.projector_act}
+    return {"backbone": backbone, "projector": projector}
+
+
+def data_preprocessing(images: torch.Tensor, input_size: int) -> Preprocessing:
+    """Per-channel mean/std of the training images: what the model will expect at probe time."""
+    x = images[: 20000].float().div_(255.0)
+    mean = x.mean((0, 2, 3))
+    std = x.std((0, 2, 3)).clamp_min(1e-3)
+    return Preprocessing(input_size=input_size, mean=tuple(round(float(v), 4) for v in mean),
+                         std=tuple(round(float(v), 4) for v in std))
+
+
+def build_train_model(config: TrainConfig, preprocessing: Preprocessing) -> Model:
+    """Random-init Model built exactly the way a checkpoint is loaded (checkpoint.build_model)."""
+    torch.manual_seed(config.seed)
+    card = {"architecture": architecture(config), "preprocessing": preprocessing.as_dict(), "readout": "cls"}
+    try:
+        return build_model(card, name=Path(config.out).stem)
+    except GRExplorerError as e:
+        raise TrainingError(str(e)) from e
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    """Weight decay on weights only (not on norm scales and biases)."""
+    params = [p for p in params if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up to `peak`, then cosine decay to 0."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def plan(config: TrainConfig, n_images: int) -> tuple[int, int, int]:
+    """(batch size, steps per epoch, total steps): full batches only, so BatchNorm never sees a tiny batch."""
+    bs = min(config.batch_size, n_images)
+    if bs < 2:
+        raise TrainingError(f"Dataset {config.dataset!r} has {n_images} training image(s); training needs at least 2.")
+    per_epoch = n_images // bs
+    total = per_epoch * config.epochs
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    return bs, per_epoch, total
+
+
+def to_input(x: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 batch -> float in [0, 1] at the model's input size."""
+    x = x.float().div_(255.0)
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x
+
+
+def normalize(x: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
+    mean = torch.tensor(pre.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+# ----------------------------------------------------------------------------------------------
+# the loop
+
+
+def train(config: TrainConfig, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+          dataset=None) -> TrainResult:
+    """Train, save the checkpoint + card at `config.out`, optionally evaluate on held-out data.
+
+    `should_stop()` is polled after every step; when it returns True (or on
+    Ctrl-C) the run stops and the checkpoint is still written, with
+    `training.stopped_early` set in the card (and no --eval sweep). `dataset`
+    replaces loading `config.dataset` (its train split is used).
+    """
+    config.validate()
+    device = resolve_device(config.device)
+    t0 = time.perf_counter()
+    ds = dataset if dataset is not None else load_train_dataset(config)
+    images = ds.train_images
+    labels = ds.train_labels[config.label_task].to(device) if config.label_task else None
+    n_classes = len(ds.classes[config.label_task]) if config.label_task else None
+    size = config.image_size or int(images.shape[-1])
+    pre = data_preprocessing(images, size)
+    model = build_train_model(config, pre).to(device).train()
+    objective = make_objective(config.objective, **config.objective_options())
+    objective.setup(model, n_classes)
+    opt = make_optimizer(config, list(model.parameters()) + list(objective.parameters()))
+    aug = config.augmentations()
+    images = images.to(device)
+    bs, per_epoch, total = plan(config, images.shape[0])
+    warmup = int(round(config.warmup_epochs * per_epoch))
+    order_gen = torch.Generator().manual_seed(config.seed)  # batch order (CPU: same order on every device)
+    aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # views and pairs
+
+    losses: list[float] = []
+    step, epoch, stopped, interrupted = 0, 0, False, False
+    try:
+        while step < total and not stopped:
+            perm = torch.randperm(images.shape[0], generator=order_gen).to(device)
+            for i in range(per_epoch):
+                if step >= total:
+                    break
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, total, warmup, config.lr)
+                idx = perm[i * bs:(i + 1) * bs]
+                x = to_input(images[idx], size)
+                y = labels[idx] if labels is not None else None
+                partner = objective.pair(y, aug_gen)
+                views = [normalize(augment(x, aug, aug_gen), pre)]
+                if objective.n_views == 2:
+                    views.append(normalize(augment(x if partner is None else x[partner], aug, aug_gen), pre))
+                with autocast(device):
+                    loss = objective(model, views, y, partner)
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"The {config.objective} loss became {loss.item()} at step {step + 1}; "
+                                        f"lower the learning rate (--lr, now {config.lr}) or use --optimizer adamw.")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                objective.step_end(model, step, total)
+                losses.append(float(loss.detach()))
+                if progress is not None:
+                    progress(step, epoch, losses[-1])
+                if should_stop is not None and should_stop():
+                    stopped = True
+                    break
+            epoch += 1
+    except KeyboardInterrupt:  # Ctrl-C: keep what was learned
+        stopped = interrupted = True
+    seconds = time.perf_counter() - t0
+    model.eval()
+    card = make_card(config, ds, objective, losses, step, total, per_epoch, bs, seconds, stopped, device)
+    if interrupted:
+        card["training"]["stopped_by"] = "KeyboardInterrupt"
+    path = save_checkpoint(model, config.out, card)
+    if config.eval and not stopped:  # a stopped run is saved as is; sweep it by hand if wanted
+        from .evaluate import evaluate
+
+        card["results"] = evaluate(f"file:{path}", config)
+        path = save_checkpoint(model, config.out, card)
+    return TrainResult(model=model, path=path, card=card, losses=losses, steps=step, seconds=seconds, stopped_early=stopped)
+
+
+def describe_run(config: TrainConfig) -> str:
+    """Default one-line description for the card."""
+    obj = config.objective if config.objective != "label_aligned" else f"label_aligned p={config.p:g}"
+    if config.label_task:
+        obj += f" ({config.label_task})"
+    bb = f"SmallResNet w{config.width} {'-'.join(map(str, config.depths))}" if config.backbone == "resnet_small" else config.backbone
+    aug = f"jitter {config.color_jitter:g}@{config.color_jitter_p:g}, gray {config.gray_p:g}, flip {config.flip_p:g}, crop {config.crop_scale[0]:g}-{config.crop_scale[1]:g}"
+    return (f"{obj}; {bb} + projector {config.projector}; {config.dataset} {config.n_train or 'all'} imgs x {config.epochs} ep; {aug}")
+
+
+def make_card(config, ds, objective, losses, steps, total, per_epoch, bs, seconds, stopped, device) -> dict:
+    per_epoch_loss = [sum(losses[i:i + per_epoch]) / len(losses[i:i + per_epoch]) for i in range(0, len(losses), per_epoch)]
+    return {
+        "description": config.description or describe_run(config),
+        "architecture": architecture(config),
+        "objective": config.objective,
+        "objective_params": objective.describe(),
+        "augmentations": config.augmentations().as_dict(),
+        "config": config.as_dict(),
+        "command": config.to_command(),
+        "dataset": {"spec": config.dataset, "split": "train", "n_images": int(ds.n_train), "seed": config.data_seed,
+                    "label_task": config.label_task, "params": ds.params},
+        "training": {"steps": steps, "planned_steps": total, "batch_size": bs, "epochs_done": round(steps / max(1, per_epoch), 3),
+                     "wall_time_s": round(seconds, 2), "final_loss": losses[-1] if losses else None,
+                     "loss_per_epoch": [round(v, 5) for v in per_epoch_loss], "stopped_early": bool(stopped),
+                     "device": str(device), "torch": torch.__version__,
+                     "images_per_s": round(steps * bs / seconds, 1) if seconds > 0 else None},
+    }

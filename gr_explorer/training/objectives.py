@@ -1,0 +1,313 @@
+"""Training objectives: the loss that sits on the projector output (the cut `projL`, or `pool` without projector).
+
+Each objective is a small nn.Module with one surface, so the loop does not
+care which one it runs:
+
+* `setup(model, n_classes)` builds what the objective owns (BYOL's predictor
+  and momentum target, the supervised classifier) once the model exists;
+* `pair(labels, g)` says which image each second view comes from (None: the
+  same image, i.e. two views of one image);
+* `forward(model, views, labels)` returns the scalar loss;
+* `step_end(model, step, total_steps)` runs after each optimiser step (BYOL's EMA).
+
+The pure loss functions (`nt_xent`, `vicreg_loss`, `barlow_twins_loss`,
+`byol_loss`) are exported on their own so tests can check them against
+straightforward reference formulas.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import did_you_mean
+from .errors import TrainingError
+
+# ----------------------------------------------------------------------------------------------
+# pure losses
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """SimCLR's NT-Xent over 2B embeddings [z1; z2]: row i's positive is its pair, every other row a negative.
+
+    `exclude` ([2B, 2B] bool) removes further entries from a row's denominator
+    (they are neither positives nor negatives); it must not contain the positive.
+    """
+    b = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    if exclude is not None:
+        sim = sim.masked_fill(exclude, float("-inf"))
+    target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+def _off_diagonal(m: torch.Tensor) -> torch.Tensor:
+    return m[~torch.eye(m.shape[0], dtype=torch.bool, device=m.device)]
+
+
+def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_coeff: float = 25.0, std_coeff: float = 25.0,
+                cov_coeff: float = 1.0, eps: float = 1e-4) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """VICReg (Bardes et al. 2022, official code): invariance (MSE) + variance hinge on std + off-diagonal covariance."""
+    z1, z2 = z1.float(), z2.float()
+    n, d = z1.shape
+    inv = F.mse_loss(z1, z2)
+    c1, c2 = z1 - z1.mean(0), z2 - z2.mean(0)
+    std1, std2 = torch.sqrt(c1.var(0) + eps), torch.sqrt(c2.var(0) + eps)
+    var = F.relu(1 - std1).mean() / 2 + F.relu(1 - std2).mean() / 2
+    cov1, cov2 = c1.T @ c1 / (n - 1), c2.T @ c2 / (n - 1)
+    cov = _off_diagonal(cov1).pow(2).sum() / d + _off_diagonal(cov2).pow(2).sum() / d
+    loss = sim_coeff * inv + std_coeff * var + cov_coeff * cov
+    return loss, {"invariance": inv.detach(), "variance": var.detach(), "covariance": cov.detach()}
+
+
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3, eps: float = 1e-5) -> torch.Tensor:
+    """Barlow Twins: cross-correlation of batch-standardised embeddings pushed to the identity."""
+    z1, z2 = z1.float(), z2.float()
+    n = z1.shape[0]
+    z1 = (z1 - z1.mean(0)) / torch.sqrt(z1.var(0, unbiased=False) + eps)
+    z2 = (z2 - z2.mean(0)) / torch.sqrt(z2.var(0, unbiased=False) + eps)
+    c = z1.T @ z2 / n
+    on = (torch.diagonal(c) - 1).pow(2).sum()
+    off = _off_diagonal(c).pow(2).sum()
+    return on + lambd * off
+
+
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """2 - 2 cos(p, z) averaged over the batch (z is the stop-gradient target)."""
+    return (2 - 2 * F.cosine_similarity(p.float(), z.float().detach(), dim=-1)).mean()
+
+
+def label_aligned_exclusions(labels: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """[2B, 2B] mask for nt_xent: a row whose positive is another image drops its other same-class rows from the negatives.
+
+    Rows are [anchors; second views]; both rows of a label-aligned pair (pairs[i] != i)
+    compare only against images of other classes, as in SupCon. Rows of ordinary
+    pairs (pairs[i] == i) keep all negatives, as in SimCLR.
+    """
+    b = labels.shape[0]
+    ar = torch.arange(b, device=labels.device)
+    aligned = (pairs != ar).repeat(2)
+    lab = labels.repeat(2)  # a second view has its anchor's label (same class by construction)
+    mask = (lab[:, None] == lab[None, :]) & aligned[:, None]
+    pos = torch.cat([ar + b, ar])
+    mask[torch.arange(2 * b, device=labels.device), pos] = False
+    return mask
+
+
+def label_aligned_pairs(labels: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    """Index of the image each anchor's second view comes from.
+
+    Exactly round(p * B) anchors, chosen uniformly at random, get a partner drawn
+    uniformly among the OTHER images of the batch with the same label; the rest
+    (and any anchor whose class has no other image in the batch) keep themselves,
+    i.e. the usual two views of one image. p = 0 is SimCLR's pairing, p = 1 pairs
+    every anchor with a different same-class image (a SupCon-like objective with
+    one sampled positive per anchor).
+    """
+    b, dev = labels.shape[0], labels.device
+    idx = torch.arange(b, device=dev)
+    k = int(round(float(p) * b))
+    if k == 0:
+        return idx
+    chosen = torch.randperm(b, generator=g, device=dev)[:k]
+    cand = labels[chosen].view(-1, 1) == labels.view(1, -1)
+    cand[torch.arange(k, device=dev), chosen] = False
+    score = torch.rand(k, b, generator=g, device=dev).masked_fill(~cand, -1.0)
+    best, j = score.max(1)
+    idx[chosen] = torch.where(best >= 0, j, chosen)
+    return idx
+
+
+# ----------------------------------------------------------------------------------------------
+# objectives
+
+
+class Objective(nn.Module):
+    """Base: two views of one image, loss on the model output."""
+
+    name = "objective"
+    needs_labels = False
+    n_views = 2
+
+    def setup(self, model: nn.Module, n_classes: int | None = None) -> None:
+        pass
+
+    def pair(self, labels: torch.Tensor | None, g: torch.Generator) -> torch.Tensor | None:
+        return None
+
+    def forward(self, model: nn.Module, views: Sequence[torch.Tensor], labels: torch.Tensor | None = None,
+                pairs: torch.Tensor | None = None) -> torch.Tensor:
+        """Loss of a batch; `pairs` is what `pair()` returned for it (second view i shows image pairs[i])."""
+        z1, z2 = self._embed(model, views)
+        return self.loss(z1, z2)
+
+    @staticmethod
+    def _embed(model, views):
+        """Both views in ONE forward pass (so BatchNorm sees one batch, and it is faster)."""
+        z = model(torch.cat(list(views)))
+        return z.chunk(len(views))
+
+    def loss(self, z1, z2):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def step_end(self, model: nn.Module, step: int, total_steps: int) -> None:
+        pass
+
+    def describe(self) -> dict:
+        return {"name": self.name}
+
+
+class SimCLR(Objective):
+    name = "simclr"
+
+    def __init__(self, temperature: float = 0.5, **_):
+        super().__init__()
+        self.temperature = float(temperature)
+
+    def loss(self, z1, z2):
+        return nt_xent(z1, z2, self.temperature)
+
+    def describe(self):
+        return {"name": self.name, "temperature": self.temperature}
+
+
+class VICReg(Objective):
+    name = "vicreg"
+
+    def __init__(self, sim_coeff: float = 25.0, std_coeff: float = 25.0, cov_coeff: float = 1.0, **_):
+        super().__init__()
+        self.coeffs = (float(sim_coeff), float(std_coeff), float(cov_coeff))
+
+    def loss(self, z1, z2):
+        return vicreg_loss(z1, z2, *self.coeffs)[0]
+
+    def describe(self):
+        return {"name": self.name, "sim_coeff": self.coeffs[0], "std_coeff": self.coeffs[1], "cov_coeff": self.coeffs[2]}
+
+
+class BarlowTwins(Objective):
+    name = "barlow"
+
+    def __init__(self, barlow_lambda: float = 5e-3, **_):
+        super().__init__()
+        self.lambd = float(barlow_lambda)
+
+    def loss(self, z1, z2):
+        return barlow_twins_loss(z1, z2, self.lambd)
+
+    def describe(self):
+        return {"name": self.name, "lambda": self.lambd}
+
+
+def _out_dim(model) -> int:
+    return int(model.cuts[-1].dim)
+
+
+class BYOL(Objective):
+    """Online model + predictor chase a momentum (EMA) copy of the model; cosine schedule tau_base -> 1."""
+
+    name = "byol"
+
+    def __init__(self, byol_tau: float = 0.99, byol_predictor_hidden: int = 512, **_):
+        super().__init__()
+        self.tau_base, self.hidden = float(byol_tau), int(byol_predictor_hidden)
+        self.tau = self.tau_base
+        self.predictor: nn.Module | None = None
+        self.target: nn.Module | None = None
+
+    def setup(self, model, n_classes=None):
+        d = _out_dim(model)
+        dev = next(model.parameters()).device
+        self.predictor = nn.Sequential(nn.Linear(d, self.hidden, bias=False), nn.BatchNorm1d(self.hidden),
+                                       nn.ReLU(inplace=True), nn.Linear(self.hidden, d)).to(dev)
+        self.target = copy.deepcopy(model).requires_grad_(False)
+
+    def forward(self, model, views, labels=None, pairs=None):
+        x = torch.cat(list(views))
+        p1, p2 = self.predictor(model(x)).chunk(2)
+        with torch.no_grad():
+            self.target.train(model.training)
+            t1, t2 = self.target(x).chunk(2)
+        return byol_loss(p1, t2) + byol_loss(p2, t1)
+
+    @torch.no_grad()
+    def step_end(self, model, step, total_steps):
+        """EMA update with tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2 (BYOL's schedule)."""
+        self.tau = 1 - (1 - self.tau_base) * (math.cos(math.pi * step / max(1, total_steps)) + 1) / 2
+        for pt, po in zip(self.target.parameters(), model.parameters()):
+            pt.mul_(self.tau).add_(po.detach(), alpha=1 - self.tau)
+        for bt, bo in zip(self.target.buffers(), model.buffers()):
+            bt.copy_(bo)
+
+    def describe(self):
+        return {"name": self.name, "tau_base": self.tau_base, "predictor_hidden": self.hidden}
+
+
+class Supervised(Objective):
+    """Cross-entropy of a linear classifier on the projector output (one augmented view per image)."""
+
+    name = "supervised"
+    needs_labels = True
+    n_views = 1
+
+    def __init__(self, **_):
+        super().__init__()
+        self.classifier: nn.Module | None = None
+
+    def setup(self, model, n_classes=None):
+        if not n_classes or n_classes < 2:
+            raise TrainingError(f"The supervised objective needs a label task with at least two classes, got {n_classes}.")
+        self.classifier = nn.Linear(_out_dim(model), int(n_classes)).to(next(model.parameters()).device)
+
+    def forward(self, model, views, labels=None, pairs=None):
+        return F.cross_entropy(self.classifier(model(views[0])).float(), labels)
+
+
+class LabelAligned(SimCLR):
+    """NT-Xent where a fraction p of anchors take as positive an augmented view of ANOTHER same-class image.
+
+    Exactly: `label_aligned_pairs` picks round(p B) anchors and gives each a
+    random other same-class image of the batch, whose augmented view replaces
+    the anchor's second view; for those pairs the other same-class embeddings
+    are left out of the negatives (`label_aligned_exclusions`) -- otherwise a
+    view of the very image chosen as positive would also be a negative (its
+    first view is in the batch). Ordinary pairs keep SimCLR's loss unchanged.
+    p = 0 is SimCLR exactly; p = 1 is SupCon with one sampled positive per anchor.
+    """
+
+    name = "label_aligned"
+    needs_labels = True
+
+    def __init__(self, temperature: float = 0.5, p: float = 0.5, **_):
+        super().__init__(temperature)
+        if not 0.0 <= float(p) <= 1.0:
+            raise TrainingError(f"Label-aligned fraction p={p!r} is invalid. Valid: a number in [0, 1] (0 = SimCLR, 1 = SupCon-like).")
+        self.p = float(p)
+
+    def pair(self, labels, g):
+        return label_aligned_pairs(labels, self.p, g)
+
+    def forward(self, model, views, labels=None, pairs=None):
+        z1, z2 = self._embed(model, views)
+        exclude = None if pairs is None or self.p == 0 else label_aligned_exclusions(labels, pairs)
+        return nt_xent(z1, z2, self.temperature, exclude)
+
+    def describe(self):
+        return {"name": self.name, "temperature": self.temperature, "p": self.p}
+
+
+OBJECTIVES: dict[str, type[Objective]] = {c.name: c for c in (SimCLR, VICReg, BYOL, BarlowTwins, Supervised, LabelAligned)}
+
+
+def make_objective(name: str, **options) -> Objective:
+    """Objective by registry name; options not used by it are ignored (one TrainConfig serves all)."""
+    if name not in OBJECTIVES:
+        raise TrainingError(f"Unknown objective {name!r}. {did_you_mean(name, OBJECTIVES)}")
+    return OBJECTIVES[name](**options)
