@@ -1,18 +1,14 @@
 """gr-explorer: `streamlit run streamlit_app.py`.
 
 A thin view over the library: each page (gr_explorer/app/) calls run_sweep /
-train and renders the library's figures and tables.
+train and renders the library's figures and tables. (OMP_WAIT_POLICY=PASSIVE,
+which keeps the probes fast on a busy CPU, is set by `import gr_explorer`
+before torch loads; every page imports it first.)
 """
 
-import os
 from pathlib import Path
 
-# OpenMP threads that sleep instead of spin: with the app's background jobs (and other sessions or programs)
-# sharing the CPU, spinning threads made the probes ~4x slower in our measurements; results are unchanged.
-# Must be set before torch is first imported, i.e. here.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import streamlit as st  # noqa: E402
+import streamlit as st
 
 PAGES = Path(__file__).resolve().parent / "gr_explorer" / "app" / "pages"
 

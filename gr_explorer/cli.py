@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -59,12 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(a) -> "SweepConfig":
+    from dataclasses import asdict
+
     from .sweep import SweepConfig
 
-    base = {}
-    if a.config:
-        base = json.loads(SweepConfig.load(a.config).to_json())
-        base.pop("gr_explorer_run", None)
+    base = asdict(SweepConfig.load(a.config)) if a.config else {}
     over = {
         "models": [m for spec in (a.model or []) for m in _csv(spec)] or None,
         "dataset": a.dataset, "tasks": _csv(a.tasks), "cuts": _csv(a.cuts), "probes": _csv(a.probe),

@@ -149,11 +149,11 @@ def sweep(models: str | Model | Sequence[str | Model], dataset: str | Dataset = 
           progress: Progress | None = None, cache: FeatureCache | None | bool = None, **options) -> pd.DataFrame:
     """One call from specs (or objects) to the tidy table; options are SweepConfig fields."""
     models = [models] if isinstance(models, (str, Model)) else list(models)
-    objs = [m for m in models if isinstance(m, Model)]
-    if objs and len(objs) != len(models):
-        models = [m if isinstance(m, Model) else load_model(m, weights=options.get("weights"), readout=options.get("readout", "cls")) for m in models]
-        objs = models
+    objs = None
+    if any(isinstance(m, Model) for m in models):  # objects given: load the specs beside them here, once
+        objs = [m if isinstance(m, Model) else load_model(m, weights=options.get("weights"), readout=options.get("readout", "cls"))
+                for m in models]
     ds_obj = dataset if isinstance(dataset, Dataset) else None
-    config = SweepConfig(models=[m.name if isinstance(m, Model) else m for m in models],
+    config = SweepConfig(models=[m.name if isinstance(m, Model) else m for m in objs or models],
                          dataset=ds_obj.name if ds_obj is not None else dataset, **options)
-    return run_sweep(config, models=objs or None, dataset=ds_obj, cache=cache, progress=progress).table
+    return run_sweep(config, models=objs, dataset=ds_obj, cache=cache, progress=progress).table

@@ -102,11 +102,11 @@ class HookBackbone(BackboneAdapter):
         self.stage_names = list(stages)
         self.readout = readout
         self.num_prefix_tokens = num_prefix_tokens
+        self._stage_modules = {s: names[s] for s in stages}  # plain dict: not re-registered as submodules
 
     def forward_cuts(self, x: torch.Tensor, stages: Sequence[str], need_out: bool):
         self._check(stages)
         wanted = set(stages)
-        names = dict(self.module.named_modules())
         feats: dict[str, torch.Tensor] = {}
 
         def make_hook(name):
@@ -118,7 +118,7 @@ class HookBackbone(BackboneAdapter):
                     raise _Stop
             return hook
 
-        handles = [names[s].register_forward_hook(make_hook(s)) for s in wanted]
+        handles = [self._stage_modules[s].register_forward_hook(make_hook(s)) for s in wanted]
         out = None
         try:
             out = self.module(x)

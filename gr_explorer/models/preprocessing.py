@@ -31,11 +31,18 @@ class Preprocessing:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 [B, 3, H, W] -> normalised float [B, 3, S, S]."""
+        return self.normalize(self.to_unit(images))
+
+    def to_unit(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 -> float in [0, 1] at the input size (training augments between this and `normalize`)."""
         x = images.float().div_(255.0)
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             mode = self.interpolation if self.interpolation in ("bilinear", "bicubic", "nearest") else "bilinear"
             kw = {} if mode == "nearest" else {"align_corners": False, "antialias": True}
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode=mode, **kw)
+        return x
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         return (x - mean) / std

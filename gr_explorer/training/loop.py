@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..device import autocast, resolve_device
 from ..errors import GRExplorerError, did_you_mean
@@ -126,20 +125,6 @@ def plan(config: TrainConfig, n_images: int) -> tuple[int, int, int]:
     return bs, per_epoch, total
 
 
-def to_input(x: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 batch -> float in [0, 1] at the model's input size."""
-    x = x.float().div_(255.0)
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x
-
-
-def normalize(x: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
-    mean = torch.tensor(pre.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(pre.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 # ----------------------------------------------------------------------------------------------
 # the loop
 
@@ -184,12 +169,12 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total, warmup, config.lr)
                 idx = perm[i * bs:(i + 1) * bs]
-                x = to_input(images[idx], size)
+                x = pre.to_unit(images[idx])
                 y = labels[idx] if labels is not None else None
                 partner = objective.pair(y, aug_gen)
-                views = [normalize(augment(x, aug, aug_gen), pre)]
+                views = [pre.normalize(augment(x, aug, aug_gen))]
                 if objective.n_views == 2:
-                    views.append(normalize(augment(x if partner is None else x[partner], aug, aug_gen), pre))
+                    views.append(pre.normalize(augment(x if partner is None else x[partner], aug, aug_gen)))
                 with autocast(device):
                     loss = objective(model, views, y, partner)
                 if not torch.isfinite(loss):
