@@ -1,7 +1,7 @@
 """gr-explorer: probe every cut of a self-supervised vision network and see where to cut.
 
     from gr_explorer import sweep, accuracy_vs_depth
-    table = sweep("zoo:simclr", "shapes", probes=["linear"])
+    table = sweep("zoo:simclr", "shapes", probes=["linear"], baselines=["random-init"])
     accuracy_vs_depth(table).show()
 
 Names are imported lazily so that `import gr_explorer.<module>` stays cheap.
@@ -16,15 +16,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
+# Name -> module. No exported name is also a submodule (`sweep` is the function; the module is `run`).
 _EXPORTS = {
+    "SweepConfig": "config",
     "Dataset": "data", "load_dataset": "data",
     "GRExplorerError": "errors",
     "Features": "features", "extract_features": "features",
     "Cut": "models", "Model": "models", "load_model": "models", "wrap_module": "models",
     "accuracy_vs_depth": "plots", "cut_task_heatmap": "plots",
-    "PROBES": "probes", "run_probes": "probes",
+    "PROBES": "probes", "ProbeResult": "probes", "run_probes": "probes",
+    "ProgressEvent": "progress",
+    "SweepCancelled": "run", "SweepResult": "run", "run_sweep": "run", "sweep": "run",
     "guillotine_summary": "summary",
-    "SweepConfig": "sweep", "SweepResult": "sweep", "run_sweep": "sweep", "sweep": "sweep",
 }
 
 __all__ = sorted(_EXPORTS)

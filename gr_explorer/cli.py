@@ -3,38 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import re
+import io
 import sys
 from pathlib import Path
 
 from .errors import GRExplorerError
 
 
-def _csv(s: str | None):
-    return [x.strip() for x in s.split(",") if x.strip()] if s else None
-
-
 def _add_sweep(sub):
+    from .config import config_fields
+
     p = sub.add_parser("sweep", help="probe every cut of one or more models on a dataset",
-                       description="Extract features at every cut in one forward pass, fit probes, print and save the table.")
+                       description="Extract features at every cut in one forward pass, fit probes, print and save the "
+                                   "tables. The best cut is chosen on validation data; accuracies and gains come with "
+                                   "95%% bootstrap intervals.")
     p.add_argument("--config", help="run.json of an earlier sweep: reproduces it (flags given here override it)")
-    p.add_argument("--model", action="append", help="model spec: zoo:<name>, timm:<name>[.<tag>], file:<path> (repeat or comma-separate)")
-    p.add_argument("--dataset", help="shapes, digits, cifar10, cifar100, stl10, fashion_mnist, imagefolder:<path> (default shapes)")
-    p.add_argument("--tasks", help="comma-separated tasks (default: all base tasks); derived: hflip, rot90, grayscale, hue")
-    p.add_argument("--cuts", help="comma-separated cut names (default: all; see `gr-explorer cuts`)")
-    p.add_argument("--probe", help="comma-separated probes: linear, knn (default linear)")
-    p.add_argument("--n-train", type=int, help="stratified train subsample size")
-    p.add_argument("--n-test", type=int, help="stratified test subsample size")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--readout", help="ViT token readout per cut: cls, mean, cls+mean")
-    p.add_argument("--weights", help="timm weights: pretrained (default), random, or a file path")
-    p.add_argument("--data-root", help="where torchvision datasets live / are downloaded")
-    p.add_argument("--image-size", type=int, help="resize imagefolder images to this size")
-    p.add_argument("--linear-grid", help="comma-separated inverse L2 strengths C for the linear probe")
-    p.add_argument("--knn-k", help="comma-separated k for the k-NN probe")
-    p.add_argument("--out", help="folder for results.csv, run.json, figure.html, heatmap.html")
+    for name, kind, help_text, default, flag, _ in config_fields():
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else ("all" if default is None and kind == "count" else default)
+        extra = {"action": "append"} if name == "models" else {}
+        p.add_argument(flag, dest=name, default=None, metavar=kind.upper(),
+                       help=f"{help_text}" + (f" (default: {shown})" if shown not in (None, "") else ""), **extra)
+    p.add_argument("--out", help="folder for results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html")
     p.add_argument("--save-features", action="store_true", help="also write features/<model>.npz (see README for the layout)")
     p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/gr_explorer/features or $GR_EXPLORER_CACHE)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
@@ -49,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", required=True)
     c.add_argument("--weights")
     c.add_argument("--readout", default="cls")
+    c.add_argument("--seed", type=int, default=0, help="seed of --weights random")
     sub.add_parser("zoo", help="list the shipped models in pretrained/")
     sub.add_parser("datasets", help="list dataset specs and their tasks")
     from .training.cli import add_train_parser  # noqa: WPS433 (keeps training's CLI next to its code)
@@ -58,43 +48,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(a) -> "SweepConfig":
-    from dataclasses import asdict
+    """run.json (if given) overridden by the flags given; every value validated by SweepConfig."""
+    from .config import SweepConfig, config_fields, parse_flag
 
-    from .sweep import SweepConfig
-
-    base = asdict(SweepConfig.load(a.config)) if a.config else {}
-    over = {
-        "models": [m for spec in (a.model or []) for m in _csv(spec)] or None,
-        "dataset": a.dataset, "tasks": _csv(a.tasks), "cuts": _csv(a.cuts), "probes": _csv(a.probe),
-        "n_train": a.n_train, "n_test": a.n_test, "seed": a.seed, "device": a.device, "batch_size": a.batch_size,
-        "readout": a.readout, "weights": a.weights, "data_root": a.data_root, "image_size": a.image_size,
-        "linear_grid": [float(x) for x in _csv(a.linear_grid)] if a.linear_grid else None,
-        "knn_ks": [int(x) for x in _csv(a.knn_k)] if a.knn_k else None,
-    }
-    base.update({k: v for k, v in over.items() if v is not None})
+    base = SweepConfig.load(a.config).as_dict() if a.config else {}
+    for name, kind, _, _, flag, _ in config_fields():
+        value = getattr(a, name, None)
+        if value is None:
+            continue
+        if name == "models":
+            base[name] = [m for text in value for m in parse_flag("strs", text, flag)]
+        else:
+            base[name] = parse_flag(kind, value, flag)
     if not base.get("models"):
         raise GRExplorerError("No model given. Use --model zoo:<name> | timm:<name> | file:<path>, or --config run.json.")
-    return SweepConfig.from_dict(base)
+    return SweepConfig.from_dict(base, source="the flags" if not a.config else f"run config {a.config!r} with the flags")
 
 
 class _Bars:
-    """tqdm bars driven by the sweep's progress callback, one per stage run."""
+    """tqdm bars driven by the sweep's ProgressEvents, one per (stage, model)."""
 
     def __init__(self, quiet: bool):
         self.quiet, self.bar, self.key = quiet, None, None
 
-    def __call__(self, stage, done, total, message=""):
+    def __call__(self, e) -> None:
         if self.quiet:
             return
         from tqdm import tqdm
 
-        key = (stage, total, message.split(":")[0])
-        if self.bar is None or key != self.key or done < self.bar.n:
+        if e.stage == "load":
+            if e.done == e.total and e.detail:
+                (tqdm.write if self.bar is not None else print)(f"[load] {e.model + ': ' if e.model else ''}{e.detail}",
+                                                                file=sys.stderr)
+            return
+        key = (e.stage, e.model, e.total)
+        if self.bar is None or key != self.key or e.done < self.bar.n:
             self.close()
-            self.bar, self.key = tqdm(total=total, desc=f"{stage:7s} {message.split(':')[0]}", leave=False, file=sys.stderr), key
-        self.bar.update(done - self.bar.n)
-        if stage == "load" and message:
-            self.bar.write(f"[load] {message}", file=sys.stderr)
+            self.bar, self.key = tqdm(total=e.total, desc=f"{e.stage:7s} {e.model}", leave=False, file=sys.stderr), key
+        self.bar.update(e.done - self.bar.n)
 
     def close(self):
         if self.bar is not None:
@@ -102,61 +93,105 @@ class _Bars:
             self.bar = None
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
-
-
 def write_outputs(result, out: Path, save_features: bool) -> list[Path]:
-    """results.csv, run.json, figure.html, heatmap.html (+ features/<model>.npz)."""
+    """results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html (+ features/<model>.npz)."""
     import numpy as np
 
+    from .files import atomic_write, slug
     from .plots import accuracy_vs_depth, cut_task_heatmap
+    from .run import COLUMNS
 
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "results.csv", out / "run.json", out / "figure.html", out / "heatmap.html"]
-    result.table.to_csv(written[0], index=False)
-    written[1].write_text(result.config.to_json())
-    accuracy_vs_depth(result.table).write_html(written[2], include_plotlyjs="cdn")
-    cut_task_heatmap(result.table).write_html(written[3], include_plotlyjs="cdn")
+    written = []
+
+    def put(name: str, data) -> None:
+        written.append(atomic_write(out / name, data))
+
+    put("results.csv", result.table[COLUMNS].to_csv(index=False))
+    put("summary.csv", result.summary.to_csv(index=False))
+    put("search.csv", result.search.to_csv(index=False))
+    if not result.metrics.empty:
+        put("metrics.csv", result.metrics.to_csv(index=False))
+    put("run.json", result.config.to_json())
+    put("figure.html", accuracy_vs_depth(result.table, summary=result.summary).to_html(include_plotlyjs=True))
+    put("heatmap.html", cut_task_heatmap(result.table).to_html(include_plotlyjs=True))
     if save_features:
-        (out / "features").mkdir(exist_ok=True)
         ds = result.dataset
-        for model, feats in result.features.items():
-            arrays = {f"{split}__{cut}": getattr(feats, split)[cut].numpy() for split in ("train", "test") for cut in feats.train}
-            arrays.update({f"{split}_labels__{task}": labels.numpy() for split, lab in (("train", ds.train_labels), ("test", ds.test_labels)) for task, labels in lab.items()})
-            arrays["cuts"] = np.array([c.name for c in feats.cuts])
-            arrays["depths"] = np.array([c.depth for c in feats.cuts])
-            arrays["parts"] = np.array([c.part for c in feats.cuts])
-            path = out / "features" / f"{_slug(model)}.npz"
-            np.savez(path, **arrays)
-            written.append(path)
+        names: set[str] = set()
+        for model, views in result.features.items():
+            arrays = {}
+            for view, feats in views.items():
+                suffix = "" if view == "base" else f"__{view}"
+                arrays.update({f"{split}__{cut}{suffix}": getattr(feats, split)[cut].numpy()
+                               for split in ("train", "test") for cut in feats.train})
+                arrays.update({f"{split}_labels__{task}": labels.numpy() for split in ("train", "test")
+                               for task, labels in ds.view_labels(view, split).items()})
+            first = next(iter(views.values()))
+            arrays["cuts"] = np.array([c.name for c in first.cuts])
+            arrays["depths"] = np.array([c.depth for c in first.cuts])
+            arrays["parts"] = np.array([c.part for c in first.cuts])
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            name = slug(model.rsplit("/", 1)[-1])
+            while name in names:
+                name += "_"
+            names.add(name)
+            put(f"features/{name}.npz", buf.getvalue())
     return written
+
+
+def print_tables(result) -> None:
+    import pandas as pd
+
+    t = result.table
+    with pd.option_context("display.width", 220, "display.max_columns", 60, "display.max_rows", 500):
+        wide = t.pivot_table(index=["model", "depth", "cut", "part", "dim"], columns=["task", "probe"], values="accuracy",
+                             sort=False)
+        print(wide.round(3).to_string())
+        print()
+        print("Best cut (chosen on validation) and guillotine gain (best minus last cut), test accuracy [95% CI]:")
+        s = result.summary
+        view = pd.DataFrame({
+            "model": s["model"], "task": s["task"], "probe": s["probe"], "chance": s["chance"].round(3),
+            "best cut": s["best_cut"], "best": _ci(s["best_accuracy"], s["best_ci_low"], s["best_ci_high"]),
+            "last cut": s["last_cut"], "last": _ci(s["last_accuracy"], s["last_ci_low"], s["last_ci_high"]),
+            "gain": [f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]" + ("" if c else " (no clear gain)")
+                     for g, lo, hi, c in zip(s["gain"], s["gain_ci_low"], s["gain_ci_high"], s["clear_gain"])],
+        })
+        if s["over_random_init"].notna().any():
+            view["vs random init"] = [("" if pd.isna(v) else f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+                                      for v, lo, hi in zip(s["over_random_init"], s["over_random_init_ci_low"],
+                                                           s["over_random_init_ci_high"])]
+        print(view.to_string(index=False))
+    stuck = t[~t["converged"].astype(bool)]
+    if len(stuck):
+        print(f"\nwarning: {len(stuck)} linear fit(s) did not converge (converged=False in results.csv).", file=sys.stderr)
+
+
+def _ci(acc, lo, hi) -> list[str]:
+    return [f"{a:.3f} [{l:.3f}, {h:.3f}]" for a, l, h in zip(acc, lo, hi)]
 
 
 def cmd_sweep(a) -> int:
     from .cache import FeatureCache
-    from .summary import guillotine_summary
-    from .sweep import run_sweep
+    from .files import check_writable
+    from .run import run_sweep
 
     config = config_from_args(a)
-    cache = False if a.no_cache else FeatureCache(a.cache_dir) if a.cache_dir else None
+    out = check_writable(a.out, "output folder (--out)") if a.out else None
+    cache = False
+    if not a.no_cache:
+        cache = FeatureCache(a.cache_dir)
+        check_writable(cache.root, "feature cache folder (--cache-dir / $GR_EXPLORER_CACHE)")
     bars = _Bars(a.quiet)
     try:
         result = run_sweep(config, cache=cache, progress=bars)
     finally:
         bars.close()
-    t = result.table
-    import pandas as pd
-
-    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_rows", 500):
-        wide = t.pivot_table(index=["model", "depth", "cut", "part", "dim"], columns=["task", "probe"], values="accuracy", sort=False)
-        print(wide.round(3).to_string())
-        print()
-        print("Best cut and guillotine gain (best minus last cut):")
-        print(guillotine_summary(t).round(3).to_string(index=False))
-    print(f"\n{len(t)} results in {result.seconds:.1f} s")
-    if a.out:
-        for p in write_outputs(result, Path(a.out), a.save_features):
+    print_tables(result)
+    print(f"\n{len(result.table)} results in {result.seconds:.1f} s")
+    if out is not None:
+        for p in write_outputs(result, out, a.save_features):
             print(f"wrote {p}")
     return 0
 
@@ -164,7 +199,7 @@ def cmd_sweep(a) -> int:
 def cmd_cuts(a) -> int:
     from .models import load_model
 
-    model = load_model(a.model, weights=a.weights, readout=a.readout)
+    model = load_model(a.model, weights=a.weights, readout=a.readout, seed=a.seed)
     print(f"{'depth':>5}  {'cut':20s} {'part':10s} {'dim':>6}")
     for c in model.cuts:
         print(f"{c.depth:>5}  {c.name:20s} {c.part:10s} {c.dim:>6}")

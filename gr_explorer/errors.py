@@ -9,6 +9,10 @@ class GRExplorerError(Exception):
     """Base class: the message is meant for the user, verbatim."""
 
 
+class ConfigError(GRExplorerError, ValueError):
+    """A sweep setting (flag, run.json field, app widget) with a value that is not valid."""
+
+
 class ModelSpecError(GRExplorerError, ValueError):
     """Unknown or malformed model spec."""
 

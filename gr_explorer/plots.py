@@ -1,4 +1,11 @@
-"""Plotly figures of a sweep table: accuracy vs depth, and a cut x task heatmap."""
+"""Plotly figures of a sweep table: accuracy vs depth with intervals and references, and a cut x task heatmap.
+
+Made to be read on a projector (1280x720): one colour per task (or per model
+when one task is shown), one line style per probe, a 95% band around every
+curve, the validation-selected best cut starred, its guillotine gain labelled
+only when its interval excludes 0, references in grey (random-init twin
+dashed, raw pixels dash-dot) and each task's chance level dotted.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +15,19 @@ from plotly.colors import qualitative
 
 from .summary import CURVE, guillotine_summary
 
-PALETTE = qualitative.Plotly + qualitative.D3
+PALETTE = qualitative.D3
+PROBE_DASH = {"linear": "solid", "knn": "dot"}
+PROBE_NAMES = {"linear": "linear", "knn": "k-NN"}
+GREY = "rgb(120,120,120)"
+REGION_FILL = {"backbone": "rgba(31,119,180,0.06)", "projector": "rgba(255,127,14,0.10)"}
 
 
-def _labels(table: pd.DataFrame) -> dict[tuple, str]:
-    """Curve names that mention only what varies (model, task, probe)."""
-    varying = [c for c in CURVE if table[c].nunique() > 1] or ["task"]
-    return {key: " / ".join(str(v) for c, v in zip(CURVE, key) if c in varying)
-            for key, _ in table.groupby(CURVE, sort=False)}
+def _rgba(colour: str, alpha: float) -> str:
+    if colour.startswith("#"):
+        r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    else:
+        r, g, b = (int(float(v)) for v in colour[colour.index("(") + 1:colour.index(")")].split(",")[:3])
+    return f"rgba({r},{g},{b},{alpha})"
 
 
 def _ticks(table: pd.DataFrame) -> tuple[list[int], list[str]]:
@@ -28,44 +40,177 @@ def _ticks(table: pd.DataFrame) -> tuple[list[int], list[str]]:
     return depths, ["/".join(names[d]) for d in depths]
 
 
-def accuracy_vs_depth(table: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """One line per (model, task, probe); regions shaded, best cut starred, guillotine gain annotated."""
+def probes_title(table: pd.DataFrame) -> str:
+    probes = [PROBE_NAMES.get(p, p) for p in dict.fromkeys(table["probe"])]
+    return " and ".join(probes) + (" probe" if len(probes) == 1 else " probes")
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _baseline_of(table: pd.DataFrame) -> pd.Series:
+    return table["baseline"].fillna("") if "baseline" in table.columns else pd.Series("", index=table.index)
+
+
+def _gain_text(s, short: bool = False) -> str:
+    if pd.isna(s["gain_ci_low"]):
+        return f"gain {100 * s['gain']:+.0f} pts (no interval)"
+    if s["clear_gain"]:
+        if short:
+            return f"+{100 * s['gain']:.0f} pts [{100 * s['gain_ci_low']:.0f}, {100 * s['gain_ci_high']:.0f}]"
+        return f"gain {100 * s['gain']:+.1f} pts [95% CI {100 * s['gain_ci_low']:+.1f}, {100 * s['gain_ci_high']:+.1f}]"
+    return "no clear gain"
+
+
+def accuracy_vs_depth(table: pd.DataFrame, title: str | None = None, summary: pd.DataFrame | None = None,
+                      selector: bool = True) -> go.Figure:
+    """One line per (model, task, probe) with its 95% band; best cut starred; clear gains labelled; references.
+
+    References: the random-init twin dashed in the curve's colour (faded), the raw-pixels baseline as a
+    diamond at the `pixels` position left of the first cut, each task's chance level dotted. With several
+    tasks and `selector`, a dropdown shows one task at a time (it works in the offline HTML too).
+    """
     fig = go.Figure()
     if table.empty:
         fig.update_layout(title=title or "no results")
         return fig
-    labels = _labels(table)
-    summary = guillotine_summary(table).set_index(CURVE)
-    for i, (key, g) in enumerate(table.groupby(CURVE, sort=False)):
+    base = _baseline_of(table)
+    main, refs = table[base == ""], table[base != ""]
+    if main.empty:
+        main, refs = table, table.iloc[0:0]
+    summary = guillotine_summary(table) if summary is None else summary
+    summ = summary.set_index(CURVE)
+    by_task = main["model"].nunique() == 1 or main["task"].nunique() > 1
+    keys = list(dict.fromkeys(main["task"] if by_task else main["model"]))
+    colour = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(keys)}
+    several_models = main["model"].nunique() > 1
+    several_probes = table["probe"].nunique() > 1
+    pixels = refs[_baseline_of(refs) == "pixels"]
+    refs = refs[_baseline_of(refs) != "pixels"]
+    depths = sorted(set(table.loc[_baseline_of(table) != "pixels", "depth"])) or [0]
+    x_left = min(depths) - (1 if len(pixels) else 0)
+    x_span = (x_left - 0.4, max(depths) + 0.4)
+    labels = []
+
+    for key, g in main.groupby(CURVE, sort=False):
+        model, task, probe = key
         g = g.sort_values("depth")
-        color = PALETTE[i % len(PALETTE)]
-        name = labels[key]
+        c = colour[task if by_task else model]
+        name = " · ".join([*(([model] if several_models and by_task else [])), task if by_task else model,
+                           *([PROBE_NAMES.get(probe, probe)] if several_probes else [])])
+        group = f"{model}|{task}|{probe}"
+        meta = {"task": task, "model": model, "probe": probe}
+        if "accuracy_ci_low" in g.columns and g["accuracy_ci_low"].notna().all():
+            fig.add_trace(go.Scatter(
+                x=list(g["depth"]) + list(g["depth"])[::-1], y=list(g["accuracy_ci_high"]) + list(g["accuracy_ci_low"])[::-1],
+                fill="toself", fillcolor=_rgba(c, 0.13), mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False,
+                legendgroup=group, name=f"{name} 95% CI", meta={**meta, "role": "band"}))
+        s = summ.loc[key]
+        ci = (g[["accuracy_ci_low", "accuracy_ci_high"]].to_numpy() if "accuracy_ci_low" in g.columns else None)
         fig.add_trace(go.Scatter(
-            x=g["depth"], y=g["accuracy"], mode="lines+markers", name=name, line=dict(color=color),
-            customdata=g[["cut", "dim", "part"]].to_numpy(),
-            hovertemplate="cut %{customdata[0]} (%{customdata[2]}, depth %{x})<br>dim %{customdata[1]}"
-                          "<br>accuracy %{y:.3f}<extra>" + name + "</extra>"))
-        s = summary.loc[key]
+            x=g["depth"], y=g["accuracy"], mode="lines+markers", name=f"{name}: {_gain_text(s, short=True)}",
+            legendgroup=group, line=dict(color=c, dash=PROBE_DASH.get(probe, "solid"), width=2.6), marker=dict(size=7),
+            meta={**meta, "role": "curve"},
+            customdata=[[cut, dim, part, *(ci[i] if ci is not None else (float("nan"),) * 2)]
+                        for i, (cut, dim, part) in enumerate(g[["cut", "dim", "part"]].itertuples(index=False))],
+            hovertemplate="cut %{customdata[0]} (%{customdata[2]}, dim %{customdata[1]})<br>accuracy %{y:.3f} "
+                          "[95% CI %{customdata[3]:.3f}, %{customdata[4]:.3f}]<extra>" + name + "</extra>"))
         fig.add_trace(go.Scatter(
-            x=[s["best_depth"]], y=[s["best_accuracy"]], mode="markers", showlegend=False,
-            marker=dict(symbol="star", size=15, color=color, line=dict(width=1, color="black")),
-            hovertemplate=f"best cut {s['best_cut']}<br>accuracy %{{y:.3f}}<br>guillotine gain "
-                          f"{100 * s['guillotine_gain']:+.1f} pts<extra>{name}</extra>"))
-        if s["guillotine_gain"] > 0:
-            fig.add_annotation(x=s["best_depth"], y=s["best_accuracy"], text=f"+{100 * s['guillotine_gain']:.1f} pts",
-                               showarrow=True, arrowhead=2, ax=0, ay=-28, font=dict(color=color, size=11))
-    for part, colour in (("backbone", "rgba(31,119,180,0.07)"), ("projector", "rgba(255,127,14,0.12)")):
-        d = table.loc[table["part"] == part, "depth"]
+            x=[s["best_depth"]], y=[s["best_accuracy"]], mode="markers", showlegend=False, legendgroup=group,
+            meta={**meta, "role": "best"},
+            marker=dict(symbol="star", size=18, color=c, line=dict(width=1, color="black")),
+            hovertemplate=f"best cut {s['best_cut']} (chosen on validation)<br>test accuracy %{{y:.3f}}<br>"
+                          f"{_gain_text(s)} vs the last cut {s['last_cut']}<extra>{name}</extra>"))
+        if s["clear_gain"]:
+            labels.append((float(s["best_depth"]), float(s["best_accuracy"]), f"+{100 * s['gain']:.0f}", c, task))
+
+    for task, g in main.groupby("task", sort=False):
+        if "chance" in g.columns:
+            chance = float(g["chance"].iloc[0])
+            fig.add_trace(go.Scatter(
+                x=list(x_span), y=[chance, chance], mode="lines", line=dict(color=colour[task] if by_task else GREY,
+                                                                             dash="dot", width=1.2),
+                name=f"{task}: chance {chance:.2f}", showlegend=False, meta={"task": task, "role": "chance"},
+                hovertemplate=f"{task}: chance (majority class) {chance:.3f}<extra></extra>"))
+
+    _add_references(fig, refs, pixels, colour, by_task, x_left, several_probes)
+    _add_gain_labels(fig, labels)
+    for part, fill in REGION_FILL.items():
+        d = main.loc[main["part"] == part, "depth"]
         if len(d):
-            fig.add_vrect(x0=d.min() - 0.5, x1=d.max() + 0.5, fillcolor=colour, line_width=0, layer="below",
-                          annotation_text=part, annotation_position="top left")
-    tickvals, ticktext = _ticks(table)
+            fig.add_vrect(x0=max(d.min() - 0.5, x_span[0]), x1=d.max() + 0.5, fillcolor=fill, line_width=0, layer="below",
+                          annotation_text=part, annotation_position="bottom left", annotation_font=dict(size=13, color=GREY))
+    tickvals, ticktext = _ticks(table[_baseline_of(table) != "pixels"])
+    if len(pixels):
+        tickvals, ticktext = [x_left, *tickvals], ["pixels", *ticktext]
     fig.update_layout(
-        title=title or "Linear-probe accuracy vs depth: where to cut",
-        xaxis=dict(title="cut (forward order)", tickmode="array", tickvals=tickvals, ticktext=ticktext),
-        yaxis=dict(title="test accuracy", range=[0, 1.05]), hovermode="closest", template="plotly_white",
-        legend=dict(title="model / task / probe"))
+        title=dict(text=title or f"{_upper_first(probes_title(table))}: test accuracy at every cut", font=dict(size=18)),
+        xaxis=dict(title="cut (forward order)", tickmode="array", tickvals=tickvals, ticktext=ticktext,
+                   tickangle=-35 if len(tickvals) > 10 else 0, tickfont=dict(size=13), range=list(x_span)),
+        yaxis=dict(title="test accuracy (band: 95% CI)", range=[0, 1.08], tickfont=dict(size=13)),
+        hovermode="closest", template="plotly_white", font=dict(size=14),
+        legend=dict(title=dict(text="curve: guillotine gain, pts [95% CI]<br>★ best cut (chosen on validation)",
+                               font=dict(size=12)), font=dict(size=12), groupclick="togglegroup"),
+        margin=dict(t=60, b=50, l=60, r=10))
+    if selector and by_task and main["task"].nunique() > 1:
+        _task_selector(fig, list(dict.fromkeys(main["task"])))
     return fig
+
+
+def _add_references(fig: go.Figure, refs: pd.DataFrame, pixels: pd.DataFrame, colour: dict, by_task: bool,
+                    x_pixels: float, several_probes: bool) -> None:
+    """Random-init twins dashed (faded curve colour), raw pixels as diamonds at the input; one legend entry each."""
+    shown = False
+    for key, g in refs.groupby(CURVE, sort=False):
+        model, task, probe = key
+        g = g.sort_values("depth")
+        c = _rgba(colour.get(task if by_task else model.removesuffix(" [random init]"), GREY), 0.6)
+        label = f"{model} · {task}" + (f" · {PROBE_NAMES.get(probe, probe)}" if several_probes else "")
+        fig.add_trace(go.Scatter(
+            x=g["depth"], y=g["accuracy"], mode="lines", name="random init (same network, dashed)",
+            legendgroup="random-init", showlegend=not shown, meta={"task": task, "model": model, "probe": probe, "role": "random-init"},
+            line=dict(color=c, dash="dash", width=1.7), customdata=g[["cut"]].to_numpy(),
+            hovertemplate="cut %{customdata[0]}<br>accuracy %{y:.3f}<extra>" + label + "</extra>"))
+        shown = True
+    shown = False
+    for key, g in pixels.groupby(CURVE, sort=False):
+        _, task, probe = key
+        acc = float(g["accuracy"].iloc[0])
+        label = f"raw pixels · {task}" + (f" · {PROBE_NAMES.get(probe, probe)}" if several_probes else "")
+        fig.add_trace(go.Scatter(
+            x=[x_pixels], y=[acc], mode="markers", name="raw pixels (◆ at the input)", legendgroup="pixels",
+            showlegend=not shown, meta={"task": task, "probe": probe, "role": "pixels"},
+            marker=dict(symbol="diamond" if probe == "linear" else "diamond-open", size=11,
+                        color=colour.get(task, GREY) if by_task else GREY, line=dict(width=1, color=GREY)),
+            hovertemplate=f"accuracy {acc:.3f}<extra>{label}</extra>"))
+        shown = True
+
+
+def _add_gain_labels(fig: go.Figure, labels: list[tuple[float, float, str, str, str]]) -> None:
+    """Clear gains (points) as labels beside their stars, nudged apart where two would overlap."""
+    placed: list[tuple[float, float]] = []
+    for x, y, text, c, task in sorted(labels, key=lambda t: (t[0], -t[1])):
+        dy = 0.0
+        while any(abs(x - px) < 0.9 and abs((y + dy) - py) < 0.06 for px, py in placed):
+            dy -= 0.06
+        placed.append((x, y + dy))
+        fig.add_annotation(x=x, y=y + dy, text=text, showarrow=False, xanchor="left", xshift=11, yshift=10,
+                           font=dict(color=c, size=13), bgcolor="rgba(255,255,255,0.8)", name=task)
+
+
+def _task_selector(fig: go.Figure, tasks: list[str]) -> None:
+    """A dropdown: all tasks, or one task with its references (traces carry meta.task)."""
+    def visible(task):
+        return [True if task is None or (t.meta or {}).get("task") in (None, task) else False for t in fig.data]
+
+    def notes(task):
+        return [dict(a.to_plotly_json(), visible=task is None or a.name in (None, task)) for a in fig.layout.annotations]
+
+    buttons = [dict(label="all tasks", method="update", args=[{"visible": visible(None)}, {"annotations": notes(None)}])]
+    buttons += [dict(label=t, method="update", args=[{"visible": visible(t)}, {"annotations": notes(t)}]) for t in tasks]
+    fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.13, yanchor="top",
+                                        showactive=True, font=dict(size=13))])
 
 
 def cut_task_heatmap(table: pd.DataFrame, model: str | None = None, probe: str | None = None) -> go.Figure:
@@ -79,6 +224,6 @@ def cut_task_heatmap(table: pd.DataFrame, model: str | None = None, probe: str |
                                text=[[f"{v:.2f}" for v in row] for row in grid.to_numpy()], texttemplate="%{text}",
                                hovertemplate="task %{y}<br>cut %{x}<br>accuracy %{z:.3f}<extra></extra>",
                                colorbar=dict(title="accuracy")))
-    fig.update_layout(title=f"{model} ({probe} probe): accuracy per cut and task", xaxis_title="cut",
-                      yaxis_title="task", template="plotly_white")
+    fig.update_layout(title=f"{model} ({PROBE_NAMES.get(probe, probe)} probe): test accuracy per cut and task",
+                      xaxis_title="cut", yaxis_title="task", template="plotly_white", font=dict(size=14))
     return fig

@@ -1,20 +1,98 @@
-"""Reading a sweep table: best cut and guillotine gain (best minus last cut) per curve."""
+"""Reading a sweep table: the best cut (chosen on validation), the guillotine gain and its paired interval.
+
+The rule, the same in the CLI, the plots, the app and the cards: for each
+(model, task, probe) curve the best cut is the one with the highest
+*validation* accuracy (ties: the shallower cut), and its *test* accuracy is
+reported. Picking on test accuracy would bias the gain upward. Guillotine
+gain = test accuracy at that cut minus test accuracy at the last cut, with a
+paired bootstrap interval over the same test images; a gain whose interval
+contains 0 is "no clear gain". Each model is also compared with its
+random-init twin (same test images, paired) and with the raw pixels.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from .stats import Resampler
+
 CURVE = ["model", "task", "probe"]
+SUMMARY_COLUMNS = CURVE + [
+    "baseline", "chance", "best_cut", "best_depth", "best_val_accuracy", "best_accuracy", "best_ci_low", "best_ci_high",
+    "last_cut", "last_accuracy", "last_ci_low", "last_ci_high", "gain", "gain_ci_low", "gain_ci_high", "clear_gain",
+    "random_init_accuracy", "over_random_init", "over_random_init_ci_low", "over_random_init_ci_high", "pixels_accuracy",
+]
 
 
-def guillotine_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, task, probe): best cut, its accuracy, the last cut's accuracy, and the gain."""
-    rows = []
+def best_row(curve: pd.DataFrame) -> pd.Series:
+    """The validation-selected cut of one curve: highest val_accuracy, ties -> the shallower cut."""
+    c = curve.sort_values("depth", kind="stable")
+    return c.loc[c["val_accuracy"].idxmax()]
+
+
+def guillotine_summary(table: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per (model, task, probe): validation-selected best cut, last cut, gain with its paired interval.
+
+    Intervals need the per-image `correct` column that a sweep's in-memory table carries; a table read
+    back from results.csv has none, and the interval columns are then NaN.
+    """
+    if table.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    has_correct = "correct" in table.columns and table["correct"].notna().all()
+    resampler = Resampler(int(table["n_test"].iloc[0]), resamples, seed) if has_correct else None
+    rows, picks = [], {}
     for key, g in table.groupby(CURVE, sort=False):
-        g = g.sort_values("depth")
-        best = g.loc[g["accuracy"].idxmax()]
-        last = g.iloc[-1]
-        rows.append({**dict(zip(CURVE, key)), "best_cut": best["cut"], "best_depth": int(best["depth"]),
-                     "best_accuracy": float(best["accuracy"]), "last_cut": last["cut"],
-                     "last_accuracy": float(last["accuracy"]), "guillotine_gain": float(best["accuracy"] - last["accuracy"])})
-    return pd.DataFrame(rows, columns=CURVE + ["best_cut", "best_depth", "best_accuracy", "last_cut", "last_accuracy", "guillotine_gain"])
+        g = g.sort_values("depth", kind="stable")
+        best, last = best_row(g), g.iloc[-1]
+        picks[key] = best
+        row = {**dict(zip(CURVE, key)), "baseline": _baseline(g), "chance": _first(g, "chance"),
+               "best_cut": best["cut"], "best_depth": int(best["depth"]), "best_val_accuracy": float(best["val_accuracy"]),
+               "best_accuracy": float(best["accuracy"]), "best_ci_low": _first_of(best, "accuracy_ci_low"),
+               "best_ci_high": _first_of(best, "accuracy_ci_high"), "last_cut": last["cut"],
+               "last_accuracy": float(last["accuracy"]), "last_ci_low": _first_of(last, "accuracy_ci_low"),
+               "last_ci_high": _first_of(last, "accuracy_ci_high"), "gain": float(best["accuracy"] - last["accuracy"])}
+        lo = hi = np.nan
+        if resampler is not None:
+            lo, hi = (0.0, 0.0) if best["cut"] == last["cut"] else resampler.difference_interval(best["correct"], last["correct"])
+        row.update(gain_ci_low=lo, gain_ci_high=hi, clear_gain=bool(lo > 0))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    _compare_with_baselines(out, picks, resampler)
+    return out[SUMMARY_COLUMNS]
+
+
+def _compare_with_baselines(out: pd.DataFrame, picks: dict, resampler: Resampler | None) -> None:
+    """Fill random_init_* (the model's random-init twin, paired over the same images) and pixels_accuracy."""
+    from .models.random_init import random_label
+
+    for col in ("random_init_accuracy", "over_random_init", "over_random_init_ci_low", "over_random_init_ci_high",
+                "pixels_accuracy"):
+        out[col] = np.nan
+    for i, r in out.iterrows():
+        if r["baseline"]:
+            continue
+        twin = picks.get((random_label(r["model"]), r["task"], r["probe"]))
+        if twin is not None and r["model"] != random_label(r["model"]):
+            best = picks[(r["model"], r["task"], r["probe"])]
+            out.at[i, "random_init_accuracy"] = float(twin["accuracy"])
+            out.at[i, "over_random_init"] = float(best["accuracy"] - twin["accuracy"])
+            if resampler is not None:
+                lo, hi = resampler.difference_interval(best["correct"], twin["correct"])
+                out.at[i, "over_random_init_ci_low"], out.at[i, "over_random_init_ci_high"] = lo, hi
+        pix = picks.get(("pixels", r["task"], r["probe"]))
+        if pix is not None:
+            out.at[i, "pixels_accuracy"] = float(pix["accuracy"])
+
+
+def _baseline(g: pd.DataFrame) -> str:
+    v = g["baseline"].iloc[0] if "baseline" in g.columns else ""
+    return v if isinstance(v, str) else ""
+
+
+def _first(g: pd.DataFrame, col: str) -> float:
+    return float(g[col].iloc[0]) if col in g.columns else np.nan
+
+
+def _first_of(row: pd.Series, col: str) -> float:
+    return float(row[col]) if col in row.index else np.nan

@@ -21,7 +21,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from gr_explorer.summary import guillotine_summary
-from gr_explorer.sweep import SweepConfig, run_sweep
+from gr_explorer.config import SweepConfig
+from gr_explorer.run import run_sweep
 from helpers import saved_tiny
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
@@ -83,9 +84,10 @@ def charts(at: AppTest) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
-def curve_traces(spec: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """name -> (x, y) of the accuracy lines (the best-cut stars have no legend entry)."""
-    return {t["name"]: (decode(t["x"]), decode(t["y"])) for t in spec["data"] if t.get("showlegend", True) and t.get("name")}
+def curve_traces(spec: dict, by: str = "task") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """task (or model) -> (x, y) of the accuracy curves (bands, stars and references carry other roles)."""
+    return {t["meta"][by]: (decode(t["x"]), decode(t["y"])) for t in spec["data"]
+            if (t.get("meta") or {}).get("role") == "curve"}
 
 
 def reference(config_json: str) -> pd.DataFrame:
@@ -189,12 +191,12 @@ def test_one_class_image_folder_shows_the_library_error(zoo, tmp_path):
 
 
 def test_unexpected_failure_is_a_short_error_not_a_traceback(zoo, monkeypatch):
-    import gr_explorer.sweep
+    import gr_explorer.run
 
     def boom(*a, **k):
         raise RuntimeError("simulated failure\nwith a second line")
 
-    monkeypatch.setattr(gr_explorer.sweep, "run_sweep", boom)
+    monkeypatch.setattr(gr_explorer.run, "run_sweep", boom)
     at = start()
     small(at, "ex")
     at.button(key="ex_run").click().run()
@@ -256,7 +258,7 @@ def test_compare_two_models(zoo):
     specs = charts(at)
     assert [s["layout"]["title"]["text"] for s in specs] == [f"Task: {t}" for t in TASKS]
     for task, spec in zip(TASKS, specs):
-        lines = curve_traces(spec)
+        lines = curve_traces(spec, by="model")
         assert set(lines) == {"zoo:simclr", "zoo:deep"}
         for model, (x, y) in lines.items():
             r = ref[(ref["task"] == task) & (ref["model"] == model)].sort_values("depth")
@@ -265,12 +267,14 @@ def test_compare_two_models(zoo):
     s = guillotine_summary(ref)
     grid = at.dataframe[0].value
     for row in s.itertuples():
-        assert grid.loc[row.model, row.task] == f"{row.best_cut} ({100 * row.guillotine_gain:+.1f})"
+        gain = (f"{100 * row.gain:+.1f} pts [{100 * row.gain_ci_low:+.1f}, {100 * row.gain_ci_high:+.1f}]"
+                if row.gain_ci_low > 0 else "no clear gain")
+        assert grid.loc[row.model, row.task] == f"{row.best_cut} ({gain})"
     shown = at.dataframe[1].value
     assert len(shown) == 4
     merged = shown.merge(s, on=["model", "task", "probe"])
     assert (merged["best_cut_x"] == merged["best_cut_y"]).all()
-    np.testing.assert_allclose(merged["guillotine_gain_pts"], (100 * merged["guillotine_gain"]).round(1))
+    np.testing.assert_allclose(merged["gain_pts"], (100 * merged["gain"]).round(1))
 
 
 def test_train_tiny_model_appears_in_explore_and_compare(zoo):
@@ -338,12 +342,13 @@ def test_job_cancel_stops_at_the_next_progress_report():
     import threading
 
     from gr_explorer.app.jobs import Job, JobCancelled
+    from gr_explorer.progress import ProgressEvent
 
     started = threading.Event()
 
     def work(job):
         for i in range(10_000):
-            job.progress("extract", i, 10_000, f"batch {i}")
+            job.progress(ProgressEvent("extract", i, 10_000, "m", f"batch {i}"))
             started.set()
             threading.Event().wait(0.005)
         return "finished"

@@ -19,9 +19,14 @@ def test_sweep_end_to_end_and_config_reproduces(tmp_path, capsys):
                "--save-features", "--quiet"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "Best cut and guillotine gain" in printed and "proj3" in printed
+    assert "Best cut (chosen on validation)" in printed and "proj3" in printed and "[95% CI]" in printed
     first = pd.read_csv(out / "results.csv")
     assert len(first) == 8 * 3 * 2 and set(first["task"]) == {"shape", "color", "hflip"}
+    assert {"accuracy_ci_low", "accuracy_ci_high", "chance", "converged", "val_accuracy"} <= set(first.columns)
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 3 * 2 and {"best_cut", "gain", "gain_ci_low", "gain_ci_high", "last_cut"} <= set(summary.columns)
+    search = pd.read_csv(out / "search.csv")
+    assert set(search["hparam"]) == {"C", "k"} and search["chosen"].sum() == len(first)
     assert "plotly" in (out / "figure.html").read_text()[:5000].lower()
     cfg = json.loads((out / "run.json").read_text())
     assert cfg["models"] == [f"file:{path}"] and cfg["tasks"] == ["shape", "color", "hflip"] and cfg["seed"] == 1
@@ -31,6 +36,7 @@ def test_sweep_end_to_end_and_config_reproduces(tmp_path, capsys):
     arr = np.load(npz)
     assert list(arr["cuts"]) == ["stem", "layer1", "layer2", "layer3", "pool", "proj1", "proj2", "proj3"]
     assert arr["train__proj3"].shape == (300, 16) and arr["test__stem"].shape == (100, 8)
+    assert arr["train__proj3__hflip"].shape == (300, 16)  # the hflip task's own view of the images
     ds = load_dataset("shapes", tasks=["shape", "color", "hflip"], n_train=300, n_test=100, seed=1)
     assert np.array_equal(arr["train_labels__hflip"], ds.train_labels["hflip"].numpy())
 
@@ -46,9 +52,14 @@ def test_sweep_end_to_end_and_config_reproduces(tmp_path, capsys):
     (["sweep", "--model", "FILE", "--cuts", "layer9", "--n-train", "50", "--n-test", "20"], r"no cut 'layer9'.*Valid: stem"),
     (["sweep", "--model", "FILE", "--dataset", "mnist"], r"Unknown dataset 'mnist'"),
     (["sweep", "--model", "FILE", "--tasks", "colour"], r"colour"),
-    (["sweep", "--model", "FILE", "--probe", "svm"], r"Unknown probe\(s\) \['svm'\]"),
+    (["sweep", "--model", "FILE", "--probe", "svm"], r"probes=\['svm'\] is invalid\. Valid: .*linear, knn"),
     (["sweep"], r"No model given"),
     (["sweep", "--config", "/no/such/run.json"], r"does not exist"),
+    (["sweep", "--model", "FILE", "--batch-size", "0"], r"batch_size=0 is invalid\. Valid: an integer >= 1"),
+    (["sweep", "--model", "FILE", "--batch-size", "-3"], r"batch_size=-3 is invalid"),
+    (["sweep", "--model", "FILE", "--linear-grid", "abc"], r"--linear-grid 'abc' is invalid\. Valid: comma-separated numbers"),
+    (["sweep", "--model", "FILE", "--knn-k", "1.5"], r"--knn-k '1\.5' is invalid\. Valid: comma-separated integers"),
+    (["sweep", "--model", "FILE", "--baseline", "randominit"], r"baselines=\['randominit'\] is invalid.*random-init"),
 ])
 def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys, args, message):
     import re
@@ -58,6 +69,27 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys, args, message)
     assert main(args + ["--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and re.search(message, err, re.S) and "Traceback" not in err
+
+
+def test_config_with_null_field_is_refused_before_work(tmp_path, capsys):
+    import json as _json
+
+    _, path = saved_tiny(tmp_path)
+    cfg = tmp_path / "run.json"
+    cfg.write_text(_json.dumps({"models": [f"file:{path}"], "batch_size": None}))
+    assert main(["sweep", "--config", str(cfg), "--quiet"]) == 2
+    assert "batch_size=None is invalid" in capsys.readouterr().err
+
+
+def test_unwritable_out_fails_before_extraction(tmp_path, capsys, monkeypatch):
+    import gr_explorer.run as run
+
+    _, path = saved_tiny(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    monkeypatch.setattr(run, "extract_features", lambda *a, **k: pytest.fail("extraction started"))
+    assert main(["sweep", "--model", f"file:{path}", "--out", str(blocker / "out"), "--quiet"]) == 2
+    assert "output folder (--out)" in capsys.readouterr().err
 
 
 def test_cuts_command(tmp_path, capsys):

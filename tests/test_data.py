@@ -103,10 +103,12 @@ def test_shapes_fingerprint_tracks_params(small_shapes):
         load_dataset("shapes", n_train=600, n_test=300, seed=3).fingerprint(),
         load_dataset("shapes", n_train=601, n_test=300, seed=4).fingerprint(),
         load_dataset("shapes", n_train=601, n_test=300, seed=3, image_size=40).fingerprint(),
-        load_dataset("shapes", n_train=601, n_test=300, seed=3, tasks=["shape", "hflip"]).fingerprint(),
-        load_dataset("shapes", n_train=601, n_test=300, seed=3, tasks=["shape", "hflip", "hue"]).fingerprint(),
+        load_dataset("shapes", n_train=601, n_test=300, seed=3, tasks=["shape", "hflip"]).fingerprint("hflip"),
+        load_dataset("shapes", n_train=601, n_test=300, seed=3, tasks=["shape", "hflip", "hue"]).fingerprint("hue"),
     }
     assert len(fps) == 6
+    # Derived tasks never touch the base images, so the base view's key is unchanged by them.
+    assert load_dataset("shapes", n_train=601, n_test=300, seed=3, tasks=["shape", "hue"]).fingerprint() == small_shapes.fingerprint()
     # The fingerprint keys the pixels: keeping other base tasks changes no pixel, so it is the same.
     a = load_dataset("shapes", n_train=601, n_test=300, seed=3, tasks=["color", "size"])
     b = load_dataset("shapes", n_train=601, n_test=300, seed=3, tasks=["shape"])
@@ -337,13 +339,19 @@ def test_shared_cifar10_imagefolder():
 
 # ---------------------------------------------------------------- derived tasks
 
+def _view(ds, split, view):
+    return torch.cat(list(ds.batches(split, 32, view=view)))
+
+
 @pytest.mark.parametrize("task", DERIVED_TASKS)
 def test_derived_task_transforms_exactly_half(task):
     base = load_dataset("shapes", tasks=["shape"], n_train=101, n_test=40, seed=2)
     ds = load_dataset("shapes", tasks=["shape", task], n_train=101, n_test=40, seed=2)
     assert ds.tasks == ["shape", task] and ds.classes[task] == invariance.CLASSES[task]
-    for orig, new, y in ((base.train_images, ds.train_images, ds.train_labels[task]),
-                         (base.test_images, ds.test_images, ds.test_labels[task])):
+    assert ds.views == ["base", task] and ds.view_tasks("base") == ["shape"] and ds.view_tasks(task) == [task]
+    assert torch.equal(ds.train_images, base.train_images)  # the base images are never altered
+    for split, orig, y in (("train", base.train_images, ds.train_labels[task]), ("test", base.test_images, ds.test_labels[task])):
+        new = _view(ds, split, task)
         assert y.dtype == torch.long and int(y.sum()) == len(y) // 2
         on = y.bool()
         assert torch.equal(new[~on], orig[~on])
@@ -366,27 +374,26 @@ def test_derived_task_transforms_exactly_half(task):
 
 
 def test_hue_shift_turns_red_into_cyan():
-    base = load_dataset("shapes", n_train=300, n_test=30, seed=0)
     ds = load_dataset("shapes", tasks=["color", "hue"], n_train=300, n_test=30, seed=0)
-    on = ds.train_labels["hue"].bool() & (base.train_labels["color"] == 0)  # red shapes, hue-shifted
+    on = ds.train_labels["hue"].bool() & (ds.train_labels["color"] == 0)  # red shapes, hue-shifted
     assert on.sum() > 10
-    before, after = base.train_images[on].float(), ds.train_images[on].float()
+    before, after = ds.train_images[on].float(), _view(ds, "train", "hue")[on].float()
     red = before[:, 0] - before[:, 1:].amax(1) > 80  # clearly red foreground pixels
     assert red.sum() > 100
     r, g, b = (after[:, c][red] for c in range(3))
     assert (torch.minimum(g, b) > r).float().mean() > 0.95  # now cyan
-    assert torch.equal(ds.train_labels["color"], base.train_labels["color"])  # labels keep the original colour
 
 
-def test_derived_tasks_compose_in_order_and_use_independent_halves():
-    base = load_dataset("shapes", tasks=["shape"], n_train=64, n_test=16, seed=9)
+def test_derived_tasks_are_independent_views():
+    """Each derived task's view carries its own transform only, on its own half of the images."""
     ds = load_dataset("shapes", tasks=["hflip", "rot90"], n_train=64, n_test=16, seed=9)
     f, r = ds.train_labels["hflip"].bool(), ds.train_labels["rot90"].bool()
-    assert not torch.equal(f, r)
-    expected = base.train_images.clone()
-    expected[f] = torch.flip(expected[f], dims=[-1])
-    expected[r] = torch.rot90(expected[r], 1, dims=(-2, -1))
-    assert torch.equal(ds.train_images, expected)
+    assert not torch.equal(f, r) and ds.views == ["hflip", "rot90"]
+    flipped = ds.train_images.clone()
+    flipped[f] = torch.flip(flipped[f], dims=[-1])
+    rotated = ds.train_images.clone()
+    rotated[r] = torch.rot90(rotated[r], 1, dims=(-2, -1))
+    assert torch.equal(_view(ds, "train", "hflip"), flipped) and torch.equal(_view(ds, "train", "rot90"), rotated)
     assert ds.params["tasks"] == ["hflip", "rot90"]
 
 

@@ -87,7 +87,7 @@ def _sk_protocol(Xtr, ytr, Xte, yte, C):
 
 
 def _rows(rows):
-    return {(r["cut"], r["task"], r["probe"]): r for r in rows}
+    return {(r.cut, r.task, r.probe): r for r in rows}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,10 +97,10 @@ def _rows(rows):
 def test_linear_matches_sklearn_on_digits(digits):
     tr, trl, te, tel = digits
     rows = run_probes(["linear"], tr, trl, te, tel, linear_grid=[0.05])
-    assert len(rows) == 1 and rows[0]["hparam"] == "C=0.05"
+    assert len(rows) == 1 and rows[0].hparam == "C=0.05"
     sk = _sk_protocol(tr["pixels"], trl["digit"], te["pixels"], tel["digit"], 0.05)
     assert sk > 0.9  # the comparison is meaningful
-    assert abs(rows[0]["accuracy"] - sk) <= 0.01
+    assert abs(rows[0].accuracy - sk) <= 0.01
 
 
 def test_linear_matches_sklearn_multicut_multitask(multicut):
@@ -110,9 +110,9 @@ def test_linear_matches_sklearn_multicut_multitask(multicut):
     for cut in tr:
         for task in trl:
             r = rows[(cut, task, "linear")]
-            assert r["n_classes"] == {"a": 3, "b": 7}[task]
+            assert r.n_classes == {"a": 3, "b": 7}[task]
             sk = _sk_protocol(tr[cut], trl[task], te[cut], tel[task], 0.3)
-            assert abs(r["accuracy"] - sk) <= 0.01, (cut, task, r["accuracy"], sk)
+            assert abs(r.accuracy - sk) <= 0.01, (cut, task, r.accuracy, sk)
 
 
 def test_solver_reaches_sklearn_objective(digits):
@@ -168,9 +168,11 @@ def test_run_probes_uses_grid_and_reports_validation(multicut):
     rows = _rows(run_probes(["linear"], tr, trl, te, tel, linear_grid=grid, seed=0))
     for (cut, task), r in direct.items():
         row = rows[(cut, task, "linear")]
-        assert row["hparam"] == f"C={r.C:g}"
-        assert row["val_accuracy"] == pytest.approx(r.val_accuracy)
-        assert row["accuracy"] == pytest.approx(r.accuracy)
+        assert row.hparam == f"C={r.C:g}"
+        assert row.val_accuracy == pytest.approx(r.val_accuracy)
+        assert row.accuracy == pytest.approx(r.accuracy)
+        assert row.search == {C: pytest.approx(v) for C, v in r.val_accuracies.items()}
+        assert row.converged and row.n_iter > 0
         assert r.val_accuracy == max(r.val_accuracies.values())
 
 
@@ -300,9 +302,9 @@ def test_run_probes_knn_matches_reference(multicut):
             k_best = max(ks, key=lambda k: (val_acc[k], k))  # ties -> larger k
             ref_test = _knn_reference(tr[cut], y, te[cut], [k_best], 0.07, C)[k_best]
             r = rows[(cut, task, "knn")]
-            assert r["hparam"] == f"k={k_best}"
-            assert r["val_accuracy"] == pytest.approx(val_acc[k_best])
-            assert r["accuracy"] == pytest.approx(float((ref_test == tel[task].numpy()).mean()))
+            assert r.hparam == f"k={k_best}"
+            assert r.val_accuracy == pytest.approx(val_acc[k_best])
+            assert r.accuracy == pytest.approx(float((ref_test == tel[task].numpy()).mean()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,22 +314,39 @@ def test_run_probes_knn_matches_reference(multicut):
 def test_rows_order_keys_and_progress(multicut):
     tr, trl, te, tel = multicut
     calls = []
-    rows = run_probes(
-        ["knn", "linear"], tr, trl, te, tel, linear_grid=[0.1, 1.0], knn_ks=[5, 10],
-        progress=lambda done, total, msg: calls.append((done, total, msg)),
-    )
+    rows = run_probes(["knn", "linear"], tr, trl, te, tel, linear_grid=[0.1, 1.0], knn_ks=[5, 10], progress=calls.append,
+                      model="m")
     expected = [(c, t, p) for c in tr for t in trl for p in ("knn", "linear")]
-    assert [(r["cut"], r["task"], r["probe"]) for r in rows] == expected
+    assert [(r.cut, r.task, r.probe) for r in rows] == expected
     for r in rows:
-        assert set(r) == {"cut", "task", "probe", "accuracy", "val_accuracy", "hparam", "n_classes"}
-        assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["val_accuracy"] <= 1.0
-        assert isinstance(r["accuracy"], float) and isinstance(r["hparam"], str)
-        assert r["hparam"].startswith("k=" if r["probe"] == "knn" else "C=")
-    assert max(r["accuracy"] for r in rows) > 0.6  # the probes learn something
-    dones = [d for d, _, _ in calls]
-    assert dones == sorted(dones) and dones[-1] == len(expected)
-    assert all(total == len(expected) for _, total, _ in calls)
-    assert all(isinstance(m, str) and m for _, _, m in calls)
+        assert 0.0 <= r.accuracy <= 1.0 and 0.0 <= r.val_accuracy <= 1.0
+        assert isinstance(r.accuracy, float) and isinstance(r.hparam, str)
+        assert r.hparam.startswith("k=" if r.probe == "knn" else "C=")
+        # per-image correctness is kept: it is what the accuracy counts
+        assert r.correct.dtype == torch.bool and r.correct.shape == (500,)
+        assert r.accuracy == pytest.approx(float(r.correct.float().mean()))
+        assert set(r.search) == ({5.0, 10.0} if r.probe == "knn" else {0.1, 1.0})
+        assert r.val_accuracy == max(r.search.values())
+    assert max(r.accuracy for r in rows) > 0.6  # the probes learn something
+    dones = [e.done for e in calls]
+    assert dones == sorted(dones) and dones[-1] == len(expected) and len(calls) > 3  # per chunk / cut, not once
+    assert all(e.total == len(expected) and e.stage == "probe" and e.model == "m" for e in calls)
+
+
+def test_probe_fit_stops_between_chunks(multicut):
+    from gr_explorer.progress import Cancelled
+
+    tr, trl, te, tel = multicut
+    seen = []
+    with pytest.raises(Cancelled):
+        run_probes(["linear"], tr, trl, te, tel, linear_grid=[0.1], progress=seen.append, should_stop=lambda: bool(seen))
+    assert len(seen) == 1 and seen[0].done < seen[0].total  # one chunk finished, the next never started
+
+
+def test_knn_reports_the_k_it_used(multicut):
+    tr, trl, te, tel = multicut
+    rows = run_probes(["knn"], tr, trl, te, tel, knn_ks=[5000])
+    assert all(r.hparam == "k=900" for r in rows)  # capped at the 900 train images of the bank
 
 
 def test_validation_split_is_seeded_and_stratified():
@@ -348,6 +367,7 @@ def test_same_seed_same_results(multicut):
     a = run_probes(["linear", "knn"], tr, trl, te, tel, linear_grid=[0.01, 1.0], knn_ks=[3, 9], seed=5)
     b = run_probes(["linear", "knn"], tr, trl, te, tel, linear_grid=[0.01, 1.0], knn_ks=[3, 9], seed=5, device=torch.device("cpu"))
     assert a == b
+    assert all(torch.equal(x.correct, y.correct) for x, y in zip(a, b))
 
 
 def test_low_precision_and_double_features(multicut):
@@ -360,7 +380,7 @@ def test_low_precision_and_double_features(multicut):
             ["linear", "knn"], {c: x.to(dt) for c, x in tr.items()}, trl, {c: x.to(dt) for c, x in te.items()}, tel, **kw
         )
         for a, b in zip(ref, rows):
-            assert abs(a["accuracy"] - b["accuracy"]) <= 0.03
+            assert abs(a.accuracy - b.accuracy) <= 0.03
 
 
 def test_constants():
@@ -374,7 +394,7 @@ def test_cuda_matches_cpu(multicut):
     cpu = run_probes(["linear", "knn"], tr, trl, te, tel, device="cpu", **kw)
     gpu = run_probes(["linear", "knn"], tr, trl, te, tel, device="cuda", **kw)
     for a, b in zip(cpu, gpu):
-        assert abs(a["accuracy"] - b["accuracy"]) <= 0.01
+        assert abs(a.accuracy - b.accuracy) <= 0.01
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,9 +497,9 @@ def test_defaults_larger_problem_against_sklearn():
     for cut in tr:
         for task in trl:
             r = rows[(cut, task, "linear")]
-            C = float(r["hparam"][2:])
-            assert abs(r["accuracy"] - _sk_protocol(tr[cut], trl[task], te[cut], tel[task], C)) <= 0.01
+            C = float(r.hparam[2:])
+            assert abs(r.accuracy - _sk_protocol(tr[cut], trl[task], te[cut], tel[task], C)) <= 0.01
             a, v = standardize(tr[cut][fit], tr[cut][val])
             sk_val = float((_sk_fit(a, trl[task][fit], C).predict(v.double().numpy()) == trl[task][val].numpy()).mean())
-            assert abs(r["val_accuracy"] - sk_val) <= 0.01
-            assert rows[(cut, task, "knn")]["accuracy"] > 1.0 / r["n_classes"]
+            assert abs(r.val_accuracy - sk_val) <= 0.01
+            assert rows[(cut, task, "knn")]["accuracy"] > 1.0 / r.n_classes

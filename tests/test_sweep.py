@@ -1,16 +1,24 @@
-"""Sweep, summary and plots: the tidy table, its consistency with the parts, and figures built from it."""
+"""Sweep, summary and plots: the tidy tables, validation-selected cuts, baselines, derived views, the README example."""
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from gr_explorer.config import SweepConfig
+from gr_explorer.data import load_dataset
 from gr_explorer.features import extract_features
 from gr_explorer.plots import accuracy_vs_depth, cut_task_heatmap
 from gr_explorer.probes import run_probes
+from gr_explorer.progress import ProgressEvent
+from gr_explorer.run import COLUMNS, SweepCancelled, run_sweep, sweep
 from gr_explorer.summary import guillotine_summary
-from gr_explorer.sweep import COLUMNS, SweepCancelled, SweepConfig, run_sweep, sweep
-from gr_explorer.data import load_dataset
 from helpers import saved_tiny, tiny_model
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture
@@ -23,23 +31,36 @@ def test_sweep_table_is_tidy_and_matches_the_parts(ckpt):
     cfg = SweepConfig(models=[f"file:{path}"], dataset="shapes", tasks=["shape", "color"], probes=["linear", "knn"],
                       n_train=300, n_test=100, seed=3)
     seen = []
-    res = run_sweep(cfg, progress=lambda stage, d, t, msg: seen.append(stage))
+    res = run_sweep(cfg, progress=seen.append)
     t = res.table
-    assert list(t.columns) == COLUMNS
+    assert list(t.columns) == COLUMNS + ["correct"]
     assert len(t) == len(model.cuts) * 2 * 2
-    assert {"load", "extract", "probe"} <= set(seen)
+    assert all(isinstance(e, ProgressEvent) for e in seen)
+    assert {"load", "extract", "probe"} <= {e.stage for e in seen}
+    probe_events = [e for e in seen if e.stage == "probe"]
+    assert probe_events[-1].done == probe_events[-1].total == len(t) and len(probe_events) > 2  # per chunk, not once
     by_cut = {c.name: c for c in model.cuts}
     for r in t.itertuples():
         c = by_cut[r.cut]
         assert (r.depth, r.part, r.dim) == (c.depth, c.part, c.dim)
-        assert 0 <= r.accuracy <= 1 and r.n_train == 300 and r.n_test == 100
+        assert 0 <= r.accuracy_ci_low <= r.accuracy <= r.accuracy_ci_high <= 1 and r.n_train == 300 and r.n_test == 100
+        assert r.accuracy == pytest.approx(r.correct.mean())
+        assert r.chance == pytest.approx(0.2 if r.task == "shape" else 17 / 100)
     # The same numbers from the two halves called directly.
     ds = load_dataset("shapes", tasks=["shape", "color"], n_train=300, n_test=100, seed=3)
     f = extract_features(model, ds, cache=False)
     rows = run_probes(["linear", "knn"], f.train, ds.train_labels, f.test, ds.test_labels, seed=3)
-    direct = pd.DataFrame(rows).set_index(["cut", "task", "probe"])["accuracy"]
+    direct = pd.Series({(r.cut, r.task, r.probe): r.accuracy for r in rows})
     got = t.set_index(["cut", "task", "probe"])["accuracy"]
-    pd.testing.assert_series_equal(got.sort_index(), direct.sort_index(), check_names=False, atol=1e-6)
+    tol = 0.02 if torch.cuda.is_available() else 1e-6  # CUDA extraction runs under bf16 autocast; the direct call too
+    for key, acc in direct.items():
+        assert got.loc[key] == pytest.approx(acc, abs=tol)
+    # search.csv: every C / k tried, the chosen one flagged and equal to the row's hparam
+    s = res.search
+    assert set(s["probe"]) == {"linear", "knn"} and s.groupby(["cut", "task", "probe"])["chosen"].sum().eq(1).all()
+    chosen = s[s["chosen"]].set_index(["cut", "task", "probe"])
+    for r in t.itertuples():
+        assert chosen.loc[(r.cut, r.task, r.probe), "val_accuracy"] == pytest.approx(r.val_accuracy)
 
 
 def test_sweep_accepts_model_objects_and_cut_subsets():
@@ -49,56 +70,215 @@ def test_sweep_accepts_model_objects_and_cut_subsets():
 
 def test_cancel_keeps_partial_rows(ckpt):
     _, path = ckpt
-    calls = iter([False, False, False, True])
-    cfg = SweepConfig(models=[f"file:{path}", f"file:{path}"], dataset="shapes", tasks=["shape"], n_train=200, n_test=100)
+    stop = {"now": False}
+
+    def progress(e):
+        if e.stage == "probe" and e.done == e.total:
+            stop["now"] = True  # cancel once the first model's probes are done
+
+    cfg = SweepConfig(models=[f"file:{path}", "zoo:simclr"], dataset="shapes", tasks=["shape"], n_train=200, n_test=100)
     with pytest.raises(SweepCancelled) as e:
-        run_sweep(cfg, should_stop=lambda: next(calls))
-    assert len(e.value.partial) == 8  # the first model's 8 cuts were finished and kept
+        run_sweep(cfg, progress=progress, should_stop=lambda: stop["now"])
+    assert len(e.value.partial) == 8 and set(e.value.partial["model"]) == {f"file:{path}"}
 
 
-def test_config_round_trip_and_bad_config(tmp_path):
-    cfg = SweepConfig(models=["zoo:x"], tasks=["shape"], probes=["knn"], knn_ks=[3, 5])
-    p = tmp_path / "run.json"
-    p.write_text(cfg.to_json())
-    assert SweepConfig.load(p) == cfg
-    p.write_text('{"models": ["zoo:x"], "colour": 1}')
-    with pytest.raises(Exception, match=r"Unknown key\(s\) \['colour'\]"):
-        SweepConfig.load(p)
-    with pytest.raises(Exception, match=r"Unknown probe\(s\) \['svm'\].*Valid: linear, knn"):
-        SweepConfig(models=["zoo:x"], probes=["svm"])
+def test_probe_stage_stops_between_chunks(ckpt):
+    _, path = ckpt
+    events = []
+    cfg = SweepConfig(models=[f"file:{path}"], dataset="shapes", tasks=["shape"], n_train=200, n_test=100)
+    with pytest.raises(SweepCancelled):
+        run_sweep(cfg, progress=events.append, should_stop=lambda: any(e.stage == "probe" and e.done for e in events))
+    probe = [e for e in events if e.stage == "probe"]
+    assert probe and probe[-1].done < probe[-1].total  # stopped after the first chunk, not at the end
 
 
-def _table():
+# ---------------------------------------------------------------------------------------------
+# the best cut is chosen on validation
+
+
+def _table(accs_test, accs_val, model="a"):
     rows = []
-    for model, accs in (("a", [0.5, 0.9, 0.7, 0.4]), ("b", [0.6, 0.6, 0.8, 0.8])):
-        for d, (cut, part) in enumerate([("stem", "backbone"), ("pool", "backbone"), ("proj1", "projector"), ("proj2", "projector")]):
-            rows.append(dict(model=model, dataset="x", cut=cut, depth=d, part=part, dim=8, task="shape", probe="linear",
-                             accuracy=accs[d], val_accuracy=accs[d], hparam="C=1", n_classes=3, n_train=10, n_test=10))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    for d, (cut, part) in enumerate([("stem", "backbone"), ("pool", "backbone"), ("proj1", "projector"), ("proj2", "projector")]):
+        rows.append(dict(model=model, baseline="", dataset="x", cut=cut, depth=d, part=part, dim=8, task="shape",
+                         probe="linear", accuracy=accs_test[d], val_accuracy=accs_val[d], chance=0.2, hparam="C=1",
+                         n_classes=3, n_train=10, n_test=10))
+    return pd.DataFrame(rows)
 
 
-def test_guillotine_summary():
-    s = guillotine_summary(_table()).set_index("model")
-    assert s.loc["a", "best_cut"] == "pool" and s.loc["a", "guillotine_gain"] == pytest.approx(0.5)
-    assert s.loc["b", "best_cut"] == "proj1" and s.loc["b", "guillotine_gain"] == pytest.approx(0.0)
+def test_selection_is_on_validation_not_test():
+    t = _table([0.5, 0.9, 0.7, 0.4], [0.5, 0.6, 0.8, 0.3])  # test-best pool, val-best proj1
+    s = guillotine_summary(t).iloc[0]
+    assert s["best_cut"] == "proj1" and s["best_accuracy"] == 0.7 and s["gain"] == pytest.approx(0.3)
+    ties = guillotine_summary(_table([0.5, 0.9, 0.7, 0.4], [0.8, 0.6, 0.8, 0.8])).iloc[0]
+    assert ties["best_cut"] == "stem"  # ties -> the shallower cut
+
+
+def test_permuting_test_labels_changes_no_selected_cut(ckpt):
+    _, path = ckpt
+    ds = load_dataset("shapes", tasks=["shape", "color"], n_train=300, n_test=150, seed=2)
+    cfg = SweepConfig(models=[f"file:{path}"], tasks=["shape", "color"], probes=["linear", "knn"], n_train=300, n_test=150,
+                      seed=2)
+    a = run_sweep(cfg, dataset=ds).summary
+    g = torch.Generator().manual_seed(0)
+    shuffled = {t: y[torch.randperm(len(y), generator=g)] for t, y in ds.test_labels.items()}
+    ds.test_labels = shuffled
+    b = run_sweep(cfg, dataset=ds).summary
+    assert (a["best_cut"] == b["best_cut"]).all() and (a["best_accuracy"] != b["best_accuracy"]).any()
+
+
+# ---------------------------------------------------------------------------------------------
+# baselines, chance, seeded random weights, derived views
+
+
+def test_baselines_rows_and_summary(ckpt):
+    _, path = ckpt
+    cfg = SweepConfig(models=[f"file:{path}"], tasks=["shape", "color"], n_train=300, n_test=100, seed=1,
+                      baselines=["random-init", "pixels"])
+    res = run_sweep(cfg)
+    t = res.table
+    twin = f"file:{path} [random init]"
+    assert list(dict.fromkeys(t["model"])) == [f"file:{path}", twin, "pixels"]
+    assert set(t.loc[t["model"] == twin, "baseline"]) == {"random-init"}
+    px = t[t["model"] == "pixels"]
+    assert px["cut"].unique().tolist() == ["pixels"] and px["dim"].iloc[0] == 3 * 32 * 32
+    s = res.summary.set_index(["model", "task", "probe"])
+    row = s.loc[(f"file:{path}", "shape", "linear")]
+    twin_row = s.loc[(twin, "shape", "linear")]
+    assert row["random_init_accuracy"] == twin_row["best_accuracy"]
+    assert row["over_random_init"] == pytest.approx(row["best_accuracy"] - twin_row["best_accuracy"])
+    assert row["over_random_init_ci_low"] <= row["over_random_init"] <= row["over_random_init_ci_high"]
+    assert row["pixels_accuracy"] == s.loc[("pixels", "shape", "linear"), "best_accuracy"]
+
+
+def test_pixels_baseline_is_the_raw_pixels():
+    """Its features equal the normalised, pooled, flattened images computed by hand."""
+    from gr_explorer.models import pixels_model
+
+    ds = load_dataset("shapes", tasks=["shape"], n_train=20, n_test=10, seed=0)
+    f = extract_features(pixels_model(32), ds, cache=False)
+    ref = ((ds.test_images.float() / 255 - 0.5) / 0.5).flatten(1)
+    assert torch.allclose(f.test["pixels"], ref, atol=1e-6)
+    big = extract_features(pixels_model(64), load_dataset("shapes", tasks=["shape"], n_train=20, n_test=10, image_size=64),
+                           cache=False)
+    assert big.train["pixels"].shape == (20, 3 * 32 * 32)
+
+
+def test_random_weights_are_seeded():
+    from gr_explorer.models import load_model
+
+    a, b = load_model("timm:test_resnet", weights="random", seed=3), load_model("timm:test_resnet", weights="random", seed=3)
+    c = load_model("timm:test_resnet", weights="random", seed=4)
+    assert a.weights_hash() == b.weights_hash() != c.weights_hash()
+    assert a.name == "timm:test_resnet [random init]"
+    cfg = dict(tasks=["shape"], n_train=120, n_test=60, image_size=32, weights="random")
+    t3 = sweep("timm:test_resnet", "shapes", seed=3, **cfg)
+    t3b = sweep("timm:test_resnet", "shapes", seed=3, cache=False, **cfg)
+    t4 = sweep("timm:test_resnet", "shapes", seed=4, **cfg)
+    pd.testing.assert_series_equal(t3["accuracy"], t3b["accuracy"])
+    assert t3["model"].iloc[0] == "timm:test_resnet [random init]" and t3["weights"].iloc[0] == "random init (seed 3)"
+    assert not t3["accuracy"].equals(t4["accuracy"])
+
+
+def test_random_init_twin_rebuilds_the_architecture(ckpt):
+    from gr_explorer.models import load_model, random_init
+
+    model = load_model(f"file:{ckpt[1]}")
+    twin, again = random_init(model, 0), random_init(model, 0)
+    assert [c.as_dict() for c in twin.cuts] == [c.as_dict() for c in model.cuts]
+    assert twin.weights_hash() == again.weights_hash() != model.weights_hash()
+    assert twin.preprocessing == model.preprocessing
+
+
+def test_base_tasks_identical_with_and_without_derived_tasks():
+    kw = dict(n_train=300, n_test=150, seed=5, probes=["linear", "knn"])
+    plain = sweep("zoo:simclr", "shapes", tasks=["shape", "color"], **kw)
+    mixed = sweep("zoo:simclr", "shapes", tasks=["shape", "color", "hue", "grayscale", "hflip"], **kw)
+    base = mixed[mixed["task"].isin(["shape", "color"])].reset_index(drop=True)
+    cols = ["cut", "task", "probe", "accuracy", "val_accuracy", "hparam"]
+    pd.testing.assert_frame_equal(plain[cols], base[cols])
+    assert set(mixed["task"]) == {"shape", "color", "hue", "grayscale", "hflip"}
+
+
+def test_derived_view_transforms_only_its_marked_images():
+    ds = load_dataset("shapes", tasks=["shape", "hflip"], n_train=40, n_test=20, seed=0)
+    base = torch.cat(list(ds.batches("train", 16)))
+    view = torch.cat(list(ds.batches("train", 16, view="hflip")))
+    marked = ds.train_labels["hflip"].bool()
+    assert torch.equal(base, ds.train_images)
+    assert torch.equal(view[~marked], base[~marked]) and torch.equal(view[marked], base[marked].flip(-1))
+    assert ds.fingerprint("hflip") != ds.fingerprint()
+
+
+def test_meaningless_derived_task_is_refused():
+    with pytest.raises(Exception, match=r"'grayscale' is meaningless for 'digits'.*already greyscale.*Valid derived tasks"):
+        load_dataset("digits", tasks=["digit", "grayscale"])
+
+
+# ---------------------------------------------------------------------------------------------
+# the README example, as written
+
+
+def test_readme_python_example_runs_verbatim(tmp_path, monkeypatch):
+    text = README.read_text()
+    block = re.search(r"## Python\n\n```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    table = namespace["table"]
+    assert {"accuracy_ci_low", "accuracy_ci_high", "chance"} <= set(table.columns)
+    assert (tmp_path / "figure.html").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+def _fig_table():
+    t = _table([0.5, 0.9, 0.7, 0.4], [0.5, 0.9, 0.7, 0.4])
+    t2 = _table([0.6, 0.6, 0.8, 0.8], [0.6, 0.6, 0.8, 0.8], model="b")
+    return pd.concat([t, t2], ignore_index=True)
 
 
 def test_accuracy_vs_depth_figure():
-    t = _table()
-    fig = accuracy_vs_depth(t)
-    lines = [tr for tr in fig.data if tr.mode == "lines+markers"]
-    stars = [tr for tr in fig.data if tr.mode == "markers"]
-    assert [tr.name for tr in lines] == ["a", "b"]
-    assert np.allclose(lines[0].y, [0.5, 0.9, 0.7, 0.4])
+    t = _fig_table().assign(accuracy_ci_low=lambda d: d["accuracy"] - 0.05, accuracy_ci_high=lambda d: d["accuracy"] + 0.05)
+    summary = guillotine_summary(t).assign(gain_ci_low=[0.4, -0.1], gain_ci_high=[0.6, 0.1], clear_gain=[True, False])
+    fig = accuracy_vs_depth(t, summary=summary)
+    lines = [tr for tr in fig.data if tr.meta and tr.meta.get("role") == "curve"]
+    bands = [tr for tr in fig.data if tr.fill == "toself"]
+    stars = [tr for tr in fig.data if tr.mode == "markers" and tr.marker.symbol == "star"]
+    assert [tr.name.split(":")[0] for tr in lines] == ["a", "b"]  # one task: one colour per model
+    assert lines[0].line.color != lines[1].line.color
+    assert np.allclose(lines[0].y, [0.5, 0.9, 0.7, 0.4]) and len(bands) == 2
     assert (stars[0].x[0], stars[0].y[0]) == (1, 0.9)
+    assert "+50 pts" in lines[0].name and "no clear gain" in lines[1].name
+    texts = [a.text for a in fig.layout.annotations]
+    assert "+50" in texts and not any("+0" == x for x in texts)  # a gain whose CI contains 0 is never labelled
     assert list(fig.layout.xaxis.ticktext) == ["stem", "pool", "proj1", "proj2"]
-    assert any("+50.0 pts" in a.text for a in fig.layout.annotations)
-    shapes = sorted((s.x0, s.x1) for s in fig.layout.shapes)
-    assert shapes == [(-0.5, 1.5), (1.5, 3.5)]
+    assert "Linear probe" in fig.layout.title.text
+    chance = [tr for tr in fig.data if tr.line.dash == "dot" and tr.mode == "lines"]
+    assert chance and chance[0].y[0] == 0.2
+
+
+def test_figure_colours_tasks_styles_probes_and_selects_tasks():
+    t = _fig_table()
+    t = pd.concat([t[t.model == "a"], t[t.model == "a"].assign(task="color"), t[t.model == "a"].assign(probe="knn")])
+    fig = accuracy_vs_depth(t)
+    lines = {tr.name.split(":")[0]: tr for tr in fig.data if tr.mode == "lines+markers"}
+    assert lines["shape · linear"].line.color == lines["shape · k-NN"].line.color != lines["color · linear"].line.color
+    assert lines["shape · linear"].line.dash != lines["shape · k-NN"].line.dash
+    assert fig.layout.title.text.startswith("Linear and k-NN probes")
+    labels = [b.label for b in fig.layout.updatemenus[0].buttons]
+    assert labels == ["all tasks", "shape", "color"]
+
+
+def test_figure_html_renders_offline(tmp_path):
+    html = accuracy_vs_depth(_fig_table()).to_html(include_plotlyjs=True)
+    assert not re.search(r"<script[^>]*src=", html)  # plotly.js is embedded, nothing is fetched
+    assert len(html) > 1_000_000
 
 
 def test_heatmap_figure():
-    t = _table()
+    t = _fig_table()
     t2 = t.assign(task="color", accuracy=t["accuracy"] / 2)
     fig = cut_task_heatmap(pd.concat([t, t2]), model="a")
     hm = fig.data[0]

@@ -361,8 +361,13 @@ def test_eval_stores_held_out_sweep_results_in_the_card(tmp_path):
     assert rc == 0
     res = json.loads(out.with_suffix(".json").read_text())["results"]
     assert {r["task"] for r in res["summary"]} == {"shape", "color"}
-    assert {r["cut"] for r in res["table"]} == {"stem", "layer1", "layer2", "pool", "proj1", "proj2"}
-    assert res["sweep"]["seed"] == 1 and res["sweep"]["n_test"] == 40
+    mine = [r for r in res["table"] if not r["baseline"]]
+    assert {r["cut"] for r in mine} == {"stem", "layer1", "layer2", "pool", "proj1", "proj2"}
+    assert {r["baseline"] for r in res["table"]} == {"", "random-init", "pixels"}  # measured next to its baselines
+    row = next(r for r in res["summary"] if not r["baseline"] and r["task"] == "shape")
+    assert row["gain_ci_low"] <= row["gain"] <= row["gain_ci_high"] and row["random_init_accuracy"] is not None
+    assert all(r["accuracy_ci_low"] <= r["accuracy"] <= r["accuracy_ci_high"] for r in res["table"])
+    assert res["sweep"]["seed"] == 1 and res["sweep"]["n_test"] == 40 and res["sweep"]["baselines"] == ["random-init", "pixels"]
 
 
 def test_cli_ctrl_c_stops_early_and_still_saves(tmp_path, monkeypatch):

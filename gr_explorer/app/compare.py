@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ..errors import GRExplorerError
-from ..sweep import SweepConfig
+from ..config import SweepConfig
 from . import results, widgets
 from .state import kept
 

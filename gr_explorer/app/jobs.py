@@ -24,11 +24,12 @@ from typing import Any, Callable
 import streamlit as st
 
 from ..errors import GRExplorerError
+from ..progress import Cancelled, ProgressEvent
 
 log = logging.getLogger("gr_explorer.app")
 
 
-class JobCancelled(GRExplorerError):
+class JobCancelled(Cancelled):
     """Raised inside the worker when the user pressed Cancel."""
 
     def __init__(self):
@@ -99,8 +100,10 @@ class Job:
         finally:
             self.finished = time.perf_counter()
 
-    def progress(self, stage: str, done: int, total: int, message: str = "") -> None:
-        """The library's progress callback `(stage, done, total, message)`; raises JobCancelled after Cancel."""
+    def progress(self, event: ProgressEvent) -> None:
+        """The library's progress callback (one ProgressEvent); raises JobCancelled after Cancel."""
+        stage, done, total = event.stage, event.done, event.total
+        message = f"{event.model}: {event.detail}" if event.model and event.detail else (event.model or event.detail)
         now = time.perf_counter()
         with self._lock:
             if not self._stages or self._stages[-1].name != stage:
@@ -109,10 +112,6 @@ class Job:
             s.updated, s.done, s.total, s.message = now, int(done), int(total), str(message)
             if stage == "load" and message and not message.startswith("loading") and message not in self._log:
                 self._log.append(message)
-            if stage == "extract" and total and done >= total:
-                # The probes of all cuts x tasks are fitted together and report only when a chunk is done:
-                # show that stage as started now rather than leave "extract" spinning.
-                self._stages.append(StageInfo("probe", now, now, message="fitting all cuts × tasks together"))
         if self.raise_on_stop and self._stop.is_set():
             raise JobCancelled()
 
@@ -218,6 +217,6 @@ def follow(job: Job, *, key: str, on_series: Callable[[Any, list[float]], None] 
 
 
 def is_cancel(e: BaseException | None) -> bool:
-    from ..sweep import SweepCancelled
+    from ..run import SweepCancelled
 
     return isinstance(e, (JobCancelled, SweepCancelled))

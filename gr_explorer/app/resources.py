@@ -23,7 +23,7 @@ import streamlit as st
 from ..data import Dataset, load_dataset
 from ..device import resolve_device
 from ..models import Model, list_zoo, load_model, zoo_dir
-from ..sweep import SweepConfig
+from ..config import SweepConfig
 
 
 @st.cache_data(ttl=10, show_spinner=False)

@@ -14,8 +14,10 @@ import pandas as pd
 import streamlit as st
 
 from ..plots import accuracy_vs_depth, cut_task_heatmap
+from ..config import SweepConfig
+from ..progress import ProgressEvent
+from ..run import SweepResult
 from ..summary import guillotine_summary
-from ..sweep import SweepConfig, SweepResult
 from .jobs import Job, Snapshot, follow, is_cancel
 from .widgets import show_error
 
@@ -24,15 +26,15 @@ CLI = "gr-explorer sweep --config run.json"
 
 def start_sweep(config: SweepConfig, title: str) -> Job:
     """Run `config` with the library's run_sweep in a background Job (models/dataset from the shared caches)."""
-    from ..sweep import run_sweep
+    from ..run import run_sweep
     from . import resources
 
     def work(job: Job) -> SweepResult:
-        job.progress("load", 0, 1, f"loading dataset {config.dataset}")
+        job.progress(ProgressEvent("load", 0, 1, "", f"loading dataset {config.dataset}"))
         dataset = resources.get_dataset(config)
         models = []
         for spec in config.models:
-            job.progress("load", 0, 1, f"loading model {spec}")
+            job.progress(ProgressEvent("load", 0, 1, "", f"loading model {spec}"))
             models.append(resources.get_model(spec, weights=config.weights, readout=config.readout, device=config.device))
         return run_sweep(config, models=models, dataset=dataset, progress=job.progress, should_stop=job.should_stop)
 
@@ -44,9 +46,11 @@ def record_from(job: Job, snap: Snapshot) -> tuple[dict | None, BaseException | 
     config_json = job.meta["config_json"]
     if snap.error is None:
         res: SweepResult = snap.result
-        cache = {m: {"cached": len(f.cached_cuts), "cuts": len(f.cuts), "batches": f.forward_batches}
-                 for m, f in res.features.items()}
-        return {"table": res.table, "config_json": config_json, "seconds": res.seconds, "cache": cache,
+        cache = {m: {"cached": sum(len(f.cached_cuts) for f in views.values()), "cuts": sum(len(f.cuts) for f in views.values()),
+                     "batches": sum(f.forward_batches for f in views.values())}
+                 for m, views in res.features.items()}
+        return {"table": res.table, "summary": res.summary, "search": res.search, "config_json": config_json,
+                "seconds": res.seconds, "cache": cache,
                 "dataset": {"n_train": res.dataset.n_train, "n_test": res.dataset.n_test}, "finished": time.time(),
                 "cancelled": False}, None
     partial = getattr(snap.error, "partial", None)
@@ -141,15 +145,16 @@ def summary_metrics(table: pd.DataFrame) -> None:
     cols = st.columns(min(len(s), 6))
     for i, row in enumerate(s.itertuples(index=False)):
         cols[i % len(cols)].metric(
-            f"{row.task}: best cut", f"{row.best_cut}", f"{100 * row.guillotine_gain:+.1f} pts vs {row.last_cut}",
-            delta_color="normal" if row.guillotine_gain > 0 else "off",
+            f"{row.task}: best cut", f"{row.best_cut}",
+            f"{100 * row.gain:+.1f} pts vs {row.last_cut}" if row.clear_gain else "no clear gain",
+            delta_color="normal" if row.clear_gain else "off",
             help=f"{row.probe} probe: {row.best_accuracy:.3f} at {row.best_cut} vs {row.last_accuracy:.3f} at the last "
                  f"cut {row.last_cut}. The guillotine gain is best minus last.")
 
 
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     s = guillotine_summary(table)
-    return s.assign(guillotine_gain_pts=(100 * s["guillotine_gain"]).round(1)).drop(columns=["guillotine_gain"])
+    return s.assign(gain_pts=(100 * s["gain"]).round(1)).drop(columns=["gain"])
 
 
 def downloads(record: dict, figure_html, key: str, stem: str) -> None:
@@ -198,11 +203,18 @@ def show_explore(record: dict, key: str, current_config_json: str | None) -> Non
     downloads(record, lambda: fig.to_html(include_plotlyjs=True, full_html=True), key, stem)
 
 
+def gain_cell(r) -> str:
+    """'+12.3 pts [8.1, 16.4]' for a gain whose 95% interval excludes 0, else 'no clear gain'."""
+    if not r.clear_gain:
+        return "no clear gain"
+    return f"{100 * r.gain:+.1f} pts [{100 * r.gain_ci_low:+.1f}, {100 * r.gain_ci_high:+.1f}]"
+
+
 def best_cut_grid(table: pd.DataFrame) -> pd.DataFrame:
     """Models x tasks, each cell 'best cut (+gain pts)', from guillotine_summary (first probe)."""
     s = guillotine_summary(table)
     s = s[s["probe"] == s["probe"].iloc[0]]
-    cell = s["best_cut"] + " (" + (100 * s["guillotine_gain"]).map(lambda g: f"{g:+.1f}") + ")"
+    cell = [f"{r.best_cut} ({gain_cell(r)})" for r in s.itertuples()]
     grid = s.assign(cell=cell).pivot(index="model", columns="task", values="cell")
     return grid.reindex(index=list(dict.fromkeys(s["model"])), columns=list(dict.fromkeys(s["task"])))
 
@@ -230,7 +242,7 @@ def show_compare(record: dict, key: str, current_config_json: str | None) -> Non
         st.dataframe(summary_table(table), hide_index=True, width="stretch", key=f"{key}:summary",
                      column_config={"best_accuracy": st.column_config.NumberColumn(format="%.3f"),
                                     "last_accuracy": st.column_config.NumberColumn(format="%.3f"),
-                                    "guillotine_gain_pts": st.column_config.NumberColumn("gain (pts)", format="%+.1f")})
+                                    "gain_pts": st.column_config.NumberColumn("gain (pts)", format="%+.1f")})
     with st.expander("Results table"):
         st.dataframe(table, hide_index=True, width="stretch", key=f"{key}:table")
 

@@ -16,6 +16,7 @@ import streamlit as st
 
 from ..data import dataset_tasks
 from ..errors import GRExplorerError
+from ..progress import ProgressEvent
 from ..uploads import checkpoint_archive
 from . import resources, widgets
 from .jobs import Job, follow, is_cancel
@@ -189,10 +190,10 @@ def start_training(config) -> Job:
         pass
 
     def work(job: Job):
-        job.progress("load", 0, 1, f"loading {config.dataset} and building the model")
+        job.progress(ProgressEvent("load", 0, 1, "", f"loading {config.dataset} and building the model"))
 
         def progress(step: int, epoch: int, loss: float) -> None:
-            job.progress("train", step, max(total, step), f"epoch {epoch + 1}, loss {loss:.4f}")
+            job.progress(ProgressEvent("train", step, max(total, step), "", f"epoch {epoch + 1}, loss {loss:.4f}"))
             job.add_point(loss)
 
         return train(config, progress=progress, should_stop=job.should_stop)

@@ -1,33 +1,107 @@
-"""The in-memory dataset every loader returns: uint8 images plus one label column per task."""
+"""The dataset every loader returns: images per split plus one label column per task.
+
+Derived invariance tasks (hflip, rot90, grayscale, hue) never alter the images
+the base tasks see: each derived task is its own *view* of the images, its
+transform applied to the marked half while a batch is read, so base-task
+features are the same whether or not derived tasks were asked for, and each
+view has its own content fingerprint for the feature cache.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from ..errors import DatasetError
+from ..hashing import json_digest, tensor_digest
+
+BASE = "base"
 
 
-@dataclass
+class Images:
+    """One split's images: a length, a shape and batched access by index (uint8 [B, 3, H, W])."""
+
+    def __len__(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, int, int]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def get(self, idx: slice | np.ndarray) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def materialize(self) -> torch.Tensor:
+        return self.get(slice(0, len(self)))
+
+
+class TensorImages(Images):
+    """Images already decoded in memory."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+    def __len__(self) -> int:
+        return int(self.tensor.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.tensor.shape[1:])
+
+    def get(self, idx):
+        return self.tensor[idx]
+
+    def materialize(self) -> torch.Tensor:
+        return self.tensor
+
+    @cached_property
+    def _digest(self) -> str:
+        return tensor_digest([self.tensor], length=32)
+
+    def fingerprint(self) -> str:
+        """Keyed on the pixels themselves, so two datasets with equal names but other pixels never share features."""
+        return self._digest
+
+
+def _as_images(x) -> Images:
+    return x if isinstance(x, Images) else TensorImages(x)
+
+
 class Dataset:
-    """A fixed train/test split of RGB uint8 images [N, 3, H, W] with tasks.
+    """A fixed train/test split of RGB uint8 images with tasks.
 
-    `params` holds everything that determined the content (loader name, seed,
-    sizes, derived tasks ...): it is what the feature cache keys on and what
-    run.json records, so two Datasets with equal params hold equal pixels.
+    `params` records what determined the content (loader, seed, sizes, tasks):
+    run.json and the cards show it. The feature cache keys on `fingerprint()`,
+    which is computed from the content (pixels, or for streamed folders the
+    file listing and the chosen files), never from the name alone.
     """
 
-    name: str
-    train_images: torch.Tensor
-    test_images: torch.Tensor
-    train_labels: dict[str, torch.Tensor]
-    test_labels: dict[str, torch.Tensor]
-    classes: dict[str, list[str]]
-    params: dict = field(default_factory=dict)
+    def __init__(self, name: str, train_images: Images | torch.Tensor, test_images: Images | torch.Tensor,
+                 train_labels: dict[str, torch.Tensor], test_labels: dict[str, torch.Tensor],
+                 classes: dict[str, list[str]], params: dict | None = None):
+        self.name = name
+        self.splits = {"train": _as_images(train_images), "test": _as_images(test_images)}
+        self.train_labels, self.test_labels = train_labels, test_labels
+        self.classes = classes
+        self.params = dict(params or {})
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r}, {self.n_train} train / {self.n_test} test, tasks {self.tasks})"
+
+    @property
+    def train_images(self) -> torch.Tensor:
+        """All train images decoded (a streamed source decodes them all: meant for small data and training)."""
+        return self.splits["train"].materialize()
+
+    @property
+    def test_images(self) -> torch.Tensor:
+        return self.splits["test"].materialize()
 
     @property
     def tasks(self) -> list[str]:
@@ -35,35 +109,79 @@ class Dataset:
 
     @property
     def n_train(self) -> int:
-        return int(self.train_images.shape[0])
+        return len(self.splits["train"])
 
     @property
     def n_test(self) -> int:
-        return int(self.test_images.shape[0])
+        return len(self.splits["test"])
 
-    def fingerprint(self) -> str:
-        """Key of the pixels for the feature cache, derived from params (not from the pixels themselves).
-
-        Which base tasks are kept does not change a pixel, so it is left out;
-        derived tasks transform images, so they stay in, in order.
-        """
+    # -- views: the base images, and one transformed copy per derived task ---------------------
+    @property
+    def derived_tasks(self) -> list[str]:
         from .invariance import DERIVED_TASKS
 
-        params = dict(self.params)
-        params["tasks"] = [t for t in params.get("tasks", []) if t in DERIVED_TASKS]
-        blob = json.dumps({"name": self.name, "params": params}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+        return [t for t in self.tasks if t in DERIVED_TASKS]
+
+    @property
+    def base_tasks(self) -> list[str]:
+        return [t for t in self.tasks if t not in self.derived_tasks]
+
+    @property
+    def views(self) -> list[str]:
+        """'base' (when a base task is asked for), then each derived task's own view."""
+        return ([BASE] if self.base_tasks else []) + self.derived_tasks
+
+    def view_tasks(self, view: str) -> list[str]:
+        return self.base_tasks if view == BASE else [view]
+
+    def view_labels(self, view: str, split: str) -> dict[str, torch.Tensor]:
+        labels = self.train_labels if split == "train" else self.test_labels
+        return {t: labels[t] for t in self.view_tasks(view)}
+
+    def batches(self, split: str, batch_size: int, view: str = BASE) -> Iterator[torch.Tensor]:
+        """uint8 batches of a split in order; a derived view transforms its marked images as they are read."""
+        images = self.splits[split]
+        n = len(images)
+        mask = None if view == BASE else (self.train_labels if split == "train" else self.test_labels)[view].bool()
+        for start in range(0, n, batch_size):
+            x = images.get(slice(start, min(start + batch_size, n)))
+            yield x if mask is None else self.transform_view(view, x, mask[start:start + x.shape[0]])
+
+    def transform_view(self, view: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        from .invariance import transform
+
+        if not bool(mask.any()):
+            return x
+        x = x.clone()
+        x[mask] = transform(view, x[mask], self.name)
+        return x
+
+    def fingerprint(self, view: str = BASE) -> str:
+        """Content key of a view's pixels: the base images, plus the transform and its marks for a derived view."""
+        parts = {"train": self.splits["train"].fingerprint(), "test": self.splits["test"].fingerprint()}
+        if view != BASE:
+            parts["view"] = view
+            parts["marks"] = tensor_digest([self.train_labels[view], self.test_labels[view]], length=32)
+        return json_digest(parts, length=32)
+
+    def chance(self, task: str) -> float:
+        """Majority-class test accuracy: what always guessing the most common test class scores."""
+        y = self.test_labels[task]
+        return float(torch.bincount(y).max()) / max(1, int(y.numel()))
 
     def validate(self) -> None:
         """Fail early, naming the dataset, when images or labels cannot be probed."""
-        for split, imgs, labels in (("train", self.train_images, self.train_labels), ("test", self.test_images, self.test_labels)):
-            if imgs.dtype != torch.uint8 or imgs.ndim != 4 or imgs.shape[1] != 3:
-                raise DatasetError(f"Dataset {self.name!r}: {split} images must be uint8 [N, 3, H, W], got {imgs.dtype} {tuple(imgs.shape)}.")
-            if imgs.shape[0] == 0:
+        for split, labels in (("train", self.train_labels), ("test", self.test_labels)):
+            imgs = self.splits[split]
+            sample = imgs.get(slice(0, min(1, len(imgs))))
+            if sample.dtype != torch.uint8 or sample.ndim != 4 or sample.shape[1] != 3:
+                raise DatasetError(f"Dataset {self.name!r}: {split} images must be uint8 [N, 3, H, W], got {sample.dtype} "
+                                   f"{(len(imgs), *tuple(sample.shape[1:]))}.")
+            if len(imgs) == 0:
                 raise DatasetError(f"Dataset {self.name!r}: the {split} split has no images.")
             for task, y in labels.items():
-                if y.shape[0] != imgs.shape[0]:
-                    raise DatasetError(f"Dataset {self.name!r}: task {task!r} has {y.shape[0]} {split} labels for {imgs.shape[0]} images.")
+                if y.shape[0] != len(imgs):
+                    raise DatasetError(f"Dataset {self.name!r}: task {task!r} has {y.shape[0]} {split} labels for {len(imgs)} images.")
         for task, y in self.train_labels.items():
             n = int(torch.unique(y).numel())
             if n < 2:

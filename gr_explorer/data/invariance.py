@@ -7,16 +7,14 @@ Regularization).
 
 How: for each requested derived task, independently, exactly floor(N/2)
 images of each split (chosen by a generator seeded from the run seed, the task
-name and the split) are transformed in place with batched tensor ops, and a
-two-class label column is added. Tasks compose in the order given, e.g.
-['hflip', 'rot90'] flips some images and then rotates some (possibly the same)
-images.
+name and the split) are *marked*; the task's label is the mark. Each derived
+task is its own view of the images (see `Dataset.batches`): its transform is
+applied to the marked images as they are read, so the base tasks always see
+the untransformed images, and one derived task never sees another's
+transform.
 
-Caveat: the transforms change the images that EVERY task of the run sees.
-`hue` alters the shapes `color` attribute, `grayscale` removes it, `hflip`
-swaps left/right `orientation` and `position`, `rot90` moves both by one
-step. That is intended (it is the same image set for all probes) but the base
-tasks are then measured on partly transformed images.
+A derived task that cannot be told from the images is refused (`check`):
+grayscale or hue on images that are already grey.
 """
 
 from __future__ import annotations
@@ -67,11 +65,18 @@ def transform(task: str, images: torch.Tensor, name: str = "dataset") -> torch.T
     raise DatasetError(f"Unknown derived task {task!r}. Valid: {', '.join(DERIVED_TASKS)}.")
 
 
-def apply(task: str, images: torch.Tensor, seed: int, split: str, name: str = "dataset") -> torch.Tensor:
-    """Transform half of `images` in place; return the 0/1 label column."""
-    mask = half_mask(images.shape[0], seed, task, split)
-    if task == "rot90":  # check squareness even when the half is empty
-        transform(task, images[:0], name)
-    if mask.any():
-        images[mask] = transform(task, images[mask], name)
-    return mask.long()
+def marks(task: str, n: int, seed: int, split: str) -> torch.Tensor:
+    """The 0/1 label column of a derived task: which images its view transforms."""
+    return half_mask(n, seed, task, split).long()
+
+
+def check(task: str, sample: torch.Tensor, name: str = "dataset") -> None:
+    """Refuse a derived task that is meaningless for these images (uint8 sample [B, 3, H, W])."""
+    transform(task, sample[:0], name)  # rot90: square images only
+    if task in ("grayscale", "hue") and sample.numel() and bool((sample[:, 0] == sample[:, 1]).all() & (sample[:, 1] == sample[:, 2]).all()):
+        others = [t for t in DERIVED_TASKS if t not in ("grayscale", "hue")]
+        raise DatasetError(
+            f"Derived task {task!r} is meaningless for {name!r}: its images are already greyscale, so a "
+            f"{'greyed' if task == 'grayscale' else 'hue-shifted'} image looks exactly like the original. "
+            f"Valid derived tasks for greyscale images: {', '.join(others)}."
+        )

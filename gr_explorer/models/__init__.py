@@ -14,13 +14,16 @@ from .checkpoint import build_model, load_checkpoint, read_card, save_checkpoint
 from .cuts import READOUTS, Cut
 from .model import POOL, Model
 from .preprocessing import Preprocessing
+from .pixels import pixels_model
 from .projector import build_projector, parse_projector_spec
+from .random_init import random_init, random_label
 from .resnet_small import SmallResNet
 
-SCHEMES = ("zoo", "timm", "file")
+#: model spec schemes; `custom:<name>` records a Model object built in Python (wrap_module) in run.json
+SCHEMES = ("zoo", "timm", "file", "custom")
 
-__all__ = ["Cut", "Model", "Preprocessing", "SmallResNet", "POOL", "READOUTS", "load_model", "wrap_module", "list_zoo",
-           "zoo_dir", "build_model", "build_projector", "parse_projector_spec", "load_checkpoint", "save_checkpoint", "read_card"]
+__all__ = ["SCHEMES", "Cut", "Model", "Preprocessing", "SmallResNet", "POOL", "READOUTS", "load_model", "wrap_module", "list_zoo",
+           "zoo_dir", "build_model", "pixels_model", "random_init", "random_label", "build_projector", "parse_projector_spec", "load_checkpoint", "save_checkpoint", "read_card"]
 
 
 def zoo_dir() -> Path:
@@ -41,8 +44,11 @@ def list_zoo() -> dict[str, str]:
     return out
 
 
-def load_model(spec: str, *, weights: str | None = None, readout: str = "cls") -> Model:
-    """`zoo:<name>`, `timm:<name>[.<tag>]` or `file:<path>` -> Model with ordered cuts."""
+def load_model(spec: str, *, weights: str | None = None, readout: str = "cls", seed: int = 0) -> Model:
+    """`zoo:<name>`, `timm:<name>[.<tag>]` or `file:<path>` -> Model with ordered cuts.
+
+    `weights` applies to timm models (pretrained, random, or a file); random weights are drawn from `seed`.
+    """
     if isinstance(spec, Model):
         return spec
     scheme, _, rest = str(spec).partition(":")
@@ -51,16 +57,24 @@ def load_model(spec: str, *, weights: str | None = None, readout: str = "cls") -
                              "timm:<name>[.<tag>] (e.g. timm:resnet18.a1_in1k), file:<path to .safetensors>.")
     if readout not in READOUTS:
         raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
-    if scheme == "zoo":
-        zoo = list_zoo()
-        if rest not in zoo:
-            raise ModelSpecError(f"Unknown zoo model {rest!r}. {did_you_mean(rest, zoo) if zoo else 'No checkpoints in ' + str(zoo_dir()) + '.'}")
-        return load_checkpoint(zoo_dir() / f"{rest}.safetensors", readout=readout, name=spec)
-    if scheme == "file":
-        return load_checkpoint(Path(rest).expanduser(), readout=readout, name=spec)
+    if scheme == "custom":
+        raise ModelSpecError(f"{spec!r} names a model built in Python (wrap_module); it cannot be loaded from a spec. "
+                             "Pass the Model object itself (sweep(model, ...) / run_sweep(config, models=[model])).")
+    if scheme in ("zoo", "file"):
+        if weights not in (None, "", "pretrained", "random"):
+            raise ModelSpecError(f"weights={weights!r} applies to timm models only; {spec!r} carries its own weights. "
+                                 "Valid for zoo: and file: models: pretrained (the checkpoint's weights) or random.")
+        if scheme == "zoo":
+            zoo = list_zoo()
+            if rest not in zoo:
+                raise ModelSpecError(f"Unknown zoo model {rest!r}. {did_you_mean(rest, zoo) if zoo else 'No checkpoints in ' + str(zoo_dir()) + '.'}")
+            model = load_checkpoint(zoo_dir() / f"{rest}.safetensors", readout=readout, name=spec)
+        else:
+            model = load_checkpoint(Path(rest).expanduser(), readout=readout, name=spec)
+        return random_init(model, seed) if weights == "random" else model
     from .timm_models import load_timm
 
-    return load_timm(rest, weights=weights, readout=readout)
+    return load_timm(rest, weights=weights, readout=readout, seed=seed)
 
 
 def wrap_module(backbone: nn.Module, stages: Sequence[str] | None = None, projector: nn.Sequential | None = None, *,

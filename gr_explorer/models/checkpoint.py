@@ -48,7 +48,8 @@ def build_model(card: dict, name: str | None = None, readout: str | None = None)
     p = arch.get("projector") or {}
     projector = build_projector(p.get("spec"), backbone_out_dim(module), p.get("norm", "bn"), p.get("act", "relu")) if p else None
     pre = Preprocessing.from_dict(card.get("preprocessing", {}))
-    return Model(backbone, projector, pre, name=name or card.get("name", "checkpoint"), card=card)
+    return Model(backbone, projector, pre, name=name or card.get("name", "checkpoint"), card=card,
+                 rebuild=lambda: build_model(card, name, readout))
 
 
 def backbone_out_dim(module: torch.nn.Module) -> int:

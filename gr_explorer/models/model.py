@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-from typing import Sequence
+import copy
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -24,13 +24,18 @@ class Model(nn.Module):
     """
 
     def __init__(self, backbone: BackboneAdapter, projector: nn.Sequential | None = None,
-                 preprocessing: Preprocessing | None = None, name: str = "custom", card: dict | None = None):
+                 preprocessing: Preprocessing | None = None, name: str = "custom", card: dict | None = None,
+                 *, pool: bool = True, rebuild: Callable[[], "Model"] | None = None):
         super().__init__()
         self.backbone = backbone
         self.projector = projector
         self.preprocessing = preprocessing or Preprocessing()
         self.name = name
         self.card = dict(card or {})
+        self.has_pool = pool
+        #: builds the same architecture with fresh random weights (under the caller's RNG seed); see random_init
+        self.rebuild = rebuild
+        self._weights_hash: str | None = None
         self.eval()
         self.cuts = self._probe_cuts()
 
@@ -49,10 +54,10 @@ class Model(nn.Module):
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device if any(True for _ in self.parameters()) else torch.device("cpu")
+        names = self.backbone.stage_names + ([POOL] if self.has_pool else []) + self.projector_names
         with torch.no_grad():
-            feats = self._forward(torch.zeros(2, 3, s, s, device=device), self.backbone.stage_names + [POOL] + self.projector_names)
+            feats = self._forward(torch.zeros(2, 3, s, s, device=device), names)
         self.train(was_training)
-        names = self.backbone.stage_names + [POOL] + self.projector_names
         return [Cut(n, d, "projector" if n.startswith("proj") and n in self.projector_names else "backbone", int(feats[n].shape[1]))
                 for d, n in enumerate(names)]
 
@@ -106,16 +111,27 @@ class Model(nn.Module):
         return sd
 
     def weights_hash(self) -> str:
-        """Content hash of all weights: part of the feature-cache key."""
-        h = hashlib.sha256()
-        for k, v in sorted(self.export_state_dict().items()):
-            t = v.detach().cpu().contiguous()
-            h.update(k.encode())
-            h.update(str(t.dtype).encode())
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        return h.hexdigest()[:32]
+        """Content hash of all weights (part of the feature-cache key), computed once: a loaded Model is frozen.
+
+        Code that changes the weights in place (training) builds its own Model and saves a new checkpoint.
+        """
+        if self._weights_hash is None:
+            from ..hashing import tensor_digest
+
+            self._weights_hash = tensor_digest(self.export_state_dict(), length=32)
+        return self._weights_hash
+
+    def load_state_dict(self, *args, **kwargs):
+        self._weights_hash = None
+        return super().load_state_dict(*args, **kwargs)
 
     def describe(self) -> dict:
-        """What identifies this model's features (for run.json and the cache key)."""
-        return {"name": self.name, "readout": self.backbone.readout, "preprocessing": self.preprocessing.as_dict()}
+        """What identifies this model's features besides its weights (for the cache key)."""
+        return {"arch": type(self.backbone.module).__name__, "readout": self.backbone.readout,
+                "preprocessing": self.preprocessing.as_dict(), "cuts": [c.as_dict() for c in self.cuts]}
+
+    def renamed(self, name: str) -> "Model":
+        """A shallow copy under another name (same modules, so no extra memory)."""
+        other = copy.copy(self)
+        other.name = name
+        return other

@@ -12,6 +12,8 @@ import os
 import threading
 from pathlib import Path
 
+import torch
+
 from ..errors import ModelSpecError, OfflineError, did_you_mean
 from .backbones import IntermediatesBackbone
 from .model import Model
@@ -22,7 +24,8 @@ HUB_TIMEOUT = os.environ.get("GR_EXPLORER_HUB_TIMEOUT", "10")
 _HUB_LOCK = threading.Lock()
 
 
-def load_timm(name: str, weights: str | None = None, readout: str = "cls") -> Model:
+def load_timm(name: str, weights: str | None = None, readout: str = "cls", seed: int = 0) -> Model:
+    """A timm model; `weights="random"` is a deterministic function of `seed` and is labelled `[random init]`."""
     import timm
 
     arch = name.split(".")[0]
@@ -32,7 +35,9 @@ def load_timm(name: str, weights: str | None = None, readout: str = "cls") -> Mo
     if weights in (None, "", "pretrained"):
         module = _create_pretrained(timm, name, kwargs)
     elif weights == "random":
-        module = timm.create_model(name, pretrained=False, **kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = timm.create_model(name, pretrained=False, **kwargs)
     else:
         p = Path(weights)
         if not p.exists():
@@ -50,7 +55,15 @@ def load_timm(name: str, weights: str | None = None, readout: str = "cls") -> Mo
                         std=tuple(cfg.get("std", (0.229, 0.224, 0.225))), interpolation=str(cfg.get("interpolation", "bicubic")))
     card = {"architecture": {"backbone": {"type": "timm", "name": name}, "projector": None},
             "weights": weights or "pretrained", "source": "timm"}
-    return Model(IntermediatesBackbone(module, readout=readout), None, pre, name=f"timm:{name}", card=card)
+
+    def rebuild() -> Model:
+        fresh = timm.create_model(name, pretrained=False, **kwargs)
+        return Model(IntermediatesBackbone(fresh, readout=readout), None, pre, name=f"timm:{name}", card=card, rebuild=rebuild)
+
+    label = f"timm:{name}" + (" [random init]" if weights == "random" else "")
+    if weights == "random":
+        card["weights"] = f"random init (seed {seed})"
+    return Model(IntermediatesBackbone(module, readout=readout), None, pre, name=label, card=card, rebuild=rebuild)
 
 
 def _create_pretrained(timm, name: str, kwargs: dict):

@@ -4,8 +4,10 @@
 
 `train_feats`/`test_feats` map cut name -> FloatTensor [N, D_cut]; `train_labels`/
 `test_labels` map task name -> LongTensor [N] of class ids 0..C_task-1. Each returned
-row is one (cut, task, probe) with its test accuracy, the validation accuracy of the
-chosen hyper-parameter and that hyper-parameter (`C=0.1`, `k=20`).
+`ProbeResult` is one (cut, task, probe): its test accuracy and per-test-image
+correctness (kept for bootstrap intervals at no refit cost), the validation accuracy
+of the chosen hyper-parameter and of every one tried (`search`), that hyper-parameter
+(`C=0.1`, `k=20`), and whether the solver converged.
 
 * linear: multinomial logistic regression (sklearn's objective) on standardised
   features; all cuts x tasks x C solved by one batched L-BFGS (see probes.linear).
@@ -20,24 +22,41 @@ then the probe is refitted on all train data and scored on test.
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Sequence
+import warnings
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 import torch
 
 from ..errors import ProbeError, did_you_mean
+from ..progress import Progress, Reporter, ShouldStop
 from .knn import DEFAULT_KS, DEFAULT_TEMPERATURE, KnnProbeResult, fit_knn_probes, format_k, knn_predict
-from .linear import (
-    DEFAULT_GRID,
-    DEFAULT_MEMORY_BUDGET,
-    LinearProbeResult,
-    fit_linear_probes,
-    format_C,
-    lbfgs_softmax,
-    standardize,
-)
+from .linear import DEFAULT_GRID, DEFAULT_MEMORY_BUDGET, LinearProbeResult, fit_linear_probes, format_C, standardize
+from .solver import lbfgs_softmax
 from .split import validation_split
 
 PROBES: tuple[str, ...] = ("linear", "knn")
+
+
+class ConvergenceWarning(UserWarning):
+    """A linear probe stopped at its iteration limit before meeting the tolerance."""
+
+
+@dataclass
+class ProbeResult:
+    """One fitted probe: a (cut, task, probe) with everything a table, an interval or a plot needs."""
+
+    cut: str
+    task: str
+    probe: str
+    accuracy: float  # test accuracy of the refitted probe
+    val_accuracy: float  # validation accuracy of the chosen hyper-parameter
+    hparam: str  # 'C=0.1' / 'k=20' (k as used: capped at the train-bank size)
+    n_classes: int
+    converged: bool = True
+    n_iter: int = 0
+    search: dict[float, float] = field(default_factory=dict)  # hyper-parameter value -> validation accuracy
+    correct: torch.Tensor | None = field(default=None, compare=False, repr=False)  # bool [n_test]
 
 
 def _validate(
@@ -143,17 +162,20 @@ def run_probes(
     linear_grid: Sequence[float] | None = None,
     knn_ks: Sequence[int] | None = None,
     knn_temperature: float = DEFAULT_TEMPERATURE,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+    model: str = "",
     linear_max_iter: int = 1000,
     linear_tol: float = 1e-4,
     linear_memory_budget: int = DEFAULT_MEMORY_BUDGET,
     knn_chunk_size: int = 1024,
-) -> list[dict]:
-    """Fit every probe for every (cut, task); one row per (cut, task, probe).
+) -> list[ProbeResult]:
+    """Fit every probe for every (cut, task); one ProbeResult per (cut, task, probe).
 
-    Rows are ordered by cut (dict order), then task, then probe (order given) and
-    have keys cut, task, probe, accuracy (test), val_accuracy, hparam, n_classes.
-    `progress(done, total, message)` is called as (cut, task, probe) results finish.
+    Results are ordered by cut (dict order), then task, then probe (order given).
+    Reports ProgressEvent('probe', done, total, model) after every chunk of cuts and
+    stops between chunks (progress.Cancelled) when `should_stop()` says so. A linear
+    fit that hit its iteration limit is flagged `converged=False` and warned about.
     """
     probes, n_classes = _validate(probes, train_feats, train_labels, test_feats, test_labels, val_fraction)
     grid = _check_grid(linear_grid)
@@ -165,38 +187,37 @@ def run_probes(
     device = resolve_device(device)
     fit_idx, val_idx = validation_split(train_labels, val_fraction, seed)
     cuts, tasks = list(train_feats), list(train_labels)
-    total = len(cuts) * len(tasks) * len(probes)
-    done = 0
+    report = Reporter(progress, should_stop, "probe", len(cuts) * len(tasks) * len(probes), model)
 
-    def tick(n: int, msg: str) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total, msg)
-
-    rows: dict[tuple[str, str, str], dict] = {}
+    results: dict[tuple[str, str, str], ProbeResult] = {}
     for probe in probes:
         if probe == "linear":
             res = fit_linear_probes(
                 train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx, grid=grid,
                 n_classes=n_classes, device=device, max_iter=linear_max_iter, tol=linear_tol,
-                memory_budget=linear_memory_budget, progress=tick,
+                memory_budget=linear_memory_budget, progress=report.tick,
             )
             for (cut, task), r in res.items():
-                rows[(cut, task, probe)] = dict(accuracy=r.accuracy, val_accuracy=r.val_accuracy, hparam=format_C(r.C))
+                results[(cut, task, probe)] = ProbeResult(
+                    cut, task, probe, r.accuracy, r.val_accuracy, format_C(r.C), n_classes[task], r.converged, r.n_iter,
+                    dict(r.val_accuracies), r.correct)
+            stuck = [f"{c}/{t}" for (c, t), r in res.items() if not r.converged]
+            if stuck:
+                warnings.warn(f"{model + ': ' if model else ''}the linear probe did not converge within {linear_max_iter} "
+                              f"iterations for {len(stuck)} (cut, task) fit(s): {', '.join(stuck[:6])}"
+                              f"{' ...' if len(stuck) > 6 else ''}. Their accuracies may be slightly low "
+                              "(the converged column says which).", ConvergenceWarning, stacklevel=2)
         elif probe == "knn":
             res = fit_knn_probes(
                 train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx, ks=ks,
-                temperature=knn_temperature, n_classes=n_classes, device=device, chunk_size=knn_chunk_size, progress=tick,
+                temperature=knn_temperature, n_classes=n_classes, device=device, chunk_size=knn_chunk_size,
+                progress=report.tick,
             )
             for (cut, task), r in res.items():
-                rows[(cut, task, probe)] = dict(accuracy=r.accuracy, val_accuracy=r.val_accuracy, hparam=format_k(r.k))
-    return [
-        dict(cut=cut, task=task, probe=probe, **rows[(cut, task, probe)], n_classes=n_classes[task])
-        for cut in cuts
-        for task in tasks
-        for probe in probes
-    ]
+                results[(cut, task, probe)] = ProbeResult(
+                    cut, task, probe, r.accuracy, r.val_accuracy, format_k(r.k_used), n_classes[task],
+                    search={float(k): v for k, v in r.val_accuracies.items()}, correct=r.correct)
+    return [results[(cut, task, probe)] for cut in cuts for task in tasks for probe in probes]
 
 
 def _check_grid(grid) -> list[float] | None:
@@ -227,8 +248,10 @@ __all__ = [
     "DEFAULT_GRID",
     "DEFAULT_KS",
     "PROBES",
+    "ConvergenceWarning",
     "KnnProbeResult",
     "LinearProbeResult",
+    "ProbeResult",
     "fit_knn_probes",
     "fit_linear_probes",
     "knn_predict",

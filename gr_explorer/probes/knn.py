@@ -85,12 +85,17 @@ def knn_predict(
 
 @dataclass
 class KnnProbeResult:
-    """One (cut, task): chosen k, its validation accuracy, test accuracy against the full train bank."""
+    """One (cut, task): chosen k, its validation accuracy, test accuracy and per-image correctness against the full train bank.
+
+    `k_used` is the k the test vote really used: min(k, train bank size).
+    """
 
     k: int
     val_accuracy: float
     accuracy: float
     val_accuracies: dict[int, float] = field(default_factory=dict)
+    k_used: int = 0
+    correct: torch.Tensor | None = None  # bool [n_test]
 
 
 def _multi_task_correct(
@@ -102,21 +107,18 @@ def _multi_task_correct(
     temperature: float,
     n_classes: Sequence[int],
     chunk_size: int,
-) -> list[dict[int, int]]:
-    """Correct counts per task per k; one neighbour search for all tasks. bank_y [Nb, T], query_y [Nq, T]."""
+) -> list[dict[int, torch.Tensor]]:
+    """Per-query hits (bool [Nq]) per task per k; one neighbour search for all tasks. bank_y [Nb, T], query_y [Nq, T]."""
     k_max = max(max(ks) for ks in ks_per_task)
-    correct = [{int(k): 0 for k in ks} for ks in ks_per_task]
-    counts = [{int(k): torch.zeros((), dtype=torch.long, device=bank.device) for k in ks} for ks in ks_per_task]
+    nq = queries.shape[0]
+    hits = [{int(k): torch.zeros(nq, dtype=torch.bool, device=bank.device) for k in ks} for ks in ks_per_task]
     for start, sims, idx in _neighbours(bank, queries, k_max, chunk_size):
         nb = bank_y[idx]  # [c, k, T]
         yq = query_y[start : start + sims.shape[0]]
         for ti, ks in enumerate(ks_per_task):
             for k, p in _vote(sims, nb[:, :, ti], ks, temperature, n_classes[ti]).items():
-                counts[ti][k] += (p == yq[:, ti]).sum()
-    for ti in range(len(ks_per_task)):
-        for k in correct[ti]:
-            correct[ti][k] = int(counts[ti][k])
-    return correct
+                hits[ti][k][start : start + len(p)] = p == yq[:, ti]
+    return hits
 
 
 def fit_knn_probes(
@@ -139,7 +141,7 @@ def fit_knn_probes(
     k is chosen per (cut, task) with bank = train[fit_idx], queries = train[val_idx]
     (best accuracy; ties -> the larger k, the smoother vote), then test queries are
     scored against the full train bank with that k. `progress(n_done, message)` is
-    called after each cut.
+    called after each cut; it may raise to stop before the next cut.
     """
     device = torch.device(device)
     ks = sorted({int(k) for k in (DEFAULT_KS if ks is None else ks)})
@@ -154,25 +156,29 @@ def fit_knn_probes(
     results: dict[tuple[str, str], KnnProbeResult] = {}
     for cut in cuts:
         train_n = _normalize(train_feats[cut], device)
-        val_correct = _multi_task_correct(
+        val_hits = _multi_task_correct(
             train_n[fit_d], y_train[fit_d], train_n[val_d], y_train[val_d], [ks] * len(tasks), temperature, nc, chunk_size
         )
+        val_correct = [{k: int(h.sum()) for k, h in per_k.items()} for per_k in val_hits]
         chosen = []
         for ti in range(len(tasks)):
             # max over (count, k): ties -> larger k
             chosen.append(max(ks, key=lambda k: (val_correct[ti][k], k)))
         test_n = _normalize(test_feats[cut], device)
-        test_correct = _multi_task_correct(
+        test_hits = _multi_task_correct(
             train_n, y_train, test_n, y_test, [[k] for k in chosen], temperature, nc, chunk_size
         )
         n_test = test_n.shape[0]
         for ti, task in enumerate(tasks):
             k = chosen[ti]
+            hits = test_hits[ti][k].cpu()
             results[(cut, task)] = KnnProbeResult(
                 k=k,
                 val_accuracy=val_correct[ti][k] / n_val,
-                accuracy=test_correct[ti][k] / n_test,
+                accuracy=float(hits.sum()) / n_test,
                 val_accuracies={kk: val_correct[ti][kk] / n_val for kk in ks},
+                k_used=min(k, train_n.shape[0]),
+                correct=hits,
             )
         if progress is not None:
             progress(len(tasks), f"knn: {cut}")

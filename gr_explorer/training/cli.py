@@ -92,10 +92,13 @@ def cmd_train(a) -> int:
     print(f"{state}: {result.steps} steps in {t['wall_time_s']:.1f} s ({t['images_per_s']} img/s), final loss {t['final_loss']:.4f}")
     print(f"wrote {result.path} and {result.path.with_suffix('.json')}  (probe it: gr-explorer sweep --model file:{result.path})")
     if "results" in result.card:
-        print("held-out linear probes (best cut / last cut):")
+        print("held-out linear probes (best cut chosen on validation / last cut, 95% CI of the gain):")
         for r in result.card["results"]["summary"]:
+            if r["baseline"]:
+                continue
             print(f"  {r['task']:12s} best {r['best_cut']:8s} {r['best_accuracy']:.3f}   last {r['last_cut']:8s} "
-                  f"{r['last_accuracy']:.3f}   gain {r['guillotine_gain']:+.3f}")
+                  f"{r['last_accuracy']:.3f}   gain {r['gain']:+.3f} [{r['gain_ci_low']:+.3f}, {r['gain_ci_high']:+.3f}]   "
+                  f"random init {r['random_init_accuracy']:.3f}")
     if stop.flag or t.get("stopped_by") == "KeyboardInterrupt":
         print("interrupted: the checkpoint above holds the weights at the last finished step", file=sys.stderr)
         return 130

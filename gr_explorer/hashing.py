@@ -1,0 +1,45 @@
+"""Content digests: what the feature cache, checkpoints and datasets are keyed on.
+
+One helper per kind of content, so that "the same content" means the same
+thing everywhere (dtype and shape are part of a tensor's identity).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Iterable, Mapping
+
+import torch
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor] | Iterable[torch.Tensor], length: int = 64) -> str:
+    """sha256 over named (sorted by name) or ordered tensors: name, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    items = sorted(tensors.items()) if isinstance(tensors, Mapping) else enumerate(tensors)
+    for name, t in items:
+        t = t.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.contiguous()
+        h.update(str(name).encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        if t.numel():
+            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    return h.hexdigest()[:length]
+
+
+def json_digest(obj, length: int = 64) -> str:
+    """sha256 of a JSON-able object with sorted keys (non-JSON values by str())."""
+    blob = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def bytes_digest(*parts: bytes, length: int = 64) -> str:
+    """sha256 over length-prefixed byte strings (so (a, bc) and (ab, c) differ)."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(len(p).to_bytes(8, "little"))
+        h.update(p)
+    return h.hexdigest()[:length]

@@ -1,0 +1,51 @@
+"""The random-init baseline: the same architecture, preprocessing and cuts with seeded random weights.
+
+Why: a guillotine curve means little until it stands next to the same network
+that never trained. Loaders attach `Model.rebuild` (a zoo or file checkpoint
+rebuilds from its card, a timm model through timm with pretrained=False);
+for a wrapped module the fallback re-initialises every submodule that knows
+how (`reset_parameters`) and draws any other parameter from N(0, 0.02^2),
+timm's default for tokens and embeddings.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .model import Model
+
+SUFFIX = " [random init]"
+
+
+def random_label(name: str) -> str:
+    """`zoo:simclr` -> `zoo:simclr [random init]` (idempotent)."""
+    return name if name.endswith(SUFFIX) else f"{name}{SUFFIX}"
+
+
+def random_init(model: Model, seed: int) -> Model:
+    """A fresh Model of `model`'s architecture whose weights are a deterministic function of `seed`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        twin = model.rebuild() if model.rebuild is not None else _reinitialised_copy(model)
+    twin.name = random_label(model.name)
+    twin.card = {**model.card, "weights": f"random init (seed {seed})"}
+    twin.rebuild = model.rebuild
+    return twin.eval()
+
+
+def _reinitialised_copy(model: Model) -> Model:
+    twin = copy.deepcopy(model)
+    covered = set()
+    for m in twin.modules():
+        if m is not twin and hasattr(m, "reset_parameters") and callable(m.reset_parameters):
+            m.reset_parameters()
+            covered.update(id(p) for p in m.parameters(recurse=False))
+    with torch.no_grad():
+        for p in twin.parameters():
+            if id(p) not in covered:
+                nn.init.normal_(p, std=0.02)
+    twin._weights_hash = None
+    return twin

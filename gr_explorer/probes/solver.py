@@ -1,0 +1,342 @@
+"""The batched solver behind the linear probe: many L2-regularised softmax regressions in lockstep.
+
+Every (cut, task, C) is one *problem*:
+
+    min_{W, b}  mean_n CE(softmax(x_n W + b), y_n) + 1 / (2 C n) * ||W||^2
+
+(scikit-learn's ``LogisticRegression(C=C)`` objective divided by n, bias
+unpenalised). ``lbfgs_softmax`` is an L-BFGS in which every problem has its
+own history, curvature pairs, initial scaling, Armijo step (vectorised
+backtracking) and convergence flag (gradient inf-norm < tol, as sklearn, or a
+relative loss change at float precision); all problems advance together with
+two batched matmuls per function evaluation. Finished problems are frozen and
+problem columns no cut of a block still needs are dropped from the matmuls.
+
+Preconditioning: the two-loop's initial inverse Hessian is, per problem,
+``V diag(1 / (c ev + lam)) V^T`` from the eigen-decomposition of the cut's
+feature second moments (c = current mean softmax curvature). Real features
+have power-law spectra, which makes plain L-BFGS (and sklearn's lbfgs) crawl;
+this cuts the iterations several-fold for one small eigh per cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+
+@dataclass
+class SolveResult:
+    theta: torch.Tensor  # [G, 1 + D_max, Q, K]; row 0 is the bias, rows past a cut's D stay 0
+    loss: torch.Tensor  # [G, Q] final objective
+    grad_inf: torch.Tensor  # [G, Q] final gradient inf-norm
+    converged: torch.Tensor  # [G, Q] bool: gradient or loss-change criterion met
+    n_iter: torch.Tensor  # [G, Q] iterations used per problem
+    n_evals: int  # batched function evaluations (each = 2 matmuls per block)
+
+
+Blocks = Sequence[torch.Tensor]
+
+
+def _as_blocks(X: torch.Tensor | Blocks) -> list[torch.Tensor]:
+    return [X] if isinstance(X, torch.Tensor) else list(X)
+
+
+def feature_eigen(X: torch.Tensor | Blocks, max_rows: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per block: eigen-decomposition (eigvals [G_b, D_b], eigvecs [G_b, D_b, D_b]) of the feature
+    second-moment matrix X^T X / n (bias column excluded), from an evenly strided subsample of
+    at most `max_rows` rows (default max(1024, 4 D)). Used to precondition the solver."""
+    out = []
+    for X_b in _as_blocks(X):
+        G_b, N, D1 = X_b.shape
+        d = D1 - 1
+        rows = max(1024, 4 * d) if max_rows is None else max_rows
+        step = max(1, N // rows)
+        F_ = X_b[:, ::step, 1:]
+        cov = torch.bmm(F_.transpose(1, 2), F_) / F_.shape[1]
+        try:
+            ev, V = torch.linalg.eigh(cov)
+        except RuntimeError:  # ill-posed eigh (very rare): fall back to no preconditioning for this block
+            ev = torch.ones((G_b, d), dtype=X_b.dtype, device=X_b.device)
+            V = torch.eye(d, dtype=X_b.dtype, device=X_b.device).expand(G_b, d, d).contiguous()
+        out.append((ev.clamp_min(0), V))
+    return out
+
+
+class _Objective:
+    """Batched softmax cross-entropy + per-problem L2 (bias row 0 unpenalised), with gradient.
+
+    Blocks are consecutive groups of cuts, block b covering cuts g0..g1 with X_b [G_b, N, 1 + D_b];
+    the parameters of all cuts live in one padded tensor [G, 1 + D_max, Q, K] whose rows past
+    1 + D_b are never touched by the data terms (so they stay 0).
+    """
+
+    def __init__(self, blocks: list[torch.Tensor], labels: torch.Tensor, class_mask: torch.Tensor, lam: torch.Tensor):
+        self.blocks = []
+        g0 = 0
+        for X_b in blocks:
+            self.blocks.append((g0, g0 + X_b.shape[0], X_b))
+            g0 += X_b.shape[0]
+        X0 = blocks[0]
+        self.G, self.N = g0, X0.shape[1]
+        self.D1 = max(X_b.shape[2] for X_b in blocks)
+        self.Q, self.K = class_mask.shape
+        self.device, self.dtype = X0.device, X0.dtype
+        self.lab = labels.to(self.device).view(1, self.N, self.Q, 1)
+        self.neg_mask = ~class_mask.to(self.device)  # [Q, K]
+        self.any_masked = bool(self.neg_mask.any())
+        self.n_cls = class_mask.sum(1).to(device=self.device, dtype=self.dtype)  # [Q]
+        self.lam = lam.to(device=self.device, dtype=self.dtype)  # [G, Q]
+        self.n_evals = 0
+
+    def __call__(self, theta: torch.Tensor, need: torch.Tensor | None = None):
+        """(loss [G, Q], grad like theta, curvature scale [G, Q]); blocks with no `need`ed problem are skipped."""
+        self.n_evals += 1
+        N, Q, K = self.N, self.Q, self.K
+        loss = torch.zeros((self.G, Q), dtype=self.dtype, device=self.device)
+        curv = torch.zeros_like(loss)
+        grad = torch.zeros_like(theta)
+        for g0, g1, X_b in self.blocks:
+            # Only the problem columns still needed by some cut of the block are evaluated.
+            cols = None
+            if need is not None:
+                colmask = need[g0:g1].any(0)
+                if not bool(colmask.any()):
+                    continue
+                if not bool(colmask.all()):
+                    cols = colmask.nonzero().squeeze(1)
+            G_b, _, d1 = X_b.shape
+            th = theta[g0:g1, :d1]
+            lab, neg_mask, n_cls = self.lab, self.neg_mask, self.n_cls
+            if cols is not None:
+                th = th.index_select(2, cols)
+                lab, neg_mask, n_cls = lab[:, :, cols], neg_mask[cols], n_cls[cols]
+            Qc = th.shape[2]
+            Z = torch.bmm(X_b, th.reshape(G_b, d1, Qc * K)).view(G_b, N, Qc, K)
+            if self.any_masked:
+                Z.masked_fill_(neg_mask, float("-inf"))
+            # In-place softmax (much faster than log_softmax over a short last dim):
+            # loss_n = log sum_k exp(z_k - m) - (z_y - m), P = softmax(z).
+            Z.sub_(Z.amax(-1, keepdim=True))
+            lab = lab.expand(G_b, N, Qc, 1)
+            z_y = Z.gather(-1, lab)
+            P = Z.exp_()
+            s = P.sum(-1, keepdim=True)
+            l_b = (s.log() - z_y).sum(1).view(G_b, Qc) / N
+            P.div_(s)
+            c_b = (1 - P.square().sum(-1)).sum(1) / (N * n_cls)
+            P.scatter_add_(-1, lab, torch.full(lab.shape, -1.0, dtype=P.dtype, device=P.device))  # softmax - onehot
+            g_b = torch.bmm(X_b.transpose(1, 2), P.view(G_b, N, Qc * K)).view(G_b, d1, Qc, K).div_(N)
+            if cols is None:
+                loss[g0:g1], curv[g0:g1], grad[g0:g1, :d1] = l_b, c_b, g_b
+            else:
+                loss[g0:g1, cols], curv[g0:g1, cols], grad[g0:g1, :d1, cols] = l_b, c_b, g_b
+        W = theta[:, 1:]
+        loss += 0.5 * self.lam * W.square().sum((1, 3))
+        grad[:, 1:].add_(self.lam[:, None, :, None] * W)
+        return loss, grad, curv
+
+
+class _Precond:
+    """Initial inverse Hessian H0 of the L-BFGS two-loop: per problem, on a cut's features,
+    V diag(1 / (c * ev + lam)) V^T with (ev, V) the eigen-decomposition of the feature second
+    moments and c the current mean softmax curvature (so H0 ~ the inverse Hessian of the
+    objective when the curvature is spread evenly); 1 / c on the unpenalised bias row.
+
+    Rows of feature columns that are all zero in X (padding, constant features) are zeroed:
+    their optimal weight is exactly 0, and rounding in eigh must not make it drift."""
+
+    def __init__(self, blocks, eigen, lam: torch.Tensor, Q: int, K: int):
+        self.parts = []
+        g0 = 0
+        for X_b, (ev, V) in zip(blocks, eigen):
+            live = torch.stack([(X_b[g, :, 1:] != 0).any(0) for g in range(X_b.shape[0])])  # [G_b, D_b]
+            live = None if bool(live.all()) else live[:, :, None, None].to(X_b.dtype)
+            self.parts.append((g0, g0 + X_b.shape[0], ev, V, live))
+            g0 += X_b.shape[0]
+        self.lam, self.Q, self.K = lam, Q, K
+
+    def __call__(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        Q, K = self.Q, self.K
+        r = torch.zeros_like(q)
+        r[:, 0] = q[:, 0] / c[:, :, None]
+        for g0, g1, ev, V, live in self.parts:
+            G_b, d = ev.shape
+            qb = q[g0:g1, 1 : 1 + d].reshape(G_b, d, Q * K)
+            u = torch.bmm(V.transpose(1, 2), qb).view(G_b, d, Q, K)
+            u.div_(c[g0:g1, None, :, None] * ev[:, :, None, None] + self.lam[g0:g1, None, :, None])
+            rb = torch.bmm(V, u.view(G_b, d, Q * K)).view(G_b, d, Q, K)
+            r[g0:g1, 1 : 1 + d] = rb if live is None else rb * live
+        return r
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-problem inner product of [G, D1, Q, K] tensors -> [G, Q]."""
+    return (a * b).sum((1, 3))
+
+
+def _bc(m: torch.Tensor) -> torch.Tensor:
+    """[G, Q] -> [G, 1, Q, 1] for broadcasting against parameters."""
+    return m[:, None, :, None]
+
+
+def lbfgs_softmax(
+    X: torch.Tensor | Blocks,
+    labels: torch.Tensor,
+    class_mask: torch.Tensor,
+    lam: torch.Tensor,
+    *,
+    init: torch.Tensor | None = None,
+    precondition: bool | list = False,
+    max_iter: int = 1000,
+    tol: float = 1e-4,
+    ftol: float | None = None,
+    history: int = 10,
+    max_ls: int = 30,
+) -> SolveResult:
+    """Solve G x Q L2-regularised multinomial logistic regressions together.
+
+    X: [G, N, 1 + D] features whose column 0 is all ones (the unpenalised bias), or a list of
+       such blocks covering consecutive cuts (their D may differ; parameters are padded).
+    labels: [N, Q] class id of each sample for each problem column.
+    class_mask: [Q, K] bool, which classes exist for each column (others get -inf logits).
+    lam: [G, Q] L2 strength 1/(C n) of each problem.
+    init: optional warm start [G, 1 + D_max, Q, K].
+    precondition: False (plain L-BFGS, H0 = gamma I), True (H0 from the feature eigen-
+       decomposition, computed here) or the output of `feature_eigen(X)` to reuse one.
+
+    A problem stops when its gradient inf-norm is below `tol` (scikit-learn's criterion),
+    its relative loss decrease in one step is below `ftol` (default 10 x machine epsilon
+    of the dtype), its line search cannot decrease the loss any more (precision limit),
+    or after `max_iter` iterations. All problems advance in lockstep; finished ones are
+    frozen and blocks whose problems have all finished are no longer evaluated.
+    """
+    blocks = _as_blocks(X)
+    Q, K = class_mask.shape
+    fg = _Objective(blocks, labels, class_mask, lam)
+    G, D1 = fg.G, fg.D1
+    dev, dt = fg.device, fg.dtype
+    lam = fg.lam
+    eps = torch.finfo(dt).eps
+    if ftol is None:
+        ftol = 10 * eps
+    H0 = None
+    if precondition is not False and precondition is not None:
+        eigen = feature_eigen(blocks) if precondition is True else precondition
+        H0 = _Precond(blocks, eigen, lam, Q, K)
+    x = torch.zeros((G, D1, Q, K), dtype=dt, device=dev) if init is None else init.to(device=dev, dtype=dt).clone()
+    f, g, curv = fg(x)
+    ginf = g.abs().amax((1, 3))
+    done = ginf <= tol
+    converged = done.clone()
+    n_iter = torch.zeros((G, Q), dtype=torch.long, device=dev)
+    S = torch.zeros((history, G, D1, Q, K), dtype=dt, device=dev)
+    Y = torch.zeros_like(S)
+    rho = torch.zeros((history, G, Q), dtype=dt, device=dev)
+    order: list[int] = []  # ring-buffer slots, oldest first (all problems advance in lockstep)
+    gamma = torch.ones((G, Q), dtype=dt, device=dev)
+    has_hist = torch.zeros((G, Q), dtype=torch.bool, device=dev)
+    c1 = 1e-4
+
+    for _it in range(max_iter):
+        active = ~done
+        if not bool(active.any()):
+            break
+        c = curv.clamp_min(1e-6)
+        # --- two-loop recursion (slots with rho = 0 contribute nothing) ---
+        q = g.clone()
+        alphas = {}
+        for j in reversed(order):
+            a = rho[j] * _dot(S[j], q)
+            alphas[j] = a
+            q.sub_(_bc(a) * Y[j])
+        gnorm = g.square().sum((1, 3)).sqrt()
+        if H0 is None:
+            r = q.mul_(_bc(torch.where(has_hist, gamma, 1.0 / gnorm.clamp_min(1.0))))
+        else:
+            r = H0(q, c).mul_(_bc(torch.where(has_hist, gamma, torch.ones_like(gamma))))
+        for j in order:
+            b = rho[j] * _dot(Y[j], r)
+            r.add_(_bc(alphas[j] - b) * S[j])
+        d = r.neg_()
+        gd = _dot(g, d)
+        # Not a descent direction (should not happen with rho > 0 pairs): reset to steepest descent.
+        bad = active & ~(gd < 0)
+        if bool(bad.any()):
+            sd = -g * _bc(1.0 / gnorm.clamp_min(1.0))
+            d = torch.where(_bc(bad), sd, d)
+            rho[:, bad] = 0
+            has_hist = has_hist & ~bad
+            gd = _dot(g, d)
+        # --- vectorised backtracking Armijo line search ---
+        t = torch.where(active, torch.ones_like(f), torch.zeros_like(f))
+        pending = active.clone()
+        x_new, f_new, g_new, c_new = x.clone(), f.clone(), g.clone(), curv.clone()
+        slack = 4 * eps * f.abs()  # accept a non-increase within rounding
+        for _ls in range(max_ls):
+            x_try = torch.where(_bc(pending), x + _bc(t) * d, x_new)
+            f_try, g_try, c_try = fg(x_try, pending)
+            ok = pending & torch.isfinite(f_try) & (f_try <= f + c1 * t * gd + slack)
+            okb = _bc(ok)
+            x_new = torch.where(okb, x_try, x_new)
+            g_new = torch.where(okb, g_try, g_new)
+            f_new = torch.where(ok, f_try, f_new)
+            c_new = torch.where(ok, c_try, c_new)
+            pending = pending & ~ok
+            if not bool(pending.any()):
+                break
+            # Quadratic interpolation of the step, safeguarded to [0.1 t, 0.5 t].
+            denom = 2 * (f_try - f - gd * t)
+            t_q = torch.where(torch.isfinite(denom) & (denom > 0), -gd * t * t / denom, 0.5 * t)
+            t = torch.where(pending, torch.minimum(torch.maximum(t_q, 0.1 * t), 0.5 * t), t)
+        stalled = pending  # line search failed: we are at the precision limit
+        moved = active & ~stalled
+        n_iter += moved.long()
+        # --- curvature pair ---
+        s = x_new - x
+        yv = g_new - g
+        sy = _dot(s, yv)
+        if H0 is None:
+            yHy = _dot(yv, yv)
+        else:
+            yHy = _dot(yv, H0(yv, c_new.clamp_min(1e-6)))
+        valid = moved & (sy > eps * yHy) & (yHy > 0)
+        if len(order) < history:
+            slot = len(order)
+        else:
+            slot = order.pop(0)
+        order.append(slot)
+        S[slot] = s
+        Y[slot] = yv
+        rho[slot] = torch.where(valid, 1.0 / torch.where(valid, sy, torch.ones_like(sy)), torch.zeros_like(sy))
+        gamma = torch.where(valid, sy / torch.where(valid, yHy, torch.ones_like(yHy)), gamma)
+        has_hist = has_hist | valid
+        # --- convergence ---
+        ginf_new = g_new.abs().amax((1, 3))
+        small_g = moved & (ginf_new <= tol)
+        small_f = moved & ((f - f_new) <= ftol * torch.maximum(torch.maximum(f.abs(), f_new.abs()), torch.ones_like(f)))
+        converged |= small_g | small_f
+        done = done | small_g | small_f | stalled
+        x, f, g, curv = x_new, f_new, g_new, c_new
+        ginf = torch.where(moved, ginf_new, ginf)
+    return SolveResult(theta=x, loss=f, grad_inf=ginf, converged=converged, n_iter=n_iter, n_evals=fg.n_evals)
+
+
+def predict(X: torch.Tensor | Blocks, theta: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
+    """Argmax class [G, N, Q] of the (masked) logits; X packed like the solver's input."""
+    Q, K = class_mask.shape
+    neg = ~class_mask.to(theta.device)
+    preds, g0 = [], 0
+    for X_b in _as_blocks(X):
+        G_b, N, d1 = X_b.shape
+        Z = torch.bmm(X_b, theta[g0 : g0 + G_b, :d1].reshape(G_b, d1, Q * K)).view(G_b, N, Q, K)
+        Z.masked_fill_(neg, float("-inf"))
+        preds.append(Z.argmax(-1))
+        g0 += G_b
+    return torch.cat(preds, 0)
+
+
+
+__all__ = ["SolveResult", "feature_eigen", "lbfgs_softmax", "predict"]

@@ -1,0 +1,183 @@
+"""Running a sweep: model(s) x dataset views x cuts x tasks x probes -> tidy tables.
+
+`run_sweep(SweepConfig)` is the one path every caller takes (the `sweep()`
+shortcut, the CLI, the app, training's held-out evaluation): it resolves the
+device once, loads the dataset and the models (plus the requested baselines),
+extracts each view's features in one forward pass per batch, fits the probes,
+and returns the results table with 95% bootstrap intervals and chance, the
+validation-selected summary, and the hyper-parameter search table.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from .cache import FeatureCache
+from .config import SweepConfig
+from .data import Dataset, load_dataset
+from .data.base import BASE
+from .device import resolve_device
+from .errors import GRExplorerError
+from .features import Features, extract_features
+from .models import SCHEMES, Model, load_model, pixels_model, random_init
+from .probes import run_probes
+from .progress import Cancelled, Progress, ProgressEvent, ShouldStop
+from .stats import Resampler
+from .summary import guillotine_summary
+
+#: results.csv columns, in order (the in-memory table also carries `correct`, per-image test hits)
+COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "depth", "part", "dim", "task", "probe", "accuracy",
+           "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance", "hparam", "converged", "n_iter", "n_classes",
+           "n_train", "n_test"]
+SEARCH_COLUMNS = ["model", "cut", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen"]
+
+
+@dataclass
+class SweepResult:
+    table: pd.DataFrame  # COLUMNS + correct
+    summary: pd.DataFrame  # summary.SUMMARY_COLUMNS
+    search: pd.DataFrame  # SEARCH_COLUMNS: validation accuracy of every C / k tried
+    config: SweepConfig
+    features: dict[str, dict[str, Features]]  # model -> view -> features
+    dataset: Dataset
+    seconds: float
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+class SweepCancelled(Cancelled):
+    """The user stopped the sweep; `.partial` holds the rows of every (model, view) finished before."""
+
+    def __init__(self, rows: list[dict]):
+        super().__init__("Sweep cancelled; the rows finished so far are kept in .partial.")
+        self.partial = pd.DataFrame(rows, columns=COLUMNS + ["correct"])
+
+
+def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dataset: Dataset | None = None,
+              cache: FeatureCache | None | bool = None, progress: Progress | None = None,
+              should_stop: ShouldStop | None = None) -> SweepResult:
+    """Run a sweep. Pre-built `models`/`dataset` objects (the app's shared caches) replace loading the specs.
+
+    `progress(ProgressEvent)` hears every stage; `should_stop()` is polled between batches and probe
+    chunks, and stopping raises SweepCancelled carrying the rows finished so far.
+    """
+    t0 = time.perf_counter()
+    emit = progress or (lambda e: None)
+    device = resolve_device(config.device)
+    rows: list[dict] = []
+    search: list[dict] = []
+    feats_by_model: dict[str, dict[str, Features]] = {}
+    try:
+        emit(ProgressEvent("load", 0, 1, "", f"dataset {config.dataset}"))
+        if dataset is None:
+            dataset = load_dataset(config.dataset, tasks=config.tasks, n_train=config.n_train, n_test=config.n_test,
+                                   seed=config.seed, data_root=config.data_root, image_size=config.image_size)
+        emit(ProgressEvent("load", 1, 1, "", f"dataset {dataset.name}: {dataset.n_train} train / {dataset.n_test} test, "
+                                             f"tasks {', '.join(dataset.tasks)}"))
+        for model, baseline in _models(config, models, dataset, emit):
+            feats_by_model[model.name] = {}
+            for view in dataset.views:
+                feats = extract_features(model, dataset, None if baseline == "pixels" else config.cuts, view=view,
+                                         device=device, batch_size=config.batch_size, cache=cache, progress=progress,
+                                         should_stop=should_stop)
+                feats_by_model[model.name][view] = feats
+                results = run_probes(config.probes, feats.train, dataset.view_labels(view, "train"), feats.test,
+                                     dataset.view_labels(view, "test"), device=device, seed=config.seed,
+                                     val_fraction=config.val_fraction, linear_grid=config.linear_grid,
+                                     knn_ks=config.knn_ks, knn_temperature=config.knn_temperature, progress=progress,
+                                     should_stop=should_stop, model=model.name)
+                rows += _rows(model, baseline, dataset, feats, results)
+                search += _search_rows(model, feats, results)
+    except Cancelled as e:
+        if isinstance(e, SweepCancelled):
+            raise
+        raise SweepCancelled(rows) from None
+    table = with_intervals(pd.DataFrame(rows, columns=COLUMNS + ["correct"]), config.bootstrap, config.seed)
+    summary = guillotine_summary(table, config.bootstrap, config.seed)
+    return SweepResult(table, summary, pd.DataFrame(search, columns=SEARCH_COLUMNS), config, feats_by_model, dataset,
+                       time.perf_counter() - t0)
+
+
+def _models(config: SweepConfig, given: Sequence[Model] | None, dataset: Dataset, emit):
+    """(model, baseline kind) in order: each model then its random-init twin; the pixels baseline last."""
+    specs = list(given) if given is not None else list(config.models)
+    for i, spec in enumerate(specs):
+        model = spec if isinstance(spec, Model) else load_model(spec, weights=config.weights, readout=config.readout,
+                                                                seed=config.seed)
+        emit(ProgressEvent("load", i + 1, len(specs), model.name, f"{len(model.cuts)} cuts"))
+        yield model, ""
+        if "random-init" in config.baselines:
+            yield random_init(model, config.seed), "random-init"
+    if "pixels" in config.baselines:
+        yield pixels_model(dataset.splits["train"].shape[-1]), "pixels"
+
+
+def weights_label(model: Model) -> str:
+    """Where the weights come from, as tables show it: pretrained, random init (seed), or the checkpoint file."""
+    w = model.card.get("weights")
+    if w:
+        return str(w)
+    return "checkpoint" if model.card.get("architecture") else "given"
+
+
+def _rows(model: Model, baseline: str, dataset: Dataset, feats: Features, results) -> list[dict]:
+    cuts = {c.name: c for c in feats.cuts}
+    out = []
+    for r in results:
+        c = cuts[r.cut]
+        out.append({"model": model.name, "baseline": baseline, "weights": weights_label(model), "dataset": dataset.name,
+                    "cut": c.name, "depth": c.depth, "part": c.part, "dim": c.dim, "task": r.task, "probe": r.probe,
+                    "accuracy": r.accuracy, "accuracy_ci_low": float("nan"), "accuracy_ci_high": float("nan"),
+                    "val_accuracy": r.val_accuracy, "chance": dataset.chance(r.task), "hparam": r.hparam,
+                    "converged": r.converged, "n_iter": r.n_iter, "n_classes": r.n_classes, "n_train": dataset.n_train,
+                    "n_test": dataset.n_test, "correct": r.correct.numpy() if r.correct is not None else None})
+    return out
+
+
+def _search_rows(model: Model, feats: Features, results) -> list[dict]:
+    depth = {c.name: c.depth for c in feats.cuts}
+    out = []
+    for r in results:
+        name, _, chosen = r.hparam.partition("=")
+        for value, acc in r.search.items():
+            out.append({"model": model.name, "cut": r.cut, "depth": depth[r.cut], "task": r.task, "probe": r.probe,
+                        "hparam": name, "value": value, "val_accuracy": acc, "chosen": float(chosen) == value})
+    return out
+
+
+def with_intervals(table: pd.DataFrame, resamples: int, seed: int) -> pd.DataFrame:
+    """Fill accuracy_ci_low / accuracy_ci_high from the per-image `correct` column (one shared resampling)."""
+    if table.empty or table["correct"].isna().any():
+        return table
+    resampler = Resampler(int(table["n_test"].iloc[0]), resamples, seed)
+    import numpy as np
+
+    lo, hi = resampler.interval(np.stack(table["correct"].to_list()))
+    return table.assign(accuracy_ci_low=lo, accuracy_ci_high=hi)
+
+
+def sweep(models: str | Model | Sequence[str | Model], dataset: str | Dataset = "shapes", *,
+          progress: Progress | None = None, cache: FeatureCache | None | bool = None, **options) -> pd.DataFrame:
+    """One call from specs (or Model objects) to the tidy results table; options are SweepConfig fields.
+
+        from gr_explorer import sweep, guillotine_summary
+        table = sweep("zoo:simclr", "shapes", probes=["linear", "knn"], baselines=["random-init"])
+    """
+    models = [models] if isinstance(models, (str, Model)) else list(models)
+    objs = None
+    if any(isinstance(m, Model) for m in models):  # objects given: load the specs beside them here, once
+        objs = [m if isinstance(m, Model) else load_model(m, weights=options.get("weights"),
+                                                          readout=options.get("readout", "cls"),
+                                                          seed=options.get("seed", 0)) for m in models]
+    ds_obj = dataset if isinstance(dataset, Dataset) else None
+    names = [m.name if isinstance(m, Model) else m for m in objs or models]
+    config = SweepConfig(models=[n if n.partition(":")[0] in SCHEMES else f"custom:{n}" for n in names],
+                         dataset=ds_obj.name if ds_obj is not None else dataset, **options)
+    return run_sweep(config, models=objs, dataset=ds_obj, cache=cache, progress=progress).table
+
+
+__all__ = ["COLUMNS", "SEARCH_COLUMNS", "SweepCancelled", "SweepResult", "run_sweep", "sweep", "weights_label"]
