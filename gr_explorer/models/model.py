@@ -21,16 +21,22 @@ class Model(nn.Module):
 
     Cut order: backbone stages, then `pool` (the pooled backbone output, the
     projector's input), then `proj1..projL` (see projector.py for the convention).
+
+    `weights_source` says where the weights came from, for tables and plots:
+    `pretrained (...)`, `random init`, `<file> sha256:<12 hex>`, or
+    `none (meta device: shapes only)` for a model built only to list its cuts.
     """
 
     def __init__(self, backbone: BackboneAdapter, projector: nn.Sequential | None = None,
-                 preprocessing: Preprocessing | None = None, name: str = "custom", card: dict | None = None):
+                 preprocessing: Preprocessing | None = None, name: str = "custom", card: dict | None = None,
+                 weights_source: str | None = None):
         super().__init__()
         self.backbone = backbone
         self.projector = projector
         self.preprocessing = preprocessing or Preprocessing()
         self.name = name
         self.card = dict(card or {})
+        self.weights_source = str(weights_source or self.card.get("weights_source") or "unknown")
         self.eval()
         self.cuts = self._probe_cuts()
 
