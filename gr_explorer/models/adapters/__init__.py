@@ -37,7 +37,8 @@ def detect_layout(obj, path: str = "checkpoint"):
     raise CheckpointError(
         f"{path!r} has no gr-explorer card and matches none of the known layouts (tried: {', '.join(FORMATS)}). "
         f"Its top-level keys: {describe_keys(obj)}. Use `gr-explorer convert --format <layout> --arch <timm name>` "
-        "for a known layout with another backbone, or load your own architecture with wrap_module().")
+        "for a known layout with another backbone; a backbone-only state dict loads with --model timm:<name> "
+        "--weights <file>; any other architecture with wrap_module().")
 
 
 def _extract(obj, path: Path, fmt: str, arch: str | None, branch: str | None) -> Release:
