@@ -39,11 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--weights")
     c.add_argument("--readout", default="cls")
     c.add_argument("--seed", type=int, default=0, help="seed of --weights random")
-    sub.add_parser("zoo", help="list the shipped models in pretrained/")
+    z = sub.add_parser("zoo", help="list the shipped models in pretrained/")
+    z.add_argument("--formats", action="store_true", help="list the checkpoint layouts `convert` and file: read instead")
     sub.add_parser("datasets", help="list dataset specs and their tasks")
+    from .models.convert import add_convert_parser
     from .training.cli import add_train_parser  # noqa: WPS433 (keeps training's CLI next to its code)
 
     add_train_parser(sub)
+    add_convert_parser(sub)
     return parser
 
 
@@ -197,9 +200,10 @@ def cmd_sweep(a) -> int:
 
 
 def cmd_cuts(a) -> int:
-    from .models import load_model
+    from .models import model_for_cuts
 
-    model = load_model(a.model, weights=a.weights, readout=a.readout, seed=a.seed)
+    model = model_for_cuts(a.model, weights=a.weights, readout=a.readout, seed=a.seed)  # timm: no weights needed, offline
+    print(f"weights: {model.weights_source}", file=sys.stderr)
     print(f"{'depth':>5}  {'cut':20s} {'part':10s} {'dim':>6}")
     for c in model.cuts:
         print(f"{c.depth:>5}  {c.name:20s} {c.part:10s} {c.dim:>6}")
@@ -209,6 +213,10 @@ def cmd_cuts(a) -> int:
 def cmd_zoo(a) -> int:
     from .models import list_zoo, zoo_dir
 
+    if a.formats:
+        from .models.convert import print_formats
+
+        return print_formats()
     zoo = list_zoo()
     if not zoo:
         print(f"No checkpoints in {zoo_dir()}.")
@@ -233,7 +241,9 @@ def cmd_datasets(a) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
-    handlers = {"sweep": cmd_sweep, "cuts": cmd_cuts, "zoo": cmd_zoo, "datasets": cmd_datasets}
+    from .models.convert import cmd_convert
+
+    handlers = {"sweep": cmd_sweep, "cuts": cmd_cuts, "zoo": cmd_zoo, "datasets": cmd_datasets, "convert": cmd_convert}
     try:
         if a.command == "train":
             from .training.cli import cmd_train

@@ -117,11 +117,8 @@ def _models(config: SweepConfig, given: Sequence[Model] | None, dataset: Dataset
 
 
 def weights_label(model: Model) -> str:
-    """Where the weights come from, as tables show it: pretrained, random init (seed), or the checkpoint file."""
-    w = model.card.get("weights")
-    if w:
-        return str(w)
-    return "checkpoint" if model.card.get("architecture") else "given"
+    """Where the weights come from, as tables show it: pretrained (hub id), random init (seed), a file digest."""
+    return model.weights_source
 
 
 def _rows(model: Model, baseline: str, dataset: Dataset, feats: Features, results) -> list[dict]:

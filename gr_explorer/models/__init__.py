@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -15,15 +16,16 @@ from .cuts import READOUTS, Cut
 from .model import POOL, Model
 from .preprocessing import Preprocessing
 from .pixels import pixels_model
-from .projector import build_projector, parse_projector_spec
+from .projector import build_projector, group_into_blocks, parse_projector_spec
 from .random_init import random_init, random_label
 from .resnet_small import SmallResNet
 
 #: model spec schemes; `custom:<name>` records a Model object built in Python (wrap_module) in run.json
 SCHEMES = ("zoo", "timm", "file", "custom")
 
-__all__ = ["SCHEMES", "Cut", "Model", "Preprocessing", "SmallResNet", "POOL", "READOUTS", "load_model", "wrap_module", "list_zoo",
-           "zoo_dir", "build_model", "pixels_model", "random_init", "random_label", "build_projector", "parse_projector_spec", "load_checkpoint", "save_checkpoint", "read_card"]
+__all__ = ["SCHEMES", "Cut", "Model", "Preprocessing", "SmallResNet", "POOL", "READOUTS", "load_model", "wrap_module",
+           "list_zoo", "zoo_dir", "build_model", "pixels_model", "random_init", "random_label", "build_projector",
+           "parse_projector_spec", "load_checkpoint", "save_checkpoint", "read_card", "group_into_blocks", "model_for_cuts"]
 
 
 def zoo_dir() -> Path:
@@ -77,18 +79,45 @@ def load_model(spec: str, *, weights: str | None = None, readout: str = "cls", s
     return load_timm(rest, weights=weights, readout=readout, seed=seed)
 
 
+def model_for_cuts(spec: str, *, weights: str | None = None, readout: str = "cls", seed: int = 0) -> Model:
+    """The model as far as listing its cuts needs: a timm model without `weights` is built on the
+    meta device (no download, works offline, dims still exact); other specs load as usual."""
+    scheme, _, rest = str(spec).partition(":")
+    if scheme == "timm" and rest and weights in (None, ""):
+        from .timm_models import load_timm
+
+        if readout not in READOUTS:
+            raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
+        return load_timm(rest, weights="meta", readout=readout)
+    return load_model(spec, weights=weights, readout=readout, seed=seed)
+
+
 def wrap_module(backbone: nn.Module, stages: Sequence[str] | None = None, projector: nn.Sequential | None = None, *,
-                preprocessing: Preprocessing | None = None, readout: str = "mean", num_prefix_tokens: int = 0,
-                name: str = "custom") -> Model:
+                preprocessing: Preprocessing | None = None, pool: str | None = None, readout: str = "mean",
+                num_prefix_tokens: int = 0, name: str = "custom", weights_source: str = "in-memory module") -> Model:
     """Your own architecture as a Model.
 
-    `backbone(x)` must return the pooled representation (or a map/tokens that
-    get pooled); `stages` names submodules whose outputs become cuts (ignored
-    when the backbone has timm's `forward_intermediates`). `projector` is a
-    Sequential whose blocks each become a cut.
+    `stages` names submodules whose outputs become cuts (ignored when the
+    backbone has timm's `forward_intermediates`). `pool` names the submodule
+    whose output is the pooled backbone feature (e.g. `"avgpool"` of a
+    torchvision ResNet, so an `fc` that now holds a projector is not mistaken
+    for it); without it, `backbone(x)` must return the pooled representation
+    (or a map/tokens that get pooled). `projector` is a Sequential: blocks stay
+    blocks, and a flat one (Linear, BN, ReLU, Linear ...) is grouped into
+    Linear[+norm][+act] blocks, one cut after each. Pass `preprocessing`: the
+    default (32 px, mean/std 0.5) is rarely what your weights expect.
     """
-    if stages is None and hasattr(backbone, "forward_intermediates"):
+    if preprocessing is None:
+        d = Preprocessing()
+        warnings.warn(f"wrap_module: no preprocessing given, using the defaults input_size={d.input_size}, mean={d.mean}, "
+                      f"std={d.std}, interpolation={d.interpolation!r}; pass preprocessing=Preprocessing(...) with what "
+                      "the weights were trained on.", UserWarning, stacklevel=2)
+    if projector is not None:
+        if not isinstance(projector, nn.Sequential):
+            raise ModelSpecError(f"projector must be an nn.Sequential (of layers or of blocks), got {type(projector).__name__}.")
+        projector = group_into_blocks(projector.children())
+    if stages is None and pool is None and hasattr(backbone, "forward_intermediates"):
         adapter = IntermediatesBackbone(backbone, readout=readout)
     else:
-        adapter = HookBackbone(backbone, stages or [], readout=readout, num_prefix_tokens=num_prefix_tokens)
-    return Model(adapter, projector, preprocessing, name=name, card={"source": "wrap_module"})
+        adapter = HookBackbone(backbone, stages or [], readout=readout, num_prefix_tokens=num_prefix_tokens, pool=pool)
+    return Model(adapter, projector, preprocessing, name=name, card={"source": "wrap_module"}, weights_source=weights_source)

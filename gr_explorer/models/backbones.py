@@ -89,36 +89,58 @@ def _feature_info(module: nn.Module) -> list[dict]:
 
 
 class HookBackbone(BackboneAdapter):
-    """Any nn.Module: stage outputs captured by forward hooks; calling the module gives the pooled output."""
+    """Any nn.Module: stage outputs captured by forward hooks.
 
-    def __init__(self, module: nn.Module, stages: Sequence[str], readout: str = "mean", num_prefix_tokens: int = 0):
+    The pooled output is the output of the submodule named `pool` (e.g.
+    `"avgpool"` of a torchvision ResNet; the forward stops there, so a
+    classifier or projector that the module still carries never runs), or,
+    without `pool`, whatever calling the module returns.
+    """
+
+    def __init__(self, module: nn.Module, stages: Sequence[str], readout: str = "mean", num_prefix_tokens: int = 0,
+                 pool: str | None = None):
         super().__init__()
         _check_readout(readout)
         names = dict(module.named_modules())
-        for s in stages:
+        for s in list(stages) + ([pool] if pool is not None else []):
             if s not in names or s == "":
                 raise CutError(f"Module {type(module).__name__} has no submodule {s!r} to cut at. {did_you_mean(s, [n for n in names if n])}")
         self.module = module
         self.stage_names = list(stages)
         self.readout = readout
         self.num_prefix_tokens = num_prefix_tokens
+        self.pool = pool
         self._stage_modules = {s: names[s] for s in stages}  # plain dict: not re-registered as submodules
+        self._pool_module = names[pool] if pool is not None else None
 
     def forward_cuts(self, x: torch.Tensor, stages: Sequence[str], need_out: bool):
         self._check(stages)
         wanted = set(stages)
         feats: dict[str, torch.Tensor] = {}
+        pooled: list[torch.Tensor] = []
+
+        def done() -> bool:
+            return wanted.issubset(feats) and (not need_out or bool(pooled))
 
         def make_hook(name):
             def hook(_mod, _inp, output):
                 if isinstance(output, (tuple, list)):
                     output = output[0]
                 feats[name] = pool_map(output, self.readout, self.num_prefix_tokens)
-                if not need_out and wanted.issubset(feats):
+                if (not need_out or self.pool is not None) and done():
                     raise _Stop
             return hook
 
+        def pool_hook(_mod, _inp, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            pooled.append(output)
+            if done():
+                raise _Stop
+
         handles = [self._stage_modules[s].register_forward_hook(make_hook(s)) for s in wanted]
+        if need_out and self._pool_module is not None:
+            handles.append(self._pool_module.register_forward_hook(pool_hook))
         out = None
         try:
             out = self.module(x)
@@ -128,7 +150,12 @@ class HookBackbone(BackboneAdapter):
             for h in handles:
                 h.remove()
         if need_out:
+            if self.pool is not None:
+                if not pooled:
+                    raise ModelSpecError(f"The pool submodule {self.pool!r} of {type(self.module).__name__} never ran in the forward pass.")
+                out = pooled[0]
             if not torch.is_tensor(out):
-                raise ModelSpecError(f"{type(self.module).__name__}(x) must return a tensor to be used as a backbone, got {type(out).__name__}.")
+                raise ModelSpecError(f"{type(self.module).__name__}(x) must return a tensor to be used as a backbone, got "
+                                     f"{type(out).__name__}; name the submodule whose output is the pooled feature with pool=...")
             out = pool_map(out, self.readout, self.num_prefix_tokens)
         return feats, out

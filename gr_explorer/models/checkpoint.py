@@ -1,28 +1,34 @@
 """The checkpoint format: `<name>.safetensors` (weights) + `<name>.json` (the card).
 
 Card keys: `format`, `name`, `architecture` ({backbone: {...}, projector: {spec,
-norm, act} | null}), `preprocessing`, `readout`, and free-form provenance:
-`objective`, `training`, `command`, `dataset`, `results`. Loading never
-unpickles: safetensors, or `torch.load(weights_only=True)` for .pt/.pth files.
+norm, act} | {blocks: [[layer, ...], ...]} | null}), `preprocessing`, `readout`,
+and free-form provenance: `objective`, `training`, `command`, `dataset`,
+`results`, `source` (converted releases). Loading never unpickles code:
+safetensors, or `torch.load(weights_only=True)` with a small allow-list of data
+types for .pt/.pth files. A .pth without a card is tried as an official SSL
+release (see adapters/).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..errors import CheckpointError, ModelSpecError
 from .backbones import IntermediatesBackbone
 from .model import Model
 from .preprocessing import Preprocessing
-from .projector import build_projector
+from .projector import build_projector, build_projector_blocks
 from .resnet_small import SmallResNet
 
 FORMAT = "gr-explorer/1"
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
 BACKBONE_TYPES = ("resnet_small", "timm")
 
 
@@ -34,8 +40,20 @@ def build_backbone_module(arch: dict) -> torch.nn.Module:
     if kind == "timm":
         import timm
 
-        return timm.create_model(arch["name"], pretrained=False, num_classes=0, **arch.get("kwargs", {}))
+        module = timm.create_model(arch["name"], pretrained=False, num_classes=0, **arch.get("kwargs", {}))
+        if arch.get("stem"):
+            _patch_stem(module, arch["stem"])
+        return module
     raise CheckpointError(f"Unknown backbone type {kind!r} in the checkpoint card. Valid: {', '.join(BACKBONE_TYPES)}.")
+
+
+def _patch_stem(module: nn.Module, stem: dict) -> None:
+    """CIFAR-style ResNet stem (small stride-1 conv1, no max-pool), as solo-learn and SimCLR ports train them."""
+    c = module.conv1
+    module.conv1 = nn.Conv2d(c.in_channels, c.out_channels, int(stem["kernel_size"]), int(stem.get("stride", 1)),
+                             int(stem.get("padding", 1)), bias=False)
+    if not stem.get("maxpool", True):
+        module.maxpool = nn.Identity()
 
 
 def build_model(card: dict, name: str | None = None, readout: str | None = None) -> Model:
@@ -46,10 +64,13 @@ def build_model(card: dict, name: str | None = None, readout: str | None = None)
     module = build_backbone_module(arch["backbone"])
     backbone = IntermediatesBackbone(module, readout=readout or card.get("readout", "cls"))
     p = arch.get("projector") or {}
-    projector = build_projector(p.get("spec"), backbone_out_dim(module), p.get("norm", "bn"), p.get("act", "relu")) if p else None
+    if p.get("blocks"):
+        projector = build_projector_blocks(p["blocks"])
+    else:
+        projector = build_projector(p.get("spec"), backbone_out_dim(module), p.get("norm", "bn"), p.get("act", "relu")) if p else None
     pre = Preprocessing.from_dict(card.get("preprocessing", {}))
     return Model(backbone, projector, pre, name=name or card.get("name", "checkpoint"), card=card,
-                 rebuild=lambda: build_model(card, name, readout))
+                 weights_source=card.get("weights_source"), rebuild=lambda: build_model(card, name, readout))
 
 
 def backbone_out_dim(module: torch.nn.Module) -> int:
@@ -108,49 +129,79 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"Checkpoint {str(path)!r} is corrupt or truncated and cannot be read as safetensors: {e}.") from e
-    if path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
-        import pickle
+    if path.suffix in TORCH_SUFFIXES:
+        from .adapters.safe_load import safe_torch_load
 
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise CheckpointError(
-                f"Refused to load {str(path)!r}: it is not a plain weights file (unpickling it would run code or "
-                "construct arbitrary objects). Save a state dict of tensors, or convert it to .safetensors."
-            ) from e
-        except (RuntimeError, EOFError, OSError, ValueError) as e:
-            raise CheckpointError(f"Checkpoint {str(path)!r} is corrupt or truncated: {e}.") from e
+        obj = safe_torch_load(path)
         if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
             obj = obj["state_dict"]
         if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
             raise CheckpointError(f"Checkpoint {str(path)!r} must hold a dict of tensors (a state dict).")
         return obj
-    raise CheckpointError(f"Unsupported checkpoint file {str(path)!r}. Valid: .safetensors (preferred), .pt, .pth.")
+    raise CheckpointError(f"Unsupported checkpoint file {str(path)!r}. Valid: .safetensors (preferred), .pt, .pth, .ckpt, .tar.")
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes: names the exact weights a model came from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike, readout: str | None = None, name: str | None = None) -> Model:
-    """Model from a checkpoint file (or its card path); weights must match the card exactly."""
+    """Model from a checkpoint file (or its card path); weights must match the card exactly.
+
+    A PyTorch file (.pth, .pt, .ckpt, .tar) without a card is read as an official
+    SSL release (DINO, VICReg, Barlow Twins, lightly, solo-learn, MoCo v3, SimCLR).
+    """
     path = Path(path)
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
     if not path.exists():
         raise ModelSpecError(f"Checkpoint file {str(path)!r} does not exist.")
+    if path.suffix in TORCH_SUFFIXES and not path.with_suffix(".json").exists():
+        from .adapters import load_release
+
+        return load_release(path, name=name, readout=readout)
     card = read_card(path)
-    weights = read_weights(path)
-    model = build_model(card, name=name or path.stem, readout=readout)
+    card["weights_source"] = f"{path.name} sha256:{file_digest(path)[:12]}"  # these bytes, not the card's claim
+    return assemble(card, read_weights(path), name=name or path.stem, readout=readout, where=str(path))
+
+
+def assemble(card: dict, weights: dict[str, torch.Tensor], name: str | None = None, readout: str | None = None,
+             where: str = "checkpoint") -> Model:
+    """Card + flat `backbone.*`/`projector.*` weights -> Model; the weights must fit the card exactly.
+
+    The architecture is built on the meta device and the weights are assigned to
+    it, so no time or memory goes into a random init that would be overwritten.
+    """
+    with torch.device("meta"):
+        model = build_model(card, name=name, readout=readout)
     expected = model.export_state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"Checkpoint {str(path)!r} does not match its card's architecture: "
+    bad = [k for k in expected if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or bad:
+        bb = (card.get("architecture") or {}).get("backbone") or {}
+        arch = f"timm:{bb['name']} {bb.get('kwargs') or ''}".strip() if bb.get("type") == "timm" else bb.get("type")
+        raise CheckpointError(f"Checkpoint {where!r} does not match its card's architecture ({arch}): "
                               f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                              f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}.")
-    bad = [k for k in expected if tuple(weights[k].shape) != tuple(expected[k].shape)]
-    if bad:
-        raise CheckpointError(f"Checkpoint {str(path)!r}: tensor shapes differ from the card's architecture for {bad[:5]}.")
-    back = {k[len("backbone."):]: v for k, v in weights.items() if k.startswith("backbone.")}
-    model.backbone.module.load_state_dict(back)
+                              f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, "
+                              f"shape mismatch {bad[:5]}.")
+    typed = {k: v.to(expected[k].dtype) for k, v in weights.items()}
+    model.backbone.module.load_state_dict(_under(typed, "backbone."), assign=True)
     if model.projector is not None:
-        model.projector.load_state_dict({k[len("projector."):]: v for k, v in weights.items() if k.startswith("projector.")})
+        model.projector.load_state_dict(_under(typed, "projector."), assign=True)
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):  # a non-persistent buffer: build for real
+        model = build_model(card, name=name, readout=readout)
+        model.backbone.module.load_state_dict(_under(typed, "backbone."))
+        if model.projector is not None:
+            model.projector.load_state_dict(_under(typed, "projector."))
     model.eval()
     return model
+
+
+def _under(weights: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}

@@ -21,17 +21,22 @@ class Model(nn.Module):
 
     Cut order: backbone stages, then `pool` (the pooled backbone output, the
     projector's input), then `proj1..projL` (see projector.py for the convention).
+
+    `weights_source` says where the weights came from, for tables and plots:
+    `pretrained (...)`, `random init`, `<file> sha256:<12 hex>`, or
+    `none (meta device: shapes only)` for a model built only to list its cuts.
     """
 
     def __init__(self, backbone: BackboneAdapter, projector: nn.Sequential | None = None,
                  preprocessing: Preprocessing | None = None, name: str = "custom", card: dict | None = None,
-                 *, pool: bool = True, rebuild: Callable[[], "Model"] | None = None):
+                 weights_source: str | None = None, *, pool: bool = True, rebuild: Callable[[], "Model"] | None = None):
         super().__init__()
         self.backbone = backbone
         self.projector = projector
         self.preprocessing = preprocessing or Preprocessing()
         self.name = name
         self.card = dict(card or {})
+        self.weights_source = str(weights_source or self.card.get("weights_source") or "unknown")
         self.has_pool = pool
         #: builds the same architecture with fresh random weights (under the caller's RNG seed); see random_init
         self.rebuild = rebuild

@@ -50,4 +50,5 @@ def pixels_model(image_side: int) -> Model:
     side = min(int(image_side), MAX_SIDE)
     pre = Preprocessing(input_size=int(image_side), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     card = {"source": "baseline", "weights": "none (raw pixels)", "pixels_side": side}
-    return Model(IntermediatesBackbone(PixelBackbone(side), readout="mean"), None, pre, name=NAME, card=card, pool=False)
+    return Model(IntermediatesBackbone(PixelBackbone(side), readout="mean"), None, pre, name=NAME, card=card,
+                 weights_source="none (raw pixels)", pool=False)

@@ -31,7 +31,8 @@ def random_init(model: Model, seed: int) -> Model:
         torch.manual_seed(seed)
         twin = model.rebuild() if model.rebuild is not None else _reinitialised_copy(model)
     twin.name = random_label(model.name)
-    twin.card = {**model.card, "weights": f"random init (seed {seed})"}
+    twin.card = dict(model.card)
+    twin.weights_source = f"random init (seed {seed})"
     twin.rebuild = model.rebuild
     return twin.eval()
 

@@ -3,7 +3,8 @@
 Weights: by default timm's pretrained weights (Hugging Face hub when online,
 its cache when offline or with HF_HUB_OFFLINE=1); `weights="random"` for a
 random init; a file path for weights the user brings (loaded by timm with
-`weights_only=True`).
+`weights_only=True`); `weights="meta"` builds the architecture on the meta
+device (no weights, no memory, no download) -- enough to list its cuts.
 """
 
 from __future__ import annotations
@@ -34,10 +35,17 @@ def load_timm(name: str, weights: str | None = None, readout: str = "cls", seed:
     kwargs = dict(num_classes=0)
     if weights in (None, "", "pretrained"):
         module = _create_pretrained(timm, name, kwargs)
+        cfg = getattr(module, "pretrained_cfg", {}) or {}
+        source = f"pretrained ({cfg.get('hf_hub_id') or name})"
     elif weights == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = timm.create_model(name, pretrained=False, **kwargs)
+        source = f"random init (seed {seed})"
+    elif weights == "meta":
+        with torch.device("meta"):
+            module = timm.create_model(name, pretrained=False, **kwargs)
+        source = "none (meta device: shapes only)"
     else:
         p = Path(weights)
         if not p.exists():
@@ -46,6 +54,9 @@ def load_timm(name: str, weights: str | None = None, readout: str = "cls", seed:
             module = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(p)), **kwargs)
         except Exception as e:  # timm raises plain RuntimeError/KeyError for mismatched files
             raise ModelSpecError(f"Weights file {weights!r} could not be loaded into timm:{name}: {e}") from e
+        from .checkpoint import file_digest
+
+        source = f"{p.name} sha256:{file_digest(p)[:12]}"
     if not hasattr(module, "forward_intermediates"):
         raise ModelSpecError(f"timm model {name!r} has no forward_intermediates(), so its cuts cannot be captured in one pass. "
                              "Pick a model that has it (ResNets, ConvNeXts, ViTs, DeiTs, EVAs ...).")
@@ -58,12 +69,12 @@ def load_timm(name: str, weights: str | None = None, readout: str = "cls", seed:
 
     def rebuild() -> Model:
         fresh = timm.create_model(name, pretrained=False, **kwargs)
-        return Model(IntermediatesBackbone(fresh, readout=readout), None, pre, name=f"timm:{name}", card=card, rebuild=rebuild)
+        return Model(IntermediatesBackbone(fresh, readout=readout), None, pre, name=f"timm:{name}", card=card,
+                     weights_source="random init", rebuild=rebuild)
 
     label = f"timm:{name}" + (" [random init]" if weights == "random" else "")
-    if weights == "random":
-        card["weights"] = f"random init (seed {seed})"
-    return Model(IntermediatesBackbone(module, readout=readout), None, pre, name=label, card=card, rebuild=rebuild)
+    return Model(IntermediatesBackbone(module, readout=readout), None, pre, name=label, card=card,
+                 weights_source=source, rebuild=rebuild)
 
 
 def _create_pretrained(timm, name: str, kwargs: dict):
