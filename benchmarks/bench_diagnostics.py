@@ -15,7 +15,6 @@ the peak memory.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import torch
@@ -42,10 +41,30 @@ def plain_forward(model, images, device, batch_size):
     sync(device)
 
 
+def _status_mib(field: str) -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak(device) -> float:
+    """Reset the peak-memory counter; return the memory in use now (MiB)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/clear_refs", "w") as f:  # Linux: "5" resets the RSS high-water mark (VmHWM)
+            f.write("5")
+    except OSError:
+        pass
+    return _status_mib("VmRSS")
+
+
 def peak_mib(device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB; the process's high-water mark
+    return _status_mib("VmHWM")
 
 
 def bench_model(model, ds, device, batch_size):
@@ -78,9 +97,7 @@ def bench_wide(which, n, device):
         train = {f"c{i}": torch.randn(n, d, generator=g) * torch.rand(d, generator=g) for i, d in enumerate(dims)}
         cuts = [Cut(f"c{i}", i, "backbone", d) for i, d in enumerate(dims)]
         feats = Features(cuts, train, {}, key="synthetic")
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        before = peak_mib(device)
+        before = reset_peak(device)
         with Timer() as t:
             d = compute_diagnostics(None, feats, metrics=DEFAULT_METRICS, device=device, name=name)
             sync(device)
@@ -89,7 +106,7 @@ def bench_wide(which, n, device):
         print(f"\n{name}: N = {n}, sum of dims {sum(dims)}, features {feat_mib:.0f} MiB (float32)")
         print(f"  spectral {d.seconds['spectral']:.1f} s, CKA {d.seconds['cka']:.1f} s ({madds / 1e9:.0f} G multiply-adds "
               f"in float64), total {t.seconds:.1f} s; peak {'GPU' if device.type == 'cuda' else 'process RSS'} "
-              f"{peak_mib(device):.0f} MiB (before {before:.0f} MiB)")
+              f"{peak_mib(device):.0f} MiB (in use before, features included: {before:.0f} MiB)")
 
 
 def main():

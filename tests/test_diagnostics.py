@@ -264,6 +264,8 @@ def test_invariance_scores_reference_and_determinism():
     assert a.rows == b.rows
     with pytest.raises(DiagnosticError, match="Valid: crop, flip, color_jitter, grayscale, blur"):
         augmentation_invariance(model, clean, ds.train_images, augmentations=["mixup"], device="cpu")
+    with pytest.raises(DiagnosticError, match="Valid: 2 .. 1000 images"):
+        augmentation_invariance(model, clean, ds.train_images, n_images=5000, device="cpu")
     with pytest.raises(DiagnosticError, match="same order"):
         augmentation_invariance(model, clean, ds.test_images, device="cpu")
 

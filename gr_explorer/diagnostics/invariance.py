@@ -111,11 +111,12 @@ def augmentation_invariance(model: Model, clean: Mapping[str, torch.Tensor], ima
         if clean[name].shape[0] != images.shape[0]:
             raise DiagnosticError(f"Features of cut {name!r} have {clean[name].shape[0]} rows but {images.shape[0]} images were "
                                   "given. Valid: the train images the features were extracted from, in the same order.")
-    if n_images < 2:
-        raise DiagnosticError(f"n_images={n_images} is too small. Valid: 2 .. {MAX_IMAGES} images.")
+    if not 2 <= n_images <= MAX_IMAGES:
+        raise DiagnosticError(f"n_images={n_images} is out of range. Valid: 2 .. {MAX_IMAGES} images (retrieval compares "
+                              "every view with every clean image).")
     dev = resolve_device(device)
     fdev = float64_device(dev)
-    idx = subset(images.shape[0], min(n_images, MAX_IMAGES), seed)
+    idx = subset(images.shape[0], n_images, seed)
     model.eval().to(dev)
     pre = model.preprocessing
     result = InvarianceResult([], idx, augmentations=list(augmentations))

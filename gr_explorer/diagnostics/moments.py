@@ -66,6 +66,12 @@ def column_mean(x: torch.Tensor, device: torch.device, budget: int = DEFAULT_MEM
     return acc / n
 
 
+def _centred(x: torch.Tensor, start: int, step: int, mu: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Rows start..start+step of x as float64 on the device, minus the column mean (in place: no second copy)."""
+    out = x[start:start + step].to(device=device, dtype=torch.float64, copy=True)
+    return out.sub_(mu)
+
+
 def covariance(x: torch.Tensor, device: torch.device, budget: int = DEFAULT_MEMORY_BUDGET) -> tuple[torch.Tensor, torch.Tensor]:
     """(C, mu): biased covariance X_c^T X_c / N [D, D] and column mean [D], float64 on `device`.
 
@@ -78,7 +84,7 @@ def covariance(x: torch.Tensor, device: torch.device, budget: int = DEFAULT_MEMO
     cov = torch.zeros(d, d, dtype=torch.float64, device=device)
     step = rows_per_chunk(d, budget)
     for s in range(0, n, step):
-        xc = x[s:s + step].to(device=device, dtype=torch.float64) - mu
+        xc = _centred(x, s, step, mu, device)
         cov.addmm_(xc.T, xc)
     cov /= n
     return cov, mu
@@ -120,7 +126,7 @@ def cross_frobenius(mats: Sequence[torch.Tensor], pairs: Sequence[tuple[int, int
         acc = [torch.zeros(dims[i], c1 - c0, dtype=torch.float64, device=device) for i, _, c0, c1 in tiles_in_pass]
         step = rows_per_chunk(sum(dims[k] for k in needed), budget)
         for s in range(0, n, step):
-            chunk = {k: mats[k][s:s + step].to(device=device, dtype=torch.float64) - means[k] for k in needed}
+            chunk = {k: _centred(mats[k], s, step, means[k], device) for k in needed}
             for a, (i, j, c0, c1) in zip(acc, tiles_in_pass):
                 a.addmm_(chunk[i].T, chunk[j][:, c0:c1])
         for a, (i, j, _, _) in zip(acc, tiles_in_pass):

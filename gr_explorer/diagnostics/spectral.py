@@ -17,9 +17,9 @@ Computed on one matrix, the stable rank and NESum would be the same number
 (both are trace / largest eigenvalue); on the two they differ exactly by the
 mean direction, which post-ReLU backbone cuts have in abundance. The centred
 covariance C comes from the pass; the uncentred second moment is C + mu mu^T
-(no second pass), so each cut costs N D^2 multiply-adds plus two D x D
-symmetric eigenvalue problems (about 2 x 4/3 D^3 flops; a D^3 term that
-matters only for D in the thousands).
+(no second pass), so each cut costs N D^2 multiply-adds plus one D x D
+symmetric eigenvalue problem per spectrum asked for (about 4/3 D^3 flops each;
+a D^3 term that matters only for D in the thousands).
 
 Resolution: eigenvalues below `floor_ratio(D) * largest` are set to 0. An
 eigensolver's rounding error is about D * eps64 * largest, so smaller values
@@ -59,7 +59,12 @@ def _resolved(eig: np.ndarray, dim: int) -> np.ndarray:
 
 
 def rankme(uncentred_eig: np.ndarray, n: int) -> float:
-    """exp(entropy) of p_k = s_k / sum(s) + 1e-7 over the min(N, D) singular values of X (not centred)."""
+    """exp(entropy) of p_k = s_k / sum(s) + 1e-7 over the min(N, D) singular values of X (not centred).
+
+    Uncentred as in the paper, whose embeddings are roughly centred anyway; on
+    a post-ReLU backbone cut the mean is one large singular value, which lowers
+    RankMe (a linear probe with a bias does not care about the mean).
+    """
     eig = uncentred_eig[: min(n, len(uncentred_eig))]
     s = np.sqrt(n * eig)
     if s.sum() <= 0:
@@ -92,14 +97,17 @@ def trace_ratio(eig: np.ndarray) -> float:
     return float(eig.sum() / eig[0]) if eig.size and eig[0] > 0 else float("nan")
 
 
-def spectra(x: torch.Tensor, device: torch.device, budget: int = DEFAULT_MEMORY_BUDGET) -> tuple[np.ndarray, np.ndarray]:
-    """(centred, uncentred) eigenvalues of one cut's features [N, D], descending, float64."""
+def spectra(x: torch.Tensor, device: torch.device, budget: int = DEFAULT_MEMORY_BUDGET, centred: bool = True,
+            uncentred: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(centred, uncentred) eigenvalues of one cut's features [N, D], descending, float64 (None when not asked)."""
     cov, mu = covariance(x, device, budget)
-    centred = torch.linalg.eigvalsh(cov)
-    cov.addr_(mu, mu)  # in place: C + mu mu^T = X^T X / N
-    uncentred = torch.linalg.eigvalsh(cov)
     dim = int(x.shape[1])
-    return _resolved(centred.cpu().numpy(), dim), _resolved(uncentred.cpu().numpy(), dim)
+    c = _resolved(torch.linalg.eigvalsh(cov).cpu().numpy(), dim) if centred else None
+    u = None
+    if uncentred:
+        cov.addr_(mu, mu)  # in place: C + mu mu^T = X^T X / N
+        u = _resolved(torch.linalg.eigvalsh(cov).cpu().numpy(), dim)
+    return c, u
 
 
 def spectral_metrics(x: torch.Tensor, device: torch.device, wanted=SPECTRAL_METRICS,
@@ -110,7 +118,8 @@ def spectral_metrics(x: torch.Tensor, device: torch.device, wanted=SPECTRAL_METR
     reach the rank of a 512-d projector); alpha is scale-free and has none.
     """
     n, dim = int(x.shape[0]), int(x.shape[1])
-    centred, uncentred = spectra(x, device, budget)
+    centred, uncentred = spectra(x, device, budget, centred=bool({"alpha_req", "nesum"} & set(wanted)),
+                                 uncentred=bool({"rankme", "stable_rank"} & set(wanted)))
     values = {"rankme": lambda: rankme(uncentred, n), "alpha_req": lambda: alpha_req(centred, n),
               "stable_rank": lambda: trace_ratio(uncentred), "nesum": lambda: trace_ratio(centred)}
     out: dict[str, float] = {}
