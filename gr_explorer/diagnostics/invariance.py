@@ -102,9 +102,10 @@ def augmentation_invariance(model: Model, clean: Mapping[str, torch.Tensor], ima
     for a in augmentations:
         if a not in AUGMENTATIONS:
             raise DiagnosticError(f"Unknown augmentation {a!r}. Valid: {', '.join(AUGMENTATIONS)}.")
-    if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+    if (not torch.is_tensor(images) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3
+            or images.shape[0] < 2):
         shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
-        raise DiagnosticError(f"Invariance needs the uint8 images [N, 3, H, W] the features came from, got {shape}.")
+        raise DiagnosticError(f"Invariance needs the uint8 images [N, 3, H, W] (N >= 2) the features came from, got {shape}.")
     names = list(clean)
     model.resolve_cuts(names)  # a cut the model does not have fails here, naming it
     for name in names:

@@ -60,16 +60,19 @@ def column_mean(x: torch.Tensor, device: torch.device, budget: int = DEFAULT_MEM
     acc = torch.zeros(d, dtype=torch.float64, device=device)
     step = rows_per_chunk(d, budget)
     for s in range(0, n, step):
-        acc += x[s:s + step].to(device=device, dtype=torch.float64).sum(0)
+        acc += x[s:s + step].to(device).to(torch.float64).sum(0)
     if not torch.isfinite(acc).all():
         raise DiagnosticError("Features contain NaN or infinite values; diagnostics need finite features.")
     return acc / n
 
 
 def _centred(x: torch.Tensor, start: int, step: int, mu: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Rows start..start+step of x as float64 on the device, minus the column mean (in place: no second copy)."""
-    out = x[start:start + step].to(device=device, dtype=torch.float64, copy=True)
-    return out.sub_(mu)
+    """Rows start..start+step of x as float64 on the device, minus the column mean.
+
+    Moved in the features' own dtype (half the bytes of float64), converted
+    there into a fresh tensor (never the caller's) and centred in place.
+    """
+    return x[start:start + step].to(device).to(torch.float64, copy=True).sub_(mu)
 
 
 def covariance(x: torch.Tensor, device: torch.device, budget: int = DEFAULT_MEMORY_BUDGET) -> tuple[torch.Tensor, torch.Tensor]:
