@@ -56,6 +56,26 @@ class FeatureCache:
                 pass
             return None
 
+    def get_table(self, key: str):
+        """A small table (e.g. a model's diagnostics) stored under `key`, or None; bound to its key like features."""
+        import pandas as pd
+
+        p = self.root / key[:2] / f"{key}.json"
+        if not p.exists():
+            return None
+        try:
+            blob = json.loads(p.read_text())
+            if blob.get("key") != key or json_digest(blob["records"]) != blob.get("checksum"):
+                raise ValueError("key or checksum mismatch")
+            return pd.DataFrame.from_records(blob["records"], columns=blob["columns"])
+        except Exception:  # unreadable, tampered or misplaced: a miss
+            return None
+
+    def put_table(self, key: str, table) -> Path:
+        records = json.loads(table.to_json(orient="records"))
+        blob = {"key": key, "columns": list(table.columns), "records": records, "checksum": json_digest(records)}
+        return atomic_write(self.root / key[:2] / f"{key}.json", json.dumps(blob))
+
     def put(self, key: str, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> Path:
         from safetensors.torch import save_file
 

@@ -115,6 +115,8 @@ def write_outputs(result, out: Path, save_features: bool) -> list[Path]:
     put("search.csv", result.search.to_csv(index=False))
     if not result.metrics.empty:
         put("metrics.csv", result.metrics.to_csv(index=False))
+        put("cka.csv", result.cka.to_csv(index=False))
+        put("metric_selection.csv", result.metric_selection.to_csv(index=False))
     put("run.json", result.config.to_json())
     put("figure.html", accuracy_vs_depth(result.table, summary=result.summary).to_html(include_plotlyjs=True))
     put("heatmap.html", cut_task_heatmap(result.table).to_html(include_plotlyjs=True))
@@ -166,6 +168,13 @@ def print_tables(result) -> None:
                                       for v, lo, hi in zip(s["over_random_init"], s["over_random_init_ci_low"],
                                                            s["over_random_init_ci_high"])]
         print(view.to_string(index=False))
+    if not result.metric_selection.empty:
+        ms = result.metric_selection
+        ms = ms[ms["augmentation"].fillna("").isin(["", "hflip"])] if "augmentation" in ms.columns else ms
+        print("\nDoes a label-free metric find the validation-selected cut? (Spearman across cuts vs test accuracy)")
+        cols = ["model", "task", "probe", "metric", "augmentation", "spearman", "metric_cut", "val_cut", "accuracy_lost"]
+        with pd.option_context("display.width", 220, "display.max_rows", 500):
+            print(ms[[c for c in cols if c in ms.columns]].round(3).to_string(index=False))
     stuck = t[~t["converged"].astype(bool)]
     if len(stuck):
         print(f"\nwarning: {len(stuck)} linear fit(s) did not converge (converged=False in results.csv).", file=sys.stderr)

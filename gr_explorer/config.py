@@ -21,6 +21,7 @@ from .errors import ConfigError, did_you_mean
 RUN_VERSION = 2
 RUN_VERSIONS = (1, 2)
 BASELINES = ("random-init", "pixels")
+#: label-free diagnostics (gr_explorer.diagnostics.METRICS, repeated here so that reading a config imports no torch)
 METRICS = ("rankme", "alpha_req", "stable_rank", "nesum", "cka", "invariance")
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 

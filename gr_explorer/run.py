@@ -46,7 +46,9 @@ class SweepResult:
     features: dict[str, dict[str, Features]]  # model -> view -> features
     dataset: Dataset
     seconds: float
-    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)  # label-free diagnostics per cut (config.metrics)
+    cka: pd.DataFrame = field(default_factory=pd.DataFrame)  # CKA between the cuts of each model
+    metric_selection: pd.DataFrame = field(default_factory=pd.DataFrame)  # does a metric find the best cut?
 
 
 class SweepCancelled(Cancelled):
@@ -70,6 +72,7 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
     device = resolve_device(config.device)
     rows: list[dict] = []
     search: list[dict] = []
+    metrics, ckas = [], []
     feats_by_model: dict[str, dict[str, Features]] = {}
     try:
         emit(ProgressEvent("load", 0, 1, "", f"dataset {config.dataset}"))
@@ -92,14 +95,50 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
                                      should_stop=should_stop, model=model.name)
                 rows += _rows(model, baseline, dataset, feats, results)
                 search += _search_rows(model, feats, results)
+                if config.metrics and view == BASE and baseline != "pixels":
+                    m, c = _diagnostics(config, model, feats, dataset, device, cache, progress, should_stop)
+                    metrics.append(m)
+                    ckas.append(c)
     except Cancelled as e:
         if isinstance(e, SweepCancelled):
             raise
         raise SweepCancelled(rows) from None
     table = with_intervals(pd.DataFrame(rows, columns=COLUMNS + ["correct"]), config.bootstrap, config.seed)
     summary = guillotine_summary(table, config.bootstrap, config.seed)
-    return SweepResult(table, summary, pd.DataFrame(search, columns=SEARCH_COLUMNS), config, feats_by_model, dataset,
-                       time.perf_counter() - t0)
+    result = SweepResult(table, summary, pd.DataFrame(search, columns=SEARCH_COLUMNS), config, feats_by_model, dataset,
+                         time.perf_counter() - t0)
+    if metrics:
+        from .diagnostics import metric_vs_accuracy
+
+        result.metrics = pd.concat(metrics, ignore_index=True)
+        result.cka = pd.concat(ckas, ignore_index=True)
+        result.metric_selection = metric_vs_accuracy(table, result.metrics)
+    return result
+
+
+def _diagnostics(config: SweepConfig, model: Model, feats: Features, dataset: Dataset, device: torch.device, cache,
+                 progress, should_stop) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Label-free metrics of one model's base-view features, cached with them (keyed on the features' own key)."""
+    from .cache import content_key
+    from .diagnostics import compute_diagnostics
+    from .training.augment import AugmentConfig
+
+    store = None if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache())
+    key = content_key({"base": feats.key, "cuts": [c.name for c in feats.cuts], "metrics": list(config.metrics),
+                       "seed": config.seed, "augmentations": model.card.get("augmentations")})
+    if store is not None:
+        m, c = store.get_table(key + "-metrics"), store.get_table(key + "-cka")
+        if m is not None and c is not None:
+            return m.fillna({"augmentation": ""}).assign(model=model.name), c.assign(model_a=model.name, model_b=model.name)
+    aug = model.card.get("augmentations")
+    augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}) if isinstance(aug, dict) else None
+    images = dataset.train_images if "invariance" in config.metrics else None
+    d = compute_diagnostics(model, feats, images, metrics=list(config.metrics), device=device, seed=config.seed,
+                            augment=augment, batch_size=config.batch_size, progress=progress, should_stop=should_stop)
+    if store is not None:
+        store.put_table(key + "-metrics", d.metrics)
+        store.put_table(key + "-cka", d.cka)
+    return d.metrics, d.cka
 
 
 def _models(config: SweepConfig, given: Sequence[Model] | None, dataset: Dataset, emit):

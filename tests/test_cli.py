@@ -16,7 +16,7 @@ def test_sweep_end_to_end_and_config_reproduces(tmp_path, capsys):
     out = tmp_path / "demo"
     rc = main(["sweep", "--model", f"file:{path}", "--dataset", "shapes", "--tasks", "shape,color,hflip",
                "--probe", "linear,knn", "--n-train", "300", "--n-test", "100", "--seed", "1", "--out", str(out),
-               "--save-features", "--quiet"])
+               "--save-features", "--metrics", "rankme,cka", "--quiet"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "Best cut (chosen on validation)" in printed and "proj3" in printed and "[95% CI]" in printed
@@ -28,6 +28,12 @@ def test_sweep_end_to_end_and_config_reproduces(tmp_path, capsys):
     search = pd.read_csv(out / "search.csv")
     assert set(search["hparam"]) == {"C", "k"} and search["chosen"].sum() == len(first)
     assert "plotly" in (out / "figure.html").read_text()[:5000].lower()
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics["metric"]) == {"rankme", "rankme_frac"} and len(metrics) == 2 * 8  # per cut (pixels: none)
+    cka = pd.read_csv(out / "cka.csv")
+    assert len(cka) == 8 * 8 and np.allclose(cka.loc[cka["cut_a"] == cka["cut_b"], "cka"], 1.0)
+    sel = pd.read_csv(out / "metric_selection.csv")
+    assert set(sel["task"]) == {"shape", "color", "hflip"} and "Does a label-free metric" in printed
     cfg = json.loads((out / "run.json").read_text())
     assert cfg["models"] == [f"file:{path}"] and cfg["tasks"] == ["shape", "color", "hflip"] and cfg["seed"] == 1
 

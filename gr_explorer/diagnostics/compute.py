@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import pandas as pd
 import torch
@@ -21,6 +21,7 @@ import torch
 from ..errors import did_you_mean
 from ..features import Features
 from ..models import Model
+from ..progress import Progress, ProgressEvent, ShouldStop
 from ..training.augment import AugmentConfig
 from .cka import CKA_COLUMNS, cka_table
 from .errors import DiagnosticError
@@ -33,8 +34,6 @@ METRICS = SPECTRAL_METRICS + ("cka", "invariance")
 DEFAULT_METRICS = SPECTRAL_METRICS + ("cka",)
 METRIC_COLUMNS = ["model", "cut", "depth", "part", "dim", "metric", "value", "augmentation"]
 
-#: progress(stage, done, total, message), as the sweep reports it; stage is "diagnostics".
-Progress = Callable[[str, int, int, str], None]
 
 
 @dataclass
@@ -63,7 +62,8 @@ def compute_diagnostics(model: Model | None, features: Features, dataset_images:
                         metrics: Sequence[str] | str | None = None, *, device: str | torch.device | None = None,
                         seed: int = 0, name: str | None = None, augment: AugmentConfig | None = None,
                         augmentations: Sequence[str] = AUGMENTATIONS, n_images: int = MAX_IMAGES, batch_size: int = 256,
-                        memory_budget: int = DEFAULT_MEMORY_BUDGET, progress: Progress | None = None) -> Diagnostics:
+                        memory_budget: int = DEFAULT_MEMORY_BUDGET, progress: Progress | None = None,
+                        should_stop: ShouldStop | None = None) -> Diagnostics:
     """Label-free metrics of every cut in `features` (computed on `features.train`).
 
     model: needed for `invariance` (and gives the table's model name); None otherwise.
@@ -72,6 +72,8 @@ def compute_diagnostics(model: Model | None, features: Features, dataset_images:
     augment: strengths for invariance (default AugmentConfig(); pass a card's to
     match a model's own training recipe). seed: which images invariance uses, and
     its augmentation draws. memory_budget: bytes for chunked float64 products.
+    Reports ProgressEvent('metrics', ...) and stops between cuts / batches when
+    `should_stop()` says so (progress.Cancelled).
     """
     wanted = validate_metrics(metrics)
     if not isinstance(features, Features):
@@ -84,7 +86,14 @@ def compute_diagnostics(model: Model | None, features: Features, dataset_images:
     model_name = name or (model.name if model is not None else "model")
     n = check_features(features.train, "train features")
     fdev = float64_device(device)
-    report = progress or (lambda *a: None)
+    def report(done: int, total: int, detail: str) -> None:
+        if progress is not None:
+            progress(ProgressEvent("metrics", done, total, model_name, detail))
+        if should_stop is not None and should_stop() and done < total:
+            from ..progress import Cancelled
+
+            raise Cancelled()
+
     cuts = list(features.cuts)
     rows: list[tuple] = []
     seconds: dict[str, float] = {}
@@ -98,12 +107,12 @@ def compute_diagnostics(model: Model | None, features: Features, dataset_images:
         for i, c in enumerate(cuts):
             for metric, value in spectral_metrics(features.train[c.name], fdev, spectral, memory_budget).items():
                 add(c, metric, value)
-            report("diagnostics", i + 1, len(cuts), f"{model_name}: spectrum of {c.name}")
+            report(i + 1, len(cuts), f"spectrum of {c.name}")
         seconds["spectral"] = time.perf_counter() - t0
     cka = pd.DataFrame(columns=CKA_COLUMNS)
     if "cka" in wanted:
         t0 = time.perf_counter()
-        report("diagnostics", 0, 1, f"{model_name}: CKA between {len(cuts)} cuts ({n} images)")
+        report(0, 1, f"CKA between {len(cuts)} cuts ({n} images)")
         cka = cka_table(model_name, cuts, features.train, fdev, memory_budget)
         seconds["cka"] = time.perf_counter() - t0
     extra = (0, 0)
@@ -111,7 +120,7 @@ def compute_diagnostics(model: Model | None, features: Features, dataset_images:
         t0 = time.perf_counter()
         res = augmentation_invariance(model, features.train, dataset_images, augmentations=augmentations, config=augment,
                                       n_images=n_images, seed=seed, device=device, batch_size=batch_size,
-                                      progress=lambda d, t, msg: report("diagnostics", d, t, f"{model_name}: {msg}"))
+                                      progress=report)
         by_name = {c.name: c for c in cuts}
         for r in res.rows:
             add(by_name[r["cut"]], "invariance", r["invariance"], r["augmentation"])
