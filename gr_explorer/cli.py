@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cuts", help="list a model's cuts in forward order")
     c.add_argument("--model", required=True)
     c.add_argument("--weights")
-    c.add_argument("--readout", default="cls")
+    c.add_argument("--readout", help="ViT token readout: cls, mean, cls+mean (default: the checkpoint's own, else cls)")
     c.add_argument("--seed", type=int, default=0, help="seed of --weights random")
     z = sub.add_parser("zoo", help="list the shipped models in pretrained/")
     z.add_argument("--formats", action="store_true", help="list the checkpoint layouts `convert` and file: read instead")

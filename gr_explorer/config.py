@@ -108,7 +108,7 @@ def _device(v):
 def _readout(v):
     from .models.cuts import READOUTS
 
-    return None if v in READOUTS else ", ".join(READOUTS)
+    return None if v is None or v in READOUTS else "null (the checkpoint's own, else cls), " + ", ".join(READOUTS)
 
 
 def _weights(v):
@@ -166,7 +166,8 @@ class SweepConfig:
                    check=_int_at_least(0, 0))
     device: str = _f("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps", "str", check=_device)
     batch_size: int = _f(256, "images per forward pass", "int", check=_int_at_least(1, 256))
-    readout: str = _f("cls", "ViT token readout per cut: cls, mean, cls+mean", "str", check=_readout)
+    readout: str | None = _f(None, "ViT token readout per cut: cls, mean, cls+mean (default: the checkpoint's own, else cls)",
+                             "str", check=_readout)
     weights: str | None = _f(None, "timm weights: pretrained (default), random (seeded by --seed), or a file path", "str",
                              check=_weights)
     data_root: str | None = _f(None, "where torchvision datasets live / are downloaded", "str", check=_optional_str, app=False)

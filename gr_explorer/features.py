@@ -10,6 +10,7 @@ tasks' features never see its transform.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -76,8 +77,13 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
         for c in missing:
             train[c.name], test[c.name] = tr[c.name], te[c.name]
             if store is not None:
-                store.put(content_key({"base": key, "cut": c.name}), {"train": tr[c.name], "test": te[c.name]},
-                          meta={"model": model.name, "dataset": dataset.name, "view": view, "cut": c.name})
+                try:
+                    store.put(content_key({"base": key, "cut": c.name}), {"train": tr[c.name], "test": te[c.name]},
+                              meta={"model": model.name, "dataset": dataset.name, "view": view, "cut": c.name})
+                except OSError as e:  # a read-only or full cache: the features are still returned, just not kept
+                    warnings.warn(f"The feature cache {str(store.root)!r} could not be written ({e.strerror or e}); "
+                                  "features are computed but not cached.", stacklevel=2)
+                    store = None
     else:
         report.tick(1, "all cuts from the cache")
     order = [c.name for c in wanted]

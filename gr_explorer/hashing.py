@@ -36,6 +36,15 @@ def json_digest(obj, length: int = 64) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
+def file_digest(path, length: int = 64) -> str:
+    """sha256 of a file's bytes, read in chunks: names the exact weights a model came from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
 def bytes_digest(*parts: bytes, length: int = 64) -> str:
     """sha256 over length-prefixed byte strings (so (a, bc) and (ab, c) differ)."""
     h = hashlib.sha256()

@@ -207,7 +207,7 @@ def sweep(models: str | Model | Sequence[str | Model], dataset: str | Dataset = 
     objs = None
     if any(isinstance(m, Model) for m in models):  # objects given: load the specs beside them here, once
         objs = [m if isinstance(m, Model) else load_model(m, weights=options.get("weights"),
-                                                          readout=options.get("readout", "cls"),
+                                                          readout=options.get("readout"),
                                                           seed=options.get("seed", 0)) for m in models]
     ds_obj = dataset if isinstance(dataset, Dataset) else None
     names = [m.name if isinstance(m, Model) else m for m in objs or models]

@@ -251,15 +251,41 @@ def test_imagefolder_train_test_subfolders(tmp_path):
     for c in ("b", "a"):
         for i in range(4):
             _save(root / "train" / c / f"{i}.png", _rgb((i, 0, 0)))
-    _save(root / "train" / "only_train" / "x.png", _rgb((1, 2, 3)))
     for c in ("a", "b"):
         for i in range(2):
             _save(root / "test" / c / f"{i}.bmp", _rgb((0, i, 0)))
     ds = load_dataset(f"imagefolder:{root}")
-    assert ds.classes["label"] == ["a", "b", "only_train"]
-    assert torch.bincount(ds.train_labels["label"]).tolist() == [4, 4, 1]
-    assert torch.bincount(ds.test_labels["label"], minlength=3).tolist() == [2, 2, 0]
+    assert ds.classes["label"] == ["a", "b"]
+    assert torch.bincount(ds.train_labels["label"]).tolist() == [4, 4]
+    assert torch.bincount(ds.test_labels["label"]).tolist() == [2, 2]
     assert ds.params["layout"] == "train/test"
+
+
+@pytest.mark.parametrize("held_out", ["val", "valid", "validation"])
+def test_imagefolder_val_folder_is_the_held_out_split_not_a_class(tmp_path, held_out):
+    root = tmp_path / "tv"
+    for split, n in (("train", 3), (held_out, 2)):
+        for c in ("cat", "dog"):
+            for i in range(n):
+                _save(root / split / c / f"{i}.png", _rgb((i, 9, 9)))
+    ds = load_dataset(f"imagefolder:{root}")
+    assert ds.classes["label"] == ["cat", "dog"] and (ds.n_train, ds.n_test) == (6, 4)
+    assert ds.params["layout"] == f"train/{held_out}"
+
+
+def test_imagefolder_split_errors(tmp_path):
+    only = tmp_path / "only_train"
+    for c in ("a", "b"):
+        _save(only / "train" / c / "0.png", _rgb((1, 1, 1)))
+    with pytest.raises(DatasetError, match=r"has a train/ folder but no held-out folder beside it \(test/, val/"):
+        load_dataset(f"imagefolder:{only}")
+    mismatch = tmp_path / "mismatch"
+    for c in ("a", "b", "only_train"):
+        _save(mismatch / "train" / c / "0.png", _rgb((1, 1, 1)))
+    for c in ("a", "b", "only_test"):
+        _save(mismatch / "test" / c / "0.png", _rgb((1, 1, 1)))
+    with pytest.raises(DatasetError, match=r"hold different classes; only in train/: only_train; only in test/: only_test"):
+        load_dataset(f"imagefolder:{mismatch}")
 
 
 def test_imagefolder_sizes(tmp_path):
@@ -421,6 +447,24 @@ def test_torchvision_offline_error_names_files_and_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision_sets, "_download", lambda *a, **k: (_ for _ in ()).throw(OSError("timed out")))
     with pytest.raises(OfflineError, match=r"'stl10'.*stl10_binary"):
         load_dataset("stl10", data_root=str(tmp_path))
+
+
+def test_torchvision_download_has_its_own_timeout_and_leaves_the_socket_default(tmp_path, monkeypatch):
+    import socket
+    import urllib.request
+
+    seen = {}
+
+    def urlopen(url, timeout=None):
+        seen["url"], seen["timeout"] = url, timeout
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    before = socket.getdefaulttimeout()
+    with pytest.raises(OfflineError, match=r"could not be downloaded \(URLError"):
+        load_dataset("cifar10", data_root=str(tmp_path))
+    assert seen["timeout"] == torchvision_sets.DOWNLOAD_TIMEOUT_S and seen["url"].endswith("cifar-10-python.tar.gz")
+    assert socket.getdefaulttimeout() == before and not list(tmp_path.rglob("*.part"))
 
 
 def test_torchvision_download_false_never_downloads(tmp_path, monkeypatch):

@@ -1,10 +1,12 @@
-"""User images in class-per-folder layout: `<path>/<class>/<image>`, or `<path>/{train,test}/<class>/<image>`.
+"""User images in class-per-folder layout: `<path>/<class>/<image>`, or `<path>/train/<class>/<image>` with
+`<path>/test/` (or `val/`, `valid/`, `validation/`) beside it.
 
 Why it works this way:
 - The split must not move with the sampling seed, or accuracies from
   different seeds would be measured on different test images. With
-  `train/` and `test/` folders those are used (classes = their sorted union);
-  otherwise, within each class, files are ranked by a hash of their relative
+  `train/` and `test/` (or `val/` ...) folders those are used, and both must
+  hold the same classes (a class missing from one split cannot be learned or
+  cannot be scored: refused, naming it); otherwise, within each class, files are ranked by a hash of their relative
   path and the first 20% go to test: a fixed, exactly stratified split.
 - Files are only listed and stat-ed up front; the stratified subsample is
   drawn before any decoding, so a small sample of a huge folder is fast.
@@ -40,10 +42,14 @@ TASKS = ["label"]
 _SHOW = 5
 
 
+#: folder names read as the held-out split next to `train/`, in order of preference
+TEST_DIRS = ("test", "val", "valid", "validation")
+
+
 def _layout_help(root: Path) -> str:
     return (
         f"Expected class-per-folder images: {root}/<class>/<image> (e.g. {root}/cat/001.png, {root}/dog/002.jpg), "
-        f"or {root}/train/<class>/<image> and {root}/test/<class>/<image>. "
+        f"or {root}/train/<class>/<image> and {root}/test/<class>/<image> (test/ may be called {', '.join(TEST_DIRS[1:])}). "
         f"Image extensions: {', '.join(IMAGE_EXTENSIONS)}."
     )
 
@@ -109,10 +115,16 @@ def scan(path: str) -> Listing:
         raise DatasetError(f"Image folder {path!r} does not exist. {_layout_help(root)}")
     if not root.is_dir():
         raise DatasetError(f"Image folder {path!r} is not a directory. {_layout_help(root)}")
-    split_layout = (root / "train").is_dir() and (root / "test").is_dir()
+    split_layout = (root / "train").is_dir()
+    test_dir = next((d for d in TEST_DIRS if (root / d).is_dir()), None)
+    if split_layout and test_dir is None:
+        raise DatasetError(f"Image folder {path!r} has a train/ folder but no held-out folder beside it "
+                           f"({', '.join(t + '/' for t in TEST_DIRS)}); a probe is scored on images it was not fitted "
+                           f"on. Add one, or put the class folders directly in {path!r} for a fixed 80/20 split. "
+                           f"{_layout_help(root)}")
     bad: list[str] = []
     if split_layout:
-        scanned = {s: _scan_split(root, root / s, f"{s}/", bad) for s in ("train", "test")}
+        scanned = {s: _scan_split(root, root / d, f"{d}/", bad) for s, d in (("train", "train"), ("test", test_dir))}
     else:
         scanned = {"all": _scan_split(root, root, "", bad)}
     if bad:
@@ -136,6 +148,16 @@ def scan(path: str) -> Listing:
             f"(one per class, e.g. {root}/{classes[0]}/ and {root}/<another class>/)."
         )
 
+    if split_layout:
+        present = {s: {c for c, f in scanned[s].items() if f} for s in ("train", "test")}
+        only_train, only_test = sorted(present["train"] - present["test"]), sorted(present["test"] - present["train"])
+        if only_train or only_test:
+            raise DatasetError(
+                f"Image folder {path!r}: train/ and {test_dir}/ hold different classes"
+                f"{'; only in train/: ' + ', '.join(only_train[:_SHOW]) if only_train else ''}"
+                f"{'; only in ' + test_dir + '/: ' + ', '.join(only_test[:_SHOW]) if only_test else ''}. "
+                f"Valid: the same class folders in both splits (a class missing from one split cannot be learned or "
+                f"scored).")
     index = {c: i for i, c in enumerate(classes)}
     entries = [f for per_class in scanned.values() for fs in per_class.values() for f in fs]
     digest = hashlib.sha256("\n".join(f"{r}\t{s}\t{m}" for r, s, m in sorted(entries)).encode()).hexdigest()
@@ -155,7 +177,7 @@ def scan(path: str) -> Listing:
     for split in files:
         files[split].sort()
         labels[split] = np.array([index[r.split("/")[1 if split_layout else 0]] for r in files[split]], dtype=np.int64)
-    return Listing(root, "train/test" if split_layout else "fixed-hash-split", classes, files, labels, digest)
+    return Listing(root, f"train/{test_dir}" if split_layout else "fixed-hash-split", classes, files, labels, digest)
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

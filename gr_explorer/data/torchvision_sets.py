@@ -3,7 +3,7 @@
 Why the extra layer: torchvision either finds the files or downloads them with
 no timeout. Here files are looked for first, an archive the user placed by
 hand is unpacked without touching the network, a download (only when allowed)
-runs under a bounded socket timeout, and every failure becomes an OfflineError
+runs with a per-request timeout, and every failure becomes an OfflineError
 that says which files to put where.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,14 +63,30 @@ def _make(src: _Source, root: Path, train: bool, download: bool):
 
 
 def _download(src: _Source, root: Path, train: bool):
-    """Let torchvision fetch the files, with a socket timeout so a dead network fails instead of hanging."""
-    root.mkdir(parents=True, exist_ok=True)
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        return _make(src, root, train, download=True)
-    finally:
-        socket.setdefaulttimeout(old)
+    """Fetch the archive(s) ourselves with a per-request timeout (no process-wide socket setting), then unpack.
+
+    torchvision's own downloader has no timeout, and the only way to give it one is the process-wide
+    socket default, which would change every other connection of the process (the app serves many).
+    torchvision still checks the files' integrity when it opens them.
+    """
+    import shutil
+    import urllib.request
+
+    for archive in src.archives:
+        dest = root / archive
+        if dest.is_file():
+            continue
+        url = src.url if len(src.archives) == 1 else src.url.rstrip("/") + "/" + Path(archive).name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        try:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r, open(tmp, "wb") as f:  # noqa: S310 - fixed URLs
+                shutil.copyfileobj(r, f, 1 << 20)
+            tmp.replace(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+    _unpack_local(src, root)
+    return _make(src, root, train, download=False)
 
 
 def _unpack_local(src: _Source, root: Path) -> bool:

@@ -46,10 +46,11 @@ def list_zoo() -> dict[str, str]:
     return out
 
 
-def load_model(spec: str, *, weights: str | None = None, readout: str = "cls", seed: int = 0) -> Model:
+def load_model(spec: str, *, weights: str | None = None, readout: str | None = None, seed: int = 0) -> Model:
     """`zoo:<name>`, `timm:<name>[.<tag>]` or `file:<path>` -> Model with ordered cuts.
 
     `weights` applies to timm models (pretrained, random, or a file); random weights are drawn from `seed`.
+    `readout` (ViT tokens: cls, mean, cls+mean): None keeps the checkpoint card's, or cls.
     """
     if isinstance(spec, Model):
         return spec
@@ -57,7 +58,7 @@ def load_model(spec: str, *, weights: str | None = None, readout: str = "cls", s
     if not rest or scheme not in SCHEMES:
         raise ModelSpecError(f"Bad model spec {spec!r}. Valid forms: zoo:<name> (one of: {', '.join(list_zoo()) or 'none shipped'}), "
                              "timm:<name>[.<tag>] (e.g. timm:resnet18.a1_in1k), file:<path to .safetensors>.")
-    if readout not in READOUTS:
+    if readout is not None and readout not in READOUTS:
         raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
     if scheme == "custom":
         raise ModelSpecError(f"{spec!r} names a model built in Python (wrap_module); it cannot be loaded from a spec. "
@@ -76,19 +77,19 @@ def load_model(spec: str, *, weights: str | None = None, readout: str = "cls", s
         return random_init(model, seed) if weights == "random" else model
     from .timm_models import load_timm
 
-    return load_timm(rest, weights=weights, readout=readout, seed=seed)
+    return load_timm(rest, weights=weights, readout=readout or "cls", seed=seed)
 
 
-def model_for_cuts(spec: str, *, weights: str | None = None, readout: str = "cls", seed: int = 0) -> Model:
+def model_for_cuts(spec: str, *, weights: str | None = None, readout: str | None = None, seed: int = 0) -> Model:
     """The model as far as listing its cuts needs: a timm model without `weights` is built on the
     meta device (no download, works offline, dims still exact); other specs load as usual."""
     scheme, _, rest = str(spec).partition(":")
     if scheme == "timm" and rest and weights in (None, ""):
         from .timm_models import load_timm
 
-        if readout not in READOUTS:
+        if readout is not None and readout not in READOUTS:
             raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
-        return load_timm(rest, weights="meta", readout=readout)
+        return load_timm(rest, weights="meta", readout=readout or "cls")
     return load_model(spec, weights=weights, readout=readout, seed=seed)
 
 

@@ -11,16 +11,15 @@ release (see adapters/).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointError, ModelSpecError
+from ..hashing import file_digest
 from .backbones import IntermediatesBackbone
 from .model import Model
 from .preprocessing import Preprocessing
@@ -58,9 +57,10 @@ def _patch_stem(module: nn.Module, stem: dict) -> None:
 
 def build_model(card: dict, name: str | None = None, readout: str | None = None) -> Model:
     """A randomly initialised Model with the card's architecture (weights loaded separately)."""
-    arch = card.get("architecture") or {}
-    if "backbone" not in arch:
-        raise CheckpointError(f"Checkpoint card for {name or card.get('name')!r} has no architecture.backbone.")
+    from .card_check import check_card
+
+    check_card(card, repr(name or card.get("name") or "checkpoint"))
+    arch = card["architecture"]
     module = build_backbone_module(arch["backbone"])
     backbone = IntermediatesBackbone(module, readout=readout or card.get("readout", "cls"))
     p = arch.get("projector") or {}
@@ -81,28 +81,17 @@ def save_checkpoint(model: Model, path: str | os.PathLike, card: dict) -> Path:
     """Write weights and card next to each other, each atomically. Returns the .safetensors path."""
     from safetensors.torch import save_file
 
+    from ..files import atomic_write
+
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
     card = {"format": FORMAT, "name": path.stem, "preprocessing": model.preprocessing.as_dict(),
             "readout": model.backbone.readout, **card}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.export_state_dict().items()}
-    _atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    _atomic(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2, default=str)))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    atomic_write(path.with_suffix(".json"), json.dumps(card, indent=2, default=str))
     return path
-
-
-def _atomic(dest: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def read_card(path: Path) -> dict:
@@ -139,15 +128,6 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"Checkpoint {str(path)!r} must hold a dict of tensors (a state dict).")
         return obj
     raise CheckpointError(f"Unsupported checkpoint file {str(path)!r}. Valid: .safetensors (preferred), .pt, .pth, .ckpt, .tar.")
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes: names the exact weights a model came from."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike, readout: str | None = None, name: str | None = None) -> Model:

@@ -10,7 +10,6 @@ device (no weights, no memory, no download) -- enough to list its cuts.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import torch
@@ -20,9 +19,8 @@ from .backbones import IntermediatesBackbone
 from .model import Model
 from .preprocessing import Preprocessing
 
-#: How long one hub request may take before we call it offline (seconds).
-HUB_TIMEOUT = os.environ.get("GR_EXPLORER_HUB_TIMEOUT", "10")
-_HUB_LOCK = threading.Lock()
+#: How long one hub request may take before we call it offline (seconds); $GR_EXPLORER_HUB_TIMEOUT overrides.
+DEFAULT_HUB_TIMEOUT = 3.0
 
 
 def load_timm(name: str, weights: str | None = None, readout: str = "cls", seed: int = 0) -> Model:
@@ -54,7 +52,7 @@ def load_timm(name: str, weights: str | None = None, readout: str = "cls", seed:
             module = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(p)), **kwargs)
         except Exception as e:  # timm raises plain RuntimeError/KeyError for mismatched files
             raise ModelSpecError(f"Weights file {weights!r} could not be loaded into timm:{name}: {e}") from e
-        from .checkpoint import file_digest
+        from ..hashing import file_digest
 
         source = f"{p.name} sha256:{file_digest(p)[:12]}"
     if not hasattr(module, "forward_intermediates"):
@@ -77,41 +75,90 @@ def load_timm(name: str, weights: str | None = None, readout: str = "cls", seed:
                  weights_source=source, rebuild=rebuild)
 
 
+def hub_timeout() -> float:
+    """Seconds one hub request may take before the hub counts as unreachable ($GR_EXPLORER_HUB_TIMEOUT, read per call)."""
+    try:
+        return max(0.1, float(os.environ.get("GR_EXPLORER_HUB_TIMEOUT", DEFAULT_HUB_TIMEOUT)))
+    except ValueError:
+        return DEFAULT_HUB_TIMEOUT
+
+
 def _create_pretrained(timm, name: str, kwargs: dict):
-    """Hub download with a bounded timeout; offline with no cache -> OfflineError that says what to do."""
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", HUB_TIMEOUT)
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", HUB_TIMEOUT)
-    from huggingface_hub import constants
+    """Pretrained weights with per-call timeouts and offline mode (nothing process-wide is changed).
 
-    with _HUB_LOCK:  # the offline switch is process-wide: one loader at a time (app sessions share a process)
-        was_offline = constants.HF_HUB_OFFLINE
-        # Unreachable hub: use the cache only, instead of a minute of retries.
-        constants.HF_HUB_OFFLINE = was_offline or not _hub_reachable(constants.ENDPOINT)
+    The weights file is resolved here (hub cache only when the hub is unreachable, a bounded wait
+    otherwise) and handed to timm as a file; offline with nothing cached -> OfflineError saying what
+    to do; a cache that cannot be written is a disk error, not "offline".
+    """
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)  # the default tag when the name has none
+    hf_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    try:
+        if hf_id:
+            path = _hub_file(hf_id, getattr(cfg, "hf_hub_filename", None))
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **kwargs)
+        return timm.create_model(name, pretrained=True, **kwargs)  # URL-hosted weights (torch hub cache)
+    except OfflineError:
+        raise
+    except OSError as e:
+        if _is_disk_error(e):
+            raise ModelSpecError(f"Could not store the weights of timm:{name}: {e.strerror or e} "
+                                 f"({getattr(e, 'filename', '') or 'the download cache'}). Free space or fix the folder's "
+                                 "permissions (or set HF_HOME to a writable folder).") from e
+        if _is_network_error(e):
+            raise _offline(name, e) from e
+        raise
+    except Exception as e:  # hub/network errors come in many types (HTTPError, LocalEntryNotFoundError ...)
+        if _is_network_error(e):
+            raise _offline(name, e) from e
+        raise
+
+
+def _hub_file(hf_id: str, filename: str | None) -> str:
+    """Local path of a hub weights file: safetensors first, as timm does; cache only when the hub is unreachable."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    repo, _, revision = hf_id.partition("@")
+    timeout = hub_timeout()
+    local_only = bool(constants.HF_HUB_OFFLINE) or not _hub_reachable(constants.ENDPOINT, timeout)
+    names = [filename] if filename else ["model.safetensors", "pytorch_model.bin"]
+    missing = None
+    for fname in names:
         try:
-            return timm.create_model(name, pretrained=True, **kwargs)
-        except Exception as e:  # hub/network errors come in many types (OSError, HTTPError, LocalEntryNotFoundError ...)
-            if _is_network_error(e):
-                raise OfflineError(
-                    f"Could not download pretrained weights for timm:{name} (offline, or the hub is unreachable, and they "
-                    f"are not in the Hugging Face cache {os.environ.get('HF_HOME', '~/.cache/huggingface')}). Either "
-                    f"download them once while online, or pass the file with --weights <file.safetensors|.pth> (Python: "
-                    f"weights=...), or use --weights random for a random init. Cause: {type(e).__name__}: {str(e)[:200]}"
-                ) from e
-            raise
-        finally:
-            constants.HF_HUB_OFFLINE = was_offline
+            return hf_hub_download(repo, fname, revision=revision or None, etag_timeout=timeout, local_files_only=local_only)
+        except LocalEntryNotFoundError as e:  # not cached (and offline), or the hub did not answer
+            missing = e
+        except EntryNotFoundError as e:  # the hub answered: no such file in the repo, try the next name
+            missing = e
+    raise missing
 
 
-def _hub_reachable(endpoint: str) -> bool:
+def _offline(name: str, e: BaseException) -> OfflineError:
+    cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
+    return OfflineError(
+        f"Could not get the pretrained weights of timm:{name}: the Hugging Face hub is unreachable (offline) and they "
+        f"are not in the local cache ({cache}). Download them once while online, or give a weights file "
+        f"(gr-explorer --weights <file>, Python weights=<file>), or use random weights. ({type(e).__name__})")
+
+
+def _hub_reachable(endpoint: str, timeout: float) -> bool:
     import socket
     from urllib.parse import urlparse
 
     url = urlparse(endpoint)
     try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=float(HUB_TIMEOUT)).close()
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
         return True
     except OSError:
         return False
+
+
+def _is_disk_error(e: OSError) -> bool:
+    import errno
+
+    return isinstance(e, PermissionError) or e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT)
 
 
 def _is_network_error(e: BaseException) -> bool:
@@ -119,7 +166,7 @@ def _is_network_error(e: BaseException) -> bool:
     network = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectionError", "ConnectTimeout", "ReadTimeout",
                "Timeout", "HTTPError", "URLError", "gaierror", "timeout", "MaxRetryError", "NewConnectionError",
                "ConnectError", "HfHubHTTPError", "RepositoryNotFoundError", "TimeoutException", "ConnectionRefusedError",
-               "OSError"}
+               "TimeoutError", "socket.timeout"}
     return bool(names & network)
 
 

@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 
 from ...errors import CheckpointError, ModelSpecError, did_you_mean
-from ..checkpoint import FORMAT, assemble, file_digest
+from ...hashing import file_digest
+from ..checkpoint import FORMAT, assemble
 from ..model import Model
 from ..preprocessing import Preprocessing
 from ..projector import describe_blocks
