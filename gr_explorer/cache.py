@@ -1,24 +1,38 @@
-"""On-disk feature cache: one safetensors file per (content key, cut), written atomically.
+"""On-disk feature store: one entry per (content key, cut), written while it is extracted, read memory-mapped.
 
-An entry is trusted only if it parses, its stored checksum matches its
-tensors and its stored key matches the key asked for (so an entry copied or
-renamed under another key is a miss), so an interrupted write, a file
-truncated later or a misplaced file is a miss, never a wrong answer. A
+Why on disk and memory-mapped: the features of a large sweep (13 cuts x 768
+dims of a ViT-B over ImageNet is ~51 GB) need not fit in RAM; extraction
+writes each batch's rows straight into the entry's files, and probes read one
+chunk of cuts at a time. Entry layout: a folder `<key>/` holding `train.bin`
+and `test.bin` (raw row-major arrays, float32 or float16) and `meta.json`
+(key, shapes, dtype, checksums), written last.
+
+Trust: an entry is used only if `meta.json` parses, names the key asked for
+(an entry copied under another name is a miss), and the files have the stated
+sizes and checksums; so an interrupted write (or a torchrun rank killed
+mid-run), a truncated file or a misplaced folder is a miss, never a wrong
+answer. Files being written carry a `.part` suffix and are never read. A
 damaged entry in a read-only cache is skipped, not fatal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .files import atomic_write
-from .hashing import json_digest, tensor_digest
+from .hashing import json_digest
 
-VERSION = "2"
+VERSION = "3"
+SPLITS = ("train", "test")
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 def default_cache_dir() -> Path:
@@ -29,31 +43,101 @@ def content_key(parts: dict) -> str:
     return json_digest({"v": VERSION, **parts})
 
 
+def _file_hash(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _map(path: Path, shape: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+    """A read-only view of a raw array file (private mapping: pages load on demand, nothing is copied up front)."""
+    n = shape[0] * shape[1]
+    if n == 0:
+        return torch.empty(shape, dtype=dtype)
+    return torch.from_file(str(path), shared=False, size=n, dtype=dtype).view(shape)
+
+
+class EntryWriter:
+    """Rows of one cut's train and test features, written as they are produced; `commit()` makes the entry real."""
+
+    def __init__(self, cache: "FeatureCache", key: str, meta: dict, dtype: str = "float32"):
+        self.cache, self.key, self.meta, self.dtype = cache, key, dict(meta), dtype
+        self.tmp = Path(tempfile.mkdtemp(dir=cache.staging_dir(), prefix=f"{key[:16]}-"))
+        self.arrays: dict[str, np.memmap] = {}
+
+    def open(self, split: str, n: int, dim: int) -> np.memmap:
+        mm = np.memmap(self.tmp / f"{split}.bin.part", dtype=np.dtype(self.dtype), mode="w+", shape=(n, dim))
+        self.arrays[split] = mm
+        self.meta[f"{split}_shape"] = [n, dim]
+        return mm
+
+    def write(self, split: str, start: int, rows: np.ndarray) -> None:
+        self.arrays[split][start:start + rows.shape[0]] = rows
+
+    def commit(self) -> Path:
+        """Flush, checksum, then publish the folder under its key in one rename (the first complete writer wins)."""
+        for mm in self.arrays.values():
+            mm.flush()
+        splits = list(self.arrays)
+        self.arrays.clear()  # unmap before publishing
+        for split in splits:
+            (self.tmp / f"{split}.bin.part").rename(self.tmp / f"{split}.bin")
+        sums = {s: _file_hash(self.tmp / f"{s}.bin") for s in SPLITS}
+        atomic_write(self.tmp / "meta.json", json.dumps({"key": self.key, "dtype": self.dtype, "checksums": sums, **self.meta}))
+        dest = self.cache.entry_dir(self.key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(self.tmp, dest)
+        except OSError:  # another process published this entry first (same key, same content): keep theirs
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            if self.cache.get(self.key) is None:  # theirs is damaged: replace it
+                shutil.rmtree(dest, ignore_errors=True)
+                raise
+        return dest
+
+    def abort(self) -> None:
+        self.arrays.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 class FeatureCache:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
 
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.safetensors"
+    def entry_dir(self, key: str) -> Path:
+        return self.root / key[:2] / key
 
-    def get(self, key: str) -> dict[str, torch.Tensor] | None:
-        from safetensors import safe_open
+    def staging_dir(self) -> Path:
+        d = self.root / ".staging"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
 
-        p = self.path(key)
-        if not p.exists():
+    def writer(self, key: str, meta: dict | None = None, dtype: str = "float32") -> EntryWriter:
+        return EntryWriter(self, key, meta or {}, dtype)
+
+    def get(self, key: str, verify: bool = True) -> dict[str, torch.Tensor] | None:
+        """{'train': [N, D], 'test': [M, D]} memory-mapped, or None when absent or not trustworthy."""
+        d = self.entry_dir(key)
+        if not (d / "meta.json").exists():
             return None
         try:
-            with safe_open(str(p), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-            if meta.get("key") != key or meta.get("checksum") != tensor_digest(tensors):
-                raise ValueError("key or checksum mismatch")
-            return tensors
+            meta = json.loads((d / "meta.json").read_text())
+            if meta.get("key") != key:
+                raise ValueError("entry bound to another key")
+            dtype = DTYPES[meta["dtype"]]
+            out = {}
+            for s in SPLITS:
+                path, shape = d / f"{s}.bin", tuple(meta[f"{s}_shape"])
+                if path.stat().st_size != shape[0] * shape[1] * torch.finfo(dtype).bits // 8:
+                    raise ValueError("size mismatch")
+                if verify and _file_hash(path) != meta["checksums"][s]:
+                    raise ValueError("checksum mismatch")
+                out[s] = _map(path, shape, dtype)
+            return out
         except Exception:  # unreadable, tampered or misplaced entry: a miss (and dropped, where we may)
-            try:
-                p.unlink(missing_ok=True)
-            except OSError:
-                pass
+            shutil.rmtree(d, ignore_errors=True)
             return None
 
     def get_table(self, key: str):
@@ -75,10 +159,3 @@ class FeatureCache:
         records = json.loads(table.to_json(orient="records"))
         blob = {"key": key, "columns": list(table.columns), "records": records, "checksum": json_digest(records)}
         return atomic_write(self.root / key[:2] / f"{key}.json", json.dumps(blob))
-
-    def put(self, key: str, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> Path:
-        from safetensors.torch import save_file
-
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        metadata = {"key": key, "checksum": tensor_digest(tensors), "meta": json.dumps(meta or {}, default=str)}
-        return atomic_write(self.path(key), lambda tmp: save_file(tensors, tmp, metadata=metadata))

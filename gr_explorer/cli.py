@@ -200,6 +200,8 @@ def cmd_sweep(a) -> int:
         result = run_sweep(config, cache=cache, progress=bars)
     finally:
         bars.close()
+    if result is None:  # a torchrun rank other than 0: its share is extracted, rank 0 reports
+        return 0
     print_tables(result)
     print(f"\n{len(result.table)} results in {result.seconds:.1f} s")
     if out is not None:

@@ -141,6 +141,14 @@ def _positive(v):
     return None if _num(v) and v > 0 else "a positive number (e.g. 0.07)"
 
 
+def _workers(v):
+    return None if v is None or (_is_int(v) and 0 <= v <= 64) else "null (automatic) or an integer from 0 to 64"
+
+
+def _feature_dtype(v):
+    return None if v in ("float32", "float16") else "float32, float16"
+
+
 def _probes():
     from .probes import PROBES
 
@@ -185,6 +193,12 @@ class SweepConfig:
                                   check=_maybe_empty(_strings("metrics", METRICS)))
     bootstrap: int = _f(1000, "bootstrap resamples of the test images for the 95% intervals", "int",
                         check=_int_at_least(100, 1000))
+    workers: int | None = _f(None, "DataLoader workers decoding image folders (default: one per core, up to 8; "
+                             "0 decodes in the main process)", "int", check=_workers, app=False)
+    feature_dtype: str = _f("float32", "how features are stored on disk: float32, or float16 (half the disk; probes "
+                            "compute in float32)", "str", check=_feature_dtype)
+    memory_budget: int = _f(2 * 2**30, "bytes one chunk of probe fits may use; bigger sweeps run in more chunks", "int",
+                            check=_int_at_least(2**20, 2 * 2**30), app=False)
 
     def __post_init__(self):
         for f in fields(self):

@@ -1,31 +1,48 @@
-"""Feature extraction: ONE forward pass per batch captures every requested cut.
+"""Feature extraction: ONE forward pass per batch captures every requested cut, written to disk as produced.
 
-Features are pooled to one vector per image and cut, kept as float32 on the
-CPU, and cached per cut under a content key of (weights, the view's pixels,
-architecture and preprocessing, readout, pooling, precision), so an identical
-second run does no forward pass and a run with more cuts only computes the new
-ones. A derived task's view (see data.base) is extracted separately: the base
-tasks' features never see its transform.
+Features are pooled to one vector per image and cut and written, batch by
+batch, into the on-disk store (cache.py) under a content key of (weights, the
+view's pixels, architecture and preprocessing, readout, pooling, precision,
+storage dtype); what a sweep gets back are memory-mapped tensors, so RAM never
+holds more than a batch and whatever the probes page in. An identical second
+run does no forward pass; a run with more cuts computes only the new ones. A
+derived task's view (see data.base) is extracted separately.
+
+Speed on a GPU: the next batch is copied host-to-device while this one runs,
+and each batch's features go device-to-host asynchronously into pinned
+buffers that are written to disk one batch later, so the GPU never waits for
+the disk. Under torchrun, rank r extracts batches r, r+W, ... (the same batch
+boundaries as one process, no padded duplicates), writes them to its own
+staging files, and rank 0 merges them into the entry that everyone then reads.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 import torch
 
-from .cache import FeatureCache, content_key
+from .cache import SPLITS, EntryWriter, FeatureCache, content_key
 from .data.base import BASE, Dataset
+from .data.loading import batch_starts, read_batches
 from .device import autocast, resolve_device
+from .distributed import World
 from .models import Cut, Model
 from .progress import Progress, Reporter, ShouldStop
+
+STORAGE_DTYPES = ("float32", "float16")
 
 
 @dataclass
 class Features:
-    """Pooled features of one model on one view of a dataset: {cut: [N, dim]} for train and test."""
+    """Pooled features of one model on one view of a dataset: {cut: [N, dim]} for train and test (memory-mapped)."""
 
     cuts: list[Cut]
     train: dict[str, torch.Tensor]
@@ -36,54 +53,66 @@ class Features:
     forward_batches: int = 0
 
 
-def base_key(model: Model, dataset: Dataset, device: torch.device, view: str = BASE) -> str:
+def base_key(model: Model, dataset: Dataset, device: torch.device, view: str = BASE, storage: str = "float32") -> str:
     return content_key({
         "weights": model.weights_hash(),
         "model": model.describe(),
         "dataset": dataset.fingerprint(view),
         "pooling": "gap",
         "precision": "bf16" if device.type == "cuda" else "fp32",
+        "storage": storage,
     })
+
+
+def _scratch_store() -> FeatureCache:
+    """A private store for `cache=False`: removed when the process no longer needs it."""
+    root = tempfile.mkdtemp(prefix="gr_explorer_features_")
+    store = FeatureCache(root)
+    weakref.finalize(store, shutil.rmtree, root, True)
+    return store
 
 
 def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None = None, *, view: str = BASE,
                      device: str | torch.device | None = None, batch_size: int = 256,
                      cache: FeatureCache | None | bool = None, progress: Progress | None = None,
-                     should_stop: ShouldStop | None = None) -> Features:
-    """Features at `cuts` (all when None) of one view. `cache=False` disables the disk cache.
+                     should_stop: ShouldStop | None = None, workers: int | None = None, storage: str = "float32",
+                     world: World | None = None) -> Features:
+    """Features at `cuts` (all when None) of one view. `cache=False`: a private scratch store, not reused.
 
-    Reports ProgressEvent('extract', batches done, total, model) and stops between batches when
-    `should_stop()` is true (raising progress.Cancelled; cuts already cached stay cached).
+    `storage`: float32, or float16 (half the disk; probes compute in float32). `workers`: decode workers for
+    streamed image folders (None: automatic). Reports ProgressEvent('extract', batches, total, model) and
+    stops between batches when `should_stop()` is true (progress.Cancelled; cuts already stored stay stored).
     """
     device = resolve_device(device)
+    world = world or World.current()
     wanted = model.resolve_cuts(cuts)
-    store = None if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache())
-    key = base_key(model, dataset, device, view)
+    store = _scratch_store() if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache())
+    key = base_key(model, dataset, device, view, storage)
     train, test, cached = {}, {}, []
-    if store is not None:
-        for c in wanted:
-            hit = store.get(content_key({"base": key, "cut": c.name}))
-            if hit is not None:
-                train[c.name], test[c.name] = hit["train"], hit["test"]
-                cached.append(c.name)
+    for c in wanted:
+        hit = store.get(content_key({"base": key, "cut": c.name}))
+        if hit is not None:
+            train[c.name], test[c.name] = hit["train"], hit["test"]
+            cached.append(c.name)
     missing = [c for c in wanted if c.name not in cached]
-    total = -(-dataset.n_train // batch_size) - (-dataset.n_test // batch_size) if missing else 1
-    report = Reporter(progress, should_stop, "extract", total, model.name)
+    n_batches = {s: len(batch_starts(_n(dataset, s), batch_size, world.rank, world.size)) for s in SPLITS}
+    total = sum(n_batches.values()) if missing else 1
+    report = Reporter(progress if world.rank == 0 else None, should_stop, "extract", total, model.name)
     report.emit(f"{view} view" if view != BASE else "")
     if missing:
         names = [c.name for c in missing]
-        tr = _run(model, dataset, "train", view, names, device, batch_size, report)
-        te = _run(model, dataset, "test", view, names, device, batch_size, report)
+        keys = {c.name: content_key({"base": key, "cut": c.name}) for c in missing}
+        try:
+            written = _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report)
+        except OSError as e:  # the store cannot be written: warn, and recompute into a scratch store
+            if cache is False:
+                raise
+            warnings.warn(f"The feature cache {str(store.root)!r} could not be written ({e.strerror or e}); "
+                          "features are computed but not cached.", stacklevel=2)
+            store = _scratch_store()
+            written = _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report)
         for c in missing:
-            train[c.name], test[c.name] = tr[c.name], te[c.name]
-            if store is not None:
-                try:
-                    store.put(content_key({"base": key, "cut": c.name}), {"train": tr[c.name], "test": te[c.name]},
-                              meta={"model": model.name, "dataset": dataset.name, "view": view, "cut": c.name})
-                except OSError as e:  # a read-only or full cache: the features are still returned, just not kept
-                    warnings.warn(f"The feature cache {str(store.root)!r} could not be written ({e.strerror or e}); "
-                                  "features are computed but not cached.", stacklevel=2)
-                    store = None
+            train[c.name], test[c.name] = written[c.name]["train"], written[c.name]["test"]
     else:
         report.tick(1, "all cuts from the cache")
     order = [c.name for c in wanted]
@@ -91,33 +120,188 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
                     report.done if missing else 0)
 
 
-@torch.no_grad()
-def _run(model: Model, dataset: Dataset, split: str, view: str, names: list[str], device: torch.device,
-         batch_size: int, report: Reporter) -> dict[str, torch.Tensor]:
-    model.eval().to(device)
-    n = dataset.n_train if split == "train" else dataset.n_test
-    out: dict[str, torch.Tensor] = {}
-    pin = device.type == "cuda"
-    batches = dataset.batches(split, batch_size, view)
-    nxt = _to_device(next(batches), device, pin)
-    start = 0
-    while nxt is not None:
-        x = nxt
-        nxt = next(batches, None)
-        if nxt is not None:  # queue the next copy before computing on this batch
-            nxt = _to_device(nxt, device, pin)
-        with autocast(device):
-            feats = model.forward_cuts(model.preprocessing(x), names)
-        for name, f in feats.items():
-            if name not in out:
-                out[name] = torch.empty((n, f.shape[1]), dtype=torch.float32)
-            out[name][start:start + f.shape[0]].copy_(f.float(), non_blocking=False)
-        start += x.shape[0]
-        report.tick(1, f"{split} batch")
+def _n(dataset: Dataset, split: str) -> int:
+    return dataset.n_train if split == "train" else dataset.n_test
+
+
+def _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report):
+    """Run the batches of this rank, write them, publish the entries (rank 0 merges under torchrun); read them back."""
+    meta = {c: {"model": model.name, "dataset": dataset.name, "view": view, "cut": c} for c in names}
+    writers = {c: store.writer(keys[c], meta[c], storage) for c in names} if world.size == 1 else \
+        {c: ShardWriter(store, keys[c], world.rank, storage) for c in names}
+    try:
+        for split in SPLITS:
+            _run(model, dataset, split, view, names, writers, device, batch_size, workers, world, report)
+        if world.size == 1:
+            for c in names:
+                writers[c].commit()
+        else:
+            for c in names:
+                writers[c].close()
+            world.barrier()
+            if world.rank == 0:
+                for c in names:
+                    merge_shards(store, keys[c], meta[c], storage, world.size, {s: _n(dataset, s) for s in SPLITS},
+                                 batch_size)
+            world.barrier()
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    out = {}
+    for c in names:
+        got = store.get(keys[c], verify=False)  # just written by us (or by rank 0 after the barrier)
+        if got is None:
+            raise OSError(f"feature entry for cut {c!r} vanished from {store.root}")
+        out[c] = got
     return out
 
 
-def _to_device(batch: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
-    if pin:
-        return batch.pin_memory().to(device, non_blocking=True)
-    return batch.to(device)
+@torch.no_grad()
+def _run(model: Model, dataset: Dataset, split: str, view: str, names: list[str], writers: dict, device: torch.device,
+         batch_size: int, workers: int | None, world, report: Reporter) -> None:
+    model.eval().to(device)
+    n = _n(dataset, split)
+    cuda = device.type == "cuda"
+    sink = _AsyncSink(writers, split, n) if cuda else _DirectSink(writers, split, n)
+    batches = read_batches(dataset, split, batch_size, view, workers=workers, pin=cuda, rank=world.rank, world=world.size)
+    nxt = next(batches, None)
+    if nxt is not None:
+        nxt = (nxt[0], nxt[1].to(device, non_blocking=True))
+    while nxt is not None:
+        start, x = nxt
+        nxt = next(batches, None)
+        if nxt is not None:  # queue the next copy before computing on this batch
+            nxt = (nxt[0], nxt[1].to(device, non_blocking=True))
+        with autocast(device):
+            feats = model.forward_cuts(model.preprocessing(x), names)
+        sink.put(start, feats)
+        report.tick(1, f"{split} batch")
+    sink.close()
+
+
+class _DirectSink:
+    """CPU: each batch's rows go straight into the entries' files."""
+
+    def __init__(self, writers: dict, split: str, n: int):
+        self.writers, self.split, self.n = writers, split, n
+        self.opened = False
+
+    def _open(self, feats):
+        for name, f in feats.items():
+            self.writers[name].open(self.split, self.n, f.shape[1])
+        self.opened = True
+
+    def put(self, start: int, feats: dict[str, torch.Tensor]) -> None:
+        if not self.opened:
+            self._open(feats)
+        for name, f in feats.items():
+            self.writers[name].write(self.split, start, f.float().numpy())
+
+    def close(self) -> None:
+        if not self.opened:  # no batch at all on this rank: still open empty arrays
+            for w in self.writers.values():
+                w.open_empty(self.split, self.n)
+
+
+class _AsyncSink(_DirectSink):
+    """CUDA: device-to-host copies into pinned buffers without waiting; a batch is written once the next is queued."""
+
+    DEPTH = 2  # batches in flight
+
+    def __init__(self, writers: dict, split: str, n: int):
+        super().__init__(writers, split, n)
+        self.pending: list = []
+        self.free: list = []
+
+    def put(self, start: int, feats: dict[str, torch.Tensor]) -> None:
+        if not self.opened:
+            self._open(feats)
+        bufs = self.free.pop() if self.free else {}
+        b = next(iter(feats.values())).shape[0]
+        for name, f in feats.items():
+            dst = bufs.get(name)
+            if dst is None or dst.shape[0] < b or dst.shape[1] != f.shape[1]:
+                dst = bufs[name] = torch.empty((max(b, dst.shape[0] if dst is not None else 0), f.shape[1]),
+                                               dtype=torch.float32, pin_memory=True)
+            dst[:b].copy_(f.float(), non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self.pending.append((event, start, b, bufs))
+        if len(self.pending) >= self.DEPTH:
+            self._drain_one()
+
+    def _drain_one(self) -> None:
+        event, start, b, bufs = self.pending.pop(0)
+        event.synchronize()
+        for name, buf in bufs.items():
+            self.writers[name].write(self.split, start, buf[:b].numpy())
+        self.free.append(bufs)
+
+    def close(self) -> None:
+        while self.pending:
+            self._drain_one()
+        super().close()
+
+
+class ShardWriter:
+    """One rank's rows of one cut, in its batch order, in staging files that only rank 0's merge reads."""
+
+    def __init__(self, store: FeatureCache, key: str, rank: int, storage: str):
+        self.paths = {s: store.staging_dir() / f"{key}.{s}.rank{rank}.part" for s in SPLITS}
+        self.storage, self.files, self.dims = storage, {}, {}
+
+    def open(self, split: str, n: int, dim: int) -> None:
+        self.files[split] = open(self.paths[split], "wb")
+        self.dims[split] = dim
+
+    def open_empty(self, split: str, n: int) -> None:
+        self.files[split] = open(self.paths[split], "wb")
+
+    def write(self, split: str, start: int, rows: np.ndarray) -> None:
+        self.files[split].write(np.ascontiguousarray(rows, dtype=self.storage).tobytes())
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+    def abort(self) -> None:
+        self.close()
+        for p in self.paths.values():
+            p.unlink(missing_ok=True)
+
+
+def merge_shards(store: FeatureCache, key: str, meta: dict, storage: str, world_size: int, sizes: dict[str, int],
+                 batch_size: int) -> None:
+    """Rank 0: interleave the ranks' staging files back into global batch order and publish the entry."""
+    writer = store.writer(key, meta, storage)
+    item = np.dtype(storage).itemsize
+    try:
+        for split in SPLITS:
+            n = sizes[split]
+            paths = [store.staging_dir() / f"{key}.{split}.rank{r}.part" for r in range(world_size)]
+            readers = [open(p, "rb") for p in paths]
+            try:
+                dim = next((os.path.getsize(p) // item // max(1, _rows_of(r, world_size, n, batch_size))
+                            for r, p in enumerate(paths) if os.path.getsize(p)), 0)
+                writer.open(split, n, dim)
+                for b, start in enumerate(range(0, n, batch_size)):
+                    rows = min(batch_size, n - start)
+                    buf = readers[b % world_size].read(rows * dim * item)
+                    if len(buf) != rows * dim * item:
+                        raise OSError(f"rank {b % world_size}'s shard of {key[:12]} is incomplete")
+                    writer.write(split, start, np.frombuffer(buf, dtype=storage).reshape(rows, dim))
+            finally:
+                for f in readers:
+                    f.close()
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    for split in SPLITS:
+        for r in range(world_size):
+            (store.staging_dir() / f"{key}.{split}.rank{r}.part").unlink(missing_ok=True)
+
+
+def _rows_of(rank: int, world: int, n: int, batch_size: int) -> int:
+    return sum(min(batch_size, n - s) for s in batch_starts(n, batch_size, rank, world))

@@ -22,6 +22,7 @@ from .config import SweepConfig
 from .data import Dataset, load_dataset
 from .data.base import BASE
 from .device import resolve_device
+from .distributed import join, rank_device
 from .errors import GRExplorerError
 from .features import Features, extract_features
 from .models import SCHEMES, Model, load_model, pixels_model, random_init
@@ -61,15 +62,21 @@ class SweepCancelled(Cancelled):
 
 def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dataset: Dataset | None = None,
               cache: FeatureCache | None | bool = None, progress: Progress | None = None,
-              should_stop: ShouldStop | None = None) -> SweepResult:
+              should_stop: ShouldStop | None = None) -> SweepResult | None:
     """Run a sweep. Pre-built `models`/`dataset` objects (the app's shared caches) replace loading the specs.
 
     `progress(ProgressEvent)` hears every stage; `should_stop()` is polled between batches and probe
-    chunks, and stopping raises SweepCancelled carrying the rows finished so far.
+    chunks, and stopping raises SweepCancelled carrying the rows finished so far. Under torchrun every
+    rank extracts its share of the batches and rank 0 returns the result; the other ranks return None.
     """
     t0 = time.perf_counter()
-    emit = progress or (lambda e: None)
     device = resolve_device(config.device)
+    world = join(device)
+    device = rank_device(device, world)
+    if world.size > 1 and cache is False:
+        raise GRExplorerError("Under torchrun the ranks hand their features to rank 0 through the cache folder: "
+                              "drop --no-cache (and give --cache-dir on a filesystem every machine sees).")
+    emit = (progress or (lambda e: None)) if world.is_main else (lambda e: None)
     rows: list[dict] = []
     search: list[dict] = []
     metrics, ckas = [], []
@@ -86,13 +93,16 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
             for view in dataset.views:
                 feats = extract_features(model, dataset, None if baseline == "pixels" else config.cuts, view=view,
                                          device=device, batch_size=config.batch_size, cache=cache, progress=progress,
-                                         should_stop=should_stop)
+                                         should_stop=should_stop, workers=config.workers,
+                                         storage=config.feature_dtype, world=world)
                 feats_by_model[model.name][view] = feats
+                if not world.is_main:
+                    continue  # rank 0 fits the probes on the merged features
                 results = run_probes(config.probes, feats.train, dataset.view_labels(view, "train"), feats.test,
                                      dataset.view_labels(view, "test"), device=device, seed=config.seed,
                                      val_fraction=config.val_fraction, linear_grid=config.linear_grid,
                                      knn_ks=config.knn_ks, knn_temperature=config.knn_temperature, progress=progress,
-                                     should_stop=should_stop, model=model.name)
+                                     should_stop=should_stop, model=model.name, linear_memory_budget=config.memory_budget)
                 rows += _rows(model, baseline, dataset, feats, results)
                 search += _search_rows(model, feats, results)
                 if config.metrics and view == BASE and baseline != "pixels":
@@ -103,6 +113,8 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
         if isinstance(e, SweepCancelled):
             raise
         raise SweepCancelled(rows) from None
+    if not world.is_main:
+        return None
     table = with_intervals(pd.DataFrame(rows, columns=COLUMNS + ["correct"]), config.bootstrap, config.seed)
     summary = guillotine_summary(table, config.bootstrap, config.seed)
     result = SweepResult(table, summary, pd.DataFrame(search, columns=SEARCH_COLUMNS), config, feats_by_model, dataset,

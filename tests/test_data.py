@@ -304,6 +304,8 @@ def test_imagefolder_decodes_only_the_subsample(tmp_path, monkeypatch):
     real = imagefolder._decode
     monkeypatch.setattr(imagefolder, "_decode", lambda p, s: calls.append(p) or real(p, s))
     ds = load_dataset(f"imagefolder:{root}", n_train=6, n_test=3)
+    assert len(calls) == 0  # listing and subsampling decode nothing; pixels are read when used
+    ds.train_images, ds.test_images
     assert len(calls) == 9
     assert torch.bincount(ds.train_labels["label"]).tolist() == [2, 2, 2]
 

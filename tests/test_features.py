@@ -67,23 +67,26 @@ def test_cache_key_changes_with_weights_dataset_and_readout(tmp_path):
     assert len({a.key, b.key, c.key}) == 3 and b.cached_cuts == [] and c.cached_cuts == []
 
 
-def test_interrupted_write_leaves_no_trusted_entry(tmp_path, monkeypatch):
-    import safetensors.torch as st
-
+def test_interrupted_write_leaves_no_trusted_entry(tmp_path):
     ds, cache = random_dataset(), FeatureCache(tmp_path)
-    real_save = st.save_file
 
-    def dies_halfway(tensors, filename, metadata=None):
-        real_save(tensors, filename, metadata=metadata)
-        with open(filename, "r+b") as f:  # a partial file on disk, then the process "dies"
-            f.truncate(100)
-        raise KeyboardInterrupt
+    def dies(e):  # Ctrl-C in the middle of extraction
+        if e.done == 2:
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(st, "save_file", dies_halfway)
     with pytest.raises(KeyboardInterrupt):
-        extract_features(tiny_model(), ds, ["pool"], cache=cache)
-    monkeypatch.setattr(st, "save_file", real_save)
-    assert not list(tmp_path.rglob("*.safetensors")), "a half-written file must never carry an entry's name"
+        extract_features(tiny_model(), ds, ["pool"], cache=cache, batch_size=16, progress=dies)
+    assert not list(tmp_path.rglob("meta.json")), "a half-written entry must never be published"
+    # A process killed outright leaves its staging files behind: they are never read.
+    from gr_explorer.features import base_key
+    from gr_explorer.cache import content_key
+    from gr_explorer.device import resolve_device
+
+    key = content_key({"base": base_key(tiny_model(), ds, resolve_device("cpu")), "cut": "pool"})
+    w = cache.writer(key, {})
+    w.open("train", ds.n_train, 16)
+    w.write("train", 0, torch.zeros(10, 16).numpy())
+    assert cache.get(key) is None  # never committed
     model = tiny_model()
     counter = CountingForward(model)
     feats = extract_features(model, ds, ["pool"], cache=cache)
@@ -93,15 +96,27 @@ def test_interrupted_write_leaves_no_trusted_entry(tmp_path, monkeypatch):
 def test_corrupted_entry_is_a_miss_not_an_answer(tmp_path):
     ds, cache = random_dataset(), FeatureCache(tmp_path)
     good = extract_features(tiny_model(), ds, ["pool"], cache=cache)
-    (entry,) = list(tmp_path.rglob("*.safetensors"))
+    good_train = good.train["pool"].clone()
+    (entry,) = list(tmp_path.rglob("train.bin"))
     raw = bytearray(entry.read_bytes())
-    raw[-4:] = b"\x00\x00\x80\x7f"  # flip the last float: still parses, checksum must catch it
+    raw[-4:] = b"\x00\x00\x80\x7f"  # flip the last float: same size, the checksum must catch it
     entry.write_bytes(bytes(raw))
     again = extract_features(tiny_model(), ds, ["pool"], cache=cache)
     assert again.cached_cuts == []
-    assert torch.equal(again.train["pool"], good.train["pool"])
+    assert torch.equal(again.train["pool"], good_train)
+    (entry,) = list(tmp_path.rglob("train.bin"))
     entry.write_bytes(bytes(raw[:50]))  # truncated
     assert extract_features(tiny_model(), ds, ["pool"], cache=cache).cached_cuts == []
+
+
+def test_float16_storage_halves_the_disk(tmp_path):
+    ds = random_dataset(n_train=64, n_test=32)
+    a = extract_features(tiny_model(), ds, ["proj1"], cache=FeatureCache(tmp_path / "a"))
+    b = extract_features(tiny_model(), ds, ["proj1"], cache=FeatureCache(tmp_path / "b"), storage="float16")
+    assert b.train["proj1"].dtype == torch.float16 and a.key != b.key
+    torch.testing.assert_close(b.train["proj1"].float(), a.train["proj1"], rtol=1e-3, atol=1e-3)
+    size = lambda root: sum(p.stat().st_size for p in root.rglob("*.bin"))  # noqa: E731
+    assert size(tmp_path / "b") * 2 == size(tmp_path / "a")
 
 
 def test_progress_reports_batches_and_stops_between_them(tmp_path):
@@ -115,7 +130,7 @@ def test_progress_reports_batches_and_stops_between_them(tmp_path):
     with pytest.raises(Cancelled):
         extract_features(tiny_model(), random_dataset(n_train=40, n_test=10), batch_size=10, cache=FeatureCache(tmp_path),
                          progress=seen.append, should_stop=lambda: len(seen) >= 3)
-    assert seen[-1].done == 2 and not list(tmp_path.rglob("*.safetensors"))  # nothing half-done is cached
+    assert seen[-1].done == 2 and not list(tmp_path.rglob("meta.json"))  # nothing half-done is cached
 
 
 def test_entry_is_bound_to_its_key(tmp_path):
@@ -126,8 +141,9 @@ def test_entry_is_bound_to_its_key(tmp_path):
     a = extract_features(tiny_model(seed=0), ds, ["pool"], cache=cache)
     b_model = tiny_model(seed=1)
     b = extract_features(b_model, ds, ["pool"], cache=cache)
-    entries = sorted(tmp_path.rglob("*.safetensors"), key=lambda p: p.stat().st_mtime_ns)
-    shutil.copy(entries[0], entries[1])  # a's entry now sits where b's should be
+    entries = sorted((p.parent for p in tmp_path.rglob("meta.json")), key=lambda p: p.stat().st_mtime_ns)
+    shutil.rmtree(entries[1])
+    shutil.copytree(entries[0], entries[1])  # a's entry now sits where b's should be
     again = extract_features(tiny_model(seed=1), ds, ["pool"], cache=cache)
     assert again.cached_cuts == [] and torch.equal(again.train["pool"], b.train["pool"])
     assert not torch.equal(a.train["pool"], b.train["pool"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..errors import DatasetError, did_you_mean
 from . import digits, imagefolder, invariance, shapes, torchvision_sets
-from .base import Dataset, stratified_indices
+from .base import Dataset, Images, stratified_indices
 from .invariance import DERIVED_TASKS
 from .resize import resize_batch
 
@@ -121,9 +121,10 @@ def load_dataset(
     train_labels, test_labels, classes = {}, {}, {}
     for t in wanted:
         if t in DERIVED_TASKS:
-            invariance.check(t, x_tr[:1000], name)
-            train_labels[t] = invariance.marks(t, x_tr.shape[0], seed, "train")
-            test_labels[t] = invariance.marks(t, x_te.shape[0], seed, "test")
+            sample = x_tr.get(slice(0, min(64, len(x_tr)))) if isinstance(x_tr, Images) else x_tr[:1000]
+            invariance.check(t, sample, name)
+            train_labels[t] = invariance.marks(t, len(x_tr), seed, "train")
+            test_labels[t] = invariance.marks(t, len(x_te), seed, "test")
             classes[t] = list(invariance.CLASSES[t])
         else:
             train_labels[t], test_labels[t], classes[t] = y_tr[t], y_te[t], list(all_classes[t])

@@ -31,6 +31,8 @@ class Images:
     def shape(self) -> tuple[int, int, int]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    dtype = torch.uint8
+
     def get(self, idx: slice | np.ndarray) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -49,6 +51,10 @@ class TensorImages(Images):
 
     def __len__(self) -> int:
         return int(self.tensor.shape[0])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.tensor.dtype
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -138,14 +144,12 @@ class Dataset:
         labels = self.train_labels if split == "train" else self.test_labels
         return {t: labels[t] for t in self.view_tasks(view)}
 
-    def batches(self, split: str, batch_size: int, view: str = BASE) -> Iterator[torch.Tensor]:
+    def batches(self, split: str, batch_size: int, view: str = BASE, **kw) -> Iterator[torch.Tensor]:
         """uint8 batches of a split in order; a derived view transforms its marked images as they are read."""
-        images = self.splits[split]
-        n = len(images)
-        mask = None if view == BASE else (self.train_labels if split == "train" else self.test_labels)[view].bool()
-        for start in range(0, n, batch_size):
-            x = images.get(slice(start, min(start + batch_size, n)))
-            yield x if mask is None else self.transform_view(view, x, mask[start:start + x.shape[0]])
+        from .loading import read_batches
+
+        for _, x in read_batches(self, split, batch_size, view, **kw):
+            yield x
 
     def transform_view(self, view: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         from .invariance import transform
@@ -173,10 +177,9 @@ class Dataset:
         """Fail early, naming the dataset, when images or labels cannot be probed."""
         for split, labels in (("train", self.train_labels), ("test", self.test_labels)):
             imgs = self.splits[split]
-            sample = imgs.get(slice(0, min(1, len(imgs))))
-            if sample.dtype != torch.uint8 or sample.ndim != 4 or sample.shape[1] != 3:
-                raise DatasetError(f"Dataset {self.name!r}: {split} images must be uint8 [N, 3, H, W], got {sample.dtype} "
-                                   f"{(len(imgs), *tuple(sample.shape[1:]))}.")
+            if imgs.dtype != torch.uint8 or len(imgs.shape) != 3 or imgs.shape[0] != 3:
+                raise DatasetError(f"Dataset {self.name!r}: {split} images must be uint8 [N, 3, H, W], got {imgs.dtype} "
+                                   f"{(len(imgs), *tuple(imgs.shape))}.")
             if len(imgs) == 0:
                 raise DatasetError(f"Dataset {self.name!r}: the {split} split has no images.")
             for task, y in labels.items():

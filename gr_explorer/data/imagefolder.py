@@ -32,8 +32,9 @@ import torch
 from PIL import Image
 
 from ..errors import DatasetError
-from .base import stratified_indices
-from .resize import resize_array, resize_pil
+from ..hashing import json_digest
+from .base import Images, stratified_indices
+from .resize import resize_pil
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 DEFAULT_SIZE = 224  # used when images differ in size and no image_size was given
@@ -194,9 +195,18 @@ def _decode(path: Path, image_size: int | None) -> np.ndarray | Exception:
         with Image.open(path) as img:
             img.load()
             arr = _to_rgb(img)
-        if image_size is not None:
+        if image_size is not None and arr.shape[:2] != (image_size, image_size):
             arr = np.asarray(resize_pil(Image.fromarray(arr), image_size))
         return arr
+    except Exception as e:  # PIL raises OSError, ValueError, SyntaxError ... for bad files
+        return e
+
+
+def _header_size(path: Path) -> tuple[int, int] | Exception:
+    """(height, width) from the file header alone (no pixel decoding), or why it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return img.size[1], img.size[0]
     except Exception as e:  # PIL raises OSError, ValueError, SyntaxError ... for bad files
         return e
 
@@ -205,42 +215,89 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2))
 
 
-def decode(listing: Listing, rel_paths: list[str], image_size: int | None) -> torch.Tensor:
-    """uint8 [N, 3, H, W]; DatasetError naming every file that fails to decode."""
-    with _pool() as pool:
-        arrays = list(pool.map(lambda r: _decode(listing.root / r, image_size), rel_paths))
+def failed_files(root: Path, failed: list[tuple[str, Exception | str]]) -> DatasetError:
+    """One error naming every file (the first few) that could not be decoded."""
+    shown = "; ".join(f"{r} ({e if isinstance(e, str) else f'{type(e).__name__}: {e}'})" for r, e in failed[:_SHOW])
+    return DatasetError(f"Image folder {str(root)!r}: {len(failed)} file(s) could not be decoded as images: {shown}"
+                        f"{' ...' if len(failed) > _SHOW else ''}. Remove or replace them.")
+
+
+class FileImages(Images):
+    """Images decoded on demand (in DataLoader workers while extracting): only the listing is held in memory.
+
+    All images come out at one size: `size` (shorter side resized, centre crop) when given, else the
+    files' common native size, else DEFAULT_SIZE when they differ (decided from file headers up front,
+    which also names any file whose header is broken before work starts; a file corrupt beyond its
+    header is named when it is read).
+    """
+
+    streams = True
+
+    def __init__(self, root: Path, rel_paths: list[str], size: int | None, listing_digest: str):
+        self.root, self.rel_paths = root, list(rel_paths)
+        self.size, self._native = size, None
+        self._digest = json_digest({"files": listing_digest, "chosen": self.rel_paths, "size": size}, length=32)
+        if size is None and self.rel_paths:
+            with _pool() as pool:
+                found = list(pool.map(lambda r: _header_size(root / r), self.rel_paths))
+            failed = [(r, e) for r, e in zip(self.rel_paths, found) if isinstance(e, Exception)]
+            if failed:  # a file whose header is broken is named now; one broken further in, when it is read
+                raise failed_files(root, failed)
+            sizes = set(found)
+            if len(sizes) == 1:
+                self._native = next(iter(sizes))
+            else:
+                self.size = DEFAULT_SIZE
+
+    def __len__(self) -> int:
+        return len(self.rel_paths)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        h, w = self._native if self.size is None and self._native else (self.size, self.size)
+        return 3, h, w
+
+    def decode_one(self, i: int) -> np.ndarray | Exception:
+        arr = _decode(self.root / self.rel_paths[i], self.size)
+        if isinstance(arr, np.ndarray) and self.size is None and arr.shape[:2] != self._native:
+            arr = np.asarray(resize_pil(Image.fromarray(arr), DEFAULT_SIZE))  # pragma: no cover - header lied
+        return arr
+
+    def get(self, idx) -> torch.Tensor:
+        ids = list(range(len(self)))[idx] if isinstance(idx, slice) else [int(i) for i in idx]
+        with _pool() as pool:
+            arrays = list(pool.map(self.decode_one, ids))
+        return stack_decoded(self.root, [self.rel_paths[i] for i in ids], arrays)
+
+    def fingerprint(self) -> str:
+        return self._digest
+
+
+def stack_decoded(root: Path, rel_paths: list[str], arrays: list) -> torch.Tensor:
+    """uint8 [N, 3, H, W] from decoded HWC arrays; DatasetError naming every file that failed to decode."""
     failed = [(r, a) for r, a in zip(rel_paths, arrays) if isinstance(a, Exception)]
     if failed:
-        shown = "; ".join(f"{r} ({type(e).__name__}: {e})" for r, e in failed[:_SHOW])
-        raise DatasetError(
-            f"Image folder {str(listing.root)!r}: {len(failed)} file(s) could not be decoded as images: {shown}"
-            f"{' ...' if len(failed) > _SHOW else ''}. Remove or replace them."
-        )
-    return _stack(arrays)
-
-
-def _stack(arrays: list[np.ndarray]) -> torch.Tensor:
-    if len({a.shape for a in arrays}) > 1:
-        with _pool() as pool:
-            arrays = list(pool.map(lambda a: resize_array(a, DEFAULT_SIZE), arrays))
+        raise failed_files(root, failed)
     if not arrays:
         return torch.empty((0, 3, DEFAULT_SIZE, DEFAULT_SIZE), dtype=torch.uint8)
     return torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2).copy())
 
 
 def load(path: str, *, n_train: int | None, n_test: int | None, seed: int, image_size: int | None = None, **_):
+    """Listing and stratified subsample now; pixels are decoded when they are read (streamed)."""
     listing = scan(path)
-    images, labels = {}, {}
-    chosen = {}
+    labels, rel = {}, {}
     for split, n in (("train", n_train), ("test", n_test)):
         y = listing.labels[split]
         idx = stratified_indices(y, n, seed) if len(y) else np.arange(0)
-        chosen[split] = idx
         labels[split] = {"label": torch.from_numpy(y[idx]).long()}
-    # Decode both splits together so that the "one size or resize all to 224" rule treats them alike.
-    rel = [listing.files[s][i] for s in ("train", "test") for i in chosen[s]]
-    x = decode(listing, rel, image_size)
-    n_tr = len(chosen["train"])
-    images["train"], images["test"] = x[:n_tr], x[n_tr:]
+        rel[split] = [listing.files[split][i] for i in idx]
+    # Sizes are decided over both splits together so that the "one size, or all resized to 224" rule treats them alike.
+    both = FileImages(listing.root, rel["train"] + rel["test"], image_size, listing.fingerprint)
+    size = both.size
+    images = {s: FileImages(listing.root, rel[s], size, listing.fingerprint) for s in ("train", "test")}
+    if size is None:
+        for im in images.values():
+            im._native = both._native
     params = {"path": str(listing.root.resolve()), "layout": listing.layout, "files_sha256": listing.fingerprint}
     return images["train"], images["test"], labels["train"], labels["test"], {"label": listing.classes}, params

@@ -6,7 +6,6 @@ Shared by the tensor loaders and the PIL decoder of image folders so that
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -31,8 +30,3 @@ def resize_pil(img: Image.Image, size: int) -> Image.Image:
     img = img.resize((nw, nh), Image.BILINEAR)
     left, top = (nw - size) // 2, (nh - size) // 2
     return img.crop((left, top, left + size, top + size))
-
-
-def resize_array(arr: np.ndarray, size: int) -> np.ndarray:
-    """HWC uint8 array version of resize_pil."""
-    return np.asarray(resize_pil(Image.fromarray(arr), size))

@@ -1,0 +1,73 @@
+"""Running under PyTorch's launcher: `torchrun --nproc_per_node=N -m gr_explorer sweep ...`.
+
+Why torchrun and not a scheduler of our own: it already starts one process per
+GPU (or CPU worker) on one or many machines, sets RANK / WORLD_SIZE /
+LOCAL_RANK and the rendezvous, and tears the whole job down when one process
+fails. Each rank extracts a disjoint share of the batches (features.py); rank
+0 merges them in the shared cache folder, fits the probes and writes the
+outputs, so results and run.json are those of a single process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .errors import GRExplorerError
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the job: rank, number of processes, and its rank on this machine."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def current(cls) -> "World":
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        return cls()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def join(device: torch.device) -> World:
+    """Join the process group torchrun prepared (NCCL for CUDA, gloo for CPU); a single process stays alone."""
+    if not launched_by_torchrun():
+        return World()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        try:
+            dist.init_process_group(backend)
+        except Exception as e:  # missing MASTER_ADDR, unreachable rendezvous ...
+            raise GRExplorerError(f"Could not join the torchrun job ({type(e).__name__}: {e}). Start it with "
+                                  "torchrun --nproc_per_node=N -m gr_explorer sweep ... (see README, 'Many GPUs').") from e
+    return World.current()
+
+
+def rank_device(device: torch.device, world: World) -> torch.device:
+    """Each rank on its own GPU of its machine."""
+    if world.size > 1 and device.type == "cuda":
+        torch.cuda.set_device(world.local_rank)
+        return torch.device("cuda", world.local_rank)
+    return device

@@ -1,0 +1,117 @@
+"""Scale-out: streamed image folders, features spilled to disk under a memory budget, torchrun ranks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from gr_explorer.cache import FeatureCache
+from gr_explorer.config import SweepConfig
+from gr_explorer.data import load_dataset
+from gr_explorer.data.base import Dataset
+from gr_explorer.features import extract_features
+from gr_explorer.run import run_sweep
+from helpers import saved_tiny, tiny_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _folder(root: Path, per_class: int = 12, size=(20, 20)) -> Path:
+    rng = np.random.default_rng(0)
+    for c in ("a", "b", "c"):
+        for split, n in (("train", per_class), ("test", per_class // 2)):
+            d = root / split / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_folder_gives_the_features_of_the_decoded_images(tmp_path, workers):
+    ds = load_dataset(f"imagefolder:{_folder(tmp_path / 'imgs')}")
+    assert type(ds.splits["train"]).__name__ == "FileImages"  # nothing decoded yet
+    memory = Dataset("mem", ds.train_images, ds.test_images, ds.train_labels, ds.test_labels, ds.classes)
+    model = tiny_model()
+    streamed = extract_features(model, ds, cache=False, batch_size=7, workers=workers)
+    ref = extract_features(model, memory, cache=False, batch_size=7)
+    for cut in streamed.train:
+        assert torch.equal(streamed.train[cut], ref.train[cut]) and torch.equal(streamed.test[cut], ref.test[cut])
+
+
+def test_corrupt_file_in_a_streamed_folder_is_named(tmp_path):
+    root = _folder(tmp_path / "imgs")
+    good = (root / "train" / "b" / "3.png").read_bytes()
+    (root / "train" / "b" / "3.png").write_bytes(good[:60])  # a valid header, then nothing: fails when decoded
+    with pytest.raises(Exception, match=r"could not be decoded as images: train/b/3\.png"):
+        extract_features(tiny_model(), load_dataset(f"imagefolder:{root}", image_size=16), cache=False, workers=2)
+    (root / "train" / "b" / "3.png").write_bytes(b"not an image at all")
+    with pytest.raises(Exception, match=r"could not be decoded as images: train/b/3\.png"):
+        load_dataset(f"imagefolder:{root}")  # a broken header is named before any work
+
+
+def test_small_memory_budget_gives_the_same_results(tmp_path):
+    _, path = saved_tiny(tmp_path)
+    cfg = dict(models=[f"file:{path}"], tasks=["shape", "color"], n_train=300, n_test=100, probes=["linear"])
+    big = run_sweep(SweepConfig(**cfg), cache=FeatureCache(tmp_path / "c1")).table
+    small = run_sweep(SweepConfig(**cfg, memory_budget=2**20), cache=FeatureCache(tmp_path / "c2")).table
+    cols = ["cut", "task", "accuracy", "val_accuracy", "hparam"]
+    pd.testing.assert_frame_equal(big[cols], small[cols])
+
+
+def _torchrun(args: list[str], env: dict, nproc: int = 2) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_port=0",
+           "-m", "gr_explorer", *args]
+    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_equal_one_process_and_a_killed_rank_leaves_nothing_trusted(tmp_path):
+    _, path = saved_tiny(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    common = ["sweep", "--model", f"file:{path}", "--tasks", "shape,color", "--n-train", "300", "--n-test", "120",
+              "--batch-size", "32", "--device", "cpu", "--probe", "linear,knn", "--quiet"]
+    one = subprocess.run([sys.executable, "-m", "gr_explorer", *common, "--cache-dir", str(tmp_path / "c1"),
+                          "--out", str(tmp_path / "one")], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = _torchrun([*common, "--cache-dir", str(tmp_path / "c2"), "--out", str(tmp_path / "two")], env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = pd.read_csv(tmp_path / "one" / "results.csv"), pd.read_csv(tmp_path / "two" / "results.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert (tmp_path / "one" / "run.json").read_text() == (tmp_path / "two" / "run.json").read_text()
+    # the same cache keys and the same bytes, wherever they were extracted
+    entries = lambda root: {p.parent.name: (p.parent / "train.bin").read_bytes() + (p.parent / "test.bin").read_bytes()  # noqa: E731
+                            for p in root.rglob("meta.json")}
+    e1, e2 = entries(tmp_path / "c1"), entries(tmp_path / "c2")
+    assert e1.keys() == e2.keys() and len(e1) == 8 and all(e1[k] == e2[k] for k in e1)
+
+    # Rank 1 dies after its first batch: torchrun ends the job; no entry that a later run would trust exists.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(textwrap.dedent("""
+        import os
+        if os.environ.get("RANK") == "1":
+            import gr_explorer.features as f
+            real = f._DirectSink.put
+            def put(self, start, feats):
+                real(self, start, feats)
+                os._exit(3)
+            f._DirectSink.put = put
+    """))
+    killed = _torchrun([*common, "--cache-dir", str(tmp_path / "c3")], {**env, "PYTHONPATH": f"{hook}{os.pathsep}{REPO}"})
+    assert killed.returncode != 0
+    assert not list((tmp_path / "c3").rglob("meta.json"))
+    again = subprocess.run([sys.executable, "-m", "gr_explorer", *common, "--cache-dir", str(tmp_path / "c3"),
+                            "--out", str(tmp_path / "again")], env=env, cwd=REPO, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr
+    pd.testing.assert_frame_equal(a, pd.read_csv(tmp_path / "again" / "results.csv"))
