@@ -401,3 +401,15 @@ def test_cli_ctrl_c_stops_early_and_still_saves(tmp_path, monkeypatch):
     assert card["training"]["steps"] == 1 and card["training"]["stopped_early"] is True and "results" not in card
     assert load_model(f"file:{out}").cut_names[-1] == "proj2"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_time_budget_fits_whole_epochs_and_the_card_records_them(tmp_path):
+    from gr_explorer.training import TrainConfig, train
+
+    cfg = TrainConfig(n_train=64, batch_size=4, epochs=50, width=4, depths=(1,), projector="8", device="cpu",
+                      time_budget=1e-3, warmup_epochs=1.0, out=str(tmp_path / "tb.safetensors"))
+    res = train(cfg)
+    card = res.card
+    assert card["config"]["epochs"] == 1 and card["config"]["time_budget"] is None  # nothing more fits
+    assert res.steps == 16 and card["training"]["planned_steps"] == 16
+    assert "--epochs 1" in card["command"] and "--time-budget" not in card["command"]

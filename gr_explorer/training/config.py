@@ -62,6 +62,8 @@ class TrainConfig:
     batch_size: int = _f(256, "images per step (each gives two views for the SSL objectives)", "int")
     epochs: int = _f(6, "passes over the training images", "int")
     max_steps: int | None = _f(None, "stop after this many steps (default: all epochs)", "int")
+    time_budget: float | None = _f(None, "seconds the run may take: after timing a few steps, --epochs is lowered to the "
+                                         "whole epochs that fit (the card records the epochs used)", "float")
     seed: int = _f(0, "seed of the weights, the batch order and the augmentations", "int")
     device: str = _f("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps", "str")
     # objective hyper-parameters
@@ -127,6 +129,8 @@ class TrainConfig:
             raise TrainingError(f"batch_size must be >= 2 (the SSL losses contrast images of a batch), got {self.batch_size}.")
         if not self.depths or any(d < 1 for d in self.depths):
             raise TrainingError(f"depths={list(self.depths)!r} is invalid. Valid: blocks per stage, each >= 1, e.g. 1,1,1,1.")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise TrainingError(f"time_budget must be a positive number of seconds or unset, got {self.time_budget!r}.")
         if self.max_steps is not None and self.max_steps < 1:
             raise TrainingError(f"max_steps must be >= 1 or unset, got {self.max_steps!r}.")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:

@@ -159,7 +159,23 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
     aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # views and pairs
 
     losses: list[float] = []
+    pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, loss on the device) not yet read back
+    # Reading a loss back waits for the device; on a GPU do it every few steps so the GPU never idles.
+    read_every = 1 if device.type == "cpu" else 16
     step, epoch, stopped, interrupted = 0, 0, False, False
+    timed_from = None
+
+    def read_back() -> None:
+        for s, e, value in pending:
+            v = float(value)
+            if not math.isfinite(v):
+                raise TrainingError(f"The {config.objective} loss became {v} at step {s}; "
+                                    f"lower the learning rate (--lr, now {config.lr}) or use --optimizer adamw.")
+            losses.append(v)
+            if progress is not None:
+                progress(s, e, v)
+        pending.clear()
+
     try:
         while step < total and not stopped:
             perm = torch.randperm(images.shape[0], generator=order_gen).to(device)
@@ -177,23 +193,27 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
                     views.append(pre.normalize(augment(x if partner is None else x[partner], aug, aug_gen)))
                 with autocast(device):
                     loss = objective(model, views, y, partner)
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"The {config.objective} loss became {loss.item()} at step {step + 1}; "
-                                        f"lower the learning rate (--lr, now {config.lr}) or use --optimizer adamw.")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 step += 1
                 objective.step_end(model, step, total)
-                losses.append(float(loss.detach()))
-                if progress is not None:
-                    progress(step, epoch, losses[-1])
+                pending.append((step, epoch, loss.detach()))
+                if len(pending) >= read_every or step >= total:
+                    read_back()
+                if config.time_budget and step == TIMING_STEPS[0]:
+                    timed_from = time.perf_counter()
+                if config.time_budget and step == TIMING_STEPS[1] and timed_from is not None:
+                    total = fit_budget(config, time.perf_counter() - t0, (time.perf_counter() - timed_from)
+                                       / (TIMING_STEPS[1] - TIMING_STEPS[0]), per_epoch, total, step)
                 if should_stop is not None and should_stop():
                     stopped = True
                     break
             epoch += 1
+        read_back()
     except KeyboardInterrupt:  # Ctrl-C: keep what was learned
         stopped = interrupted = True
+        pending.clear()
     seconds = time.perf_counter() - t0
     model.eval()
     card = make_card(config, ds, objective, losses, step, total, per_epoch, bs, seconds, stopped, device)
@@ -206,6 +226,20 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
         card["results"] = evaluate(f"file:{path}", config)
         path = save_checkpoint(model, config.out, card)
     return TrainResult(model=model, path=path, card=card, losses=losses, steps=step, seconds=seconds, stopped_early=stopped)
+
+
+#: with a time budget, steps (from, to) timed to decide how many epochs fit (before warm-up ends)
+TIMING_STEPS = (3, 13)
+
+
+def fit_budget(config: TrainConfig, elapsed: float, per_step: float, per_epoch: int, total: int, step: int) -> int:
+    """Whole epochs that fit the time budget (at least 1, at most the planned ones); the config records them."""
+    left = config.time_budget - elapsed
+    epochs = max(1, min(config.epochs, int((step + left / per_step) // per_epoch)))
+    config.epochs = epochs
+    config.time_budget = None  # the card's command then reproduces the run with --epochs
+    new_total = per_epoch * epochs
+    return min(new_total, config.max_steps) if config.max_steps is not None else new_total
 
 
 def describe_run(config: TrainConfig) -> str:
