@@ -156,7 +156,7 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
     bs, per_epoch, total = plan(config, images.shape[0])
     warmup = int(round(config.warmup_epochs * per_epoch))
     order_gen = torch.Generator().manual_seed(config.seed)  # batch order (CPU: same order on every device)
-    aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # views and pairs
+    aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # views
 
     losses: list[float] = []
     step, epoch, stopped, interrupted = 0, 0, False, False
@@ -171,12 +171,9 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
                 idx = perm[i * bs:(i + 1) * bs]
                 x = pre.to_unit(images[idx])
                 y = labels[idx] if labels is not None else None
-                partner = objective.pair(y, aug_gen)
-                views = [pre.normalize(augment(x, aug, aug_gen))]
-                if objective.n_views == 2:
-                    views.append(pre.normalize(augment(x if partner is None else x[partner], aug, aug_gen)))
+                views = [pre.normalize(augment(x, aug, aug_gen)) for _ in range(objective.n_views)]
                 with autocast(device):
-                    loss = objective(model, views, y, partner)
+                    loss = objective(model, views, y)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"The {config.objective} loss became {loss.item()} at step {step + 1}; "
                                         f"lower the learning rate (--lr, now {config.lr}) or use --optimizer adamw.")
