@@ -36,7 +36,7 @@ class TrainConfig:
     data_seed: int = _f(0, "dataset seed (shapes: which images are generated)", "int")
     image_size: int | None = _f(None, "resize images to this size (default: the dataset's size)", "int")
     label_task: str | None = _f(None, "task whose labels supervised / label_aligned use, e.g. shape", "str")
-    p: float = _f(0.5, "label_aligned: fraction of positive pairs that are two images of the same class", "float")
+    p: float = _f(0.5, "label_aligned: weight of the positives that are the other images of the anchor's class (0 = SimCLR, 1 = SupCon-like)", "float")
     # architecture
     backbone: str = _f("resnet_small", "resnet_small, or a timm model name (timm:<name> or <name>), random init", "str")
     width: int = _f(16, "resnet_small: channels of the first stage (doubled per stage)", "int")
@@ -137,7 +137,7 @@ class TrainConfig:
             raise TrainingError(f"Need lr > 0, weight_decay >= 0, warmup_epochs >= 0; got lr={self.lr}, "
                                 f"weight_decay={self.weight_decay}, warmup_epochs={self.warmup_epochs}.")
         if not 0.0 <= self.p <= 1.0:
-            raise TrainingError(f"p={self.p!r} is invalid. Valid: a fraction in [0, 1] (0 = SimCLR pairs, 1 = all pairs same-class).")
+            raise TrainingError(f"p={self.p!r} is invalid. Valid: a weight in [0, 1] (0 = SimCLR, 1 = every positive another image of the class).")
         self.augmentations()  # validates the augmentation settings
 
     # -- command line -------------------------------------------------------------

@@ -156,7 +156,7 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
     bs, per_epoch, total = plan(config, images.shape[0])
     warmup = int(round(config.warmup_epochs * per_epoch))
     order_gen = torch.Generator().manual_seed(config.seed)  # batch order (CPU: same order on every device)
-    aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # views and pairs
+    aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # views
 
     losses: list[float] = []
     pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, loss on the device) not yet read back
@@ -187,12 +187,9 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
                 idx = perm[i * bs:(i + 1) * bs]
                 x = pre.to_unit(images[idx])
                 y = labels[idx] if labels is not None else None
-                partner = objective.pair(y, aug_gen)
-                views = [pre.normalize(augment(x, aug, aug_gen))]
-                if objective.n_views == 2:
-                    views.append(pre.normalize(augment(x if partner is None else x[partner], aug, aug_gen)))
+                views = [pre.normalize(augment(x, aug, aug_gen)) for _ in range(objective.n_views)]
                 with autocast(device):
-                    loss = objective(model, views, y, partner)
+                    loss = objective(model, views, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
