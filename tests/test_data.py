@@ -503,3 +503,28 @@ def test_torchvision_arrays_become_rgb_tensors(tmp_path, monkeypatch):
     fm = load_dataset("fashion_mnist", data_root=str(tmp_path), tasks=["label", "hflip"])
     assert fm.train_images.shape == (100, 3, 28, 28)
     assert torch.equal(fm.train_images[:, 0], fm.train_images[:, 1])
+
+
+# ---------------------------------------------------------------- cifar10_mini
+
+def test_cifar10_mini_ships_real_test_images():
+    ds = load_dataset("cifar10_mini")
+    assert (ds.n_train, ds.n_test) == (2000, 1000) and ds.classes["label"][:2] == ["airplane", "automobile"]
+    assert torch.bincount(ds.train_labels["label"]).tolist() == [200] * 10
+    assert torch.bincount(ds.test_labels["label"]).tolist() == [100] * 10
+    assert ds.train_images.shape[1:] == (3, 32, 32) and ds.train_images.float().std() > 30  # photos, not blank
+    train = {bytes(x) for x in ds.train_images.reshape(2000, -1).numpy()}
+    assert not any(bytes(x) in train for x in ds.test_images.reshape(1000, -1).numpy())  # disjoint splits
+    small = load_dataset("cifar10_mini", n_train=100, n_test=50, seed=3)
+    assert torch.bincount(small.train_labels["label"]).tolist() == [10] * 10
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED_CIFAR10.is_dir(), reason=f"shared CIFAR-10 PNG folder not found at {SHARED_CIFAR10}")
+def test_cifar10_mini_images_are_cifar10_test_images():
+    """Every shipped image is one of CIFAR-10's test images, with its label (none from the train split)."""
+    ds = load_dataset("cifar10_mini", n_train=50, n_test=20, seed=0)
+    full = load_dataset(f"imagefolder:{SHARED_CIFAR10}", n_train=10, n_test=10000)
+    index = {bytes(x): int(y) for x, y in zip(full.test_images.reshape(10000, -1).numpy(), full.test_labels["label"])}
+    for x, y in zip(torch.cat([ds.train_images, ds.test_images]), torch.cat([ds.train_labels["label"], ds.test_labels["label"]])):
+        assert index[bytes(x.reshape(-1).numpy())] == int(y)

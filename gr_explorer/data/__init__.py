@@ -9,7 +9,7 @@ records in `params` everything that determined the content, and validates.
 from __future__ import annotations
 
 from ..errors import DatasetError, did_you_mean
-from . import digits, imagefolder, invariance, shapes, torchvision_sets
+from . import cifar10_mini, digits, imagefolder, invariance, shapes, torchvision_sets
 from .base import Dataset, Images, stratified_indices
 from .invariance import DERIVED_TASKS
 from .resize import resize_batch
@@ -18,6 +18,7 @@ __all__ = ["Dataset", "DERIVED_TASKS", "dataset_tasks", "list_datasets", "load_d
 
 _NAMED = {
     "shapes": shapes.TASKS,
+    "cifar10_mini": cifar10_mini.TASKS,
     "digits": digits.TASKS,
     **{name: list(src.tasks) for name, src in torchvision_sets.SOURCES.items()},
 }
@@ -111,6 +112,8 @@ def load_dataset(
         name, raw = kind, shapes.load(**common)
     elif kind == "digits":
         name, raw = kind, digits.load(**common)
+    elif kind == "cifar10_mini":
+        name, raw = kind, cifar10_mini.load(**common)
     else:
         name, raw = kind, torchvision_sets.load(kind, **common)
     x_tr, x_te, y_tr, y_te, all_classes, extra = raw
