@@ -95,8 +95,8 @@ def traces(spec: dict, role: str, by: str = "task") -> dict[str, tuple[np.ndarra
 
 
 def frame(at: AppTest, column: str) -> pd.DataFrame:
-    """The (first) dataframe on the page that has `column`."""
-    frames = [d.value for d in at.dataframe if column in d.value.columns]
+    """The (first) table or dataframe on the page that has `column`."""
+    frames = [d.value for d in [*at.table, *at.dataframe] if column in d.value.columns]
     assert frames, f"no table with a {column!r} column"
     return frames[0]
 
@@ -109,7 +109,7 @@ def reference(config_json: str):
 def page_text(at: AppTest) -> str:
     """Everything a user can read on the page (messages, text, captions, tables, chart titles)."""
     parts = [e.value for kind in ("error", "warning", "info", "markdown", "caption", "success") for e in getattr(at, kind)]
-    parts += [d.value.to_csv() for d in at.dataframe]
+    parts += [d.value.to_csv() for d in [*at.table, *at.dataframe]]
     parts += [json.dumps(c.get("layout", {}).get("title", "")) for c in charts(at)]
     return "\n".join(str(p) for p in parts)
 

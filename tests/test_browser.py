@@ -220,14 +220,14 @@ def test_screenshot_tour_diagnostics_and_compare(playwright_api, server, tmp_pat
             _shot(page, tmp_path / "diagnostics_invariance.png", "Would a metric have found")
             page.get_by_role("link", name="Compare").click()
             page.get_by_text("Pick two or more models").first.wait_for(timeout=90_000)
-            seconds = _run_and_wait(page, "Run comparison", "Best cut and guillotine gain per model and task")
+            seconds = _run_and_wait(page, "Run comparison", "Best cut and guillotine gain per model")
             print(f"default comparison: {seconds:.1f} s")
             _no_errors(page)
             if real_zoo:  # the projector variants differ most on colour
                 page.locator("[data-testid='stButtonGroup']").get_by_role("radio", name="color", exact=True).click()
                 page.wait_for_timeout(3000)
             _shot(page, tmp_path / "compare.png", "Compare models")
-            _shot(page, tmp_path / "compare_below.png", "Best cut and guillotine gain per model and task")
+            _shot(page, tmp_path / "compare_below.png", "Best cut and guillotine gain per model")
             assert str(tmp_path) not in page.inner_text("body")
         finally:
             browser.close()

@@ -177,15 +177,13 @@ def show_compare(record: dict, key: str, current_config_json: str | None) -> Non
                   "(min to max); the star sits at the best mean validation accuracy." if groups else ""))
     results.run_stats(record)
     st.subheader(f"Best cut and guillotine gain per model, task {tasks[0]}")
-    st.dataframe(task_frame(summary, seed_rows, groups, tasks[0], probe), hide_index=True, width="stretch",
-                 key=f"{key}:task_table")
+    st.table(task_frame(summary, seed_rows, groups, tasks[0], probe), hide_index=True, border="horizontal")
     with st.expander("All tasks at a glance (best cut: guillotine gain, pts [95% CI])"):
         st.dataframe(best_cut_grid(summary, seed_rows, groups, probe), width="stretch", key=f"{key}:grid")
     if groups:
         st.markdown("**Seeds of one design** (mean ± sd over seeds of each seed's own validation-selected gain; "
                     "Student-t interval of the mean):")
-        st.dataframe(seed_frame(seed_rows[seed_rows["probe"] == probe]), hide_index=True, width="stretch",
-                     key=f"{key}:seeds")
+        st.table(seed_frame(seed_rows[seed_rows["probe"] == probe]), hide_index=True, border="horizontal")
     show_cka(record, key)
     with st.expander("Every model (and baseline): best cut, gain and references"):
         st.dataframe(results.summary_frame(summary, by="model"), hide_index=True, width="stretch", key=f"{key}:summary")

@@ -81,8 +81,8 @@ def show_explore(record: dict, key: str, current_config_json: str | None) -> Non
                "and the number beside it the guillotine gain (best minus last cut) when its interval excludes 0. "
                "Dashed: the same network with random weights; ◆: a probe on the raw pixels; dotted: chance.")
     results.run_stats(record)
-    st.dataframe(results.summary_frame(summary[summary["probe"] == probe]), hide_index=True, width="stretch",
-                 key=f"{key}:summary")
+    # A static table wraps its cells: every column readable at 1280x720, no sideways scrolling on a projector.
+    st.table(results.summary_frame(summary[summary["probe"] == probe]), hide_index=True, border="horizontal")
     if not record["metrics"].empty:
         show_diagnostics(record, tasks, probe, key)
     tab_search, tab_heat, tab_table = st.tabs(["Probe validation", "Cut × task heatmap", "Results table"])

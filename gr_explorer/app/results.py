@@ -205,7 +205,7 @@ def summary_frame(summary: pd.DataFrame, *, by: str = "task") -> pd.DataFrame:
     })
     if s["random_init_accuracy"].notna().any():
         out["random init"] = [f"{v:.3f}" if pd.notna(v) else "" for v in s["random_init_accuracy"]]
-        out["model − random init (pts)"] = [over_random_cell(r) for r in s.itertuples()]
+        out["model − random init, pts"] = [over_random_cell(r) for r in s.itertuples()]
     if s["pixels_accuracy"].notna().any():
         out["raw pixels"] = [f"{v:.3f}" if pd.notna(v) else "" for v in s["pixels_accuracy"]]
     out["chance"] = [f"{v:.3f}" for v in s["chance"]]
