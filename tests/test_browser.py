@@ -5,7 +5,7 @@ Needs Playwright (Python package) and Debian's Chromium (/usr/bin/chromium);
 with the `test` extra. Playwright's own browser download is not used.
 
 The app runs on its real defaults (zoo:simclr from pretrained/, shapes, all
-cuts, linear probe, random-init and pixel baselines) with a temporary data
+cuts, linear probe, the random-init baseline) with a temporary data
 root. While pretrained/ holds no checkpoint, a tiny stand-in zoo is used
 instead, so the test still exercises the whole path. Screenshots are taken
 at 1280x720 (a projector) in the test's tmp dir; with
@@ -165,7 +165,7 @@ def test_default_run_in_a_real_browser(playwright_api, server, tmp_path):
             assert page.locator(".js-plotly-plot").count() >= 1
             _no_errors(page)
             body = page.inner_text("body")
-            assert "random init" in body and "raw pixels" in body and "guillotine gain" in body
+            assert "random init" in body and "guillotine gain" in body
             assert str(tmp_path) not in body
             _publish(real_zoo, _shot(page, tmp_path / "explore.png"), "explore.png")
             # the downloads: the run config reproduces the run (SweepConfig.load reads it), the CSV is the table
@@ -174,14 +174,14 @@ def test_default_run_in_a_real_browser(playwright_api, server, tmp_path):
             d.value.save_as(tmp_path / "run.json")
             config = SweepConfig.load(tmp_path / "run.json")
             assert config.models == ("zoo:simclr",) and config.dataset == "shapes" and config.cuts is None
-            assert config.probes == ("linear",) and config.baselines == ("random-init", "pixels")
+            assert config.probes == ("linear",) and config.baselines == ("random-init",)
             assert str(tmp_path) not in (tmp_path / "run.json").read_text()
             with page.expect_download() as d:
                 page.get_by_role("button", name="Results (CSV)").click()
             d.value.save_as(tmp_path / "results.csv")
             table = pd.read_csv(tmp_path / "results.csv")
             assert set(table["task"]) == set(dataset_tasks("shapes")) and table["accuracy"].between(0, 1).all()
-            assert set(table["baseline"].fillna("")) == {"", "random-init", "pixels"}
+            assert set(table["baseline"].fillna("")) == {"", "random-init"}
             with page.expect_download() as d:
                 page.get_by_role("button", name="Figure (HTML)").click()
             d.value.save_as(tmp_path / "figure.html")
