@@ -38,6 +38,8 @@ DIGEST_LEN = 16
 FORBIDDEN_KWARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir",
                     "pretrained_strict", "features_only")
 _TIMM_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)?$")
+#: any other keyword that sounds like it names a file or a download (drop_path_rate is a regulariser, not a path)
+_FILE_KWARG = re.compile(r"file|checkpoint|cache|pretrained|cfg|url|hub|(?<!drop_)path")
 
 
 def _refuse(field: str, why: str) -> CheckpointError:
@@ -68,7 +70,7 @@ def check_upload_card(data: bytes) -> dict:
         if not isinstance(kwargs, dict):
             raise _refuse("architecture.backbone.kwargs", "it must be an object of architecture settings")
         for key in kwargs:
-            if key in FORBIDDEN_KWARGS or "path" in key or "file" in key:
+            if key in FORBIDDEN_KWARGS or _FILE_KWARG.search(key):
                 raise _refuse(f"architecture.backbone.kwargs.{key}", "it would make timm read a file or download weights")
     return card
 

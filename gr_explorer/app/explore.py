@@ -98,8 +98,8 @@ def show_explore(record: dict, key: str, current_config_json: str | None) -> Non
                      column_config={c: st.column_config.NumberColumn(format="%.4f")
                                     for c in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance")})
     stem = results.slug(f"{record['models'][0].split('/')[-1]}_{table['dataset'].iloc[0].split('/')[-1]}")
-    full = accuracy_vs_depth(table, summary=summary)
-    results.downloads(record, lambda: full.to_html(include_plotlyjs=True, full_html=True), key, stem)
+    results.downloads(record, lambda: accuracy_vs_depth(table, summary=summary).to_html(include_plotlyjs=True,
+                                                                                       full_html=True), key, stem)
 
 
 def show_search(record: dict, tasks: list[str], probe: str, key: str) -> None:

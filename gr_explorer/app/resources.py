@@ -111,16 +111,19 @@ def get_model(config: SweepConfig, spec: str) -> Model:
     try:
         model = _model(*key)
     except OfflineError:
-        e = OfflineError(offline_model_message(spec, config.weights))
+        e = OfflineError(offline_model_message(spec))
+        now = time.monotonic()
         with _failures_lock:
-            _failures[key] = (time.monotonic(), e)
+            for k in [k for k, (t, _) in _failures.items() if now - t > FAILURE_TTL_S]:
+                del _failures[k]
+            _failures[key] = (now, e)
         raise e from None
     if args["spec"] != spec:  # file: specs: the visible name, never the server path
         return model.renamed(model.name.replace(args["spec"], spec))
     return model
 
 
-def offline_model_message(spec: str, weights: str | None) -> str:
+def offline_model_message(spec: str) -> str:
     return (f"The pretrained weights of {spec} are not on this server, and the server cannot reach the Hugging Face hub "
             f"to download them. Choose Weights: random to probe the same architecture untrained, pick a shipped model, "
             f"or upload a checkpoint (Model source: Upload).")
