@@ -84,8 +84,7 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
     try:
         emit(ProgressEvent("load", 0, 1, "", f"dataset {config.dataset}"))
         if dataset is None:
-            dataset = load_dataset(config.dataset, tasks=config.tasks, n_train=config.n_train, n_test=config.n_test,
-                                   seed=config.seed, data_root=config.data_root, image_size=config.image_size)
+            dataset = load_dataset(**dataset_args(config))
         emit(ProgressEvent("load", 1, 1, "", f"dataset {dataset.name}: {dataset.n_train} train / {dataset.n_test} test, "
                                              f"tasks {', '.join(dataset.tasks)}"))
         for model, baseline in _models(config, models, dataset, emit):
@@ -128,6 +127,18 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
     return result
 
 
+def dataset_args(config: SweepConfig) -> dict:
+    """`load_dataset` keyword arguments for a config: what run_sweep loads (callers that cache loading key on this)."""
+    return dict(spec=config.dataset, tasks=list(config.tasks) if config.tasks is not None else None,
+                n_train=config.n_train, n_test=config.n_test, seed=config.seed, data_root=config.data_root,
+                image_size=config.image_size)
+
+
+def model_args(config: SweepConfig, spec: str) -> dict:
+    """`load_model` keyword arguments for one model spec of a config (see dataset_args)."""
+    return dict(spec=spec, weights=config.weights, readout=config.readout, seed=config.seed)
+
+
 def _diagnostics(config: SweepConfig, model: Model, feats: Features, dataset: Dataset, device: torch.device, cache,
                  progress, should_stop) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label-free metrics of one model's base-view features, cached with them (keyed on the features' own key)."""
@@ -157,8 +168,7 @@ def _models(config: SweepConfig, given: Sequence[Model] | None, dataset: Dataset
     """(model, baseline kind) in order: each model then its random-init twin; the pixels baseline last."""
     specs = list(given) if given is not None else list(config.models)
     for i, spec in enumerate(specs):
-        model = spec if isinstance(spec, Model) else load_model(spec, weights=config.weights, readout=config.readout,
-                                                                seed=config.seed)
+        model = spec if isinstance(spec, Model) else load_model(**model_args(config, spec))
         emit(ProgressEvent("load", i + 1, len(specs), model.name, f"{len(model.cuts)} cuts"))
         yield model, ""
         if "random-init" in config.baselines:
@@ -228,4 +238,5 @@ def sweep(models: str | Model | Sequence[str | Model], dataset: str | Dataset = 
     return run_sweep(config, models=objs, dataset=ds_obj, cache=cache, progress=progress).table
 
 
-__all__ = ["COLUMNS", "SEARCH_COLUMNS", "SweepCancelled", "SweepResult", "run_sweep", "sweep", "weights_label"]
+__all__ = ["COLUMNS", "SEARCH_COLUMNS", "SweepCancelled", "SweepResult", "dataset_args", "model_args", "run_sweep", "sweep",
+           "weights_label"]

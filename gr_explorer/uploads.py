@@ -1,47 +1,99 @@
-"""Checkpoints that travel through a browser: store uploaded files, pack a checkpoint for download.
+"""Checkpoints that travel through a browser: store an upload, publish a trained model, pack one for download.
 
 A checkpoint is two files (`<name>.safetensors` + `<name>.json`, see
 models/checkpoint.py); a browser hands them over as (file name, bytes) pairs.
-`store_checkpoint_upload` checks that the pair is complete and writes it under a
-content-addressed folder, so the same upload from two sessions lands in the same
-place and a different one never overwrites it. Loading (and every check of the
-contents) is `load_model("file:<path>")`'s job.
+The sender is untrusted, so:
+
+* the card is checked *before* anything is written: no card field may reach
+  timm in a form that opens a file or the network (a registered architecture
+  name, plain keyword values, no path-like strings in `architecture`), so an
+  upload cannot probe whether a server file exists;
+* the pair is written to a content-addressed folder `<folder>/<digest>/`: the
+  same upload from two sessions lands in the same place, a different one never
+  overwrites it, and the folder name is all that identifies it (no user path);
+* a checkpoint that the loader then refuses is deleted (`discard`).
+
+Loading (and every check of the weights) is `load_model("file:<path>")`'s job.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
+import json
 import os
 import re
-import tempfile
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Iterable
 
 from .errors import CheckpointError
+from .files import atomic_write, slug
+from .hashing import bytes_digest
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 CARD_SUFFIX = ".json"
-ENV_VAR = "GR_EXPLORER_UPLOADS"
+DIGEST_LEN = 16
+#: timm.create_model keyword arguments that read files or fetch weights: never taken from an uploaded card
+FORBIDDEN_KWARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir",
+                    "pretrained_strict", "features_only")
+_TIMM_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)?$")
+#: any other keyword that sounds like it names a file or a download (drop_path_rate is a regulariser, not a path)
+_FILE_KWARG = re.compile(r"file|checkpoint|cache|pretrained|cfg|url|hub|(?<!drop_)path")
 
 
-def uploads_dir() -> Path:
-    """Where uploads are stored: $GR_EXPLORER_UPLOADS, else <system temp>/gr_explorer_uploads."""
-    return Path(os.environ.get(ENV_VAR) or Path(tempfile.gettempdir()) / "gr_explorer_uploads")
+def _refuse(field: str, why: str) -> CheckpointError:
+    return CheckpointError(f"The uploaded card's {field} is not accepted: {why}. Valid: a card as `gr-explorer train`, "
+                           "`gr-explorer convert` or the Train page write it.")
 
 
-def _safe_stem(name: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._") or "checkpoint"
-    return stem[:80]
+def check_upload_card(data: bytes) -> dict:
+    """The parsed card, or CheckpointError naming the field an upload may not carry (never its value)."""
+    try:
+        card = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"The uploaded card (.json) is not valid JSON: {e}.") from None
+    if not isinstance(card, dict):
+        raise CheckpointError("The uploaded card (.json) must hold a JSON object.")
+    arch = card.get("architecture")
+    if not isinstance(arch, dict) or not isinstance(arch.get("backbone"), dict):
+        raise _refuse("architecture.backbone", "it is missing or not an object")
+    _no_paths(arch, "architecture")
+    bb = arch["backbone"]
+    if bb.get("type") == "timm":
+        import timm
+
+        name = bb.get("name")
+        if not isinstance(name, str) or not _TIMM_NAME.match(name) or not timm.is_model(name.split(".")[0]):
+            raise _refuse("architecture.backbone.name", "it must be a registered timm architecture name such as resnet50")
+        kwargs = bb.get("kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise _refuse("architecture.backbone.kwargs", "it must be an object of architecture settings")
+        for key in kwargs:
+            if key in FORBIDDEN_KWARGS or _FILE_KWARG.search(key):
+                raise _refuse(f"architecture.backbone.kwargs.{key}", "it would make timm read a file or download weights")
+    return card
 
 
-def store_checkpoint_upload(files: Iterable[tuple[str, bytes]], root: str | os.PathLike | None = None) -> Path:
-    """Write one uploaded checkpoint (a weights file + its .json card) to disk; returns the weights path.
+def _no_paths(obj, where: str) -> None:
+    """No string in the architecture may look like a path or a URL (timm resolves such names)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _no_paths(v, f"{where}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _no_paths(v, f"{where}[{i}]")
+    elif isinstance(obj, str) and ("/" in obj or "\\" in obj or ":" in obj or obj.startswith("~")):
+        raise _refuse(where, "paths and URLs are not allowed in an uploaded architecture")
 
-    The card is renamed to match the weights file, so `foo.safetensors` + `card.json` works too.
+
+def store_checkpoint_upload(files: Iterable[tuple[str, bytes]], folder: str | os.PathLike) -> Path:
+    """Check one uploaded checkpoint (a weights file + its .json card) and write it under `folder/<digest>/`.
+
+    Returns the weights path. The card is renamed to match the weights file, so `foo.safetensors` +
+    `card.json` works too. Nothing is written when a check fails.
     """
-    files = [(str(n), bytes(b)) for n, b in files]
+    files = [(Path(str(n)).name, bytes(b)) for n, b in files]
     expected = (f"one weights file ({', '.join(WEIGHT_SUFFIXES)}) and its card (.json), uploaded together, "
                 "e.g. simclr.safetensors + simclr.json")
     if not files:
@@ -61,40 +113,52 @@ def store_checkpoint_upload(files: Iterable[tuple[str, bytes]], root: str | os.P
     (wname, wbytes), (_, cbytes) = weights[0], cards[0]
     if not wbytes:
         raise CheckpointError(f"The uploaded weights file {wname!r} is empty.")
-    h = hashlib.sha256()
-    for part in (wbytes, cbytes):
-        h.update(len(part).to_bytes(8, "little"))
-        h.update(part)
-    digest = h.hexdigest()[:20]
-    folder = Path(root) if root is not None else uploads_dir()
-    folder = folder / digest
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = _safe_stem(wname)
-    path = folder / f"{stem}{Path(wname).suffix.lower()}"
+    check_upload_card(cbytes)
+    target = Path(folder) / bytes_digest(wbytes, cbytes, length=DIGEST_LEN)
+    path = target / f"{slug(Path(wname).stem, default='checkpoint')}{Path(wname).suffix.lower()}"
     for dest, data in ((path, wbytes), (path.with_suffix(CARD_SUFFIX), cbytes)):
         if not (dest.exists() and dest.read_bytes() == data):
-            _write_atomic(dest, data)
+            atomic_write(dest, data)
     return path
 
 
-def _write_atomic(dest: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def discard(path: str | os.PathLike) -> None:
+    """Delete a stored checkpoint's content-addressed folder (an upload the loader refused)."""
+    folder = Path(path).parent
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def publish_trained(path: str | os.PathLike, folder: str | os.PathLike, out_name: str) -> Path:
+    """Move a freshly trained checkpoint to `folder/<digest of its weights>/` under its own name.
+
+    The card's `config.out` and `command` are rewritten to `out_name` (what a user would type), so
+    the card that travels with a download names no server path.
+    """
+    from .models.checkpoint import file_digest
+    from .training import TrainConfig
+
+    path = Path(path)
+    card = json.loads(path.with_suffix(CARD_SUFFIX).read_text())
+    config = dict(card.get("config") or {})
+    if config:
+        config["out"] = out_name
+        card["config"] = config
+        card["command"] = TrainConfig.from_dict(config).to_command()
+    dest = Path(folder) / file_digest(path)[:DIGEST_LEN] / path.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, dest)
+    atomic_write(dest.with_suffix(CARD_SUFFIX), json.dumps(card, indent=2, default=str))
+    path.with_suffix(CARD_SUFFIX).unlink(missing_ok=True)
+    return dest
 
 
 def checkpoint_archive(path: str | os.PathLike) -> bytes:
     """A zip holding a checkpoint's weights file and its card, named as on disk."""
     path = Path(path)
     card = path.with_suffix(CARD_SUFFIX)
-    missing = [str(p) for p in (path, card) if not p.exists()]
+    missing = [p.name for p in (path, card) if not p.exists()]
     if missing:
-        raise CheckpointError(f"Cannot pack checkpoint {str(path)!r}: missing {', '.join(missing)}.")
+        raise CheckpointError(f"Cannot pack checkpoint {path.name!r}: missing {', '.join(missing)}.")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.write(path, path.name)

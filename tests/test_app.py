@@ -1,16 +1,19 @@
 """The Streamlit app (streamlit_app.py), driven headless with streamlit.testing.v1.AppTest.
 
-The zoo is a temp folder of tiny checkpoints (tests/helpers.py) and sample sizes
-are set small through the widgets, so each run takes seconds; the numbers the
-app shows are checked against the library's run_sweep for the run config the
-app offers for download.
+The zoo is a temp folder of tiny checkpoints (tests/helpers.py), the data root
+a temp folder, and sample sizes are set small through the widgets, so each run
+takes seconds. What the app shows is checked against the library's run_sweep
+of the run config the app offers for download, and against NumPy / SciPy for
+the seed aggregation; the server-safety rules are checked from the browser
+side (what a user can type or upload, what the page and the downloads show).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import tempfile
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +21,28 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from scipy import stats
 from streamlit.testing.v1 import AppTest
 
-from gr_explorer.summary import guillotine_summary
 from gr_explorer.config import SweepConfig
+from gr_explorer.models import save_checkpoint
+from gr_explorer.models.random_init import random_label
 from gr_explorer.run import run_sweep
-from helpers import saved_tiny
+from helpers import saved_tiny, tiny_card, tiny_model
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 PAGES = "gr_explorer/app/pages"
 TIMEOUT = 600  # 2 CPU cores shared with other work
 N_TRAIN, N_TEST = 120, 60
 TASKS = ["shape", "color"]
+RECIPE = {"objective": "simclr", "temperature": 1.0, "dataset": "shapes", "n_train": 64, "epochs": 1, "width": 8,
+          "depths": [1, 1], "projector": "32-16", "crop_scale": [0.5, 1.0], "batch_size": 16,
+          "out": "pretrained/simclr.safetensors", "eval": True}
 
 
 @pytest.fixture
 def zoo(tmp_path, monkeypatch):
-    """Two tiny checkpoints as the zoo (simclr = the app's default), uploads and trained models under tmp_path."""
+    """Two tiny checkpoints as the zoo (simclr = the app's default); the data root is tmp_path/data."""
     folder = tmp_path / "zoo"
     saved_tiny(folder, "simclr", projector="32-32-16")
     saved_tiny(folder, "deep", projector="32-32-32-16")
@@ -43,13 +51,10 @@ def zoo(tmp_path, monkeypatch):
         card = json.loads(card_path.read_text())
         card["description"] = desc
         if name == "simclr":  # the training recipe a shipped card records (Train starts from it)
-            card["config"] = {"objective": "simclr", "temperature": 1.0, "dataset": "shapes", "n_train": 64, "epochs": 1,
-                              "width": 8, "depths": [1, 1], "projector": "32-16", "crop_scale": [0.5, 1.0],
-                              "batch_size": 16, "out": "pretrained/simclr.safetensors", "eval": True}
+            card["config"] = RECIPE
         card_path.write_text(json.dumps(card))
     monkeypatch.setenv("GR_EXPLORER_ZOO", str(folder))
-    monkeypatch.setenv("GR_EXPLORER_UPLOADS", str(tmp_path / "uploads"))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # trained checkpoints land under tmp_path
+    monkeypatch.setenv("GR_EXPLORER_DATA_ROOTS", str(tmp_path / "data"))
     return folder
 
 
@@ -84,29 +89,56 @@ def charts(at: AppTest) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
-def curve_traces(spec: dict, by: str = "task") -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """task (or model) -> (x, y) of the accuracy curves (bands, stars and references carry other roles)."""
-    return {t["meta"][by]: (decode(t["x"]), decode(t["y"])) for t in spec["data"]
-            if (t.get("meta") or {}).get("role") == "curve"}
+def traces(spec: dict, role: str, by: str = "task") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """task (or model) -> (x, y) of the traces of one role (curve, band, best, chance, random-init, pixels)."""
+    return {t["meta"][by]: (decode(t["x"]), decode(t["y"])) for t in spec["data"] if (t.get("meta") or {}).get("role") == role}
 
 
-def reference(config_json: str) -> pd.DataFrame:
-    """The library's own sweep for the config the app offers for download, computed afresh (no cache)."""
-    return run_sweep(SweepConfig.from_dict(json.loads(config_json)), cache=False).table
+def frame(at: AppTest, column: str) -> pd.DataFrame:
+    """The (first) table or dataframe on the page that has `column`."""
+    frames = [d.value for d in [*at.table, *at.dataframe] if column in d.value.columns]
+    assert frames, f"no table with a {column!r} column"
+    return frames[0]
+
+
+def reference(config_json: str):
+    """The library's own sweep of the config the app offers for download, computed afresh (no cache)."""
+    return run_sweep(SweepConfig.from_dict(json.loads(config_json)), cache=False)
+
+
+def page_text(at: AppTest) -> str:
+    """Everything a user can read on the page (messages, text, captions, tables, chart titles)."""
+    parts = [e.value for kind in ("error", "warning", "info", "markdown", "caption", "success") for e in getattr(at, kind)]
+    parts += [d.value.to_csv() for d in [*at.table, *at.dataframe]]
+    parts += [json.dumps(c.get("layout", {}).get("title", "")) for c in charts(at)]
+    return "\n".join(str(p) for p in parts)
+
+
+KEY = ["model", "cut", "task", "probe"]
+
+
+def by_key(t: pd.DataFrame) -> pd.DataFrame:
+    return t.sort_values(KEY).reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------------------------
 # Explore
 
 
-def test_explore_default_run_equals_library_sweep(zoo):
+def test_explore_default_run_equals_library_sweep_with_baselines_and_the_gain_rule(zoo):
     at = start()
-    # the documented default: zoo:simclr, shapes, all cuts, linear probe
+    # the documented default: zoo:simclr, shapes, all cuts, linear probe, the library's defaults, baselines on
+    defaults = SweepConfig.defaults()
     assert at.selectbox(key="ex_model").value == "zoo:simclr"
-    assert at.selectbox(key="ex_dataset").value == "shapes"
-    assert at.multiselect(key="ex_probes").value == ["linear"]
+    assert at.selectbox(key="ex_dataset").value == defaults["dataset"]
+    assert at.multiselect(key="ex_probes").value == list(defaults["probes"])
+    assert (at.number_input(key="ex_n_train").value, at.number_input(key="ex_n_test").value) == (
+        defaults["n_train"], defaults["n_test"])
+    assert at.multiselect(key="ex_baselines").value == ["random-init"]  # the teaching preset; pixels one click away
+    assert at.toggle(key="ex_diagnostics").value is False
     cuts = at.multiselect(key="ex_cuts::zoo:simclr")
     assert len(cuts.value) == len(cuts.options) >= 5
+    at.multiselect(key="ex_baselines").set_value(["random-init", "pixels"])
     small(at, "ex")
     at.button(key="ex_run").click().run()
     no_errors(at)
@@ -115,34 +147,98 @@ def test_explore_default_run_equals_library_sweep(zoo):
     config = json.loads(record["config_json"])
     assert config["models"] == ["zoo:simclr"] and config["dataset"] == "shapes" and config["cuts"] is None
     assert (config["n_train"], config["n_test"], config["tasks"], config["probes"]) == (N_TRAIN, N_TEST, TASKS, ["linear"])
+    assert config["baselines"] == ["random-init", "pixels"] and config["metrics"] == []
     ref = reference(record["config_json"])
-    key = ["model", "cut", "task", "probe"]
-    shown = record["table"]
-    pd.testing.assert_frame_equal(shown.sort_values(key).reset_index(drop=True), ref.sort_values(key).reset_index(drop=True))
-    # the results table on the page is that table
-    pd.testing.assert_frame_equal(at.dataframe[0].value.reset_index(drop=True), shown.reset_index(drop=True),
-                                  check_dtype=False)
-    # the chart: one line per task, its y-values the library's accuracies in depth order
+    pd.testing.assert_frame_equal(by_key(record["table"]), by_key(ref.table))
+    twin = random_label("zoo:simclr")
+    assert set(ref.table["model"]) == {"zoo:simclr", twin, "pixels"}
+
+    # the chart: one curve per task with its 95% band, the random-init twin dashed, the raw pixels, chance
     main = charts(at)[0]
-    lines = curve_traces(main)
-    assert set(lines) == set(TASKS)
-    for task, (x, y) in lines.items():
-        r = ref[ref["task"] == task].sort_values("depth")
+    t = ref.table
+    for task, (x, y) in traces(main, "curve").items():
+        r = t[(t["model"] == "zoo:simclr") & (t["task"] == task)].sort_values("depth")
         np.testing.assert_array_equal(x, r["depth"].to_numpy())
         np.testing.assert_allclose(y, r["accuracy"].to_numpy(), rtol=0, atol=1e-12)
-    # best-cut tiles agree with the library's summary
-    s = guillotine_summary(ref)
-    metrics = {m.label: m.value for m in at.metric}
-    for row in s.itertuples():
-        assert metrics[f"{row.task}: best cut"] == row.best_cut
-    # the heatmap is the second chart
-    assert charts(at)[1]["data"][0]["type"] == "heatmap"
+        _, band = traces(main, "band")[task]
+        np.testing.assert_allclose(band, np.r_[r["accuracy_ci_high"], r["accuracy_ci_low"][::-1]], atol=1e-12)
+        _, y_twin = traces(main, "random-init")[task]
+        np.testing.assert_allclose(y_twin, t[(t["model"] == twin) & (t["task"] == task)].sort_values("depth")["accuracy"])
+        _, y_pix = traces(main, "pixels")[task]
+        assert y_pix[0] == pytest.approx(float(t[(t["model"] == "pixels") & (t["task"] == task)]["accuracy"].iloc[0]))
+        _, y_chance = traces(main, "chance")[task]
+        assert y_chance[0] == pytest.approx(float(r["chance"].iloc[0]))
+    assert set(traces(main, "curve")) == set(TASKS)
+
+    # the summary table: validation-selected best cut, intervals, baselines, chance; "no clear gain" when the
+    # gain's interval contains 0 -- and no gain label on the chart for those
+    shown = frame(at, "guillotine gain").set_index("task")
+    s = ref.summary[ref.summary["baseline"] == ""].set_index("task")
+    assert s["clear_gain"].eq(s["gain_ci_low"] > 0).all()
+    for task, r in s.iterrows():
+        row = shown.loc[task]
+        assert row["best cut (validation)"] == r["best_cut"]
+        assert row["accuracy there [95% CI]"] == f"{r['best_accuracy']:.3f} [{r['best_ci_low']:.3f}, {r['best_ci_high']:.3f}]"
+        numbers = f"{100 * r['gain']:+.1f} pts [{100 * r['gain_ci_low']:+.1f}, {100 * r['gain_ci_high']:+.1f}]"
+        assert row["guillotine gain"] == (numbers if r["clear_gain"] else f"no clear gain ({numbers})")
+        assert row["random init"] == f"{r['random_init_accuracy']:.3f}"
+        assert row["raw pixels"] == f"{r['pixels_accuracy']:.3f}" and row["chance"] == f"{r['chance']:.3f}"
+    labels = [a for a in main["layout"].get("annotations", []) if a.get("name") in TASKS]
+    assert sorted(a["name"] for a in labels) == sorted(s.index[s["clear_gain"]])
+    assert not s["clear_gain"].all(), "the tiny random models should leave at least one gain unclear"
+
+    # the heatmap, the validation search at the best cut, the downloads
+    kinds = [c["data"][0].get("type") for c in charts(at)]
+    assert "heatmap" in kinds
+    search = [c for c in charts(at) if "validation accuracy per" in json.dumps(c["layout"]["title"])]
+    (spec,) = search
+    task = TASKS[0]
+    best = s.loc[task, "best_cut"]
+    rs = ref.search[(ref.search["model"] == "zoo:simclr") & (ref.search["cut"] == best) & (ref.search["task"] == task)]
+    np.testing.assert_allclose(decode(spec["data"][0]["y"]), rs.sort_values("value")["val_accuracy"])
     assert len(at.get("download_button")) == 3
+
+
+def test_explore_diagnostics_view(zoo):
+    at = start()
+    small(at, "ex", tasks=["shape", "color"])
+    at.multiselect(key="ex_baselines").set_value([])
+    at.toggle(key="ex_diagnostics").set_value(True).run()
+    at.multiselect(key="ex_metrics").set_value(["rankme", "stable_rank", "cka", "invariance"]).run()
+    at.button(key="ex_run").click().run()
+    no_errors(at)
+    record = at.session_state["explore:run"]
+    assert json.loads(record["config_json"])["metrics"] == ["rankme", "stable_rank", "cka", "invariance"]
+    ref = reference(record["config_json"])
+    specs = charts(at)
+    (diag,) = [c for c in specs if "xaxis2" in c["layout"]]  # the one figure with rows
+    # the accuracy of each cut on top, the metric rows below, on the same x axis
+    rows = sorted({t.get("xaxis", "x") for t in diag["data"]})
+    assert rows == ["x", "x2", "x3"]  # accuracy + rankme + stable rank rows ...
+    axes = [diag["layout"][k] for k in ("xaxis", "xaxis2", "xaxis3")]
+    assert sum("matches" not in a for a in axes) == 1 and len({a.get("matches") for a in axes} - {None}) == 1  # ... one x
+    m = ref.metrics[(ref.metrics["model"] == "zoo:simclr") & (ref.metrics["metric"] == "rankme")].sort_values("depth")
+    rank_lines = [t for t in diag["data"] if "RankMe" in (t.get("hovertemplate") or "")]
+    np.testing.assert_allclose(decode(rank_lines[0]["y"]), m["value"].to_numpy(), rtol=1e-9)
+    assert any(c["data"][0].get("type") == "heatmap" and "CKA" in json.dumps(c["layout"]["title"]) for c in specs)
+    assert any(c["data"][0].get("type") == "heatmap" and "invariance of each cut" in json.dumps(c["layout"]["title"])
+               for c in specs)
+    # one sentence per task: which cut validation picks and what trusting each metric would cost
+    text = " ".join(x.value for x in at.markdown)
+    sel = ref.metric_selection
+    for task in ("shape", "color"):
+        r = sel[(sel["task"] == task) & (sel["metric"] == "rankme") & (sel["model"] == "zoo:simclr")].iloc[0]
+        assert f"**{task}**: validation picks **{r['val_cut']}**" in text
+        if r["metric_cut"] == r["val_cut"]:
+            assert "RankMe: the same cut" in text
+        elif r["accuracy_lost"] >= 5e-4:
+            assert f"RankMe: {r['metric_cut']}, loses {100 * r['accuracy_lost']:.1f} points" in text
 
 
 def test_explore_probe_change_reuses_cached_features_and_results_survive_reruns(zoo):
     at = start()
-    small(at, "ex")
+    small(at, "ex", tasks=["color"])
+    at.multiselect(key="ex_baselines").set_value([]).run()
     at.button(key="ex_run").click().run()
     no_errors(at)
     first = at.session_state["explore:run"]
@@ -172,22 +268,32 @@ def test_bad_timm_name_shows_the_library_error(zoo):
     assert not at.button(key="ex_run").disabled
 
 
-def test_one_class_image_folder_shows_the_library_error(zoo, tmp_path):
-    folder = tmp_path / "images"
-    (folder / "cat").mkdir(parents=True)
-    for i in range(6):
-        Image.fromarray(np.full((16, 16, 3), 40 * i, dtype=np.uint8)).save(folder / "cat" / f"{i}.png")
+def test_offline_errors_speak_the_apps_language_quickly(zoo, monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    import gr_explorer.data.torchvision_sets as tv
+    from gr_explorer.errors import OfflineError
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     at = start()
-    at.selectbox(key="ex_dataset").set_value("imagefolder").run()
-    at.text_input(key="ex_folder").input(str(folder)).run()
-    no_errors(at)
+    at.radio(key="ex_source").set_value("timm").run()
+    t0 = time.perf_counter()
+    at.text_input(key="ex_timm").input("resnet18.a1_in1k").run()
+    seconds = time.perf_counter() - t0
+    (err,) = [e.value for e in at.error]
+    assert "not on this server" in err and "Weights: random" in err and err.endswith(".")
+    assert "--weights" not in err and str(tmp_path) not in err and seconds < 5
+    assert at.button(key="ex_run").disabled
+
+    def offline(name, root, train, download):  # what the library raises without network: with server paths in it
+        raise OfflineError(f"Dataset {name!r} is not available in {root} and could not be downloaded. Use --data-root.")
+
+    monkeypatch.setattr(tv, "open_split", offline)
+    at.radio(key="ex_source").set_value("Zoo & this session").run()
+    at.selectbox(key="ex_dataset").set_value("cifar10").run()
     at.button(key="ex_run").click().run()
-    assert not at.exception
-    errors = [e.value for e in at.error]
-    assert errors and "one class" in errors[0] and "cat" in errors[0], errors
-    assert "Traceback" not in errors[0]
-    assert "explore:run" not in at.session_state
-    assert not at.button(key="ex_run").disabled
+    (err,) = [e.value for e in at.error]
+    assert "cifar10 images are not on this server" in err and "--data-root" not in err and str(tmp_path) not in err
 
 
 def test_unexpected_failure_is_a_short_error_not_a_traceback(zoo, monkeypatch):
@@ -206,39 +312,112 @@ def test_unexpected_failure_is_a_short_error_not_a_traceback(zoo, monkeypatch):
 
 
 def test_a_failure_while_drawing_results_keeps_the_page_alive(zoo, monkeypatch):
-    import gr_explorer.app.results as results
+    import gr_explorer.app.explore as explore
 
     at = start()
     small(at, "ex", tasks=["color"])
-    monkeypatch.setattr(results, "accuracy_vs_depth", lambda *a, **k: 1 / 0)
+    at.multiselect(key="ex_baselines").set_value([]).run()
+    monkeypatch.setattr(explore, "accuracy_vs_depth", lambda *a, **k: 1 / 0)
     at.button(key="ex_run").click().run()
     assert not at.exception
     assert any("ZeroDivisionError" in e.value for e in at.error)
     assert at.button(key="ex_run") is not None and "explore:run" in at.session_state  # results kept for the next rerun
 
 
-def test_uploaded_checkpoint_is_probed_and_bad_uploads_are_errors(zoo, tmp_path):
+# ----------------------------------------------------------------------------------------------
+# the server is a web server: paths stay inside the data roots, and nothing shows a server path
+
+
+def _images(folder: Path, classes=("cat", "dog"), n: int = 6) -> None:
+    for k, c in enumerate(classes):
+        (folder / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(np.full((16, 16, 3), 30 * i + 100 * k, dtype=np.uint8)).save(folder / c / f"{i}.png")
+
+
+def test_image_folders_outside_the_data_roots_are_refused_without_naming_server_files(zoo, tmp_path):
+    outside = tmp_path / "outside"
+    _images(outside)
+    root = tmp_path / "data"
+    root.mkdir(exist_ok=True)
+    (root / "escape").symlink_to(outside, target_is_directory=True)
+    at = start()
+    at.selectbox(key="ex_dataset").set_value("imagefolder").run()
+    for typed in ("/", "/etc", str(outside), "../outside", "escape", "~"):
+        at.text_input(key="ex_folder").input(typed).run()
+        assert not at.exception
+        (err,) = [e.value for e in at.error]
+        assert "data folder" in err, (typed, err)
+        assert at.button(key="ex_run").disabled
+        text = page_text(at)
+        for secret in ("passwd", "cat", "dog", "0.png", str(root)):
+            assert secret not in text.replace(typed, ""), (typed, secret)
+    assert not (root / "outside").exists() and sorted(p.name for p in root.iterdir()) == ["escape"]
+
+
+def test_image_folder_inside_the_data_root_runs_and_is_named_relative_to_it(zoo, tmp_path):
+    _images(tmp_path / "data" / "pets")
+    (tmp_path / "data" / "lonely" / "cat").mkdir(parents=True)
+    _images(tmp_path / "data" / "lonely", classes=("cat",))
+    at = start()
+    at.selectbox(key="ex_dataset").set_value("imagefolder").run()
+    assert any("pets" in c.value for c in at.caption)  # the folders the app can read are listed, relative
+    at.text_input(key="ex_folder").input("lonely").run()
+    at.multiselect(key="ex_baselines").set_value([]).run()
+    at.button(key="ex_run").click().run()
+    (err,) = [e.value for e in at.error]  # the library's one-class error, with the folder named relative to the root
+    assert "one class" in err and "'lonely'" in err and str(tmp_path) not in err and "Traceback" not in err
+    assert not at.button(key="ex_run").disabled
+    at.text_input(key="ex_folder").input("pets").run()
+    at.button(key="ex_run").click().run()
+    no_errors(at)
+    record = at.session_state["explore:run"]
+    assert json.loads(record["config_json"])["dataset"] == "imagefolder:pets"
+    assert set(record["table"]["dataset"]) == {"imagefolder:pets"}
+    assert str(tmp_path) not in record["config_json"] and str(tmp_path) not in page_text(at)
+
+
+def test_uploads_are_checked_stored_by_digest_refused_ones_deleted_and_never_named_by_server_path(zoo, tmp_path):
     _, path = saved_tiny(tmp_path / "mine", "mymodel", projector="16-8")
     weights, card = path.read_bytes(), path.with_suffix(".json").read_bytes()
+    uploads = tmp_path / "data" / "uploads"
+    stored = lambda: sorted(p for p in uploads.rglob("*") if p.is_file()) if uploads.exists() else []  # noqa: E731
     at = start()
     at.radio(key="ex_source").set_value("Upload").run()
-    up = at.file_uploader(key="ex_upload")
-    up.set_value([("mymodel.safetensors", weights, "application/octet-stream")]).run()  # card missing
-    assert not at.exception
-    assert any("no .json card" in e.value for e in at.error)
-    at.file_uploader(key="ex_upload").set_value([("mymodel.safetensors", b"not a safetensors file", "application/octet-stream"),
-                                                 ("mymodel.json", card, "application/json")]).run()
-    assert not at.exception
-    assert any("corrupt" in e.value for e in at.error)
-    at.file_uploader(key="ex_upload").set_value([("mymodel.safetensors", weights, "application/octet-stream"),
-                                                 ("mymodel.json", card, "application/json")]).run()
+    up = lambda files: at.file_uploader(key="ex_upload").set_value(files).run()  # noqa: E731
+    up([("mymodel.safetensors", weights, "application/octet-stream")])  # card missing
+    assert any("no .json card" in e.value for e in at.error) and stored() == []
+    # a card that would make timm open a server file: refused before anything is written, naming no file
+    probe = json.loads(card)
+    probe["architecture"]["backbone"] = {"type": "timm", "name": "resnet18", "kwargs": {"checkpoint_path": "/etc/passwd"}}
+    up([("mymodel.safetensors", weights, "application/octet-stream"), ("mymodel.json", json.dumps(probe).encode(), "application/json")])
+    (err,) = [e.value for e in at.error]
+    assert "kwargs.checkpoint_path" in err and "passwd" not in err and stored() == []
+    for name in ("local-dir:/etc", "hf-hub:timm/resnet18.a1_in1k"):
+        probe["architecture"]["backbone"] = {"type": "timm", "name": name}
+        up([("mymodel.safetensors", weights, "application/octet-stream"), ("mymodel.json", json.dumps(probe).encode(), "application/json")])
+        assert any("not accepted" in e.value for e in at.error) and stored() == []
+    # weights the loader refuses: stored, refused, deleted
+    up([("mymodel.safetensors", b"not a safetensors file", "application/octet-stream"), ("mymodel.json", card, "application/json")])
+    (err,) = [e.value for e in at.error]
+    assert "corrupt" in err and str(tmp_path) not in err and stored() == []
+    # a good one: stored under its digest, named relative to the data root everywhere
+    up([("mymodel.safetensors", weights, "application/octet-stream"), ("mymodel.json", card, "application/json")])
     no_errors(at)
+    (spec,) = [s for s in at.session_state["session_models"]]
+    assert spec.startswith("file:uploads/") and spec.endswith("/mymodel.safetensors")
+    assert (tmp_path / "data" / spec.removeprefix("file:")).exists()
     (cuts,) = [m for m in at.multiselect if m.key.startswith("ex_cuts::file:")]
     assert cuts.value[-2:] == ["proj1", "proj2"]
     small(at, "ex", tasks=["color"])
     at.button(key="ex_run").click().run()
     no_errors(at)
-    assert json.loads(at.session_state["explore:run"]["config_json"])["models"][0].startswith("file:")
+    record = at.session_state["explore:run"]
+    config = json.loads(record["config_json"])
+    assert config["models"] == [spec]
+    assert str(tmp_path) not in record["config_json"] and "/tmp" not in record["config_json"]
+    assert not any(str(tmp_path) in str(v) for v in record["table"]["model"].unique())
+    assert str(tmp_path) not in page_text(at) and all(str(tmp_path) not in json.dumps(c) for c in charts(at))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,31 +432,100 @@ def test_compare_two_models(zoo):
     no_errors(at)
     record = at.session_state["compare:run"]
     ref = reference(record["config_json"])
-    assert set(ref["model"]) == {"zoo:simclr", "zoo:deep"}
-    # one chart per task, each with one line per model whose y-values are the library's
-    specs = charts(at)
-    assert [s["layout"]["title"]["text"] for s in specs] == [f"Task: {t}" for t in TASKS]
-    for task, spec in zip(TASKS, specs):
-        lines = curve_traces(spec, by="model")
-        assert set(lines) == {"zoo:simclr", "zoo:deep"}
-        for model, (x, y) in lines.items():
-            r = ref[(ref["task"] == task) & (ref["model"] == model)].sort_values("depth")
-            np.testing.assert_allclose(y, r["accuracy"].to_numpy(), rtol=0, atol=1e-12)
-    # best cut and guillotine gain per model and task: the grid, and the full table
-    s = guillotine_summary(ref)
-    grid = at.dataframe[0].value
-    for row in s.itertuples():
-        gain = (f"{100 * row.gain:+.1f} pts [{100 * row.gain_ci_low:+.1f}, {100 * row.gain_ci_high:+.1f}]"
-                if row.gain_ci_low > 0 else "no clear gain")
-        assert grid.loc[row.model, row.task] == f"{row.best_cut} ({gain})"
-    shown = at.dataframe[1].value
-    assert len(shown) == 4
-    merged = shown.merge(s, on=["model", "task", "probe"])
-    assert (merged["best_cut_x"] == merged["best_cut_y"]).all()
-    np.testing.assert_allclose(merged["gain_pts"], (100 * merged["gain"]).round(1))
+    assert set(ref.table["model"]) == {"zoo:simclr", "zoo:deep"}
+    # one chart (the chosen task), one line per model whose y-values are the library's
+    (spec,) = [c for c in charts(at) if "Task:" in json.dumps(c["layout"]["title"])]
+    assert spec["layout"]["title"]["text"] == f"Task: {TASKS[0]}"
+    lines = traces(spec, "curve", by="model")
+    assert set(lines) == {"zoo:simclr", "zoo:deep"}
+    for model, (x, y) in lines.items():
+        r = ref.table[(ref.table["task"] == TASKS[0]) & (ref.table["model"] == model)].sort_values("depth")
+        np.testing.assert_allclose(y, r["accuracy"].to_numpy(), rtol=0, atol=1e-12)
+    # best cut and guillotine gain per model, for the task shown and for all tasks: the same rule as Explore
+    shown = frame(at, "guillotine gain").set_index("model")
+    grid = [d.value for d in at.dataframe if list(d.value.columns) == TASKS][0]
+    for row in ref.summary.itertuples():
+        numbers = f"{100 * row.gain:+.1f} pts [{100 * row.gain_ci_low:+.1f}, {100 * row.gain_ci_high:+.1f}]"
+        clear = row.gain_ci_low > 0
+        short = f"{100 * row.gain:+.1f} [{100 * row.gain_ci_low:+.1f}, {100 * row.gain_ci_high:+.1f}]"
+        assert grid.loc[row.model, row.task] == f"{row.best_cut}: {short if clear else 'no clear gain'}"
+        if row.task == TASKS[0]:
+            assert shown.loc[row.model, "best cut (validation)"] == row.best_cut
+            assert shown.loc[row.model, "guillotine gain"] == (numbers if clear else f"no clear gain ({numbers})")
+    # CKA between the two models at each depth, from the sweep's own features (NumPy reference)
+    (cka,) = [c for c in charts(at) if "Linear CKA at each depth" in json.dumps(c["layout"]["title"])]
+    fa, fb = ref.features["zoo:simclr"]["base"].train, ref.features["zoo:deep"]["base"].train
+    depth_b = {c.depth: c.name for c in ref.features["zoo:deep"]["base"].cuts}
+    want = []
+    for c in ref.features["zoo:simclr"]["base"].cuts:
+        if c.depth in depth_b:
+            x = fa[c.name].double().numpy()
+            y = fb[depth_b[c.depth]].double().numpy()
+            x, y = x - x.mean(0), y - y.mean(0)
+            want.append(np.linalg.norm(x.T @ y) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+    np.testing.assert_allclose(decode(cka["data"][0]["y"]), want, rtol=1e-6)
 
 
-def test_train_tiny_model_appears_in_explore_and_compare(zoo):
+def _seed_zoo(folder: Path) -> list[str]:
+    """Three seeds of one tiny recipe (cards differ only in seed and out) and one other design."""
+    names = []
+    for seed in range(3):
+        card = {**tiny_card("32-32-16"), "config": {**RECIPE, "seed": seed, "out": f"pretrained/rec_s{seed}.safetensors"}}
+        save_checkpoint(tiny_model(projector="32-32-16", seed=seed + 10), folder / f"rec_s{seed}.safetensors", card)
+        names.append(f"zoo:rec_s{seed}")
+    card = {**tiny_card("32-32-16"), "config": {**RECIPE, "projector": "64-16", "seed": 0}}
+    save_checkpoint(tiny_model(projector="32-32-16", seed=20), folder / "other.safetensors", card)
+    return names
+
+
+def test_compare_aggregates_the_seeds_of_one_design(zoo):
+    seeds = _seed_zoo(zoo)
+    at = start("compare")
+    at.multiselect(key="cmp_models").set_value([*seeds, "zoo:other"]).run()
+    small(at, "cmp")
+    at.button(key="cmp_run").click().run()
+    no_errors(at)
+    ref = reference(at.session_state["compare:run"]["config_json"])
+    s = ref.summary.set_index(["model", "task"])
+    shown = frame(at, "gain, mean ± sd (pts)")
+    assert len(shown) == len(TASKS) and set(shown["design"]) == {"zoo:rec (mean of 3 seeds)"}
+    for task in TASKS:
+        gains = np.array([s.loc[(m, task), "gain"] for m in seeds])
+        mean, sd = gains.mean(), gains.std(ddof=1)
+        half = stats.t.ppf(0.975, 2) * sd / np.sqrt(3)
+        row = shown[shown["task"] == task].iloc[0]
+        assert row["gain, mean ± sd (pts)"] == f"{100 * mean:+.1f} ± {100 * sd:.1f}"
+        assert row["95% t interval of the mean"] == f"[{100 * (mean - half):+.1f}, {100 * (mean + half):+.1f}]"
+        assert row["verdict"] == ("clear gain" if mean - half > 0 else "no clear gain")
+        assert row["best cut per seed"] == ", ".join(s.loc[(m, task), "best_cut"] for m in seeds)
+    gains = np.array([s.loc[(m, TASKS[0]), "gain"] for m in seeds])  # the task shown
+    mean, sd = gains.mean(), gains.std(ddof=1)
+    half = stats.t.ppf(0.975, 2) * sd / np.sqrt(3)
+    numbers = f"{100 * mean:+.1f} ± {100 * sd:.1f} pts over 3 seeds [{100 * (mean - half):+.1f}, {100 * (mean + half):+.1f}]"
+    group_row = frame(at, "guillotine gain").set_index("model").loc["zoo:rec (mean of 3 seeds)"]
+    assert group_row["guillotine gain"] == (numbers if mean - half > 0 else f"no clear gain ({numbers})")
+    # the chart: the group's mean curve, its band spanning the seeds (min to max); zoo:other stays its own line
+    (spec,) = [c for c in charts(at) if "Task:" in json.dumps(c["layout"]["title"])]
+    lines = traces(spec, "curve", by="model")
+    assert set(lines) == {"zoo:rec (mean of 3 seeds)", "zoo:other"}
+    acc = np.stack([ref.table[(ref.table["model"] == m) & (ref.table["task"] == TASKS[0])].sort_values("depth")["accuracy"]
+                    for m in seeds])
+    np.testing.assert_allclose(lines["zoo:rec (mean of 3 seeds)"][1], acc.mean(0), atol=1e-12)
+    _, band = traces(spec, "band", by="model")["zoo:rec (mean of 3 seeds)"]
+    np.testing.assert_allclose(band, np.r_[acc.max(0), acc.min(0)[::-1]], atol=1e-12)
+
+
+def test_seed_group_rule():
+    from gr_explorer.app.seeds import seed_groups
+
+    base = {"objective": "simclr", "projector": "512-128", "seed": 0, "out": "a.safetensors", "description": "x"}
+    cards = {"zoo:a_s0": {"config": base}, "zoo:a_s1": {"config": {**base, "seed": 1, "out": "b", "description": "y"}},
+             "zoo:b": {"config": {**base, "projector": "128"}}, "timm:resnet18": {}, "zoo:c1": {"design": "C"},
+             "zoo:c2": {"design": "C", "config": {**base, "projector": "64"}}}
+    assert seed_groups(cards) == {"zoo:a (mean of 2 seeds)": ["zoo:a_s0", "zoo:a_s1"], "C (mean of 2 seeds)": ["zoo:c1", "zoo:c2"]}
+
+
+def test_train_tiny_model_appears_in_explore_and_compare(zoo, tmp_path):
     at = start("train")
     # the what-if starts from the recipe recorded in zoo:simclr's card
     assert at.selectbox(key="tr_recipe").value == "zoo:simclr"
@@ -289,23 +537,28 @@ def test_train_tiny_model_appears_in_explore_and_compare(zoo):
     no_errors(at)
     command = at.code[0].value
     assert "--temperature 1.0" in command and "--max-steps 3" in command and "--eval" not in command
+    assert "--out tiny-run.safetensors" in command and str(tmp_path) not in command
     at.button(key="tr_run").click().run()
     no_errors(at)
     last = at.session_state["train:last"]
     assert last["steps"] == 3 and len(last["losses"]) == 3 and all(np.isfinite(last["losses"]))
     path = Path(last["path"])
-    assert path.exists() and path.with_suffix(".json").exists() and path.stem == "tiny-run"
-    assert "gr-explorer train" in last["command"]
+    # written inside the data root, under the digest of its weights; its card names no server path
+    assert path.parent.parent == tmp_path / "data" / "trained" and path.name == "tiny-run.safetensors"
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["config"]["out"] == "tiny-run.safetensors" and str(tmp_path) not in card["command"]
+    assert str(tmp_path) not in json.dumps(card)
+    assert "gr-explorer train" in last["command"] and str(tmp_path) not in page_text(at)
     assert any("loss" in json.dumps(s.get("layout", {}).get("title", "")).lower() for s in charts(at))
-    # "Probe it in Explore" opens Explore with the trained model selected
+    # "Probe it in Explore" opens Explore with the trained model selected, named relative to the data root
     at.button(key="tr_to_explore").click().run()
     no_errors(at)
     model = at.selectbox(key="ex_model")
-    assert model.value == f"file:{path}"
+    assert model.value == f"file:trained/{path.parent.name}/tiny-run.safetensors"
     assert any(o.startswith("trained: tiny-run") for o in model.options)
     assert model.options[0].startswith("zoo:")  # the zoo is still listed
     at.switch_page(f"{PAGES}/compare.py").run()
-    assert any(o == "trained: tiny-run" for o in at.multiselect(key="cmp_models").options)
+    assert any(o.startswith("trained: tiny-run") for o in at.multiselect(key="cmp_models").options)
 
 
 def test_train_bad_setting_shows_the_library_error(zoo):
@@ -368,30 +621,53 @@ def test_upload_helpers_round_trip(tmp_path):
 
     from gr_explorer.errors import CheckpointError
     from gr_explorer.models import load_model
-    from gr_explorer.uploads import checkpoint_archive, store_checkpoint_upload
+    from gr_explorer.uploads import checkpoint_archive, discard, store_checkpoint_upload
 
     model, path = saved_tiny(tmp_path / "src", "abc")
     files = [("abc.safetensors", path.read_bytes()), ("card.json", path.with_suffix(".json").read_bytes())]
-    stored = store_checkpoint_upload(files, root=tmp_path / "up")
+    stored = store_checkpoint_upload(files, tmp_path / "up")
     assert stored.name == "abc.safetensors" and stored.with_suffix(".json").exists()
-    assert store_checkpoint_upload(files, root=tmp_path / "up") == stored  # same content, same place
+    assert store_checkpoint_upload(files, tmp_path / "up") == stored  # same content, same place
+    assert store_checkpoint_upload([("../../x/abc.safetensors", files[0][1]), files[1]], tmp_path / "up") == stored
     loaded = load_model(f"file:{stored}")
     assert loaded.weights_hash() == model.weights_hash()
     with zipfile.ZipFile(io.BytesIO(checkpoint_archive(stored))) as z:
         assert sorted(z.namelist()) == ["abc.json", "abc.safetensors"]
     for bad, msg in (([], "No checkpoint"), ([files[0]], "no .json card"), ([files[1]], "no weights file"),
-                     ([*files, ("x.txt", b"hi")], "Unexpected file")):
+                     ([*files, ("x.txt", b"hi")], "Unexpected file"), ([files[0], ("c.json", b"{")], "not valid JSON")):
         with pytest.raises(CheckpointError, match=msg):
-            store_checkpoint_upload(bad, root=tmp_path / "up")
+            store_checkpoint_upload(bad, tmp_path / "up")
+    discard(stored)
+    assert not stored.parent.exists() and (tmp_path / "up").exists()
     torch.manual_seed(0)
+
+
+def test_data_roots_resolve_inside_and_redact(tmp_path, monkeypatch):
+    from gr_explorer.app.roots import DataRootError, data_roots
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    (b / "pets").mkdir(parents=True)
+    monkeypatch.setenv("GR_EXPLORER_DATA_ROOTS", os.pathsep.join([str(a), str(b)]))
+    roots = data_roots()
+    assert roots.writable == a.resolve() and roots.resolve("pets", "folder") == (b / "pets").resolve()
+    assert roots.resolve(str(b / "pets"), "folder") == (b / "pets").resolve()
+    assert roots.relative(b / "pets" / "x.png") == "pets/x.png"
+    for bad in ("../x", "/etc", "pets/../../..", "~/x", str(tmp_path)):
+        with pytest.raises(DataRootError) as e:
+            roots.resolve(bad, "folder")
+        assert str(tmp_path) not in str(e.value).replace(bad, "")
+    msg = roots.redact(f"Image folder '{b}/pets' has no images; see {tmp_path}/elsewhere/file.txt. "
+                       "2000 train / 1000 test, https://example.org/x/y.tar.gz")
+    assert msg == ("Image folder 'pets' has no images; see <server path>. 2000 train / 1000 test, "
+                   "https://example.org/x/y.tar.gz")
 
 
 def test_default_model_choices():
     from gr_explorer.app.compare import default_models
     from gr_explorer.app.widgets import default_model
 
-    assert default_model(["zoo:byol", "zoo:simclr", "file:/x.safetensors"]) == "zoo:simclr"
-    assert default_model(["file:/x.safetensors", "zoo:byol", "zoo:vicreg"]) == "zoo:byol"  # simclr missing: first zoo entry
+    assert default_model(["zoo:byol", "zoo:simclr", "file:x.safetensors"]) == "zoo:simclr"
+    assert default_model(["file:x.safetensors", "zoo:byol", "zoo:vicreg"]) == "zoo:byol"  # simclr missing: first zoo entry
     assert default_model([]) is None
     zoo = ["zoo:barlow", "zoo:simclr", "zoo:simclr_proj1", "zoo:simclr_proj3_wide", "zoo:simclr_proj_none", "zoo:vicreg"]
     assert default_models(zoo) == ["zoo:simclr_proj_none", "zoo:simclr_proj1", "zoo:simclr", "zoo:simclr_proj3_wide"]

@@ -1,14 +1,17 @@
-"""End to end in a real browser: `streamlit run streamlit_app.py`, headless Chromium, one click on Run.
+"""End to end in a real browser: `streamlit run streamlit_app.py`, headless Chromium, clicks on Run.
 
 Needs Playwright (Python package) and Debian's Chromium (/usr/bin/chromium);
 `.ci/run` installs Chromium with apt when it is missing, and Playwright comes
 with the `test` extra. Playwright's own browser download is not used.
 
 The app runs on its real defaults (zoo:simclr from pretrained/, shapes, all
-cuts, linear probe). While pretrained/ holds no checkpoint yet, a tiny
-stand-in zoo is used instead, so the test still exercises the whole path.
-Saves a screenshot in the test's tmp dir; with GR_EXPLORER_UPDATE_SCREENSHOT=1 (and the shipped
-zoo) it also refreshes the one the README shows, docs/explore.png.
+cuts, linear probe, the random-init baseline) with a temporary data
+root. While pretrained/ holds no checkpoint, a tiny stand-in zoo is used
+instead, so the test still exercises the whole path. Screenshots are taken
+at 1280x720 (a projector) in the test's tmp dir; with
+GR_EXPLORER_UPDATE_SCREENSHOT=1 (and the shipped zoo) they also refresh the
+README's docs/explore.png (default test) and docs/diagnostics.png (the slow
+tour, which also shoots Compare).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ CHROMIUM = os.environ.get("GR_EXPLORER_CHROMIUM") or shutil.which("chromium") or
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 SERVER_START_S = 120
-RUN_S = 300  # generous: the default run takes well under a minute on an idle 2-core CPU
+RUN_S = 400  # generous: the default run takes about half a minute on an idle 2-core CPU
+VIEWPORT = {"width": 1280, "height": 720}  # a projector
 
 
 def _free_port() -> int:
@@ -82,14 +86,14 @@ def playwright_api():
 @pytest.fixture
 def server(tmp_path):
     port = _free_port()
-    env = {**os.environ, "GR_EXPLORER_CACHE": str(tmp_path / "cache"), "GR_EXPLORER_UPLOADS": str(tmp_path / "uploads"),
+    env = {**os.environ, "GR_EXPLORER_CACHE": str(tmp_path / "cache"), "GR_EXPLORER_DATA_ROOTS": str(tmp_path / "data"),
            "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            **_zoo_env(tmp_path)}
     log = open(tmp_path / "streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"],
+         ],  # the rest (no file watcher, viewer toolbar) comes from .streamlit/config.toml
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -106,50 +110,78 @@ def server(tmp_path):
         print((tmp_path / "streamlit.log").read_text()[-3000:])
 
 
+def _launch(p):
+    # Playwright gives every launch a fresh temporary profile (the --user-data-dir flag is its own).
+    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def _run_and_wait(page, name: str, done_text: str) -> float:
+    button = page.get_by_role("button", name=name, exact=True)
+    button.wait_for(state="visible", timeout=90_000)
+    page.wait_for_function("(n) => { const b = [...document.querySelectorAll('button')].find("
+                           "b => b.innerText.trim().endsWith(n)); return b && !b.disabled; }", arg=name, timeout=90_000)
+    t0 = time.perf_counter()
+    button.click()
+    page.get_by_text(done_text).first.wait_for(timeout=RUN_S * 1000)
+    seconds = time.perf_counter() - t0
+    page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
+    page.wait_for_timeout(2000)  # let Plotly finish drawing
+    return seconds
+
+
+def _no_errors(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0
+    errors = page.locator("[data-testid='stAlertContentError']")
+    assert errors.count() == 0, errors.all_inner_texts()
+    body = page.inner_text("body")
+    assert "Traceback" not in body and "Unexpected error" not in body
+
+
+def _shot(page, path: Path, at_text: str | None = None) -> Path:
+    if at_text is not None:  # that heading at the top of the view
+        page.get_by_text(at_text).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(800)
+    page.mouse.move(640, 5)  # no tooltip in the screenshot
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path), full_page=False)
+    return path
+
+
+def _publish(real_zoo: bool, shot: Path, name: str) -> None:
+    if real_zoo and os.environ.get("GR_EXPLORER_UPDATE_SCREENSHOT") == "1":  # never the stand-in
+        (ROOT / "docs").mkdir(exist_ok=True)
+        shutil.copyfile(shot, ROOT / "docs" / name)
+
+
 def test_default_run_in_a_real_browser(playwright_api, server, tmp_path):
     server, real_zoo = server
     with playwright_api() as p:
-        # Playwright gives every launch a fresh temporary profile (the --user-data-dir flag is its own).
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = _launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1100})
+            page = browser.new_page(viewport=VIEWPORT)
             page.goto(server, wait_until="domcontentloaded", timeout=60_000)
-            run = page.get_by_role("button", name="Run", exact=True)
-            run.wait_for(state="visible", timeout=90_000)
-            page.wait_for_function("() => { const b = [...document.querySelectorAll('button')].find("
-                                   "b => b.innerText.trim().endsWith('Run')); return b && !b.disabled; }", timeout=90_000)
-            t0 = time.perf_counter()
-            run.click()
-            page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=RUN_S * 1000)
-            seconds = time.perf_counter() - t0
-            page.get_by_text("Reproduce from a terminal").wait_for(timeout=60_000)
-            page.wait_for_timeout(1500)  # let Plotly finish drawing
-            print(f"default run: chart shown {seconds:.1f} s after clicking Run")
+            seconds = _run_and_wait(page, "Run", "Reproduce from a terminal")
+            print(f"default run: results shown {seconds:.1f} s after clicking Run")
             assert page.locator(".js-plotly-plot").count() >= 1
-            assert page.locator("[data-testid='stException']").count() == 0
-            errors = page.locator("[data-testid='stAlertContentError']")
-            assert errors.count() == 0, errors.all_inner_texts()
+            _no_errors(page)
             body = page.inner_text("body")
-            assert "Traceback" not in body and "Unexpected error" not in body
-            page.mouse.move(900, 10)  # no tooltip in the screenshot
-            page.wait_for_timeout(500)
-            shot = tmp_path / "explore.png"
-            page.screenshot(path=str(shot), full_page=False)
-            if real_zoo and os.environ.get("GR_EXPLORER_UPDATE_SCREENSHOT") == "1":  # never the stand-in
-                (ROOT / "docs").mkdir(exist_ok=True)
-                shutil.copyfile(shot, ROOT / "docs" / "explore.png")
+            assert "random init" in body and "guillotine gain" in body
+            assert str(tmp_path) not in body
+            _publish(real_zoo, _shot(page, tmp_path / "explore.png"), "explore.png")
             # the downloads: the run config reproduces the run (SweepConfig.load reads it), the CSV is the table
             with page.expect_download() as d:
                 page.get_by_role("button", name="Run config (JSON)").click()
             d.value.save_as(tmp_path / "run.json")
             config = SweepConfig.load(tmp_path / "run.json")
-            assert config.models == ["zoo:simclr"] and config.dataset == "shapes" and config.cuts is None
-            assert config.probes == ["linear"]
+            assert config.models == ("zoo:simclr",) and config.dataset == "shapes" and config.cuts is None
+            assert config.probes == ("linear",) and config.baselines == ("random-init",)
+            assert str(tmp_path) not in (tmp_path / "run.json").read_text()
             with page.expect_download() as d:
                 page.get_by_role("button", name="Results (CSV)").click()
             d.value.save_as(tmp_path / "results.csv")
             table = pd.read_csv(tmp_path / "results.csv")
             assert set(table["task"]) == set(dataset_tasks("shapes")) and table["accuracy"].between(0, 1).all()
+            assert set(table["baseline"].fillna("")) == {"", "random-init"}
             with page.expect_download() as d:
                 page.get_by_role("button", name="Figure (HTML)").click()
             d.value.save_as(tmp_path / "figure.html")
@@ -161,5 +193,41 @@ def test_default_run_in_a_real_browser(playwright_api, server, tmp_path):
             assert other.locator(".js-plotly-plot").count() == 0
             other.close()
             assert page.locator(".js-plotly-plot").count() >= 1
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_screenshot_tour_diagnostics_and_compare(playwright_api, server, tmp_path):
+    """The Diagnostics view of the default run and Compare's default comparison, at 1280x720."""
+    server, real_zoo = server
+    with playwright_api() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+            page.get_by_text("Label-free diagnostics").first.click()
+            page.get_by_text("Diagnostics", exact=True).first.wait_for(timeout=30_000)
+            seconds = _run_and_wait(page, "Run", "Reproduce from a terminal")
+            print(f"default run with diagnostics: {seconds:.1f} s")
+            _no_errors(page)
+            assert "validation picks" in page.inner_text("body")
+            _shot(page, tmp_path / "explore_table.png", "Each line is a task")
+            _publish(real_zoo, _shot(page, tmp_path / "diagnostics.png", "Diagnostics: what the cuts look like"),
+                     "diagnostics.png")
+            _shot(page, tmp_path / "diagnostics_below.png", "Would a metric have found")
+            page.get_by_role("tab", name="Invariance per augmentation").click()
+            _shot(page, tmp_path / "diagnostics_invariance.png", "Would a metric have found")
+            page.get_by_role("link", name="Compare").click()
+            page.get_by_text("Pick two or more models").first.wait_for(timeout=90_000)
+            seconds = _run_and_wait(page, "Run comparison", "Best cut and guillotine gain per model")
+            print(f"default comparison: {seconds:.1f} s")
+            _no_errors(page)
+            if real_zoo:  # the projector variants differ most on colour
+                page.locator("[data-testid='stButtonGroup']").get_by_role("radio", name="color", exact=True).click()
+                page.wait_for_timeout(3000)
+            _shot(page, tmp_path / "compare.png", "Compare models")
+            _shot(page, tmp_path / "compare_below.png", "Best cut and guillotine gain per model")
+            assert str(tmp_path) not in page.inner_text("body")
         finally:
             browser.close()

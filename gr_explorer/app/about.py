@@ -40,14 +40,30 @@ task (the `label_aligned` objective, whose positive pairs are images of the same
   pooled backbone output `pool` (what the projector receives), then `proj1` ... `projL`, the output of each
   projector layer (`projL` is what the loss sees). The blue band is the backbone, the orange band the projector.
   Each line is one task (and probe); the y axis is test accuracy of a probe fitted on the frozen features of that
-  cut. Chance level is 1 / number of classes.
-* **The star** marks the best cut of each line, and the label above it is the **guillotine gain**: accuracy at
-  the best cut minus accuracy at the last cut, in points. A large gain means the projector threw away what that
-  task needed. Hover any point for its cut, part, dimension and accuracy.
+  cut, and the shaded band around a line is its **95% bootstrap interval** over the test images. The buttons above
+  the chart show one task at a time, which reads best on a projector.
+* **References.** The dashed line is the **same network with random weights** (seeded): what the architecture
+  alone gives. The diamond at `pixels` is a probe on the **raw pixels**. The dotted line is **chance** (always
+  guessing the most common class). A cut is only interesting where it beats these.
+* **The star** marks the best cut of each line, chosen on **validation** images held out of the training images
+  (never on the test images it is scored on). The number beside it is the **guillotine gain**: accuracy at the best
+  cut minus accuracy at the last cut, in points. It is written only when its 95% interval (paired over the same test
+  images) excludes 0; otherwise the tables say **no clear gain** and give the numbers. A large gain means the
+  projector threw away what that task needed.
+* **The table under the chart** gives, per task, the best cut and its accuracy with its interval, the last cut, the
+  gain, the random-init and raw-pixel accuracies (and how far the model is above its random twin) and chance.
+  **Probe validation** shows how the probe's own setting (the L2 strength C, or k) was chosen at one cut.
 * **The cut × task heatmap** shows the same numbers as a grid: read a row to follow one task through the network,
   a column to see what one cut still knows.
+* **Diagnostics** (switch them on in the sidebar) are label-free: RankMe (effective rank), alpha-ReQ (how fast the
+  eigenvalues decay), stable rank and NESum per cut, under the accuracy of the same cuts; the CKA between every two
+  cuts (1 = the same representation up to a rotation and a scale); and how little each cut moves under each
+  training augmentation (invariance). A sentence per task says which cut each metric would have picked without
+  labels, and how many test points trusting it would cost.
 * **Compare** puts several models on one chart per task. Try the zoo's projector variants or objectives: the
-  deeper or narrower the projector, the further from the output the best cut tends to sit.
+  deeper or narrower the projector, the further from the output the best cut tends to sit. Several seeds of one
+  recipe are drawn as their mean with a band from the lowest to the highest seed, and their gain as mean ± sd
+  over seeds. The CKA at each depth says where two models' representations part.
 
 ### Probes
 
@@ -58,8 +74,8 @@ forward pass per batch, and the features are cached on disk, so changing only th
 
 ### A ten-minute demo
 
-1. **Explore** → press **Run** on the default (the shipped SimCLR model on `shapes`). Look at `color`: high at
-   the first stages, low at `projL`. Compare with `shape`.
+1. **Explore** → press **Run** on the default (the shipped SimCLR model on `shapes`). Pick `color`: high at
+   the first stages, low at `projL`; the dashed random network keeps colour too. Compare with `shape`.
 2. Add the derived task `grayscale` or `hue` and run again: the network's invariance shows up as a drop to
    chance along the projector.
 3. **Train** → set the colour jitter to 0 and train; then **Compare** it with the shipped model: without the

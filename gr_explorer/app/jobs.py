@@ -159,7 +159,7 @@ def _stage_line(s: StageInfo, current: bool) -> str:
 
 
 def follow(job: Job, *, key: str, on_series: Callable[[Any, list[float]], None] | None = None,
-           poll: float = 0.3, cancel_label: str = "Cancel",
+           poll: float = 0.5, cancel_label: str = "Cancel",
            cancel_help: str = "Stop after the current batch. Features extracted so far stay cached.") -> Snapshot:
     """Draw `job`'s progress and block (polling) until it ends; returns the final snapshot.
 
@@ -175,24 +175,31 @@ def follow(job: Job, *, key: str, on_series: Callable[[Any, list[float]], None] 
         lines = st.empty()
         bar = st.empty()
         chart = st.empty() if on_series is not None else None
-    shown_points = -1
+    shown_points, shown = -1, (None, None, None)
     while True:
         snap = job.snapshot()
         label = f"{job.title} · {snap.elapsed:.0f} s"
         if snap.cancel_requested and snap.running:
             label = f"Cancelling {job.title.lower()} · {snap.elapsed:.0f} s"
-        status.update(label=label, state="running", expanded=True)
         text = [*(f":material/info: {m}" for m in snap.log[-3:])]
         text += [_stage_line(s, current=(i == len(snap.stages) - 1 and snap.running)) for i, s in enumerate(snap.stages)]
-        lines.markdown("  \n".join(text) or "Starting ...")
         cur = snap.stages[-1] if snap.stages else None
         if cur is not None and cur.total:
-            frac = min(1.0, cur.done / cur.total)
-            bar.progress(frac, text=f"{STAGE_TITLES.get(cur.name, cur.name)}: {cur.done}/{cur.total}")
+            progress = (min(1.0, cur.done / cur.total), f"{STAGE_TITLES.get(cur.name, cur.name)}: {cur.done}/{cur.total}")
         elif cur is not None:
-            bar.progress(0.0, text=f"{STAGE_TITLES.get(cur.name, cur.name)}: {cur.message or 'starting ...'}")
+            progress = (0.0, f"{STAGE_TITLES.get(cur.name, cur.name)}: {cur.message or 'starting ...'}")
         else:
-            bar.progress(0.0, text="starting ...")
+            progress = (0.0, "starting ...")
+        state = (label, "  \n".join(text) or "Starting ...", progress)
+        # Only what changed goes to the browser: every message costs the server and the browser CPU time
+        # that the job (on the same cores) would otherwise have.
+        if state[0] != shown[0]:
+            status.update(label=label, state="running", expanded=True)
+        if state[1] != shown[1]:
+            lines.markdown(state[1])
+        if state[2] != shown[2]:
+            bar.progress(progress[0], text=progress[1])
+        shown = state
         if chart is not None and len(snap.series) != shown_points:
             shown_points = len(snap.series)
             on_series(chart, snap.series)
@@ -205,7 +212,7 @@ def follow(job: Job, *, key: str, on_series: Callable[[Any, list[float]], None] 
             job.detached = True
             snap.error = JobCancelled()
             break
-        time.sleep(poll)
+        job.wait(poll)  # returns as soon as the job ends: no poll interval is added to a run
     cancel_slot.empty()
     if snap.error is None:
         status.update(label=f"{job.title}: done in {snap.elapsed:.1f} s", state="complete", expanded=False)

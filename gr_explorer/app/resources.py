@@ -1,29 +1,45 @@
-"""Heavy objects shared by all sessions through Streamlit's caches.
+"""The library's loaders behind Streamlit's caches, with every path kept inside the data roots.
 
-Sharing rules (several browser sessions use the same objects at once):
+The app loads exactly what `run_sweep` would load: the keyword arguments come
+from the library (`run.dataset_args`, `run.model_args`), the app only maps
+user-visible names to server paths and caches the result.
 
-* Models are cached per (spec, weights, readout, device, file stamp). A sweep
-  only runs them in eval mode under no_grad on that one device, which reads the
-  weights and never changes them, so concurrent sessions can share one Model.
-  Nothing in the app mutates a cached Model (training builds its own).
-* Datasets are cached per full loading parameters; sweeps only read them.
-  Image folders are not cached (their files can change under the same path;
-  the library fingerprints them at every load).
-* The zoo listing is cached for a few seconds only (new checkpoints appear).
-* Features are cached on disk by the library (content-keyed, atomic writes).
+* Names the user sees: `zoo:<name>`, `timm:<name>`, `file:<path relative to a
+  data root>` and `imagefolder:<path relative to a data root>`. Only here do
+  they become server paths; models and datasets keep the visible name, so
+  tables, charts and run.json never show a server path.
+* Sharing: models are cached per (load arguments, device, file stamp) and
+  datasets per load arguments, shared by all sessions and only read (a sweep
+  runs models in eval mode under no_grad). Image folders are not cached (their
+  files can change; the library fingerprints them at every load).
+* A model that failed to load (e.g. offline) is remembered for a minute, so
+  redrawing a page does not wait for the network again.
+* Offline errors are rewritten in the app's words (no CLI flags); every
+  message shown has its server paths made relative (widgets.show_error).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import streamlit as st
 
+from ..config import SweepConfig
 from ..data import Dataset, load_dataset
 from ..device import resolve_device
+from ..errors import DatasetError, OfflineError
 from ..models import Model, list_zoo, load_model, zoo_dir
-from ..config import SweepConfig
+from ..run import dataset_args, model_args
+from .roots import DataRoots, data_roots
+
+IMAGEFOLDER = "imagefolder"
+TORCHVISION_FOLDER = "torchvision"
+FAILURE_TTL_S = 60.0
+_failures: dict[tuple, tuple[float, BaseException]] = {}
+_failures_lock = threading.Lock()
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -36,50 +52,140 @@ def zoo_entries() -> dict[str, str]:
     return _zoo(str(zoo_dir()))
 
 
-def _stamp(spec: str) -> str:
-    """What identifies the file behind a zoo:/file: spec, so a changed file is not served from the cache."""
+# ----------------------------------------------------------------------------------------------
+# visible names -> server paths
+
+
+def server_spec(spec: str, roots: DataRoots) -> str:
+    """`file:<relative>` -> `file:<server path inside a root>`; other specs unchanged."""
     scheme, _, rest = spec.partition(":")
-    path = None
-    if scheme == "zoo":
-        path = zoo_dir() / f"{rest}.safetensors"
-    elif scheme == "file":
-        path = Path(rest).expanduser()
+    if scheme == "file":
+        return f"file:{roots.resolve(rest, 'checkpoint file')}"
+    return spec
+
+
+def visible_file_spec(path: str | os.PathLike, roots: DataRoots) -> str:
+    """The name a checkpoint under a root is shown (and written to run.json) under."""
+    return f"file:{roots.relative(path)}"
+
+
+def _stamp(spec: str) -> str:
+    """What identifies the file behind a zoo:/file: server spec, so a changed file is not served from the cache."""
+    scheme, _, rest = spec.partition(":")
+    path = zoo_dir() / f"{rest}.safetensors" if scheme == "zoo" else Path(rest) if scheme == "file" else None
     if path is None:
         return ""
     parts = []
     for p in (path, path.with_suffix(".json")):
         try:
             s = os.stat(p)
-            parts.append(f"{p.resolve()}:{s.st_size}:{s.st_mtime_ns}")
+            parts.append(f"{s.st_size}:{s.st_mtime_ns}:{s.st_ino}")
         except OSError:
-            parts.append(f"{p}:missing")
+            parts.append("missing")
     return "|".join(parts)
 
 
+# ----------------------------------------------------------------------------------------------
+# models
+
+
+def _frozen(args: dict) -> tuple:
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items())
+
+
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _model(spec: str, weights: str | None, readout: str, device: str, stamp: str) -> Model:
-    return load_model(spec, weights=weights, readout=readout).eval()
+def _model(frozen: tuple, device: str, stamp: str) -> Model:
+    return load_model(**dict(frozen)).eval()
 
 
-def get_model(spec: str, *, weights: str | None = None, readout: str = "cls", device: str = "auto") -> Model:
-    """A loaded model, shared between sessions (read-only!). Raises the library's errors uncached."""
-    dev = str(resolve_device(device))
-    return _model(spec, weights, readout, dev, _stamp(spec))
+def get_model(config: SweepConfig, spec: str) -> Model:
+    """Model `spec` of `config`, loaded as run_sweep loads it, named as the user sees it (shared: read-only!)."""
+    roots = data_roots()
+    args = model_args(config, spec)
+    args["spec"] = server_spec(spec, roots)
+    key = (_frozen(args), str(resolve_device(config.device)), _stamp(args["spec"]))
+    with _failures_lock:
+        failed = _failures.get(key)
+    if failed is not None and time.monotonic() - failed[0] < FAILURE_TTL_S:
+        raise failed[1]
+    try:
+        model = _model(*key)
+    except OfflineError:
+        e = OfflineError(offline_model_message(spec))
+        now = time.monotonic()
+        with _failures_lock:
+            for k in [k for k, (t, _) in _failures.items() if now - t > FAILURE_TTL_S]:
+                del _failures[k]
+            _failures[key] = (now, e)
+        raise e from None
+    if args["spec"] != spec:  # file: specs: the visible name, never the server path
+        return model.renamed(model.name.replace(args["spec"], spec))
+    return model
 
 
-def _load(spec: str, tasks: tuple[str, ...] | None, n_train: int | None, n_test: int | None, seed: int,
-          data_root: str | None, image_size: int | None) -> Dataset:
-    return load_dataset(spec, tasks=list(tasks) if tasks is not None else None, n_train=n_train, n_test=n_test,
-                        seed=seed, data_root=data_root, image_size=image_size)
+def offline_model_message(spec: str) -> str:
+    return (f"The pretrained weights of {spec} are not on this server, and the server cannot reach the Hugging Face hub "
+            f"to download them. Choose Weights: random to probe the same architecture untrained, pick a shipped model, "
+            f"or upload a checkpoint (Model source: Upload).")
 
 
-_dataset = st.cache_resource(max_entries=6, show_spinner=False)(_load)
+# ----------------------------------------------------------------------------------------------
+# datasets
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _dataset(frozen: tuple) -> Dataset:
+    return load_dataset(**dict(frozen))
+
+
+def torchvision_root(roots: DataRoots) -> Path:
+    """`torchvision/` in the first root that has one, else created in the writable root."""
+    for root in roots.roots:
+        if (root / TORCHVISION_FOLDER).is_dir():
+            return root / TORCHVISION_FOLDER
+    return roots.folder(TORCHVISION_FOLDER)
 
 
 def get_dataset(config: SweepConfig) -> Dataset:
-    """The dataset of a sweep config, loaded exactly as run_sweep loads it (shared between sessions, read-only)."""
-    args = (config.dataset, tuple(config.tasks) if config.tasks is not None else None, config.n_train, config.n_test,
-            config.seed, config.data_root, config.image_size)
-    if config.dataset.strip().lower().startswith("imagefolder"):
-        return _load(*args)
-    return _dataset(*args)
+    """The dataset of a sweep config, loaded as run_sweep loads it, from inside the data roots only."""
+    roots = data_roots()
+    args = dataset_args(config)
+    spec = args["spec"]
+    head, _, rest = spec.partition(":")
+    try:
+        if head.strip().lower() == IMAGEFOLDER:
+            folder = roots.resolve(rest, "image folder")
+            if not folder.is_dir():
+                raise DatasetError(f"There is no folder {rest.strip()!r} in the app's data folder. Valid: one of the "
+                                      "image folders the app lists.")
+            ds = load_dataset(**{**args, "spec": f"{IMAGEFOLDER}:{folder}"})
+            ds.name = spec  # this load is not shared: the visible name for tables and messages
+            return ds
+        args["data_root"] = str(torchvision_root(roots))
+        return _dataset(_frozen(args))
+    except OfflineError:
+        raise OfflineError(offline_dataset_message(spec)) from None
+
+
+def offline_dataset_message(spec: str) -> str:
+    return (f"The {spec} images are not on this server, and the server cannot download them. Pick another dataset "
+            f"(shapes and digits need no download), or ask the server's admin to put the {spec} files in the "
+            f"'{TORCHVISION_FOLDER}' folder of the app's data folder.")
+
+
+def image_folders(limit: int = 200) -> list[str]:
+    """Candidate image folders (relative names): folders of each root, and their subfolders, that hold folders."""
+    roots = data_roots()
+    skip = {"uploads", "trained", TORCHVISION_FOLDER}
+    out: list[str] = []
+    for root in roots.roots:
+        try:
+            top = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in skip)
+        except OSError:
+            continue
+        for p in top:
+            if any(c.is_dir() and not c.name.startswith(".") for c in p.iterdir()):
+                out.append(p.name)
+            if len(out) >= limit:
+                return list(dict.fromkeys(out))
+    return list(dict.fromkeys(out))

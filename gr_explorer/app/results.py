@@ -1,7 +1,11 @@
-"""Show a finished sweep: the library's figures and tables, and the downloads that reproduce it.
+"""Run a sweep from a page and keep what the library returned: the run bar, the job, the record, the downloads.
 
 A *run record* (kept in st.session_state so it survives reruns) holds only
-what the library returned: the tidy table, the run config JSON and timings.
+what `run_sweep` returned (tables, summary, search, diagnostics, the base
+features Compare's CKA reads, the models' cards) plus the run config JSON.
+The config the app runs names models and folders as the user sees them
+(relative to the data roots), so that JSON is what the user downloads.
+Shared table formatting (the guillotine-gain rule) lives here too.
 """
 
 from __future__ import annotations
@@ -13,11 +17,9 @@ import time
 import pandas as pd
 import streamlit as st
 
-from ..plots import accuracy_vs_depth, cut_task_heatmap
 from ..config import SweepConfig
 from ..progress import ProgressEvent
 from ..run import SweepResult
-from ..summary import guillotine_summary
 from .jobs import Job, Snapshot, follow, is_cancel
 from .widgets import show_error
 
@@ -25,37 +27,50 @@ CLI = "gr-explorer sweep --config run.json"
 
 
 def start_sweep(config: SweepConfig, title: str) -> Job:
-    """Run `config` with the library's run_sweep in a background Job (models/dataset from the shared caches)."""
+    """Run `config` with the library's run_sweep in a background Job (models and dataset from the shared caches)."""
     from ..run import run_sweep
     from . import resources
 
-    def work(job: Job) -> SweepResult:
+    def work(job: Job) -> dict:
         job.progress(ProgressEvent("load", 0, 1, "", f"loading dataset {config.dataset}"))
         dataset = resources.get_dataset(config)
         models = []
         for spec in config.models:
             job.progress(ProgressEvent("load", 0, 1, "", f"loading model {spec}"))
-            models.append(resources.get_model(spec, weights=config.weights, readout=config.readout, device=config.device))
-        return run_sweep(config, models=models, dataset=dataset, progress=job.progress, should_stop=job.should_stop)
+            models.append(resources.get_model(config, spec))
+        res = run_sweep(config, models=models, dataset=dataset, progress=job.progress, should_stop=job.should_stop)
+        return record_of(res, models)
 
     return Job(title, work, meta={"config_json": config.to_json()}).start()
 
 
+def record_of(res: SweepResult, models) -> dict:
+    """What a page keeps of a finished sweep (built in the worker thread, so redraws never wait for it)."""
+    cache = {m: {"cached": sum(len(f.cached_cuts) for f in views.values()), "cuts": sum(len(f.cuts) for f in views.values()),
+                 "batches": sum(f.forward_batches for f in views.values())}
+             for m, views in res.features.items()}
+    base = {m.name: (res.features[m.name]["base"].cuts, res.features[m.name]["base"].train)
+            for m in models if "base" in res.features.get(m.name, {})}
+    return {"table": res.table, "summary": res.summary, "search": res.search, "metrics": res.metrics, "cka": res.cka,
+            "metric_selection": res.metric_selection, "config_json": res.config.to_json(), "seconds": res.seconds,
+            "cache": cache, "dataset": {"n_train": res.dataset.n_train, "n_test": res.dataset.n_test},
+            "models": [m.name for m in models], "cards": {m.name: dict(m.card or {}) for m in models},
+            "features": base, "finished": time.time(), "cancelled": False}
+
+
 def record_from(job: Job, snap: Snapshot) -> tuple[dict | None, BaseException | None]:
     """(run record, error) from a finished sweep Job; a cancelled sweep keeps its finished rows."""
-    config_json = job.meta["config_json"]
     if snap.error is None:
-        res: SweepResult = snap.result
-        cache = {m: {"cached": sum(len(f.cached_cuts) for f in views.values()), "cuts": sum(len(f.cuts) for f in views.values()),
-                     "batches": sum(f.forward_batches for f in views.values())}
-                 for m, views in res.features.items()}
-        return {"table": res.table, "summary": res.summary, "search": res.search, "config_json": config_json,
-                "seconds": res.seconds, "cache": cache,
-                "dataset": {"n_train": res.dataset.n_train, "n_test": res.dataset.n_test}, "finished": time.time(),
-                "cancelled": False}, None
+        return snap.result, None
     partial = getattr(snap.error, "partial", None)
     if is_cancel(snap.error) and isinstance(partial, pd.DataFrame) and len(partial):
-        return {"table": partial, "config_json": config_json, "seconds": snap.elapsed, "cache": {}, "dataset": {},
+        from ..summary import guillotine_summary
+
+        config = SweepConfig.from_dict(json.loads(job.meta["config_json"]))
+        return {"table": partial, "summary": guillotine_summary(partial, config.bootstrap, config.seed),
+                "search": pd.DataFrame(), "metrics": pd.DataFrame(), "cka": pd.DataFrame(),
+                "metric_selection": pd.DataFrame(), "config_json": job.meta["config_json"], "seconds": snap.elapsed,
+                "cache": {}, "dataset": {}, "models": list(dict.fromkeys(partial["model"])), "cards": {}, "features": {},
                 "finished": time.time(), "cancelled": True}, snap.error
     return None, snap.error
 
@@ -70,28 +85,34 @@ def show_outcome(error: BaseException | None) -> None:
         show_error(error)
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "run"
 
 
-def run_header(record: dict, current_config_json: str | None) -> None:
-    bits = [f"{len(record['table'])} results in {record['seconds']:.1f} s"]
-    if record["dataset"]:
-        bits.append(f"{record['dataset']['n_train']} train / {record['dataset']['n_test']} test images")
-    for m, c in record["cache"].items():
-        if c["cached"] == c["cuts"]:
-            text = f"features of {c['cuts']} cuts from the cache (no forward pass)"
-        elif c["cached"]:
-            text = f"{c['cached']}/{c['cuts']} cuts from the cache, {c['batches']} forward batches"
-        else:
-            text = f"{c['batches']} forward batches, {c['cuts']} cuts"
-        bits.append(f"{m}: {text}" if len(record["cache"]) > 1 else text)
-    st.caption(" · ".join(bits))
+def run_notes(record: dict, current_config_json: str | None) -> None:
+    """What the user must know before reading the results: a cancelled run, settings changed since."""
     if record.get("cancelled"):
         st.warning("This run was cancelled: only the results finished before the cancel are shown.")
     if current_config_json is not None and json.loads(current_config_json) != json.loads(record["config_json"]):
         st.info("The settings have changed since this run; press **Run** to update the results.",
                 icon=":material/sync_problem:")
+
+
+def run_stats(record: dict) -> None:
+    """How the run went: size, time, and how much came from the feature cache."""
+    bits = [f"{len(record['table'])} results in {record['seconds']:.1f} s"]
+    if record["dataset"]:
+        bits.append(f"{record['dataset']['n_train']} train / {record['dataset']['n_test']} test images")
+    cached = sum(c["cached"] for c in record["cache"].values())
+    cuts = sum(c["cuts"] for c in record["cache"].values())
+    batches = sum(c["batches"] for c in record["cache"].values())
+    if cuts and cached == cuts:
+        bits.append(f"features of all {cuts} cuts from the cache (no forward pass)")
+    elif cached:
+        bits.append(f"{cached}/{cuts} cuts from the cache, {batches} forward batches")
+    elif cuts:
+        bits.append(f"{batches} forward batches for {cuts} cuts (models and baselines)")
+    st.caption(" · ".join(bits))
 
 
 def config_summary(config: SweepConfig) -> str:
@@ -100,7 +121,12 @@ def config_summary(config: SweepConfig) -> str:
     cuts = "all cuts" if config.cuts is None else f"{len(config.cuts)} cuts"
     n = f"{config.n_train or 'all'} train / {config.n_test or 'all'} test images"
     probes = " + ".join(config.probes) + (" probe" if len(config.probes) == 1 else " probes")
-    return " · ".join([", ".join(config.models), f"{config.dataset} ({tasks})", cuts, probes, n, f"device {config.device}"])
+    bits = [", ".join(config.models), f"{config.dataset} ({tasks})", cuts, probes]
+    if config.baselines:
+        bits.append("baselines: " + ", ".join(config.baselines))
+    if config.metrics:
+        bits.append("diagnostics")
+    return " · ".join([*bits, n, f"device {config.device}"])
 
 
 def sweep_flow(page: str, key: str, config: SweepConfig | None, *, title: str, button: str, show, empty_hint: str) -> None:
@@ -112,7 +138,7 @@ def sweep_flow(page: str, key: str, config: SweepConfig | None, *, title: str, b
     job_key, run_key, err_key = f"{page}:job", f"{page}:run", f"{page}:error"
     job = ss.get(job_key)
     busy = job is not None and job.running and not job.detached
-    c1, c2 = st.columns([1, 5], vertical_alignment="center")
+    c1, c2 = st.columns([3, 8], vertical_alignment="center")
     clicked = c1.button(button, type="primary", key=f"{key}_run", disabled=config is None or busy, width="stretch",
                         icon=":material/play_arrow:",
                         help="Extract features at every cut in one pass per batch, then fit the probes.")
@@ -136,30 +162,62 @@ def sweep_flow(page: str, key: str, config: SweepConfig | None, *, title: str, b
         st.info(empty_hint, icon=":material/arrow_back:")
 
 
-def summary_metrics(table: pd.DataFrame) -> None:
-    """Best cut and guillotine gain per task, as metric tiles (first probe only, one model)."""
-    s = guillotine_summary(table)
-    if s.empty:
-        return
-    s = s[s["probe"] == s["probe"].iloc[0]]
-    cols = st.columns(min(len(s), 6))
-    for i, row in enumerate(s.itertuples(index=False)):
-        cols[i % len(cols)].metric(
-            f"{row.task}: best cut", f"{row.best_cut}",
-            f"{100 * row.gain:+.1f} pts vs {row.last_cut}" if row.clear_gain else "no clear gain",
-            delta_color="normal" if row.clear_gain else "off",
-            help=f"{row.probe} probe: {row.best_accuracy:.3f} at {row.best_cut} vs {row.last_accuracy:.3f} at the last "
-                 f"cut {row.last_cut}. The guillotine gain is best minus last.")
+# ----------------------------------------------------------------------------------------------
+# the guillotine-gain rule, as every table shows it
 
 
-def summary_table(table: pd.DataFrame) -> pd.DataFrame:
-    s = guillotine_summary(table)
-    return s.assign(gain_pts=(100 * s["gain"]).round(1)).drop(columns=["gain"])
+def pts(v: float) -> str:
+    return f"{100 * v:+.1f}"
+
+
+def gain_cell(r) -> str:
+    """'+12.3 pts [+8.1, +16.4]' when the gain's 95% interval excludes 0, else 'no clear gain (...)' with its numbers."""
+    if pd.isna(r.gain_ci_low):
+        return f"{pts(r.gain)} pts (no interval)"
+    numbers = f"{pts(r.gain)} pts [{pts(r.gain_ci_low)}, {pts(r.gain_ci_high)}]"
+    return numbers if r.clear_gain else f"no clear gain ({numbers})"
+
+
+def over_random_cell(r) -> str:
+    """The model's best cut vs its random-init twin's best cut, paired over the same test images."""
+    if pd.isna(r.over_random_init):
+        return ""
+    if pd.isna(r.over_random_init_ci_low):
+        return f"{pts(r.over_random_init)} pts"
+    numbers = f"{pts(r.over_random_init)} [{pts(r.over_random_init_ci_low)}, {pts(r.over_random_init_ci_high)}]"
+    clear = r.over_random_init_ci_low > 0 or r.over_random_init_ci_high < 0
+    return numbers if clear else f"no clear difference ({numbers})"
+
+
+def acc_cell(acc: float, lo: float, hi: float) -> str:
+    return f"{acc:.3f}" if pd.isna(lo) else f"{acc:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def summary_frame(summary: pd.DataFrame, *, by: str = "task") -> pd.DataFrame:
+    """The library's summary as a compact table: one row per curve, every number with its interval."""
+    s = summary[summary["baseline"].fillna("") == ""]
+    out = pd.DataFrame({
+        "model": s["model"], "task": s["task"], "probe": s["probe"],
+        "best cut (validation)": s["best_cut"],
+        "accuracy there [95% CI]": [acc_cell(r.best_accuracy, r.best_ci_low, r.best_ci_high) for r in s.itertuples()],
+        "last cut": [f"{r.last_cut}: {r.last_accuracy:.3f}" for r in s.itertuples()],
+        "guillotine gain": [gain_cell(r) for r in s.itertuples()],
+    })
+    if s["random_init_accuracy"].notna().any():
+        out["random init"] = [f"{v:.3f}" if pd.notna(v) else "" for v in s["random_init_accuracy"]]
+        out["model − random init, pts"] = [over_random_cell(r) for r in s.itertuples()]
+    if s["pixels_accuracy"].notna().any():
+        out["raw pixels"] = [f"{v:.3f}" if pd.notna(v) else "" for v in s["pixels_accuracy"]]
+    out["chance"] = [f"{v:.3f}" for v in s["chance"]]
+    drop = [c for c, keep in (("model", by == "model" or s["model"].nunique() > 1), ("probe", s["probe"].nunique() > 1))
+            if not keep]
+    return out.drop(columns=drop).reset_index(drop=True)
 
 
 def downloads(record: dict, figure_html, key: str, stem: str) -> None:
+    table = record["table"].drop(columns=["correct"], errors="ignore")
     c1, c2, c3 = st.columns(3)
-    c1.download_button("Results (CSV)", data=record["table"].to_csv(index=False), file_name=f"{stem}_results.csv",
+    c1.download_button("Results (CSV)", data=table.to_csv(index=False), file_name=f"{stem}_results.csv",
                        mime="text/csv", key=f"{key}:csv", icon=":material/table:", on_click="ignore")
     c2.download_button("Run config (JSON)", data=record["config_json"], file_name="run.json", mime="application/json",
                        key=f"{key}:json", icon=":material/settings:", on_click="ignore",
@@ -167,89 +225,28 @@ def downloads(record: dict, figure_html, key: str, stem: str) -> None:
     c3.download_button("Figure (HTML)", data=figure_html, file_name=f"{stem}_figure.html", mime="text/html",
                        key=f"{key}:html", icon=":material/monitoring:", on_click="ignore",
                        help="Interactive Plotly figure, self-contained (works offline).")
-    st.caption("Reproduce from a terminal with the downloaded run config:")
+    st.caption("Reproduce from a terminal with the downloaded run config (file and image-folder paths in it are "
+               "relative to the app's data folder):")
     st.code(CLI, language="bash")
 
 
-def show_explore(record: dict, key: str, current_config_json: str | None) -> None:
-    table: pd.DataFrame = record["table"]
-    run_header(record, current_config_json)
-    if table.empty:
-        st.info("No results yet.")
-        return
-    summary_metrics(table)
-    fig = accuracy_vs_depth(table)
-    fig.update_layout(height=520)
-    st.plotly_chart(fig, key=f"{key}:chart", width="stretch")
-    st.caption("Each line is one task; the shaded bands are the backbone and the projector; a star marks the best "
-               "cut and the label above it the guillotine gain (best minus last cut). Hover a point for its cut, "
-               "dimension and accuracy.")
-    tab_heat, tab_table, tab_summary = st.tabs(["Cut × task heatmap", "Results table", "Best cut per task"])
-    with tab_heat:
-        probes = list(dict.fromkeys(table["probe"]))
-        probe = probes[0]
-        if len(probes) > 1:
-            probe = st.radio("Probe", probes, horizontal=True, key=f"{key}:heat_probe")
-        model = table["model"].iloc[0]
-        st.plotly_chart(cut_task_heatmap(table, model, probe), key=f"{key}:heatmap", width="stretch")
-    with tab_table:
-        st.dataframe(table, hide_index=True, key=f"{key}:table", width="stretch",
-                     column_config={"accuracy": st.column_config.NumberColumn(format="%.4f"),
-                                    "val_accuracy": st.column_config.NumberColumn(format="%.4f")})
-    with tab_summary:
-        st.dataframe(summary_table(table), hide_index=True, width="stretch")
-    cfg = json.loads(record["config_json"])
-    stem = _slug(f"{cfg['models'][0].split('/')[-1]}_{cfg['dataset'].split('/')[-1]}")
-    downloads(record, lambda: fig.to_html(include_plotlyjs=True, full_html=True), key, stem)
+def pick_view(record: dict, key: str, *, all_tasks: bool = True) -> tuple[list[str], str]:
+    """Task(s) and probe to draw, one click each: a projected chart is readable with one task at a time."""
+    summary = record["summary"]
+    main = summary[summary["baseline"].fillna("") == ""]
+    tasks = list(dict.fromkeys(main["task"]))
+    probes = list(dict.fromkeys(main["probe"]))
+    options = (["all tasks"] if all_tasks and len(tasks) > 1 else []) + tasks
+    c1, c2 = st.columns([4, 1], vertical_alignment="center")
+    shown = c1.segmented_control("Task shown", options, default=options[0], key=f"{key}:task", label_visibility="collapsed",
+                                 help="One task at a time reads best on a projector.")
+    probe = probes[0]
+    if len(probes) > 1:
+        probe = c2.radio("Probe", probes, horizontal=True, key=f"{key}:probe", label_visibility="collapsed")
+    if shown is None:  # the selected pill clicked again
+        shown = options[0]
+    return (tasks if shown == "all tasks" else [shown]), probe
 
 
-def gain_cell(r) -> str:
-    """'+12.3 pts [8.1, 16.4]' for a gain whose 95% interval excludes 0, else 'no clear gain'."""
-    if not r.clear_gain:
-        return "no clear gain"
-    return f"{100 * r.gain:+.1f} pts [{100 * r.gain_ci_low:+.1f}, {100 * r.gain_ci_high:+.1f}]"
-
-
-def best_cut_grid(table: pd.DataFrame) -> pd.DataFrame:
-    """Models x tasks, each cell 'best cut (+gain pts)', from guillotine_summary (first probe)."""
-    s = guillotine_summary(table)
-    s = s[s["probe"] == s["probe"].iloc[0]]
-    cell = [f"{r.best_cut} ({gain_cell(r)})" for r in s.itertuples()]
-    grid = s.assign(cell=cell).pivot(index="model", columns="task", values="cell")
-    return grid.reindex(index=list(dict.fromkeys(s["model"])), columns=list(dict.fromkeys(s["task"])))
-
-
-def show_compare(record: dict, key: str, current_config_json: str | None) -> None:
-    table: pd.DataFrame = record["table"]
-    run_header(record, current_config_json)
-    if table.empty:
-        st.info("No results yet.")
-        return
-    st.subheader("Best cut (guillotine gain in points) per model and task")
-    st.dataframe(best_cut_grid(table), width="stretch", key=f"{key}:grid")
-    tasks = list(dict.fromkeys(table["task"]))
-    figs = {}
-    cols = st.columns(2) if len(tasks) > 1 else [st.container()]
-    for i, task in enumerate(tasks):
-        fig = accuracy_vs_depth(table[table["task"] == task], title=f"Task: {task}")
-        fig.update_layout(height=430, legend=dict(orientation="h", yanchor="top", y=-0.25, title=None))
-        figs[task] = fig
-        with cols[i % len(cols)]:
-            st.plotly_chart(fig, key=f"{key}:chart:{task}", width="stretch")
-    st.caption("One chart per task, one line per model (and probe); x is each model's cut depth in forward order. "
-               "Stars mark the best cut, labels the guillotine gain (best minus last cut).")
-    with st.expander("Best cut and guillotine gain per model and task (table)", expanded=False):
-        st.dataframe(summary_table(table), hide_index=True, width="stretch", key=f"{key}:summary",
-                     column_config={"best_accuracy": st.column_config.NumberColumn(format="%.3f"),
-                                    "last_accuracy": st.column_config.NumberColumn(format="%.3f"),
-                                    "gain_pts": st.column_config.NumberColumn("gain (pts)", format="%+.1f")})
-    with st.expander("Results table"):
-        st.dataframe(table, hide_index=True, width="stretch", key=f"{key}:table")
-
-    def html() -> str:
-        parts = [f.to_html(include_plotlyjs=(i == 0), full_html=False) for i, f in enumerate(figs.values())]
-        return ("<html><head><meta charset='utf-8'><title>gr-explorer comparison</title></head><body>" + "".join(parts)
-                + "</body></html>")
-
-    cfg = json.loads(record["config_json"])
-    downloads(record, html, key, _slug(f"compare_{cfg['dataset'].split('/')[-1]}"))
+def view_of(table: pd.DataFrame, tasks: list[str], probe: str) -> pd.DataFrame:
+    return table[table["task"].isin(tasks) & (table["probe"] == probe)]

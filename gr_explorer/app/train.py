@@ -7,8 +7,7 @@ in Explore and Compare for this session, and can be downloaded.
 
 from __future__ import annotations
 
-import re
-import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -17,9 +16,11 @@ import streamlit as st
 from ..data import dataset_tasks
 from ..errors import GRExplorerError
 from ..progress import ProgressEvent
-from ..uploads import checkpoint_archive
+from ..files import slug
+from ..uploads import checkpoint_archive, publish_trained
 from . import resources, widgets
 from .jobs import Job, follow, is_cancel
+from .roots import data_roots
 from .state import add_session_model, kept, preset, session_id, session_models
 
 JOB, LAST, ERROR = "train:job", "train:last", "train:error"
@@ -31,14 +32,17 @@ def _objectives() -> dict:
     return OBJECTIVES
 
 
-def output_path(name: str) -> Path:
-    """Where this session's checkpoints go: <tmp>/gr_explorer_trained/<session>/<name>.safetensors (never overwritten)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
-    folder = Path(tempfile.gettempdir()) / "gr_explorer_trained" / session_id()
-    path, i = folder / f"{stem}.safetensors", 2
-    while path.exists():
-        path, i = folder / f"{stem}-{i}.safetensors", i + 1
-    return path
+TRAINED_FOLDER = "trained"
+
+
+def out_name(name: str) -> str:
+    """The checkpoint's file name, as the card and the shown command record it (no server folder)."""
+    return f"{slug(name, default='model')}.safetensors"
+
+
+def work_path(name: str) -> Path:
+    """Where training writes: trained/.work/<session>/ in the data root; published under its digest when done."""
+    return data_roots().folder(TRAINED_FOLDER) / ".work" / session_id() / out_name(name)
 
 
 #: TrainConfig fields that are not part of a recipe (where and how this run is written and evaluated)
@@ -167,7 +171,7 @@ def settings():
                       projector_norm=norm, projector_act=act, crop_scale=(float(crop_min), max(crop_max, float(crop_min))),
                       flip_p=float(flip), color_jitter=float(jitter), color_jitter_p=float(jitter_p), gray_p=float(gray),
                       blur_p=float(blur), batch_size=int(batch), epochs=int(epochs), lr=float(lr),
-                      max_steps=int(max_steps) or None, seed=int(seed), device=device, out=str(output_path(name)))
+                      max_steps=int(max_steps) or None, seed=int(seed), device=device, out=out_name(name))
         config = TrainConfig.from_dict({**base, **chosen})
         config.validate()
         from ..models import parse_projector_spec
@@ -180,6 +184,7 @@ def settings():
 
 
 def start_training(config) -> Job:
+    """Train `config` (its `out` a bare file name) in a Job; the checkpoint lands under trained/<digest>/."""
     from ..training import train
     from ..training.loop import plan
 
@@ -196,7 +201,10 @@ def start_training(config) -> Job:
             job.progress(ProgressEvent("train", step, max(total, step), "", f"epoch {epoch + 1}, loss {loss:.4f}"))
             job.add_point(loss)
 
-        return train(config, progress=progress, should_stop=job.should_stop)
+        res = train(replace(config, out=str(work_path(config.out.removesuffix(".safetensors")))), progress=progress,
+                    should_stop=job.should_stop)
+        res.path = publish_trained(res.path, data_roots().folder(TRAINED_FOLDER), config.out)
+        return res
 
     # Stop must not abort: train() polls should_stop after each step and still saves the checkpoint.
     return Job("Training", work, meta={"config": config}, raise_on_stop=False, detach_after=None).start()
@@ -224,12 +232,12 @@ def collect(job: Job, snap) -> None:
         ss[ERROR] = snap.error
         return
     res = snap.result
-    spec = f"file:{res.path}"
-    add_session_model(spec, label=f"trained: {res.path.stem}", description=str(res.card.get("description", "")),
-                      kind="trained", path=res.path)
+    spec = resources.visible_file_spec(res.path, data_roots())
+    add_session_model(spec, label=f"trained: {res.path.stem} ({res.path.parent.name[:8]})",
+                      description=str(res.card.get("description", "")), kind="trained", path=res.path)
     ss[LAST] = {"spec": spec, "path": str(res.path), "losses": list(res.losses), "steps": res.steps,
-                "seconds": res.seconds, "stopped_early": res.stopped_early, "command": res.card.get("command", ""),
-                "description": res.card.get("description", "")}
+                "seconds": res.seconds, "stopped_early": res.stopped_early,
+                "command": job.meta["config"].to_command(), "description": res.card.get("description", "")}
     ss[ERROR] = None
 
 

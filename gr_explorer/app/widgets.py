@@ -1,7 +1,9 @@
-"""Input widgets shared by the pages: model, dataset and tasks, cuts, probe and run settings.
+"""Input widgets shared by the pages: model, dataset and tasks, cuts, probes, baselines, diagnostics, run settings.
 
 Every picker returns plain values that go straight into the library's
-SweepConfig / TrainConfig; nothing here computes results.
+SweepConfig / TrainConfig; every widget starts from `SweepConfig.defaults()`
+(the CLI's defaults), so the app never restates a default. Nothing here
+computes results.
 """
 
 from __future__ import annotations
@@ -11,20 +13,22 @@ import logging
 import streamlit as st
 import torch
 
+from ..config import BASELINES, METRICS, SweepConfig
 from ..data import DERIVED_TASKS, dataset_tasks, list_datasets
 from ..errors import GRExplorerError
 from ..models import READOUTS, Model
 from ..probes import PROBES
-from ..uploads import store_checkpoint_upload
+from ..uploads import discard, store_checkpoint_upload
 from . import resources
+from .roots import data_roots
 from .state import add_session_model, kept, session_models
 
 log = logging.getLogger("gr_explorer.app")
 
+DEFAULTS = SweepConfig.defaults()
 DEFAULT_MODEL = "zoo:simclr"
-DEFAULT_N_TRAIN = 2000
-DEFAULT_N_TEST = 1000
-IMAGEFOLDER = "imagefolder"
+IMAGEFOLDER = resources.IMAGEFOLDER
+UPLOADS_FOLDER = "uploads"
 SOURCES = ("Zoo & this session", "timm", "Upload")
 DERIVED_HELP = {
     "hflip": "was the image flipped left-right?",
@@ -32,6 +36,11 @@ DERIVED_HELP = {
     "grayscale": "was the image turned grey?",
     "hue": "was the hue shifted?",
 }
+BASELINE_LABELS = {"random-init": "random init", "pixels": "raw pixels"}
+METRIC_LABELS = {"rankme": "RankMe", "alpha_req": "alpha-ReQ", "stable_rank": "stable rank", "nesum": "NESum",
+                 "cka": "CKA", "invariance": "invariance"}
+#: less empty space above the page title, so that a chart fits a 1280x720 projector under the run bar
+COMPACT_CSS = "<style>[data-testid='stMainBlockContainer']{padding-top:2.6rem;}</style>"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -39,17 +48,21 @@ DERIVED_HELP = {
 
 
 def show_error(e: BaseException, context: str = "") -> None:
-    """The library's message verbatim (GRExplorerError), or a short line for anything unexpected; never a traceback."""
+    """The library's message (GRExplorerError) or a short line for anything unexpected; never a traceback.
+
+    Every message passes through the data roots' redaction: no server path reaches the browser.
+    """
     prefix = f"{context}: " if context else ""
+    roots = data_roots()
     if isinstance(e, GRExplorerError):
-        st.error(f"{prefix}{e}", icon=":material/error:")
+        st.error(roots.redact(f"{prefix}{e}"), icon=":material/error:")
         return
     log.error("unexpected error%s", f" ({context})" if context else "", exc_info=e)
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     if len(text) > 300:
-        text = text[:300] + " ..."
-    st.error(f"{prefix}Unexpected error ({type(e).__name__}){': ' + text if text else ''}. "
-             "The app is still usable; the details are in the server log.", icon=":material/error:")
+        text = text[:300].rsplit(" ", 1)[0] + " ..."
+    st.error(roots.redact(f"{prefix}Unexpected error ({type(e).__name__}){': ' + text if text else ''}. "
+                          "The app is still usable; the details are in the server log."), icon=":material/error:")
 
 
 def guarded(render) -> None:
@@ -61,6 +74,10 @@ def guarded(render) -> None:
         render()
     except Exception as e:  # noqa: BLE001
         show_error(e)
+
+
+def compact_page() -> None:
+    st.markdown(COMPACT_CSS, unsafe_allow_html=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -94,6 +111,30 @@ def _short(text: str, n: int = 70) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def accept_upload(files) -> str | None:
+    """Store an upload under the data root, load it once to check it; a refused checkpoint is deleted.
+
+    Returns the visible spec (`file:uploads/<digest>/<name>.safetensors`), or None with the reason shown.
+    """
+    roots = data_roots()
+    try:
+        path = store_checkpoint_upload([(f.name, f.getvalue()) for f in files], roots.folder(UPLOADS_FOLDER))
+    except GRExplorerError as e:
+        show_error(e)
+        return None
+    spec = resources.visible_file_spec(path, roots)
+    try:
+        resources.get_model(SweepConfig(models=[spec]), spec)
+    except Exception as e:  # noqa: BLE001 -- refused: nothing of it stays on the server
+        discard(path)
+        session_models().pop(spec, None)
+        show_error(e)
+        return None
+    add_session_model(spec, label=f"uploaded: {path.stem} ({path.parent.name[:8]})",
+                      description=f"uploaded checkpoint {path.name}", kind="uploaded")
+    return spec
+
+
 def pick_model(prefix: str) -> tuple[str | None, str | None]:
     """Model source + model -> (spec, timm weights). Shows an error and returns (None, None) when unusable."""
     source = kept(st.radio, "Model source", key=f"{prefix}_source", options=list(SOURCES), horizontal=True,
@@ -103,9 +144,12 @@ def pick_model(prefix: str) -> tuple[str | None, str | None]:
         name = kept(st.text_input, "timm model name", key=f"{prefix}_timm", value="",
                     placeholder="e.g. resnet18.a1_in1k or vit_small_patch16_224.dino",
                     help="Any timm model with forward_intermediates(). Pretrained weights come from the Hugging Face "
-                         "hub (or its local cache when offline).")
-        weights = kept(st.selectbox, "Weights", key=f"{prefix}_timm_weights", options=["pretrained", "random"],
-                       help="'random' probes an untrained network of the same architecture: a useful baseline.")
+                         "hub (or the server's cache when it is offline).")
+        options = ["pretrained", "random"]
+        default = DEFAULTS["weights"] or "pretrained"
+        weights = kept(st.selectbox, "Weights", key=f"{prefix}_timm_weights", options=options,
+                       index=options.index(default) if default in options else 0,
+                       help="'random' probes an untrained network of the same architecture (seeded): a baseline.")
         name = name.strip().removeprefix("timm:")
         if not name:
             st.info("Type a timm model name.", icon=":material/keyboard:")
@@ -115,18 +159,11 @@ def pick_model(prefix: str) -> tuple[str | None, str | None]:
         files = st.file_uploader("Checkpoint files (.safetensors + .json card, together)", key=f"{prefix}_upload",
                                  type=["safetensors", "json", "pt", "pth"], accept_multiple_files=True,
                                  help="A gr-explorer checkpoint: <name>.safetensors plus its <name>.json card "
-                                      "(what `gr-explorer train` and the Train page write).")
+                                      "(what `gr-explorer train`, `gr-explorer convert` and the Train page write).")
         if not files:
             st.info("Upload a checkpoint: its weights file and its .json card together.", icon=":material/upload:")
             return None, None
-        try:
-            path = store_checkpoint_upload([(f.name, f.getvalue()) for f in files])
-        except GRExplorerError as e:
-            show_error(e)
-            return None, None
-        spec = f"file:{path}"
-        add_session_model(spec, label=f"uploaded: {path.stem}", description=f"uploaded checkpoint {path.name}",
-                          kind="uploaded", path=path)
+        spec = accept_upload(files)
         return spec, None
     models = catalogue()
     specs = list(models)
@@ -143,11 +180,12 @@ def pick_model(prefix: str) -> tuple[str | None, str | None]:
     return spec, None
 
 
-def load_for_ui(spec: str, weights: str | None, readout: str, device: str) -> Model | None:
-    """The (cached) model for listing cuts; shows the library's error and returns None when it cannot load."""
+def load_for_ui(spec: str, weights: str | None, run: dict) -> Model | None:
+    """The (cached) model the sweep will use, for listing its cuts; shows the error and returns None when it cannot load."""
     try:
+        config = SweepConfig(models=[spec], weights=weights, readout=run["readout"], seed=run["seed"], device=run["device"])
         with st.spinner(f"Loading {spec} ..."):
-            return resources.get_model(spec, weights=weights, readout=readout, device=device)
+            return resources.get_model(config, spec)
     except Exception as e:  # noqa: BLE001 -- shown to the user, the page keeps working
         show_error(e)
         return None
@@ -182,15 +220,26 @@ def named_datasets() -> list[str]:
 def pick_dataset(prefix: str) -> tuple[str | None, list[str] | None]:
     """Dataset spec and its tasks (base tasks by default, derived invariance tasks on request)."""
     kinds = [*named_datasets(), IMAGEFOLDER]
-    kind = kept(st.selectbox, "Dataset", key=f"{prefix}_dataset", options=kinds, index=0,
+    default = DEFAULTS["dataset"] if DEFAULTS["dataset"] in kinds else kinds[0]
+    kind = kept(st.selectbox, "Dataset", key=f"{prefix}_dataset", options=kinds, index=kinds.index(default),
                 format_func=lambda k: "imagefolder (your images: one folder per class)" if k == IMAGEFOLDER else k,
                 help="shapes is procedural (no download); digits ships with scikit-learn; the torchvision sets are "
-                     "read from the data root or downloaded when online.")
+                     "read from the app's data folder (downloaded there when the server is online).")
     if kind == IMAGEFOLDER:
-        folder = kept(st.text_input, "Image folder", key=f"{prefix}_folder", value="",
-                      placeholder="/path/to/images (class-per-folder, optional train/ and test/)")
+        found = resources.image_folders()
+        folder = kept(st.text_input, "Image folder (inside the app's data folder)", key=f"{prefix}_folder", value="",
+                      placeholder=f"e.g. {found[0]}" if found else "e.g. my_images",
+                      help="A class-per-folder image directory (optional train/ and test/) inside the data folder "
+                           "the server's admin configured. Paths outside it are refused.")
+        if found:
+            st.caption("In the data folder: " + ", ".join(found[:12]) + (" ..." if len(found) > 12 else ""))
         if not folder.strip():
-            st.info("Type the path of a class-per-folder image directory.", icon=":material/folder:")
+            st.info("Type the name of a class-per-folder image directory.", icon=":material/folder:")
+            return None, None
+        try:
+            data_roots().resolve(folder, "image folder")
+        except GRExplorerError as e:
+            show_error(e)
             return None, None
         spec = f"{IMAGEFOLDER}:{folder.strip()}"
     else:
@@ -201,11 +250,11 @@ def pick_dataset(prefix: str) -> tuple[str | None, list[str] | None]:
         show_error(e)
         return None, None
     options = [*base, *DERIVED_TASKS]
-    tasks = kept(st.multiselect, "Tasks", key=f"{prefix}_tasks::{kind}", options=options, default=base,
+    default_tasks = list(DEFAULTS["tasks"]) if DEFAULTS["tasks"] else base
+    tasks = kept(st.multiselect, "Tasks", key=f"{prefix}_tasks::{kind}", options=options, default=default_tasks,
                  format_func=lambda t: f"{t} (derived: {DERIVED_HELP[t]})" if t in DERIVED_HELP else t,
                  help="Each task is one label column. Derived tasks (hflip, rot90, grayscale, hue) transform half "
-                      "of the images and ask whether it happened: invariances the SSL augmentations teach. "
-                      "Note that they change the images every task of the run sees.")
+                      "of the images and ask whether it happened: invariances the SSL augmentations teach.")
     if not tasks:
         st.warning("Pick at least one task.")
         return spec, None
@@ -221,27 +270,63 @@ def devices() -> list[str]:
     return out
 
 
-def pick_run_settings(prefix: str, *, n_train: int = DEFAULT_N_TRAIN, n_test: int = DEFAULT_N_TEST) -> dict:
-    """Probes, sample sizes, device and advanced options, as SweepConfig keyword arguments."""
-    probes = kept(st.multiselect, "Probes", key=f"{prefix}_probes", options=list(PROBES), default=["linear"],
+def _count(value) -> int:
+    return 0 if value is None else int(value)
+
+
+def pick_probing(prefix: str, *, baselines: tuple[str, ...] = DEFAULTS["baselines"]) -> dict:
+    """Probes and baselines, as SweepConfig keyword arguments (`baselines`: this page's preset)."""
+    probes = kept(st.multiselect, "Probes", key=f"{prefix}_probes", options=list(PROBES), default=list(DEFAULTS["probes"]),
                   help="linear: multinomial logistic regression (L2 strength picked on a validation split). "
                        "knn: cosine k-NN (k picked the same way). Changing probes reuses cached features.")
+    chosen = kept(st.multiselect, "Baselines", key=f"{prefix}_baselines", options=list(BASELINES), default=list(baselines),
+                  format_func=lambda b: BASELINE_LABELS.get(b, b),
+                  help="Measured the same way as the model: its random-init twin (same architecture and "
+                       "preprocessing, seeded random weights; drawn dashed) and a probe on the raw pixels (a ◆ at "
+                       "the input). Each task's chance level is always drawn (dotted).")
+    return dict(probes=list(probes), baselines=[b for b in BASELINES if b in chosen])
+
+
+def pick_diagnostics(prefix: str) -> dict:
+    """The Diagnostics switch: sets SweepConfig.metrics (all label-free metrics when on)."""
+    on = kept(st.toggle, "Label-free diagnostics", key=f"{prefix}_diagnostics", value=bool(DEFAULTS["metrics"]),
+              help="Per cut: effective rank (RankMe), spectrum decay (alpha-ReQ), stable rank, NESum, CKA between "
+                   "cuts and invariance to each training augmentation; and whether each would have found the "
+                   "best cut without labels.")
+    if not on:
+        return dict(metrics=[])
+    metrics = kept(st.multiselect, "Diagnostics", key=f"{prefix}_metrics", options=list(METRICS),
+                   default=list(DEFAULTS["metrics"]) or list(METRICS), format_func=lambda m: METRIC_LABELS.get(m, m),
+                   help="RankMe: effective rank; alpha-ReQ: decay of the eigenspectrum; stable rank; NESum; CKA "
+                        "between every pair of cuts; invariance of each cut to each training augmentation (one forward "
+                        "pass of up to 1,000 augmented images per augmentation).")
+    return dict(metrics=[m for m in METRICS if m in metrics])
+
+
+def pick_run_settings(prefix: str) -> dict:
+    """Sample sizes, device and advanced options, as SweepConfig keyword arguments."""
     c1, c2 = st.columns(2)
-    ntr = kept(c1.number_input, "Train images", key=f"{prefix}_n_train", min_value=0, value=n_train, step=500,
-               help="Stratified subsample of the train split for fitting probes (0 = the whole split).")
-    nte = kept(c2.number_input, "Test images", key=f"{prefix}_n_test", min_value=0, value=n_test, step=500,
-               help="Stratified subsample of the test split for scoring (0 = the whole split).")
-    device = kept(st.selectbox, "Device", key=f"{prefix}_device", options=devices(), index=0,
+    ntr = kept(c1.number_input, "Train images", key=f"{prefix}_n_train", min_value=0, value=_count(DEFAULTS["n_train"]),
+               step=500, help="Stratified subsample of the train split for fitting probes (0 = the whole split).")
+    nte = kept(c2.number_input, "Test images", key=f"{prefix}_n_test", min_value=0, value=_count(DEFAULTS["n_test"]),
+               step=500, help="Stratified subsample of the test split for scoring (0 = the whole split).")
+    devs = devices()
+    device = kept(st.selectbox, "Device", key=f"{prefix}_device", options=devs,
+                  index=devs.index(DEFAULTS["device"]) if DEFAULTS["device"] in devs else 0,
                   help="auto: CUDA, then MPS, then CPU. Extraction and probes run there.")
+    readouts = ([None] if DEFAULTS["readout"] is None else []) + list(READOUTS)
     with st.expander("Advanced"):
-        seed = kept(st.number_input, "Seed", key=f"{prefix}_seed", min_value=0, value=0, step=1,
-                    help="Subsampling, validation split and (for shapes) which images are generated.")
-        batch = kept(st.number_input, "Batch size", key=f"{prefix}_batch", min_value=1, value=256, step=64)
-        readout = kept(st.selectbox, "ViT token readout", key=f"{prefix}_readout", options=list(READOUTS), index=0,
+        seed = kept(st.number_input, "Seed", key=f"{prefix}_seed", min_value=0, value=int(DEFAULTS["seed"]), step=1,
+                    help="Subsampling, validation split, bootstrap, random weights and (for shapes) which images "
+                         "are generated.")
+        batch = kept(st.number_input, "Batch size", key=f"{prefix}_batch", min_value=1, value=int(DEFAULTS["batch_size"]),
+                     step=64)
+        readout = kept(st.selectbox, "ViT token readout", key=f"{prefix}_readout", options=readouts,
+                       index=readouts.index(DEFAULTS["readout"]),
+                       format_func=lambda r: "the model's own" if r is None else r,
                        help="How ViT tokens become one vector per cut; ignored by CNNs.")
-        size = kept(st.number_input, "Image size (0 = native)", key=f"{prefix}_image_size", min_value=0, value=0,
-                    step=16, help="Resize images (shorter side + centre crop) before the model's own preprocessing.")
-        root = kept(st.text_input, "Data root (torchvision datasets)", key=f"{prefix}_data_root", value="",
-                    placeholder="default: $GR_EXPLORER_DATA or ~/.cache/gr_explorer/data")
-    return dict(probes=list(probes), n_train=int(ntr) or None, n_test=int(nte) or None, device=device, seed=int(seed),
-                batch_size=int(batch), readout=readout, image_size=int(size) or None, data_root=root.strip() or None)
+        size = kept(st.number_input, "Image size (0 = native)", key=f"{prefix}_image_size", min_value=0,
+                    value=_count(DEFAULTS["image_size"]), step=16,
+                    help="Resize images (shorter side + centre crop) before the model's own preprocessing.")
+    return dict(n_train=int(ntr) or None, n_test=int(nte) or None, device=device, seed=int(seed), batch_size=int(batch),
+                readout=readout, image_size=int(size) or None)

@@ -20,7 +20,8 @@ import torch
 from ..errors import OfflineError
 from .base import stratified_indices
 
-DOWNLOAD_TIMEOUT_S = 30.0
+#: seconds one download socket operation may block before the source counts as unreachable (the app lowers it)
+DOWNLOAD_TIMEOUT_S = float(os.environ.get("GR_EXPLORER_DOWNLOAD_TIMEOUT", "30"))
 ENV_VAR = "GR_EXPLORER_DATA"
 
 
