@@ -34,11 +34,7 @@ from .hashing import bytes_digest
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 CARD_SUFFIX = ".json"
 DIGEST_LEN = 16
-#: timm.create_model keyword arguments that read files or fetch weights: never taken from an uploaded card
-FORBIDDEN_KWARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir",
-                    "pretrained_strict", "features_only")
-_TIMM_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)?$")
-#: any other keyword that sounds like it names a file or a download (drop_path_rate is a regulariser, not a path)
+#: any keyword that sounds like it names a file or a download (drop_path_rate is a regulariser, not a path)
 _FILE_KWARG = re.compile(r"file|checkpoint|cache|pretrained|cfg|url|hub|(?<!drop_)path")
 
 
@@ -48,7 +44,14 @@ def _refuse(field: str, why: str) -> CheckpointError:
 
 
 def check_upload_card(data: bytes) -> dict:
-    """The parsed card, or CheckpointError naming the field an upload may not carry (never its value)."""
+    """The parsed card, or CheckpointError naming the field an upload may not carry.
+
+    Every card passes `check_card` (sizes, preprocessing, a registered timm name, no file-reading timm
+    keyword); an uploaded one is also refused any path- or URL-like string in its architecture and any
+    keyword that merely sounds like a file or a download.
+    """
+    from .models.card_check import check_card
+
     try:
         card = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -59,19 +62,10 @@ def check_upload_card(data: bytes) -> dict:
     if not isinstance(arch, dict) or not isinstance(arch.get("backbone"), dict):
         raise _refuse("architecture.backbone", "it is missing or not an object")
     _no_paths(arch, "architecture")
-    bb = arch["backbone"]
-    if bb.get("type") == "timm":
-        import timm
-
-        name = bb.get("name")
-        if not isinstance(name, str) or not _TIMM_NAME.match(name) or not timm.is_model(name.split(".")[0]):
-            raise _refuse("architecture.backbone.name", "it must be a registered timm architecture name such as resnet50")
-        kwargs = bb.get("kwargs") or {}
-        if not isinstance(kwargs, dict):
-            raise _refuse("architecture.backbone.kwargs", "it must be an object of architecture settings")
-        for key in kwargs:
-            if key in FORBIDDEN_KWARGS or _FILE_KWARG.search(key):
-                raise _refuse(f"architecture.backbone.kwargs.{key}", "it would make timm read a file or download weights")
+    for key in arch["backbone"].get("kwargs") or {}:
+        if _FILE_KWARG.search(str(key)):
+            raise _refuse(f"architecture.backbone.kwargs.{key}", "it would make timm read a file or download weights")
+    check_card(card, "(uploaded)")
     return card
 
 

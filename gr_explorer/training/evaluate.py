@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 from .config import TrainConfig
 
@@ -36,6 +37,10 @@ def evaluate(model_spec: str, config: TrainConfig, device: str | None = None) ->
     res = run_sweep(sweep_config, cache=False)
     run = json.loads(sweep_config.to_json())
     run.pop("models", None)
+    name = Path(config.out).stem  # the card names the model, never the path it was written to
+    label = {model_spec: name, f"{model_spec} [random init]": f"{name} [random init]"}
+    res.table["model"] = res.table["model"].replace(label)
+    res.summary["model"] = res.summary["model"].replace(label)
     return {
         "held_out": f"linear probes fitted on {res.dataset.n_train} train images and scored on {res.dataset.n_test} "
                     f"test-split images of {config.dataset} seed {seed} (training used seed {config.data_seed}); best cut "
