@@ -14,8 +14,8 @@ images.
 
 Caveat: the transforms change the images that EVERY task of the run sees.
 `hue` alters the shapes `color` attribute, `grayscale` removes it, `hflip`
-swaps left/right `orientation` and `position`, `rot90` moves both by one
-step. That is intended (it is the same image set for all probes) but the base
+swaps the shapes `light` side (left/right), `rot90` turns it into up/down
+and tips the upright shapes over. That is intended (it is the same image set for all probes) but the base
 tasks are then measured on partly transformed images.
 """
 
