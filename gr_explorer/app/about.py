@@ -28,7 +28,7 @@ The pretext task makes the network **invariant** to whatever the augmentations c
 grayscale teach it to ignore colour; flips teach it to ignore left and right. That information survives in the
 early layers and **vanishes along the projector first**. The procedural `shapes` dataset makes this visible: each
 image shows one large object among clutter, and its shape, texture, size, colour and the side it is lit from
-(`light`: left or right) are each a task. A small SimCLR model keeps `color` nearly perfectly at its first stage
+(`light`: left or right) are each a task. A small SimCLR model reads `color` well at its first stage (about 0.9)
 and loses most of it by the last projector layer, while `shape`, which the augmentations do not touch and which a
 randomly initialised network cannot read, is learned by the backbone and is best read before the projector. The derived tasks
 (`hflip`, `rot90`, `grayscale`, `hue`) ask directly whether an image was transformed: a network trained to be
