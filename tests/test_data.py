@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from gr_explorer.data import DERIVED_TASKS, Dataset, dataset_tasks, list_datasets, load_dataset
 from gr_explorer.data import digits, imagefolder, invariance, shapes, torchvision_sets
@@ -24,8 +24,8 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 # ---------------------------------------------------------------- registry
 
 def test_list_datasets_and_base_tasks():
-    assert list_datasets() == ["shapes", "digits", "cifar10", "cifar100", "stl10", "fashion_mnist", "imagefolder:<path>"]
-    assert dataset_tasks("shapes") == ["shape", "color", "orientation", "size", "position", "background"]
+    assert list_datasets() == ["shapes", "cifar10_mini", "digits", "cifar10", "cifar100", "stl10", "fashion_mnist", "imagefolder:<path>"]
+    assert dataset_tasks("shapes") == ["shape", "texture", "size", "color", "light"]
     assert dataset_tasks("digits") == ["digit"]
     assert dataset_tasks("cifar10") == ["label"]
     assert dataset_tasks("CIFAR-100") == ["label", "coarse"]
@@ -34,7 +34,7 @@ def test_list_datasets_and_base_tasks():
 
 
 def test_unknown_spec_names_it_and_lists_valid():
-    with pytest.raises(DatasetError, match=r"Unknown dataset 'cifar11'.*Valid: shapes, digits, cifar10.*Did you mean 'cifar10'"):
+    with pytest.raises(DatasetError, match=r"Unknown dataset 'cifar11'.*Valid: shapes, cifar10_mini, digits, cifar10.*Did you mean 'cifar10'"):
         load_dataset("cifar11")
     with pytest.raises(DatasetError, match=r"imagefolder:<path>"):
         load_dataset("imagefolder:")
@@ -43,7 +43,7 @@ def test_unknown_spec_names_it_and_lists_valid():
 
 
 def test_unknown_task_names_it_and_lists_valid():
-    with pytest.raises(DatasetError, match=r"Unknown task 'colour' for dataset 'shapes'.*shape, color.*hflip.*Did you mean 'color'"):
+    with pytest.raises(DatasetError, match=r"Unknown task 'colour' for dataset 'shapes'.*shape, texture, size, color.*hflip.*Did you mean 'color'"):
         load_dataset("shapes", tasks=["shape", "colour"], n_train=20, n_test=20)
     with pytest.raises(DatasetError, match=r"Unknown task 'label' for dataset 'digits'.*Valid: digit"):
         load_dataset("digits", tasks=["label"])
@@ -125,43 +125,109 @@ def test_shapes_attributes_independent():
         assert (table - expected).abs().max() < 5 * expected**0.5, (a, b, table)
 
 
-def test_shapes_attributes_are_visible():
-    """Each attribute can be read back from the pixels with a trivial rule (well above chance)."""
-    n = 3000
-    x, y, meta = shapes.generate(n, seed=1, stream=0)
-    y = {k: v.numpy() for k, v in y.items()}
-    img = x.numpy().astype(np.float32) / 255
-    bg = np.median(img.reshape(n, 3, -1), axis=2)
-    mask = np.abs(img - bg[:, :, None, None]).max(1) > 0.2
-    area = mask.sum((1, 2))
-    assert area.min() > 5
-    g = np.arange(32) + 0.5
-    cx = (mask * g[None, None, :]).sum((1, 2)) / area
-    cy = (mask * g[None, :, None]).sum((1, 2)) / area
+_SS = 4  # supersampling of the PIL reference drawings
 
-    background = np.abs(bg.mean(1)[:, None] - np.array([0.10, 0.45, 0.80])).argmin(1)
-    assert (background == y["background"]).mean() > 0.97
-    position = (cx > 16).astype(int) + 2 * (cy > 16)
-    assert (position == y["position"]).mean() > 0.97
-    fg = (img * mask[:, None]).sum((2, 3)) / area[:, None]
-    hue = np.array([colorsys.rgb_to_hsv(*c)[0] for c in fg]) * 360
-    color = (np.abs((hue[:, None] - np.arange(6) * 60 + 180) % 360 - 180)).argmin(1)
-    assert (color == y["color"]).mean() > 0.97
-    # The bite on the heading side pulls the ink centroid away from the shape centre.
-    away = np.degrees(np.arctan2(cy - meta["cy"], meta["cx"] - cx))  # image y points down
-    heading = np.round(away / 90).astype(int) % 4
-    for s in range(len(shapes.CLASSES["shape"])):
-        assert (heading == y["orientation"])[y["shape"] == s].mean() > 0.75, shapes.CLASSES["shape"][s]
-    for s in range(len(shapes.CLASSES["shape"])):
+
+def _reference_mask(kind: str, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
+    """The shape drawn by PIL's polygon rasteriser from its parameters (not the generator's signed distances).
+
+    Shapes as documented in the generator: circle radius 0.8 r; square, triangle with circumradius 0.95 r,
+    1.1 r; star with tips at 1.05 r and inner corners at 0.45 r; plus with arms 0.95 r long and 0.3 r
+    half-wide; `angle` points a corner/tip (y up).
+    """
+    def ring(radii):
+        t = angle + np.arange(len(radii)) * 2 * np.pi / len(radii)
+        return [(_SS * (cx + q * r * np.cos(a)), _SS * (cy - q * r * np.sin(a))) for q, a in zip(radii, t)]
+
+    img = Image.new("L", (32 * _SS, 32 * _SS), 0)
+    draw = ImageDraw.Draw(img)
+    if kind == "circle":
+        draw.ellipse([_SS * (cx - 0.8 * r), _SS * (cy - 0.8 * r), _SS * (cx + 0.8 * r), _SS * (cy + 0.8 * r)], fill=255)
+    elif kind == "plus":
+        arm = [(0.95, 0.3), (0.3, 0.3), (0.3, 0.95), (-0.3, 0.95), (-0.3, 0.3), (-0.95, 0.3),
+               (-0.95, -0.3), (-0.3, -0.3), (-0.3, -0.95), (0.3, -0.95), (0.3, -0.3), (0.95, -0.3)]
+        c, s = np.cos(angle), np.sin(angle)
+        draw.polygon([(_SS * (cx + r * (u * c - v * s)), _SS * (cy - r * (u * s + v * c))) for u, v in arm], fill=255)
+    else:
+        draw.polygon(ring({"square": [0.95] * 4, "triangle": [1.1] * 3, "star": [1.05, 0.45] * 5}[kind]), fill=255)
+    return np.asarray(img, dtype=np.float32).reshape(32, _SS, 32, _SS).mean((1, 3)) > 127.5
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    n = 1000
+    x, y, p = shapes.generate(n, seed=1, stream=0)
+    img = x.numpy().astype(np.float64) / 255
+    luma = np.einsum("nchw,c->nhw", img, [0.299, 0.587, 0.114])
+    return img, luma, {k: v.numpy() for k, v in y.items()}, p
+
+
+def test_shapes_labels_match_the_continuous_parameters(rendered):
+    _, _, y, p = rendered
+    lo, hi = np.array(shapes.SIZE_BINS).T
+    assert ((p["radius"] >= lo[y["size"]]) & (p["radius"] <= hi[y["size"]])).all()
+    assert (np.abs((p["hue"] * 360 - y["color"] * 60 + 180) % 360 - 180) <= 8).all()
+    towards = np.where(y["light"] == 0, np.pi, 0.0)  # left / right
+    assert (np.abs((p["light_angle"] - towards + np.pi) % (2 * np.pi) - np.pi) <= np.pi / 4).all()
+    assert (np.abs(p["cx"] - 16) <= shapes.CENTRE_JITTER).all() and (np.abs(p["cy"] - 16) <= shapes.CENTRE_JITTER).all()
+    assert 0.2 * 32 <= p["radius"].min() and p["radius"].max() <= 0.45 * 32  # large: survives the training crops
+    upright = np.array([shapes._UPRIGHT[k] for k in shapes.CLASSES["shape"]])[y["shape"]]
+    assert (np.abs(p["angle"] - upright) <= np.deg2rad(shapes.ROTATION_JITTER)).all()
+
+
+def test_shapes_attributes_are_visible(rendered):
+    """Each attribute is read back from the pixels by a trivial rule that uses the continuous parameters."""
+    img, luma, y, p = rendered
+    n = len(luma)
+    kinds, g = shapes.CLASSES["shape"], np.arange(32) + 0.5
+    # Object mask: luma on the object's side of the midpoint between background and object luma (the generator
+    # keeps them LUMA_GAP apart), with the background luma scaled by the lighting gradient.
+    strength, direction = p["gradient"][:, 0, None, None], p["gradient"][:, 1, None, None]
+    ramp = 1 + strength * ((g[None, None, :] - 16) * np.cos(direction) + (16 - g[None, :, None]) * np.sin(direction)) / 16
+    obj = (p["fg"] @ [0.299, 0.587, 0.114]) * (1 - shapes.TEXTURE_AMPLITUDE / 2)
+    mid = ((p["bg_luma"] + obj) / 2)[:, None, None] * ramp
+    mask = np.where((obj > p["bg_luma"])[:, None, None], luma > mid, luma < mid)
+
+    # shape: the PIL drawing of the labelled kind at the drawn pose overlaps the mask best
+    iou = np.array([[(m & (ref := _reference_mask(k, p["cx"][i], p["cy"][i], p["radius"][i], p["angle"][i]))).sum() / (m | ref).sum()
+                     for k in kinds] for i, m in enumerate(mask)])
+    assert (iou.argmax(1) == y["shape"]).mean() > 0.97
+    assert np.median(iou[np.arange(n), y["shape"]]) > 0.7
+
+    # size: mask area near the object grows with the size bin, for every shape
+    dist = np.hypot(g[None, None, :] - p["cx"][:, None, None], g[None, :, None] - p["cy"][:, None, None])
+    area = (mask & (dist < 1.3 * p["radius"][:, None, None])).sum((1, 2))
+    for s in range(len(kinds)):
         means = [area[(y["shape"] == s) & (y["size"] == z)].mean() for z in range(3)]
-        assert means[0] * 1.4 < means[1] and means[1] * 1.3 < means[2], means
-    # Shape: 1-NN on ink masks centred on their centroid (pose varies freely).
-    pad = np.pad(mask, ((0, 0), (9, 9), (9, 9)))
-    ix, iy = np.floor(cx).astype(int) + 9, np.floor(cy).astype(int) + 9
-    crops = np.stack([pad[i, iy[i] - 8: iy[i] + 9, ix[i] - 8: ix[i] + 9] for i in range(n)]).reshape(n, -1)
-    crops = torch.from_numpy(crops.astype(np.float32))
-    nearest = torch.cdist(crops[2000:], crops[:2000]).argmin(1).numpy()
-    assert (y["shape"][:2000][nearest] == y["shape"][2000:]).mean() > 0.85
+        assert means[0] * 1.3 < means[1] and means[1] * 1.25 < means[2], (kinds[s], means)
+
+    # colour: hue of the mean colour of the object's core (a disc every shape contains)
+    core = dist < 0.25 * p["radius"][:, None, None]
+    mean_rgb = (img * core[:, None]).sum((2, 3)) / core.sum((1, 2))[:, None]
+    hue = np.array([colorsys.rgb_to_hsv(*c)[0] for c in mean_rgb]) * 360
+    assert (np.abs((hue[:, None] - np.arange(6) * 60 + 180) % 360 - 180).argmin(1) == y["color"]).mean() > 0.97
+
+    # texture and light, on circles and squares (room inside for the pattern): inside the shape shrunk to 70%,
+    # solid is flat; stripes vary only across their own axis; dots are mostly bright (negative skew); else checks.
+    # The light side is the sign of the horizontal brightness slope.
+    texture, light, keep = [], [], np.flatnonzero(y["shape"] <= 1)
+    for i in keep:
+        inner = _reference_mask(kinds[y["shape"][i]], p["cx"][i], p["cy"][i], 0.7 * p["radius"][i], p["angle"][i])
+        v = luma[i][inner]
+        dy, dx = np.gradient(luma[i])
+        a = p["texture_angle"][i]  # the pattern's axis, y up
+        along, across = dx * np.cos(a) - dy * np.sin(a), dx * np.sin(a) + dy * np.cos(a)
+        skew = ((v - v.mean()) ** 3).mean() / v.std() ** 3
+        if v.std() / v.mean() < 0.3:
+            texture.append(0)
+        elif (across[inner] ** 2).mean() < 0.4 * (along[inner] ** 2).mean():
+            texture.append(1)
+        else:
+            texture.append(2 if skew < -0.1 else 3)
+        light.append(int(np.polyfit(np.broadcast_to(g, (32, 32))[inner], v, 1)[0] > 0))
+    assert (np.array(texture) == y["texture"][keep]).mean() > 0.95
+    solid = y["texture"][keep] == 0
+    assert (np.array(light) == y["light"][keep])[solid].mean() > 0.97
 
 
 # ---------------------------------------------------------------- digits

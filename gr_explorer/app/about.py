@@ -27,9 +27,10 @@ downstream task. Later work finds the best features inside the network for ViTs 
 The pretext task makes the network **invariant** to whatever the augmentations change. Colour jitter and
 grayscale teach it to ignore colour; flips teach it to ignore left and right. That information survives in the
 early layers and **vanishes along the projector first**. The procedural `shapes` dataset makes this visible: each
-image has a shape, a colour, an orientation, a size, a position and a background, and each of these is a task. A
-small SimCLR model keeps `color` nearly perfectly at its first stage and loses much of it by the last projector
-layer, while `shape`, which the augmentations do not touch, stays readable much deeper. The derived tasks
+image shows one large object among clutter, and its shape, texture, size, colour and the side it is lit from
+(`light`: left or right) are each a task. A small SimCLR model reads `color` well at its first stage (about 0.9)
+and loses most of it by the last projector layer, while `shape`, which the augmentations do not touch and which a
+randomly initialised network cannot read, is learned by the backbone and is best read before the projector. The derived tasks
 (`hflip`, `rot90`, `grayscale`, `hue`) ask directly whether an image was transformed: a network trained to be
 invariant to a transform cannot tell, at least not at its output. Aligning the pretext task with the downstream
 task (the `label_aligned` objective, whose positive pairs are images of the same class) shrinks the need to cut.

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ..config import SweepConfig
+from ..files import slug
 from ..errors import GRExplorerError
 from ..plots import accuracy_vs_depth
 from . import results, seeds, widgets
@@ -199,7 +200,7 @@ def show_compare(record: dict, key: str, current_config_json: str | None) -> Non
         return ("<html><head><meta charset='utf-8'><title>gr-explorer comparison</title></head><body>" + "".join(parts)
                 + "</body></html>")
 
-    results.downloads(record, html, key, results.slug(f"compare_{table['dataset'].iloc[0].split('/')[-1]}"))
+    results.downloads(record, html, key, slug(f"compare_{table['dataset'].iloc[0].split('/')[-1]}"))
 
 
 def show_cka(record: dict, key: str) -> None:

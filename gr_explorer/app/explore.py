@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ..config import SweepConfig
+from ..files import slug
 from ..errors import GRExplorerError
 from ..plots import accuracy_vs_depth, cut_task_heatmap
 from . import results, widgets
@@ -97,7 +98,7 @@ def show_explore(record: dict, key: str, current_config_json: str | None) -> Non
         st.dataframe(table.drop(columns=["correct"], errors="ignore"), hide_index=True, key=f"{key}:table", width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.4f")
                                     for c in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance")})
-    stem = results.slug(f"{record['models'][0].split('/')[-1]}_{table['dataset'].iloc[0].split('/')[-1]}")
+    stem = slug(f"{record['models'][0].split('/')[-1]}_{table['dataset'].iloc[0].split('/')[-1]}")
     results.downloads(record, lambda: accuracy_vs_depth(table, summary=summary).to_html(include_plotlyjs=True,
                                                                                        full_html=True), key, stem)
 

@@ -11,13 +11,13 @@ Shared table formatting (the guillotine-gain rule) lives here too.
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import pandas as pd
 import streamlit as st
 
 from ..config import SweepConfig
+from ..files import slug
 from ..progress import ProgressEvent
 from ..run import SweepResult
 from .jobs import Job, Snapshot, follow, is_cancel
@@ -83,10 +83,6 @@ def show_outcome(error: BaseException | None) -> None:
                    icon=":material/stop_circle:")
     else:
         show_error(error)
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "run"
 
 
 def run_notes(record: dict, current_config_json: str | None) -> None:

@@ -144,7 +144,7 @@ def settings():
     crop_min = kept(st.slider, "Random crop: smallest area", key="tr_crop", min_value=0.05, max_value=1.0,
                     value=float(defaults.crop_scale[0]), step=0.05, help="1.0 switches cropping off.")
     flip = kept(st.slider, "Horizontal flip probability", key="tr_flip", min_value=0.0, max_value=1.0,
-                value=float(defaults.flip_p), step=0.05, help="Teaches left/right invariance (orientation).")
+                value=float(defaults.flip_p), step=0.05, help="Teaches left/right invariance (the shapes `light` task).")
     jitter = kept(st.slider, "Colour jitter strength", key="tr_jitter", min_value=0.0, max_value=1.5,
                   value=float(defaults.color_jitter), step=0.1, help="0 = off; SimCLR uses 0.8. Removes colour.")
     jitter_p = kept(st.slider, "Colour jitter probability", key="tr_jitter_p", min_value=0.0, max_value=1.0,
