@@ -1,41 +1,79 @@
 #!/usr/bin/env bash
-# Retrain the whole shipped zoo with the exact commands recorded in each card (<name>.json "command").
+# Retrain the shipped zoo with the exact commands recorded in each card (<name>.json "command"), then
+# regenerate pretrained/README.md from the cards.
 #
-#   bash pretrained/retrain.sh            # all models, in order
-#   bash pretrained/retrain.sh simclr byol  # only these
+#   bash pretrained/retrain.sh                   # every model, in order (hours on 2 CPU cores)
+#   bash pretrained/retrain.sh simclr byol       # only these
+#   JOBS=2 bash pretrained/retrain.sh            # two trainings at a time (one thread each)
 #
-# Each run takes about 2-3 minutes on 2 CPU cores (10 epochs over 8,000 `shapes` images, width-16
-# SmallResNet) and ends with a held-out linear-probe sweep whose results go into the card (--eval).
-# `gr-explorer` is the installed console script; without it, set GR="python -m gr_explorer.cli".
+# shapes v2 models: width-16 SmallResNet, 20 epochs over 8,000 images, ~8 CPU-minutes each on one idle core
+# (BYOL ~11). CIFAR-10 models: the same network on 20,000 CIFAR-10 training images (a stratified subsample of
+# ../shared/data/cifar10, 50,000 PNGs), 25 epochs, ~45 CPU-minutes each. Each run ends with a held-out
+# linear-probe sweep with the random-init and pixel baselines (--eval), whose results go into the card.
+# `gr-explorer` is the installed console script; without it, set GR="python -m gr_explorer".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # OpenMP threads that sleep instead of spinning: on a CPU shared with other jobs, spinning makes every op
 # wait for the slowest thread (10x slower steps observed); it does not change results.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
-GR="${GR:-$(command -v gr-explorer || echo "python -m gr_explorer.cli")}"
+GR="${GR:-$(command -v gr-explorer || echo "python -m gr_explorer")}"
 
-# Shared by every model: data, budget, augmentations that remove colour (jitter 0.8 @ p 0.8 + grayscale 0.2)
-# and left/right orientation (flips), crops keeping at least half of the image, held-out evaluation.
-COMMON="--dataset shapes --n-train 8000 --epochs 10 --batch-size 128 --crop-scale 0.5,1 --eval"
+# shapes v2: augmentations that remove colour (jitter 0.8 @ p 0.8 + grayscale 0.2) and left/right light
+# (flips), crops keeping at least half of the image; weights stored as float16; held-out evaluation.
+SHAPES="--dataset shapes --n-train 8000 --epochs 20 --batch-size 128 --crop-scale 0.5,1 --save-dtype float16 --eval"
+# CIFAR-10: SimCLR's CIFAR augmentations (crops 0.2-1, jitter 0.5, grayscale 0.2, flips); evaluated on all
+# 10,000 test images with probes fitted on 5,000 training images.
+CIFAR="--dataset imagefolder:../shared/data/cifar10 --n-train 20000 --width 16 --epochs 25 --batch-size 256 \
+--crop-scale 0.2,1 --color-jitter 0.5 --gray-p 0.2 --lr 2e-3 --warmup-epochs 1 --save-dtype float16 --eval \
+--eval-n-train 5000 --eval-n-test 10000"
 
 declare -A RUNS=(
-  [simclr]="--objective simclr --temperature 1.0 --projector 512-512-128"
-  [vicreg]="--objective vicreg --projector 512-512-128"
-  [byol]="--objective byol --projector 512-512-128"
-  [barlow]="--objective barlow --projector 512-512-128"
-  [simclr_proj_none]="--objective simclr --temperature 1.0 --projector none"
-  [simclr_proj1]="--objective simclr --temperature 1.0 --projector 128"
-  [simclr_proj3_wide]="--objective simclr --temperature 1.0 --projector 1024-1024-128"
-  [supervised]="--objective supervised --label-task shape --projector 512-512-128"
-  [label_aligned_p05]="--objective label_aligned --label-task shape --p 0.5 --temperature 1.0 --projector 512-512-128"
-  [label_aligned_p1]="--objective label_aligned --label-task shape --p 1.0 --temperature 1.0 --projector 512-512-128"
+  [simclr]="--objective simclr --temperature 0.5 --projector 512-512-128 $SHAPES"
+  [supervised]="--objective supervised --label-task shape --projector 512-512-128 $SHAPES"
+  [label_aligned_p1]="--objective label_aligned --label-task shape --p 1.0 --temperature 0.5 --projector 512-512-128 $SHAPES"
+  [label_aligned_p05]="--objective label_aligned --label-task shape --p 0.5 --temperature 0.5 --projector 512-512-128 $SHAPES"
+  [simclr_proj_none]="--objective simclr --temperature 0.5 --projector none $SHAPES"
+  [simclr_proj1]="--objective simclr --temperature 0.5 --projector 128 $SHAPES"
+  [simclr_proj3_wide]="--objective simclr --temperature 0.5 --projector 1024-1024-128 $SHAPES"
+  [vicreg]="--objective vicreg --projector 512-512-128 $SHAPES"
+  [byol]="--objective byol --projector 512-512-128 $SHAPES"
+  [barlow]="--objective barlow --projector 512-512-128 $SHAPES"
+  [simclr_s1]="--objective simclr --temperature 0.5 --projector 512-512-128 --seed 1 $SHAPES"
+  [simclr_s2]="--objective simclr --temperature 0.5 --projector 512-512-128 --seed 2 $SHAPES"
+  [simclr_proj_none_s1]="--objective simclr --temperature 0.5 --projector none --seed 1 $SHAPES"
+  [simclr_proj_none_s2]="--objective simclr --temperature 0.5 --projector none --seed 2 $SHAPES"
+  [simclr_proj1_s1]="--objective simclr --temperature 0.5 --projector 128 --seed 1 $SHAPES"
+  [simclr_proj1_s2]="--objective simclr --temperature 0.5 --projector 128 --seed 2 $SHAPES"
+  [simclr_proj3_wide_s1]="--objective simclr --temperature 0.5 --projector 1024-1024-128 --seed 1 $SHAPES"
+  [simclr_proj3_wide_s2]="--objective simclr --temperature 0.5 --projector 1024-1024-128 --seed 2 $SHAPES"
+  [cifar10_simclr]="--objective simclr --temperature 0.2 --projector 512-512-128 $CIFAR"
+  [cifar10_vicreg]="--objective vicreg --projector 512-512-128 $CIFAR"
+  [cifar10_supervised]="--objective supervised --label-task label --projector 512-512-128 $CIFAR"
+  [cifar10_simclr_proj_none]="--objective simclr --temperature 0.2 --projector none $CIFAR"
+  [cifar10_label_aligned_p1]="--objective label_aligned --label-task label --p 1.0 --temperature 0.2 --projector 512-512-128 $CIFAR"
 )
-ORDER=(simclr label_aligned_p05 label_aligned_p1 supervised simclr_proj_none simclr_proj1 simclr_proj3_wide vicreg byol barlow)
+ORDER=(simclr supervised label_aligned_p1 label_aligned_p05 simclr_proj_none simclr_proj1 simclr_proj3_wide vicreg byol
+       barlow simclr_s1 simclr_s2 simclr_proj_none_s1 simclr_proj_none_s2 simclr_proj1_s1 simclr_proj1_s2
+       simclr_proj3_wide_s1 simclr_proj3_wide_s2 cifar10_simclr cifar10_vicreg cifar10_supervised
+       cifar10_simclr_proj_none cifar10_label_aligned_p1)
 
-for name in "${@:-${ORDER[@]}}"; do
+names=("${@:-${ORDER[@]}}")
+for name in "${names[@]}"; do
   [[ -n "${RUNS[$name]:-}" ]] || { echo "unknown zoo model $name; valid: ${ORDER[*]}" >&2; exit 2; }
-  echo "=== $name"
-  # shellcheck disable=SC2086
-  $GR train ${RUNS[$name]} $COMMON --out "pretrained/$name.safetensors" --quiet
 done
+run() {
+  echo "=== $1"
+  # shellcheck disable=SC2086
+  OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" $GR train ${RUNS[$1]} --out "pretrained/$1.safetensors" --quiet
+}
+if [[ "${JOBS:-1}" -gt 1 ]]; then
+  for name in "${names[@]}"; do
+    while [[ $(jobs -rp | wc -l) -ge "$JOBS" ]]; do wait -n; done
+    run "$name" > "pretrained/.$name.log" 2>&1 &
+  done
+  wait
+else
+  for name in "${names[@]}"; do run "$name"; done
+fi
+python pretrained/make_readme.py

@@ -516,7 +516,7 @@ def test_compare_aggregates_the_seeds_of_one_design(zoo):
 
 
 def test_seed_group_rule():
-    from gr_explorer.app.seeds import seed_groups
+    from gr_explorer.seeds import seed_groups
 
     base = {"objective": "simclr", "projector": "512-128", "seed": 0, "out": "a.safetensors", "description": "x"}
     cards = {"zoo:a_s0": {"config": base}, "zoo:a_s1": {"config": {**base, "seed": 1, "out": "b", "description": "y"}},

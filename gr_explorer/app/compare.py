@@ -9,7 +9,8 @@ from ..config import SweepConfig
 from ..files import slug
 from ..errors import GRExplorerError
 from ..plots import accuracy_vs_depth
-from . import results, seeds, widgets
+from .. import seeds
+from . import results, widgets
 from .figures import cka_by_depth, mark_seed_groups
 from .state import kept
 

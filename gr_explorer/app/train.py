@@ -46,7 +46,8 @@ def work_path(name: str) -> Path:
 
 
 #: TrainConfig fields that are not part of a recipe (where and how this run is written and evaluated)
-NOT_RECIPE = ("out", "description", "eval", "eval_n_train", "eval_n_test", "eval_seed", "eval_tasks", "device")
+NOT_RECIPE = ("out", "description", "eval", "eval_n_train", "eval_n_test", "eval_seed", "eval_tasks", "device",
+              "save_dtype", "time_budget")
 DEFAULTS_RECIPE = "TrainConfig defaults"
 #: widget key -> (TrainConfig field, how a card value becomes the widget value)
 WIDGETS = {

@@ -77,8 +77,12 @@ def backbone_out_dim(module: torch.nn.Module) -> int:
     return int(getattr(module, "head_hidden_size", None) or getattr(module, "num_features"))
 
 
-def save_checkpoint(model: Model, path: str | os.PathLike, card: dict) -> Path:
-    """Write weights and card next to each other, each atomically. Returns the .safetensors path."""
+def save_checkpoint(model: Model, path: str | os.PathLike, card: dict, dtype: str = "float32") -> Path:
+    """Write weights and card next to each other, each atomically. Returns the .safetensors path.
+
+    `dtype="float16"` stores floating-point weights at half the size (they load back into float32 modules);
+    whatever was measured on the model should be measured on the stored weights.
+    """
     from safetensors.torch import save_file
 
     from ..files import atomic_write
@@ -88,7 +92,9 @@ def save_checkpoint(model: Model, path: str | os.PathLike, card: dict) -> Path:
         path = path.with_suffix(".safetensors")
     card = {"format": FORMAT, "name": path.stem, "preprocessing": model.preprocessing.as_dict(),
             "readout": model.backbone.readout, **card}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.export_state_dict().items()}
+    store = {"float32": None, "float16": torch.float16}[dtype]
+    tensors = {k: (v.to(store) if store is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in model.export_state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
     atomic_write(path.with_suffix(".json"), json.dumps(card, indent=2, default=str))
     return path

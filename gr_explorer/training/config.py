@@ -76,6 +76,8 @@ class TrainConfig:
     byol_predictor_hidden: int = _f(512, "byol: hidden width of the predictor MLP", "int")
     # output
     out: str = _f("runs/train/model.safetensors", "checkpoint path (.safetensors; the card is written next to it)", "str")
+    save_dtype: str = _f("float32", "how the checkpoint stores its weights: float32, or float16 (half the size; --eval "
+                                    "measures the stored weights)", "str")
     description: str | None = _f(None, "one-line description for the card (default: generated)", "str")
     eval: bool = _f(False, "after training, sweep all cuts with linear probes on held-out data; results go in the card", "bool")
     eval_n_train: int = _f(2000, "--eval: probe training images", "int")
@@ -129,6 +131,8 @@ class TrainConfig:
             raise TrainingError(f"batch_size must be >= 2 (the SSL losses contrast images of a batch), got {self.batch_size}.")
         if not self.depths or any(d < 1 for d in self.depths):
             raise TrainingError(f"depths={list(self.depths)!r} is invalid. Valid: blocks per stage, each >= 1, e.g. 1,1,1,1.")
+        if self.save_dtype not in ("float32", "float16"):
+            raise TrainingError(f"save_dtype={self.save_dtype!r} is invalid. Valid: float32, float16.")
         if self.time_budget is not None and not self.time_budget > 0:
             raise TrainingError(f"time_budget must be a positive number of seconds or unset, got {self.time_budget!r}.")
         if self.max_steps is not None and self.max_steps < 1:

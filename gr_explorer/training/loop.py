@@ -216,12 +216,12 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
     card = make_card(config, ds, objective, losses, step, total, per_epoch, bs, seconds, stopped, device)
     if interrupted:
         card["training"]["stopped_by"] = "KeyboardInterrupt"
-    path = save_checkpoint(model, config.out, card)
+    path = save_checkpoint(model, config.out, card, config.save_dtype)
     if config.eval and not stopped:  # a stopped run is saved as is; sweep it by hand if wanted
         from .evaluate import evaluate
 
         card["results"] = evaluate(f"file:{path}", config)
-        path = save_checkpoint(model, config.out, card)
+        path = save_checkpoint(model, config.out, card, config.save_dtype)
     return TrainResult(model=model, path=path, card=card, losses=losses, steps=step, seconds=seconds, stopped_early=stopped)
 
 

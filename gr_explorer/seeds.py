@@ -14,8 +14,8 @@ mean and the standard deviation (ddof=1) over seeds of each seed's own
 validation-selected guillotine gain, with a 95% Student-t interval for that
 mean (n - 1 degrees of freedom). "No clear gain" when the interval contains 0.
 
-Pure pandas / NumPy on the library's tables: no Streamlit here, so the CLI or
-a notebook can use the same rule.
+Pure pandas / NumPy on the library's tables: the app's Compare page, the zoo's
+README generator and a notebook use the same rule.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..hashing import json_digest
-from ..models.random_init import random_label
-from ..summary import CURVE, SUMMARY_COLUMNS
+from .hashing import json_digest
+from .models.random_init import random_label
+from .summary import CURVE, SUMMARY_COLUMNS
 
 #: card `config` keys that do not change the design: the seeds and where / how a run was written or evaluated
 NOT_DESIGN = ("seed", "data_seed", "out", "description", "eval", "eval_n_train", "eval_n_test", "eval_seed", "eval_tasks",
-              "device")
+              "device", "save_dtype", "time_budget")
 BAND = "min-max over seeds"
 SEED_COLUMNS = ["design", "task", "probe", "n_seeds", "models", "best_cuts", "best_accuracy_mean", "best_accuracy_sd",
                 "last_accuracy_mean", "gain_mean", "gain_sd", "gain_ci_low", "gain_ci_high", "clear_gain", "gains"]
