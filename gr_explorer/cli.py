@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(a) -> "SweepConfig":
     """run.json (if given) overridden by the flags given; every value validated by SweepConfig."""
-    from .config import SweepConfig, config_fields, parse_flag
+    from .config import SweepConfig, config_fields
+    from .flags import parse_flag
 
     base = SweepConfig.load(a.config).as_dict() if a.config else {}
     for name, kind, _, _, flag, _ in config_fields():

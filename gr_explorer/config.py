@@ -298,25 +298,3 @@ def config_fields():
         default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
         flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
         yield f.name, f.metadata["kind"], f.metadata["help"], default, flag, f.metadata["app"]
-
-
-def parse_flag(kind: str, text: str, flag: str):
-    """CLI text -> value of that kind; ConfigError naming the flag and the expected form."""
-    forms = {"int": "an integer", "count": "an integer >= 1 or 'all'", "float": "a number",
-             "floats": "comma-separated numbers, e.g. 0.01,0.1,1", "ints": "comma-separated integers, e.g. 5,10,20"}
-    try:
-        if kind == "int":
-            return int(text)
-        if kind == "count":
-            return None if text.strip().lower() == "all" else int(text)
-        if kind == "float":
-            return float(text)
-        if kind == "floats":
-            return tuple(float(v) for v in text.split(",") if v.strip())
-        if kind == "ints":
-            return tuple(int(v) for v in text.split(",") if v.strip())
-        if kind == "strs":
-            return tuple(v.strip() for v in text.split(",") if v.strip())
-        return text
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r} is invalid. Valid: {forms.get(kind, 'text')}.") from None

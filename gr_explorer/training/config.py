@@ -184,28 +184,11 @@ def _num(v) -> str:
 
 
 def parse_value(kind: str, text: str, name: str):
-    """Flag text -> value, with an error naming the flag and the expected form."""
-    try:
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
-        if kind == "ints":
-            return tuple(int(v) for v in text.split(",") if v.strip())
-        if kind == "floats":
-            return tuple(float(v) for v in text.split(",") if v.strip())
-        if kind == "strs":
-            return [v.strip() for v in text.split(",") if v.strip()]
-        if kind == "json":
-            d = json.loads(text)
-            if not isinstance(d, dict):
-                raise ValueError("not a JSON object")
-            return d
-        return text
-    except ValueError as e:
-        forms = {"int": "an integer", "float": "a number", "ints": "comma-separated integers, e.g. 1,1,1,1",
-                 "floats": "comma-separated numbers, e.g. 0.3,1.0", "json": "a JSON object, e.g. '{\"img_size\": 32}'"}
-        raise TrainingError(f"--{name.replace('_', '-')} {text!r} is invalid ({e}). Valid: {forms.get(kind, 'text')}.") from e
+    """Flag text -> value (the shared flag parser), with a TrainingError naming the flag and the expected form."""
+    from ..flags import parse_flag
+
+    value = parse_flag(kind, text, "--" + name.replace("_", "-"), TrainingError)
+    return list(value) if kind == "strs" else value
 
 
 def config_fields():
