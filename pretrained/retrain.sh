@@ -47,6 +47,10 @@ declare -A RUNS=(
   [simclr_proj1_s2]="--objective simclr --temperature 0.5 --projector 128 --seed 2 $SHAPES"
   [simclr_proj3_wide_s1]="--objective simclr --temperature 0.5 --projector 1024-1024-128 --seed 1 $SHAPES"
   [simclr_proj3_wide_s2]="--objective simclr --temperature 0.5 --projector 1024-1024-128 --seed 2 $SHAPES"
+  [label_aligned_p1_s1]="--objective label_aligned --label-task shape --p 1.0 --temperature 0.5 --projector 512-512-128 --seed 1 $SHAPES"
+  [label_aligned_p1_s2]="--objective label_aligned --label-task shape --p 1.0 --temperature 0.5 --projector 512-512-128 --seed 2 $SHAPES"
+  [label_aligned_p05_s1]="--objective label_aligned --label-task shape --p 0.5 --temperature 0.5 --projector 512-512-128 --seed 1 $SHAPES"
+  [label_aligned_p05_s2]="--objective label_aligned --label-task shape --p 0.5 --temperature 0.5 --projector 512-512-128 --seed 2 $SHAPES"
   [cifar10_simclr]="--objective simclr --temperature 0.2 --projector 512-512-128 $CIFAR"
   [cifar10_vicreg]="--objective vicreg --projector 512-512-128 $CIFAR"
   [cifar10_supervised]="--objective supervised --label-task label --projector 512-512-128 $CIFAR"
@@ -55,7 +59,8 @@ declare -A RUNS=(
 )
 ORDER=(simclr supervised label_aligned_p1 label_aligned_p05 simclr_proj_none simclr_proj1 simclr_proj3_wide vicreg byol
        barlow simclr_s1 simclr_s2 simclr_proj_none_s1 simclr_proj_none_s2 simclr_proj1_s1 simclr_proj1_s2
-       simclr_proj3_wide_s1 simclr_proj3_wide_s2 cifar10_simclr cifar10_vicreg cifar10_supervised
+       simclr_proj3_wide_s1 simclr_proj3_wide_s2 label_aligned_p1_s1 label_aligned_p1_s2 label_aligned_p05_s1
+       label_aligned_p05_s2 cifar10_simclr cifar10_vicreg cifar10_supervised
        cifar10_simclr_proj_none cifar10_label_aligned_p1)
 
 names=("${@:-${ORDER[@]}}")

@@ -202,7 +202,7 @@ def test_damaged_entry_in_a_read_only_cache_is_a_miss(tmp_path):
     cache = FeatureCache(tmp_path / "c")
     ds = random_dataset()
     extract_features(tiny_model(), ds, ["pool"], cache=cache)
-    (entry,) = list((tmp_path / "c").rglob("*.safetensors"))
+    (entry,) = list((tmp_path / "c").rglob("train.bin"))
     entry.write_bytes(entry.read_bytes()[:40])
     for d in (entry.parent, tmp_path / "c"):
         os.chmod(d, 0o500)

@@ -503,3 +503,16 @@ def test_defaults_larger_problem_against_sklearn():
             sk_val = float((_sk_fit(a, trl[task][fit], C).predict(v.double().numpy()) == trl[task][val].numpy()).mean())
             assert abs(r.val_accuracy - sk_val) <= 0.01
             assert rows[(cut, task, "knn")]["accuracy"] > 1.0 / r.n_classes
+
+
+def test_wide_cut_with_fewer_samples_than_dims_matches_sklearn():
+    """D > N (raw pixels, wide projector cuts): the Gram-matrix preconditioner reaches sklearn's optimum too."""
+    g = torch.Generator().manual_seed(3)
+    n, d = 300, 700
+    w = torch.randn(d, 3, generator=g)
+    X = torch.randn(n + 200, d, generator=g)
+    y = (X @ w + 2.0 * torch.randn(n + 200, 3, generator=g)).argmax(1)
+    tr, te = {"wide": X[:n]}, {"wide": X[n:]}
+    rows = run_probes(["linear"], tr, {"t": y[:n]}, te, {"t": y[n:]}, linear_grid=[0.05])
+    sk = _sk_protocol(X[:n], y[:n], X[n:], y[n:], 0.05)
+    assert sk > 0.45 and abs(rows[0].accuracy - sk) <= 0.01 and rows[0].converged

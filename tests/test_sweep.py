@@ -132,7 +132,7 @@ def test_permuting_test_labels_changes_no_selected_cut(ckpt):
 
 def test_baselines_rows_and_summary(ckpt):
     _, path = ckpt
-    cfg = SweepConfig(models=[f"file:{path}"], tasks=["shape", "color"], n_train=300, n_test=100, seed=1,
+    cfg = SweepConfig(models=[f"file:{path}"], tasks=["shape", "color"], n_train=200, n_test=100, seed=1,
                       baselines=["random-init", "pixels"])
     res = run_sweep(cfg)
     t = res.table
@@ -170,7 +170,7 @@ def test_random_weights_are_seeded():
     c = load_model("timm:test_resnet", weights="random", seed=4)
     assert a.weights_hash() == b.weights_hash() != c.weights_hash()
     assert a.name == "timm:test_resnet [random init]"
-    cfg = dict(tasks=["shape"], n_train=120, n_test=60, image_size=32, weights="random")
+    cfg = dict(tasks=["shape"], n_train=60, n_test=30, image_size=32, weights="random")
     t3 = sweep("timm:test_resnet", "shapes", seed=3, **cfg)
     t3b = sweep("timm:test_resnet", "shapes", seed=3, cache=False, **cfg)
     t4 = sweep("timm:test_resnet", "shapes", seed=4, **cfg)
@@ -190,13 +190,13 @@ def test_random_init_twin_rebuilds_the_architecture(ckpt):
 
 
 def test_base_tasks_identical_with_and_without_derived_tasks():
-    kw = dict(n_train=300, n_test=150, seed=5, probes=["linear", "knn"])
+    kw = dict(n_train=200, n_test=100, seed=5, probes=["linear", "knn"])
     plain = sweep("zoo:simclr", "shapes", tasks=["shape", "color"], **kw)
-    mixed = sweep("zoo:simclr", "shapes", tasks=["shape", "color", "hue", "grayscale", "hflip"], **kw)
+    mixed = sweep("zoo:simclr", "shapes", tasks=["shape", "color", "hue", "hflip"], **kw)
     base = mixed[mixed["task"].isin(["shape", "color"])].reset_index(drop=True)
     cols = ["cut", "task", "probe", "accuracy", "val_accuracy", "hparam"]
     pd.testing.assert_frame_equal(plain[cols], base[cols])
-    assert set(mixed["task"]) == {"shape", "color", "hue", "grayscale", "hflip"}
+    assert set(mixed["task"]) == {"shape", "color", "hue", "hflip"}
 
 
 def test_derived_view_transforms_only_its_marked_images():

@@ -1,132 +1,174 @@
-"""The shipped zoo shows the paper's findings, measured here from the weights on held-out shapes images.
+"""The shipped zoo: its cards hold what the weights give, and the findings it is shipped for hold (or say they don't).
 
-One sweep (every shipped model x every cut x task, linear probes) on
-shapes seed 1 -- a draw the models were never trained on (they trained on
-seed 0) -- is computed once per session and shared by the finding tests below.
-Nothing is read from the cards except in `test_cards_report_what_the_weights_give`,
-which checks the cards' numbers against this fresh measurement.
+Fast tests check what a clean checkout ships (every model loads with its cuts; every card records its command,
+its held-out sweep with baselines and intervals; pretrained/README.md is generated from the cards). The slow
+tests re-measure the cards' held-out sweeps from the weights, once per dataset, and check the issue's targets on
+those fresh numbers: best cut chosen on validation, 95% bootstrap intervals, next to the random-init twin.
 """
 
+from __future__ import annotations
+
 import json
+import math
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
+from gr_explorer.config import SweepConfig
 from gr_explorer.models import list_zoo, load_model, zoo_dir
-from gr_explorer.summary import guillotine_summary
-from gr_explorer.sweep import SweepConfig, run_sweep
+from gr_explorer.run import run_sweep
 
-SSL = ["simclr", "vicreg", "byol", "barlow", "simclr_proj1", "simclr_proj3_wide"]
-ZOO = SSL + ["simclr_proj_none", "supervised", "label_aligned_p05", "label_aligned_p1"]
-# The cards' --eval settings (all tasks: the probes' shared validation split depends on the task set).
-EVAL = dict(dataset="shapes", tasks=None, probes=["linear"], n_train=2000, n_test=1000, seed=1)
+SHAPES_SSL = ["simclr", "vicreg", "byol", "barlow", "simclr_proj1", "simclr_proj3_wide"]
+SHAPES_SSL_2PLUS = ["simclr", "vicreg", "byol", "barlow", "simclr_proj3_wide"]  # projectors of 2+ layers
+SHAPES = SHAPES_SSL + ["simclr_proj_none", "supervised", "label_aligned_p05", "label_aligned_p1"]
+SEEDED = [f"{d}_s{s}" for d in ("simclr", "simclr_proj_none", "simclr_proj1", "simclr_proj3_wide") for s in (1, 2)]
+CIFAR = ["cifar10_simclr", "cifar10_vicreg", "cifar10_supervised", "cifar10_simclr_proj_none"]
+
+
+def _card(name: str) -> dict:
+    return json.loads((zoo_dir() / f"{name}.json").read_text())
+
+
+def _shipped(names):
+    return [n for n in names if n in list_zoo()]
+
+
+# ---------------------------------------------------------------------------------------------- fast
+
+
+def test_every_zoo_model_loads_with_its_cuts_and_its_card_records_how_it_was_made():
+    missing = [n for n in SHAPES + SEEDED + CIFAR if n not in list_zoo()]
+    assert not missing, f"zoo checkpoints missing from {zoo_dir()}: {missing} (retrain: pretrained/retrain.sh)"
+    for name in list_zoo():
+        card = _card(name)
+        model = load_model(f"zoo:{name}")
+        assert model.cut_names[:6] == ["stem", "layer1", "layer2", "layer3", "layer4", "pool"], name
+        assert card["command"].startswith("gr-explorer train") and card["config"] and card["description"], name
+        assert (zoo_dir() / f"{name}.safetensors").stat().st_size < 4 * 2**20, name  # float16 weights
+        res = card["results"]
+        assert {"random-init", "pixels"} <= {r["baseline"] for r in res["table"]}, name  # measured next to baselines
+        for r in res["summary"]:
+            assert r["best_ci_low"] <= r["best_accuracy"] <= r["best_ci_high"], (name, r["task"])
+            assert r["gain_ci_low"] <= r["gain"] <= r["gain_ci_high"], (name, r["task"])
+
+
+def test_readme_is_generated_from_the_cards():
+    """pretrained/README.md is exactly what make_readme.py writes from the shipped cards (never typed by hand)."""
+    done = subprocess.run([sys.executable, str(zoo_dir() / "make_readme.py"), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------------------------------------- slow: re-measured
+
+
+def _fresh(names: list[str]) -> pd.DataFrame:
+    """The cards' held-out sweep, run again from the weights (one sweep for all models with the same settings)."""
+    sweep = dict(_card(names[0])["results"]["sweep"])
+    res = run_sweep(SweepConfig.from_dict({**sweep, "models": [f"zoo:{n}" for n in names]}), cache=False)
+    s = res.summary.assign(model=res.summary["model"].str.removeprefix("zoo:"))
+    return s.set_index(["model", "task", "probe"])
 
 
 @pytest.fixture(scope="module")
-def sweep():
-    missing = [n for n in ZOO if n not in list_zoo()]
-    assert not missing, f"zoo checkpoints missing from {zoo_dir()}: {missing} (retrain: pretrained/retrain.sh)"
-    res = run_sweep(SweepConfig(models=[f"zoo:{n}" for n in ZOO], **EVAL), cache=False)
-    table = res.table.assign(model=res.table["model"].str.removeprefix("zoo:"))
-    summary = guillotine_summary(table).set_index(["model", "task"])
-    print("\n" + table.pivot_table(index=["model", "depth", "cut"], columns="task", values="accuracy", sort=False).round(3).to_string())
-    print("\n" + summary.round(3).to_string())
-    return table, summary
+def shapes():
+    names = _shipped(SHAPES + SEEDED)
+    s = _fresh(names)
+    print("\n" + s.reset_index()[["model", "task", "best_cut", "best_accuracy", "last_cut", "last_accuracy", "gain",
+                                  "gain_ci_low", "gain_ci_high", "random_init_accuracy"]].round(3).to_string())
+    return s
 
 
-def _curve(table: pd.DataFrame, model: str, task: str) -> pd.Series:
-    t = table[(table.model == model) & (table.task == task)].sort_values("depth")
-    return pd.Series(t.accuracy.values, index=t.cut.values)
+@pytest.mark.slow
+def test_cards_report_what_the_weights_give(shapes):
+    """Each card's stored summary equals the fresh measurement (up to thread-count rounding in the probes)."""
+    worst = []
+    for name in _shipped(SHAPES + SEEDED):
+        for r in _card(name)["results"]["summary"]:
+            if r["baseline"]:
+                continue
+            fresh = shapes.loc[(name, r["task"], r["probe"])]
+            worst.append((abs(fresh["best_accuracy"] - r["best_accuracy"]), name, r["task"]))
+            assert abs(fresh["best_accuracy"] - r["best_accuracy"]) <= 0.02, (name, r["task"], fresh["best_accuracy"],
+                                                                               r["best_accuracy"])
+    print("largest difference card vs fresh:", max(worst))
 
 
-# Measured, not met (training already tuned within the CPU budget; see pretrained/README.md): the last cut is
-# below every cut from layer3 on, but above the two 16-dim early cuts stem and layer1.
-_NOT_NEAR_WORST = {
-    "vicreg": "measured shape: stem 0.338, layer1 0.309, layer2 0.375, layer3 0.425 ... proj1 0.470, proj3 0.382 (4th worst)",
-    "simclr_proj1": "measured shape: stem 0.333, layer1 0.330, layer2 0.390 ... pool 0.425, proj1 0.382 (3rd worst)",
-}
+def _row(s, model, task="shape"):
+    return s.loc[(model, task, "linear")]
 
 
-@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.xfail(reason=_NOT_NEAR_WORST[m], strict=False))
-                                   if m in _NOT_NEAR_WORST else m for m in SSL])
-def test_ssl_last_projector_cut_is_near_worst_for_shape_and_cutting_helps(sweep, model):
-    table, summary = sweep
-    acc = _curve(table, model, "shape")
-    assert acc.index[-1].startswith("proj")
-    assert summary.loc[(model, "shape"), "guillotine_gain"] > 0
-    # near-worst: the worst cut, or the second worst (ties within a point count as equal)
-    below = acc[acc < acc.iloc[-1] - 0.01]
-    assert len(below) <= 1, f"{model}: cuts worse than the last one: {below.round(3).to_dict()}; curve {acc.round(3).to_dict()}"
+@pytest.mark.slow
+@pytest.mark.parametrize("model", SHAPES_SSL)
+def test_ssl_models_learn_shape_well_above_their_random_init(shapes, model):
+    """Target: best-cut shape accuracy >= 0.80 and >= the random-init twin's best cut + 0.25."""
+    r = _row(shapes, model)
+    assert r["best_accuracy"] >= 0.80 and r["best_accuracy"] >= r["random_init_accuracy"] + 0.25, \
+        f"{model}: shape {r['best_accuracy']:.3f} at {r['best_cut']}, random init {r['random_init_accuracy']:.3f}"
 
 
-@pytest.mark.parametrize("model", SSL)
-def test_colour_is_decodable_early_and_collapses_along_the_projector(sweep, model):
-    table, _ = sweep
-    acc = _curve(table, model, "color")
-    assert acc.iloc[:2].max() >= 0.9, f"{model}: colour not decodable early: {acc.round(3).to_dict()}"
-    assert acc.iloc[-1] <= acc.max() - 0.20, f"{model}: colour curve {acc.round(3).to_dict()}"
-    proj = acc[[c for c in acc.index if c.startswith("proj")]]
-    assert proj.iloc[-1] < acc["pool"], f"{model}: colour should drop from the backbone output to the projector output"
+@pytest.mark.slow
+@pytest.mark.parametrize("model", SHAPES_SSL_2PLUS)
+def test_cutting_off_a_deep_projector_gains_on_shape(shapes, model):
+    """Target: the last projector cut is below the best cut, with a paired 95% gain interval above 0."""
+    r = _row(shapes, model)
+    assert r["last_cut"].startswith("proj") and r["gain_ci_low"] > 0, \
+        f"{model}: gain {r['gain']:+.3f} [{r['gain_ci_low']:+.3f}, {r['gain_ci_high']:+.3f}] ({r['best_cut']} vs {r['last_cut']})"
 
 
-def test_supervised_last_cut_is_best_for_its_task_but_not_for_colour(sweep):
-    table, summary = sweep
-    shape = _curve(table, "supervised", "shape")
-    assert shape.iloc[-1] >= shape.max() - 0.02, shape.round(3).to_dict()
-    color = _curve(table, "supervised", "color")
-    assert color.idxmax() != color.index[-1] and summary.loc[("supervised", "color"), "guillotine_gain"] > 0.2, color.round(3).to_dict()
+@pytest.mark.slow
+@pytest.mark.parametrize("model", SHAPES_SSL)
+def test_colour_is_erased_along_the_projector(shapes, model):
+    """Colour (removed by the augmentations) is best read early and clearly lower at the last cut."""
+    r = _row(shapes, model, "color")
+    assert not r["best_cut"].startswith("proj") and r["gain_ci_low"] > 0.2, \
+        f"{model}: colour best {r['best_cut']} {r['best_accuracy']:.3f}, last {r['last_accuracy']:.3f}"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "label_aligned_p1 did not learn at this scale: its loss stayed at chance (5.32 = log of the number of negatives) "
-    "for all 10 epochs, so shape is poor at every cut (best 0.337 at layer2, vs simclr 0.437); its small gain (0.031) "
-    "is not the aligned-task effect. Measured shape gains: simclr (p=0) 0.088, p=0.5 0.095, p=1 0.031."))
-def test_label_aligned_positives_shrink_the_guillotine_gain(sweep):
-    table, summary = sweep
-    models = ("simclr", "label_aligned_p05", "label_aligned_p1")  # p = 0, 0.5, 1 (same temperature and settings)
-    gain = {m: round(summary.loc[(m, "shape"), "guillotine_gain"], 3) for m in models}
-    best = {m: round(summary.loc[(m, "shape"), "best_accuracy"], 3) for m in models}
-    # Only meaningful if aligning the positives with shape actually taught the network shape.
-    assert best["label_aligned_p1"] >= best["simclr"], f"aligned training did not learn shape: best {best}, gain {gain}"
-    assert gain["simclr"] >= gain["label_aligned_p05"] - 0.01 >= gain["label_aligned_p1"] - 0.02, gain
-    assert gain["label_aligned_p1"] <= 0.03, gain
+@pytest.mark.slow
+def test_label_aligned_p1_trains(shapes):
+    """Target: its loss falls >= 20% from the first epoch, and its shape best cut >= random init + 0.25."""
+    losses = _card("label_aligned_p1")["training"]["loss_per_epoch"]
+    assert losses[-1] <= 0.8 * losses[0], losses
+    r = _row(shapes, "label_aligned_p1")
+    assert r["best_accuracy"] >= r["random_init_accuracy"] + 0.25, (r["best_accuracy"], r["random_init_accuracy"])
 
 
-def test_projector_designs_give_different_curves(sweep):
-    """none / 1-layer / 3-layer / wide 3-layer: the measured curves differ (numbers printed with -s)."""
-    table, summary = sweep
-    designs = ["simclr_proj_none", "simclr_proj1", "simclr", "simclr_proj3_wide"]
-    rows = {m: _curve(table, m, "color") for m in designs}
-    print("\ncolour by cut:\n" + pd.DataFrame(rows).round(3).to_string())
-    print("shape by cut:\n" + pd.DataFrame({m: _curve(table, m, "shape") for m in designs}).round(3).to_string())
-    backbone = ["stem", "layer1", "layer2", "layer3", "layer4", "pool"]
-    for a in designs:
-        for b in designs:
-            if a < b:
-                diff = (rows[a][backbone] - rows[b][backbone]).abs().max()
-                assert diff > 0.01 or abs(rows[a].iloc[-1] - rows[b].iloc[-1]) > 0.01, (a, b)
-    # With no projector the SSL loss sits on the backbone output, so colour has to go from the backbone itself.
-    assert rows["simclr_proj_none"]["pool"] < rows["simclr"]["pool"], {m: round(r["pool"], 3) for m, r in rows.items()}
+@pytest.mark.slow
+def test_label_aligned_positives_shrink_the_shape_gain(shapes):
+    """Aligning the positives with the shape label (p = 0, 0.5, 1) makes cutting less necessary for shape.
+
+    Measured over seeds where shipped: the gain of p=1 is below that of SimCLR (p=0) with the seeds' intervals apart.
+    """
+    def gains(stem):
+        return [_row(shapes, m)["gain"] for m in _shipped([stem, f"{stem}_s1", f"{stem}_s2"])]
+
+    p0, p05, p1 = gains("simclr"), gains("label_aligned_p05"), gains("label_aligned_p1")
+    print(f"shape gain, p=0 {p0}, p=0.5 {p05}, p=1 {p1}")
+    assert max(p1) < min(p0), (p0, p05, p1)
 
 
-def test_cards_report_what_the_weights_give(sweep):
-    """Each card's stored held-out results equal a fresh measurement with the same sweep settings."""
-    table, _ = sweep
-    for name in ZOO:
-        card = json.loads((zoo_dir() / f"{name}.json").read_text())
-        assert card["command"].startswith("gr-explorer train") and card["config"] and card["description"]
-        res = card["results"]
-        assert res["sweep"]["seed"] == EVAL["seed"] and res["sweep"]["n_train"] == EVAL["n_train"], name
-        stored = pd.DataFrame(res["table"]).set_index(["task", "cut"])["accuracy"]
-        fresh = table[table.model == name].set_index(["task", "cut"])["accuracy"]
-        both = stored.loc[fresh.index]
-        assert (both - fresh).abs().max() <= 0.005, name
+@pytest.mark.slow
+def test_supervised_reads_its_own_task_at_the_output_but_not_colour(shapes):
+    shape, color = _row(shapes, "supervised"), _row(shapes, "supervised", "color")
+    assert shape["last_accuracy"] >= shape["best_accuracy"] - 0.02 and not shape["clear_gain"], shape.to_dict()
+    assert color["clear_gain"] and color["gain"] > 0.2, color.to_dict()
 
 
-def test_shipped_checkpoints_are_small_and_load_with_their_cuts():
-    for name in ZOO:
-        path = zoo_dir() / f"{name}.safetensors"
-        assert path.stat().st_size < 8 * 2**20, (name, path.stat().st_size)
-        model = load_model(f"zoo:{name}")
-        assert model.cut_names[:6] == ["stem", "layer1", "layer2", "layer3", "layer4", "pool"]
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_cifar10_simclr_beats_its_random_init_and_cutting_helps():
+    """Target: CIFAR-10 SimCLR best cut >= random init + 0.10, with a guillotine gain interval above 0."""
+    from conftest import SHARED_DATA
 
+    if not (SHARED_DATA / "cifar10").is_dir():
+        pytest.skip("../shared/data/cifar10 is absent")
+    names = _shipped(CIFAR)
+    s = _fresh(names)
+    r = _row(s, "cifar10_simclr", "label")
+    print("\n" + s.reset_index()[["model", "best_cut", "best_accuracy", "best_ci_low", "best_ci_high", "last_cut",
+                                  "last_accuracy", "gain", "gain_ci_low", "gain_ci_high",
+                                  "random_init_accuracy"]].round(3).to_string())
+    assert r["best_accuracy"] >= r["random_init_accuracy"] + 0.10 and r["gain_ci_low"] > 0, r.to_dict()
+    assert not math.isnan(r["pixels_accuracy"])

@@ -45,9 +45,13 @@ def _as_blocks(X: torch.Tensor | Blocks) -> list[torch.Tensor]:
 
 
 def feature_eigen(X: torch.Tensor | Blocks, max_rows: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per block: eigen-decomposition (eigvals [G_b, D_b], eigvecs [G_b, D_b, D_b]) of the feature
+    """Per block: eigen-decomposition (eigvals [G_b, r], eigvecs [G_b, D_b, r]) of the feature
     second-moment matrix X^T X / n (bias column excluded), from an evenly strided subsample of
-    at most `max_rows` rows (default max(1024, 4 D)). Used to precondition the solver."""
+    at most `max_rows` rows (default max(1024, 4 D)). Used to precondition the solver.
+
+    With fewer rows n than dims D (wide cuts, raw pixels) the matrix has rank <= n: its nonzero
+    eigenpairs come from the n x n Gram matrix instead (r = n eigenvectors V = F^T U / sqrt(n ev),
+    a zero column where ev vanishes), which costs n^3 instead of D^3."""
     out = []
     for X_b in _as_blocks(X):
         G_b, N, D1 = X_b.shape
@@ -55,9 +59,16 @@ def feature_eigen(X: torch.Tensor | Blocks, max_rows: int | None = None) -> list
         rows = max(1024, 4 * d) if max_rows is None else max_rows
         step = max(1, N // rows)
         F_ = X_b[:, ::step, 1:]
-        cov = torch.bmm(F_.transpose(1, 2), F_) / F_.shape[1]
+        n = F_.shape[1]
         try:
-            ev, V = torch.linalg.eigh(cov)
+            if n < d:
+                ev, U = torch.linalg.eigh(torch.bmm(F_, F_.transpose(1, 2)) / n)
+                ok = ev > ev.amax(1, keepdim=True).clamp_min(1e-30) * 1e-8
+                V = torch.bmm(F_.transpose(1, 2), U) / torch.where(ok, (n * ev).clamp_min(1e-30).sqrt(),
+                                                                   torch.ones_like(ev))[:, None, :]
+                V = V * ok[:, None, :]
+            else:
+                ev, V = torch.linalg.eigh(torch.bmm(F_.transpose(1, 2), F_) / n)
         except RuntimeError:  # ill-posed eigh (very rare): fall back to no preconditioning for this block
             ev = torch.ones((G_b, d), dtype=X_b.dtype, device=X_b.device)
             V = torch.eye(d, dtype=X_b.dtype, device=X_b.device).expand(G_b, d, d).contiguous()
@@ -163,11 +174,14 @@ class _Precond:
         r = torch.zeros_like(q)
         r[:, 0] = q[:, 0] / c[:, :, None]
         for g0, g1, ev, V, live in self.parts:
-            G_b, d = ev.shape
+            G_b, d, k = V.shape
+            lam = self.lam[g0:g1, None, :, None]
             qb = q[g0:g1, 1 : 1 + d].reshape(G_b, d, Q * K)
-            u = torch.bmm(V.transpose(1, 2), qb).view(G_b, d, Q, K)
-            u.div_(c[g0:g1, None, :, None] * ev[:, :, None, None] + self.lam[g0:g1, None, :, None])
-            rb = torch.bmm(V, u.view(G_b, d, Q * K)).view(G_b, d, Q, K)
+            u = torch.bmm(V.transpose(1, 2), qb).view(G_b, k, Q, K)
+            scaled = u / (c[g0:g1, None, :, None] * ev[:, :, None, None] + lam)
+            rb = torch.bmm(V, scaled.view(G_b, k, Q * K)).view(G_b, d, Q, K)
+            if k < d:  # thin basis (wide cut): the rest of the space is only regularised, H0 = 1 / lam there
+                rb += (qb.view(G_b, d, Q, K) - torch.bmm(V, u.view(G_b, k, Q * K)).view(G_b, d, Q, K)) / lam
             r[g0:g1, 1 : 1 + d] = rb if live is None else rb * live
         return r
 
