@@ -172,3 +172,39 @@ def test_cifar10_simclr_beats_its_random_init_and_cutting_helps():
                                   "random_init_accuracy"]].round(3).to_string())
     assert r["best_accuracy"] >= r["random_init_accuracy"] + 0.10 and r["gain_ci_low"] > 0, r.to_dict()
     assert not math.isnan(r["pixels_accuracy"])
+
+
+@pytest.mark.slow
+def test_about_page_walkthrough_quotes_what_the_default_run_gives(tmp_path):
+    """Every number of the About page's demo, re-measured: the default Explore run, the derived tasks, step 3."""
+    from gr_explorer.app.about import DEMO, DEMO_DERIVED, DEMO_NOJITTER, DEMO_RUN
+    from gr_explorer.cli import main
+
+    got = {}
+    res = run_sweep(SweepConfig(**DEMO_RUN), cache=False)
+    s = res.summary.set_index(["model", "task"])
+    t = res.table[res.table["baseline"] == ""].set_index(["task", "cut"])["accuracy"]
+    c, sh, li = s.loc[("zoo:simclr", "color")], s.loc[("zoo:simclr", "shape")], s.loc[("zoo:simclr", "light")]
+    got.update(color_stem=t[("color", "stem")], color_last=c["last_accuracy"], color_random=c["random_init_accuracy"],
+               color_gain=100 * c["gain"], color_gain_low=100 * c["gain_ci_low"], color_gain_high=100 * c["gain_ci_high"],
+               shape_best=sh["best_accuracy"], shape_best_cut=sh["best_cut"], shape_last=sh["last_accuracy"],
+               shape_last_cut=sh["last_cut"], shape_gain=100 * sh["gain"], shape_gain_low=100 * sh["gain_ci_low"],
+               shape_gain_high=100 * sh["gain_ci_high"], shape_random=sh["random_init_accuracy"],
+               shape_chance=sh["chance"], light_best=li["best_accuracy"], light_best_cut=li["best_cut"],
+               light_last=li["last_accuracy"], light_chance=li["chance"])
+    d = run_sweep(SweepConfig(**DEMO_DERIVED), cache=False)
+    ds = d.summary.set_index("task")
+    dt = d.table.set_index(["task", "cut"])["accuracy"]
+    got.update(gray_stem=dt[("grayscale", "stem")], gray_last=ds.loc["grayscale", "last_accuracy"],
+               hue_best=ds.loc["hue", "best_accuracy"], hue_best_cut=ds.loc["hue", "best_cut"],
+               hue_last=ds.loc["hue", "last_accuracy"], hflip_max=d.table.loc[d.table["task"] == "hflip", "accuracy"].max())
+    out = tmp_path / "nojitter.safetensors"
+    assert main(["train", *DEMO_NOJITTER, "--out", str(out), "--quiet"]) == 0
+    nj = run_sweep(SweepConfig(models=[f"file:{out}"], tasks=["color"]), cache=False).summary.iloc[0]
+    got["nojitter_color_last"] = nj["last_accuracy"]
+    for key, quoted in DEMO.items():
+        if isinstance(quoted, str):
+            assert got[key] == quoted, (key, got[key], quoted)
+        else:  # quoted to the digits the page shows; a retrained step-3 model may differ by a few points
+            tol = 0.05 if key == "nojitter_color_last" else (0.15 if "gain" in key else 0.0015)
+            assert abs(got[key] - quoted) <= tol, (key, got[key], quoted)
