@@ -21,8 +21,8 @@ def _add_sweep(sub):
     for name, kind, help_text, default, flag, _ in config_fields():
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else ("all" if default is None and kind == "count" else default)
         extra = {"action": "append"} if name == "models" else {}
-        p.add_argument(flag, dest=name, default=None, metavar=kind.upper(),
-                       help=f"{help_text}" + (f" (default: {shown})" if shown not in (None, "") else ""), **extra)
+        text = help_text + (f" (default: {shown})" if shown not in (None, "") else "")
+        p.add_argument(flag, dest=name, default=None, metavar=kind.upper(), help=text.replace("%", "%%"), **extra)
     p.add_argument("--out", help="folder for results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html")
     p.add_argument("--save-features", action="store_true", help="also write features/<model>.npz (see README for the layout)")
     p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/gr_explorer/features or $GR_EXPLORER_CACHE)")

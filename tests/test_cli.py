@@ -110,3 +110,10 @@ def test_datasets_command(capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
     assert "shapes" in out and "imagefolder:<path>" in out and "hflip" in out
+
+
+@pytest.mark.parametrize("command", ["sweep", "cuts", "zoo", "datasets", "train", "convert"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0 and "usage: gr-explorer" in capsys.readouterr().out

@@ -18,10 +18,11 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     for name, kind, help_text, default in config_fields():
         flag = "--" + name.replace("_", "-")
         if kind == "bool":
-            p.add_argument(flag, dest=name, action="store_true", default=None, help=help_text)
+            p.add_argument(flag, dest=name, action="store_true", default=None, help=help_text.replace("%", "%%"))
         else:
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            p.add_argument(flag, dest=name, default=None, metavar=kind.upper(), help=f"{help_text} (default: {shown})")
+            p.add_argument(flag, dest=name, default=None, metavar=kind.upper(),
+                           help=f"{help_text} (default: {shown})".replace("%", "%%"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
