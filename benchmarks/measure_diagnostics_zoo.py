@@ -1,8 +1,10 @@
 """Measurement (not a speed benchmark): do label-free metrics find the validation-best cut of the shipped zoo?
 
-    python -u benchmarks/measure_diagnostics_zoo.py [--n-train 2000 --n-test 1000 --seed 1 --out /tmp/diag_zoo]
+    python -u benchmarks/measure_diagnostics_zoo.py [--models simclr,vicreg] [--n-train 2000 --n-test 1000 --seed 1]
+    python -u benchmarks/measure_diagnostics_zoo.py --dataset cifar10_mini --n-train 2000 --n-test 1000
 
-Every `pretrained/*.safetensors` model plus a random-init twin of zoo:simclr
+The zoo models trained on the dataset's kind (shapes, or CIFAR-10 for cifar10_mini; or those named) plus a
+random-init twin of the first of them
 (`build_model(card)` under `torch.manual_seed(0)`), swept on `shapes` with the
 linear probe; all diagnostics (invariance with the default AugmentConfig) on
 the train split. Writes the full tables as CSV and prints three summaries:
@@ -25,11 +27,17 @@ from gr_explorer.diagnostics import METRICS, compute_diagnostics, metric_vs_accu
 from gr_explorer.models import build_model, list_zoo, load_model, read_card, zoo_dir
 
 
-def models():
-    for name in list_zoo():
+def models(names: list[str]):
+    for name in names:
         yield load_model(f"zoo:{name}")
     torch.manual_seed(0)
-    yield build_model(read_card(zoo_dir() / "simclr.safetensors"), name="zoo:simclr [random init]")
+    yield build_model(read_card(zoo_dir() / f"{names[0]}.safetensors"), name=f"zoo:{names[0]} [random init]")
+
+
+def trained_for(dataset: str) -> list[str]:
+    """Zoo models whose training data matches the dataset: shapes for shapes, CIFAR-10 for cifar10_mini."""
+    spec = lambda n: read_card(zoo_dir() / f"{n}.safetensors")["dataset"]["spec"]  # noqa: E731
+    return [n for n in list_zoo() if (spec(n) == "shapes") == (dataset == "shapes")]
 
 
 def baselines(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -42,6 +50,8 @@ def baselines(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default=None, help="comma-separated zoo names (default: every shapes-trained one)")
+    ap.add_argument("--dataset", default="shapes", choices=["shapes", "cifar10_mini"])
     ap.add_argument("--n-train", type=int, default=2000)
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
@@ -50,9 +60,10 @@ def main():
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = load_dataset("shapes", n_train=a.n_train, n_test=a.n_test, seed=a.seed)
+    ds = load_dataset(a.dataset, n_train=a.n_train, n_test=a.n_test, seed=a.seed)
     results, metrics, ckas = [], [], []
-    for model in models():
+    names = a.models.split(",") if a.models else trained_for(a.dataset)
+    for model in models(names):
         cfg = SweepConfig(models=[model.name], dataset=ds.name, probes=["linear"], device=a.device, seed=a.seed)
         res = run_sweep(cfg, models=[model], dataset=ds, cache=False)
         d = compute_diagnostics(model, res.features[model.name], ds.train_images, metrics=METRICS, device=a.device,

@@ -502,7 +502,7 @@ def test_defaults_larger_problem_against_sklearn():
             a, v = standardize(tr[cut][fit], tr[cut][val])
             sk_val = float((_sk_fit(a, trl[task][fit], C).predict(v.double().numpy()) == trl[task][val].numpy()).mean())
             assert abs(r.val_accuracy - sk_val) <= 0.01
-            assert rows[(cut, task, "knn")]["accuracy"] > 1.0 / r.n_classes
+            assert rows[(cut, task, "knn")].accuracy > 1.0 / r.n_classes
 
 
 def test_wide_cut_with_fewer_samples_than_dims_matches_sklearn():
