@@ -3,11 +3,9 @@
     python -u benchmarks/measure_diagnostics_zoo.py [--models simclr,vicreg] [--n-train 2000 --n-test 1000 --seed 1]
     python -u benchmarks/measure_diagnostics_zoo.py --dataset cifar10_mini --n-train 2000 --n-test 1000
 
-The zoo models trained on the dataset's kind (shapes, or CIFAR-10 for cifar10_mini; or those named) plus a
-random-init twin of the first of them
-(`build_model(card)` under `torch.manual_seed(0)`), swept on `shapes` with the
-linear probe; all diagnostics (invariance with the default AugmentConfig) on
-the train split. Writes the full tables as CSV and prints three summaries:
+The zoo models trained on the dataset's kind (shapes, or CIFAR-10 for cifar10_mini; or those named) plus the
+random-init twin of the first of them, swept with the linear probe and every diagnostic (`metrics`: invariance
+with the default AugmentConfig) through `run_sweep`, on the train split. Writes the full tables as CSV and prints three summaries:
 the cut each metric picks vs the validation-selected cut per task, Spearman's
 rho per metric and task (median and range over models), and the test accuracy
 lost by trusting each metric.
@@ -19,19 +17,11 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from gr_explorer import SweepConfig, run_sweep
-from gr_explorer.data import load_dataset
-from gr_explorer.diagnostics import METRICS, compute_diagnostics, metric_vs_accuracy
-from gr_explorer.models import build_model, list_zoo, load_model, read_card, zoo_dir
-
-
-def models(names: list[str]):
-    for name in names:
-        yield load_model(f"zoo:{name}")
-    torch.manual_seed(0)
-    yield build_model(read_card(zoo_dir() / f"{names[0]}.safetensors"), name=f"zoo:{names[0]} [random init]")
+from gr_explorer.cache import FeatureCache
+from gr_explorer.diagnostics import METRICS, metric_vs_accuracy
+from gr_explorer.models import list_zoo, read_card, zoo_dir
 
 
 def trained_for(dataset: str) -> list[str]:
@@ -60,19 +50,18 @@ def main():
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = load_dataset(a.dataset, n_train=a.n_train, n_test=a.n_test, seed=a.seed)
-    results, metrics, ckas = [], [], []
     names = a.models.split(",") if a.models else trained_for(a.dataset)
-    for model in models(names):
-        cfg = SweepConfig(models=[model.name], dataset=ds.name, probes=["linear"], device=a.device, seed=a.seed)
-        res = run_sweep(cfg, models=[model], dataset=ds, cache=False)
-        d = compute_diagnostics(model, res.features[model.name], ds.train_images, metrics=METRICS, device=a.device,
-                                seed=a.seed)
-        results.append(res.table)
-        metrics.append(d.metrics)
-        ckas.append(d.cka)
-        print(f"{model.name}: sweep {res.seconds:.1f} s, diagnostics {sum(d.seconds.values()):.1f} s", flush=True)
-    results, metrics, cka = pd.concat(results), pd.concat(metrics), pd.concat(ckas)
+    common = dict(dataset=a.dataset, n_train=a.n_train, n_test=a.n_test, seed=a.seed, probes=["linear"],
+                  metrics=list(METRICS), device=a.device)
+    # the zoo models, then the first one again with its random-init twin (its own features come from the cache)
+    runs = [run_sweep(SweepConfig(models=[f"zoo:{n}" for n in names], **common), cache=FeatureCache(out / "cache")),
+            run_sweep(SweepConfig(models=[f"zoo:{names[0]}"], baselines=["random-init"], **common),
+                      cache=FeatureCache(out / "cache"))]
+    for r in runs:
+        print(f"sweep with diagnostics: {r.seconds:.1f} s", flush=True)
+    results = pd.concat([r.table for r in runs]).drop_duplicates(["model", "cut", "task", "probe"])
+    metrics = pd.concat([r.metrics for r in runs]).drop_duplicates(["model", "cut", "metric", "augmentation"])
+    cka = pd.concat([r.cka for r in runs]).drop_duplicates()
     sel = metric_vs_accuracy(results, pd.concat([metrics, baselines(metrics)]))
     for name, t in (("results", results), ("metrics", metrics), ("cka", cka), ("selection", sel)):
         t.to_csv(out / f"{name}.csv", index=False)

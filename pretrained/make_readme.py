@@ -28,6 +28,17 @@ is best minus last cut with a paired 95% interval; "no clear gain" when that int
 """
 
 
+#: context for a dataset's numbers, keyed by a substring of the cards' dataset spec (published, not measured here)
+CONTEXT = {
+    "cifar10": "For context (published, not measured here): SimCLR with a ResNet-18 (11 M parameters) trained "
+               "1,000 epochs at batch 512 reaches 92.1% linear accuracy on CIFAR-10, and the SimCLR paper about "
+               "93.5% with a ResNet-50 (as quoted in the README of github.com/p3i0t/SimCLR-CIFAR10). The models "
+               "here are a width-16 SmallResNet (0.31 M backbone parameters) trained 15 epochs on 20,000 images on "
+               "2 CPU cores, probed with 5,000 training images: they show where along the network the useful "
+               "features sit, not a competitive accuracy.\n",
+}
+
+
 def _ci(v, lo, hi, pts=False) -> str:
     if v is None:
         return "-"
@@ -95,6 +106,7 @@ def main() -> None:
         tasks = list(dict.fromkeys(r["task"] for r in first["results"]["summary"]))
         out.append(f"## Trained on `{spec}`\n")
         out.append(f"Held out: {first['results']['held_out']}.\n")
+        out += [text for key, text in CONTEXT.items() if key in spec]
         out.append("| model | what | training |\n|---|---|---|")
         for name, card in group.items():
             t = card["training"]

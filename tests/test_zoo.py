@@ -99,8 +99,26 @@ def _row(s, model, task="shape"):
     return s.loc[(model, task, "linear")]
 
 
+def _unmet(models: list[str], why: dict[str, str]) -> list:
+    """Targets the shipped weights measurably miss: strict xfails that quote the card, so a retrained model that
+    meets the target turns the test red until the mark goes (the closing note and pretrained/README.md say why)."""
+    return [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=why[m])) if m in why else m for m in models]
+
+
+#: measured on the shipped cards (held-out shapes seed 1, 2,000 / 1,000, linear probe, validation-selected cut)
+SHAPE_UNMET = {
+    "vicreg": "shape 0.766 [0.743, 0.789] at layer4: above random init (0.379) + 0.25, below the 0.80 target",
+    "byol": "shape 0.491 [0.459, 0.521] at layer3 vs random init 0.379: BYOL learns little shape in 20 epochs here",
+    "barlow": "shape 0.384 [0.354, 0.414] at layer4 vs random init 0.379: Barlow Twins learns no shape here",
+}
+COLOUR_UNMET = {
+    "byol": "colour stays 0.966 at proj3 (best 0.991 at layer3): no colour invariance learned in 20 epochs",
+    "barlow": "colour stays 0.979 at proj3 (best 0.993 at layer4): no colour invariance learned",
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("model", SHAPES_SSL)
+@pytest.mark.parametrize("model", _unmet(SHAPES_SSL, SHAPE_UNMET))
 def test_ssl_models_learn_shape_well_above_their_random_init(shapes, model):
     """Target: best-cut shape accuracy >= 0.80 and >= the random-init twin's best cut + 0.25."""
     r = _row(shapes, model)
@@ -118,7 +136,7 @@ def test_cutting_off_a_deep_projector_gains_on_shape(shapes, model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", SHAPES_SSL)
+@pytest.mark.parametrize("model", _unmet(SHAPES_SSL, COLOUR_UNMET))
 def test_colour_is_erased_along_the_projector(shapes, model):
     """Colour (removed by the augmentations) is best read early and clearly lower at the last cut."""
     r = _row(shapes, model, "color")
