@@ -80,8 +80,9 @@ much cutting buys: compare `zoo:label_aligned_p1` with `zoo:simclr` (the zoo's R
   cuts (1 = the same representation up to a rotation and a scale); and how little each cut moves under each
   training augmentation (invariance). A sentence per task says which cut each metric would have picked without
   labels, and how many test points trusting it would cost.
-* **Compare** puts several models on one chart per task. Try the zoo's projector variants or objectives: the
-  deeper or narrower the projector, the further from the output the best cut tends to sit. Several seeds of one
+* **Compare** puts several models on one chart per task. Try the zoo's projector variants (none, one layer, three,
+  three wide) or objectives: how much cutting buys for `shape` depends on the projector's depth (the zoo's README
+  gives each variant's measured gain with its interval, over three seeds). Several seeds of one
   recipe are drawn as their mean with a band from the lowest to the highest seed, and their gain as mean ± sd
   over seeds. The CKA at each depth says where two models' representations part.
 
