@@ -8,7 +8,7 @@
 #
 # shapes v2 models: width-16 SmallResNet, 20 epochs over 8,000 images, ~8 CPU-minutes each on one idle core
 # (BYOL ~11). CIFAR-10 models: the same network on 20,000 CIFAR-10 training images (a stratified subsample of
-# ../shared/data/cifar10, 50,000 PNGs), 25 epochs, ~45 CPU-minutes each. Each run ends with a held-out
+# ../shared/data/cifar10, 50,000 PNGs), 15 epochs, ~25 CPU-minutes each. Each run ends with a held-out
 # linear-probe sweep with the random-init and pixel baselines (--eval), whose results go into the card.
 # `gr-explorer` is the installed console script; without it, set GR="python -m gr_explorer".
 set -euo pipefail
@@ -24,7 +24,7 @@ GR="${GR:-$(command -v gr-explorer || echo "python -m gr_explorer")}"
 SHAPES="--dataset shapes --n-train 8000 --epochs 20 --batch-size 128 --crop-scale 0.5,1 --save-dtype float16 --eval"
 # CIFAR-10: SimCLR's CIFAR augmentations (crops 0.2-1, jitter 0.5, grayscale 0.2, flips); evaluated on all
 # 10,000 test images with probes fitted on 5,000 training images.
-CIFAR="--dataset imagefolder:../shared/data/cifar10 --n-train 20000 --width 16 --epochs 25 --batch-size 256 \
+CIFAR="--dataset imagefolder:../shared/data/cifar10 --n-train 20000 --width 16 --epochs 15 --batch-size 256 \
 --crop-scale 0.2,1 --color-jitter 0.5 --gray-p 0.2 --lr 2e-3 --warmup-epochs 1 --save-dtype float16 --eval \
 --eval-n-train 5000 --eval-n-test 10000"
 
