@@ -158,9 +158,7 @@ def seed_frame(seed_rows: pd.DataFrame) -> pd.DataFrame:
 
 def show_compare(record: dict, key: str, current_config_json: str | None) -> None:
     table: pd.DataFrame = record["table"]
-    results.run_notes(record, current_config_json)
-    if table.empty:
-        st.info("No results yet.")
+    if not results.run_notes(record, current_config_json):
         return
     summary = record["summary"]
     groups = seeds.seed_groups({m: record["cards"].get(m) for m in record["models"]})

@@ -69,9 +69,7 @@ def render() -> None:
 
 def show_explore(record: dict, key: str, current_config_json: str | None) -> None:
     table: pd.DataFrame = record["table"]
-    results.run_notes(record, current_config_json)
-    if table.empty:
-        st.info("No results yet.")
+    if not results.run_notes(record, current_config_json):
         return
     tasks, probe = results.pick_view(record, key)
     summary = record["summary"]

@@ -85,13 +85,19 @@ def show_outcome(error: BaseException | None) -> None:
         show_error(error)
 
 
-def run_notes(record: dict, current_config_json: str | None) -> None:
-    """What the user must know before reading the results: a cancelled run, settings changed since."""
+def run_notes(record: dict, current_config_json: str | None) -> bool:
+    """What the user must know before reading the results: a cancelled run, settings changed since, no results.
+
+    Returns whether there are results to show (both result views start here)."""
     if record.get("cancelled"):
         st.warning("This run was cancelled: only the results finished before the cancel are shown.")
     if current_config_json is not None and json.loads(current_config_json) != json.loads(record["config_json"]):
         st.info("The settings have changed since this run; press **Run** to update the results.",
                 icon=":material/sync_problem:")
+    if record["table"].empty:
+        st.info("No results yet.")
+        return False
+    return True
 
 
 def run_stats(record: dict) -> None:
