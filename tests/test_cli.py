@@ -1,6 +1,7 @@
 """The gr-explorer CLI end to end: sweep writes its files, --config reproduces the numbers, errors are clear."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -116,4 +117,8 @@ def test_datasets_command(capsys):
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
-    assert e.value.code == 0 and "usage: gr-explorer" in capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines; join them
+    assert e.value.code == 0 and "usage: gr-explorer" in out
+    # each flag states its default at most once, and never as 'None' (a flag whose default is 'not given')
+    assert "(default: None)" not in out
+    assert all(flag_help.count("(default:") <= 1 for flag_help in re.split(r" --?[a-z]", out))

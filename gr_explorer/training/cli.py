@@ -13,16 +13,17 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train", help="train a model (SSL, supervised or label-aligned) and save it as a checkpoint",
         description="Train a backbone + projector and save <out>.safetensors + <out>.json (probe it as file:<out>). "
-                    "Ctrl-C stops early and still saves.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "Ctrl-C stops early and still saves.")
     for name, kind, help_text, default in config_fields():
         flag = "--" + name.replace("_", "-")
         if kind == "bool":
             p.add_argument(flag, dest=name, action="store_true", default=None, help=help_text.replace("%", "%%"))
         else:
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            p.add_argument(flag, dest=name, default=None, metavar=kind.upper(),
-                           help=f"{help_text} (default: {shown})".replace("%", "%%"))
+            # default=None marks 'not given' (so TrainConfig applies its own default); the help shows that default
+            if "(default:" not in help_text and default is not None:
+                shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else default
+                help_text = f"{help_text} (default: {shown})"
+            p.add_argument(flag, dest=name, default=None, metavar=kind.upper(), help=help_text.replace("%", "%%"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
