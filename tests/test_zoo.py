@@ -23,7 +23,8 @@ from gr_explorer.run import run_sweep
 SHAPES_SSL = ["simclr", "vicreg", "byol", "barlow", "simclr_proj1", "simclr_proj3_wide"]
 SHAPES_SSL_2PLUS = ["simclr", "vicreg", "byol", "barlow", "simclr_proj3_wide"]  # projectors of 2+ layers
 SHAPES = SHAPES_SSL + ["simclr_proj_none", "supervised", "label_aligned_p05", "label_aligned_p1"]
-SEEDED = [f"{d}_s{s}" for d in ("simclr", "simclr_proj_none", "simclr_proj1", "simclr_proj3_wide") for s in (1, 2)]
+SEEDED = [f"{d}_s{s}" for d in ("simclr", "simclr_proj_none", "simclr_proj1", "simclr_proj3_wide", "label_aligned_p05",
+                                  "label_aligned_p1") for s in (1, 2)]
 CIFAR = ["cifar10_simclr", "cifar10_vicreg", "cifar10_supervised", "cifar10_simclr_proj_none", "cifar10_label_aligned_p1"]
 
 
@@ -107,7 +108,6 @@ def _unmet(models: list[str], why: dict[str, str]) -> list:
 
 #: measured on the shipped cards (held-out shapes seed 1, 2,000 / 1,000, linear probe, validation-selected cut)
 SHAPE_UNMET = {
-    "vicreg": "shape 0.766 [0.743, 0.789] at layer4: above random init (0.379) + 0.25, below the 0.80 target",
     "byol": "shape 0.491 [0.459, 0.521] at layer3 vs random init 0.379: BYOL learns little shape in 20 epochs here",
     "barlow": "shape 0.384 [0.354, 0.414] at layer4 vs random init 0.379: Barlow Twins learns no shape here",
 }
@@ -145,11 +145,12 @@ def test_colour_is_erased_along_the_projector(shapes, model):
 
 
 @pytest.mark.slow
-def test_label_aligned_p1_trains(shapes):
-    """Target: its loss falls >= 20% from the first epoch, and its shape best cut >= random init + 0.25."""
-    losses = _card("label_aligned_p1")["training"]["loss_per_epoch"]
+@pytest.mark.parametrize("model", ["label_aligned_p1", "label_aligned_p1_s1", "label_aligned_p1_s2"])
+def test_label_aligned_p1_trains(shapes, model):
+    """Target, for each seed: its loss falls >= 20% from the first epoch, and its shape best cut >= random init + 0.25."""
+    losses = _card(model)["training"]["loss_per_epoch"]
     assert losses[-1] <= 0.8 * losses[0], losses
-    r = _row(shapes, "label_aligned_p1")
+    r = _row(shapes, model)
     assert r["best_accuracy"] >= r["random_init_accuracy"] + 0.25, (r["best_accuracy"], r["random_init_accuracy"])
 
 
