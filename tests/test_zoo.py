@@ -20,9 +20,9 @@ from gr_explorer.config import SweepConfig
 from gr_explorer.models import list_zoo, load_model, zoo_dir
 from gr_explorer.run import run_sweep
 
-SHAPES_SSL = ["simclr", "vicreg", "byol", "barlow", "simclr_proj1", "simclr_proj3_wide"]
+SHAPES_SSL = ["simclr", "vicreg", "byol", "barlow", "simclr_proj_none", "simclr_proj1", "simclr_proj3_wide"]
 SHAPES_SSL_2PLUS = ["simclr", "vicreg", "byol", "barlow", "simclr_proj3_wide"]  # projectors of 2+ layers
-SHAPES = SHAPES_SSL + ["simclr_proj_none", "supervised", "label_aligned_p05", "label_aligned_p1"]
+SHAPES = SHAPES_SSL + ["supervised", "label_aligned_p05", "label_aligned_p1"]
 SEEDED = [f"{d}_s{s}" for d in ("simclr", "simclr_proj_none", "simclr_proj1", "simclr_proj3_wide", "label_aligned_p05",
                                   "label_aligned_p1") for s in (1, 2)]
 CIFAR = ["cifar10_simclr", "cifar10_vicreg", "cifar10_supervised", "cifar10_simclr_proj_none", "cifar10_label_aligned_p1"]
@@ -108,6 +108,8 @@ def _unmet(models: list[str], why: dict[str, str]) -> list:
 
 #: measured on the shipped cards (held-out shapes seed 1, 2,000 / 1,000, linear probe, validation-selected cut)
 SHAPE_UNMET = {
+    "simclr_proj_none": "shape 0.749 [0.722, 0.775] at layer3 (seeds 1, 2: 0.765, 0.799): SimCLR without a projector "
+                        "stays below the 0.80 target, though far above random init (0.379)",
     "byol": "shape 0.491 [0.459, 0.521] at layer3 vs random init 0.379: BYOL learns little shape in 20 epochs here",
     "barlow": "shape 0.384 [0.354, 0.414] at layer4 vs random init 0.379: Barlow Twins learns no shape here",
 }
