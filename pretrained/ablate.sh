@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Short (6-epoch) ablations behind pretrained/ABLATIONS.md: why do BYOL and Barlow Twins learn no `shape` on
+# shapes v2 when SimCLR and VICReg do? Each variant changes one thing of the zoo recipe, trains 6 epochs
+# (~3 CPU-minutes on one idle core) into runs/ablations/<name>, and is probed like the zoo's cards (held-out
+# shapes seed 1, 2,000 / 1,000, linear probe, best cut chosen on validation, 95% bootstrap interval).
+#
+#   bash pretrained/ablate.sh                   # every variant (about 45 CPU-minutes)
+#   bash pretrained/ablate.sh barlow barlow_gray # only these
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+GR="${GR:-$(command -v gr-explorer || echo "python -m gr_explorer")}"
+OUT="${OUT:-runs/ablations}"
+
+BASE="--dataset shapes --n-train 8000 --epochs 6 --batch-size 128 --crop-scale 0.5,1 --projector 512-512-128"
+declare -A RUNS=(
+  [simclr]="--objective simclr --temperature 0.5"
+  [byol]="--objective byol"
+  [byol_gray]="--objective byol --gray-p 1.0"
+  [byol_sgd]="--objective byol --optimizer sgd --lr 0.05 --weight-decay 1e-5"
+  [byol_lr5e-4]="--objective byol --lr 5e-4"
+  [barlow]="--objective barlow"
+  [barlow_gray]="--objective barlow --gray-p 1.0"
+  [barlow_sgd]="--objective barlow --optimizer sgd --lr 0.05 --weight-decay 1e-5"
+  [barlow_lr5e-4]="--objective barlow --lr 5e-4"
+  [barlow_crop02]="--objective barlow --crop-scale 0.2,1"
+  [barlow_lambda5e-4]="--objective barlow --barlow-lambda 5e-4"
+  [barlow_out16]="--objective barlow --projector 512-512-16"
+  [barlow_wide1024]="--objective barlow --projector 1024-1024-1024"
+  [barlow_noproj]="--objective barlow --projector none"
+)
+ORDER=(simclr byol byol_gray byol_sgd byol_lr5e-4 barlow barlow_gray barlow_sgd barlow_lr5e-4 barlow_crop02
+       barlow_lambda5e-4 barlow_out16 barlow_wide1024 barlow_noproj)
+names=("${@:-${ORDER[@]}}")
+for name in "${names[@]}"; do
+  [[ -n "${RUNS[$name]:-}" ]] || { echo "unknown ablation $name; valid: ${ORDER[*]}" >&2; exit 2; }
+done
+mkdir -p "$OUT"
+echo "| variant | shape: best cut, accuracy [95% CI] | colour: best / last cut |"
+for name in "${names[@]}"; do
+  # shellcheck disable=SC2086  # later flags override BASE's
+  $GR train $BASE ${RUNS[$name]} --out "$OUT/$name.safetensors" --quiet > "$OUT/$name.train.log" 2>&1
+  $GR sweep --model "file:$OUT/$name.safetensors" --dataset shapes --tasks shape,color --seed 1 --no-cache --quiet \
+    --out "$OUT/$name" > "$OUT/$name.sweep.log" 2>&1
+  python - "$OUT/$name/summary.csv" "$name" <<'PY'
+import sys
+import pandas as pd
+s = pd.read_csv(sys.argv[1]).set_index("task")
+a, c = s.loc["shape"], s.loc["color"]
+print(f"| {sys.argv[2]} | {a.best_cut} {a.best_accuracy:.3f} [{a.best_ci_low:.3f}, {a.best_ci_high:.3f}] "
+      f"| {c.best_cut} {c.best_accuracy:.3f} / {c.last_accuracy:.3f} |")
+PY
+done
