@@ -9,8 +9,8 @@
 # shapes v2 models: width-16 SmallResNet, 20 epochs over 8,000 images, ~8 CPU-minutes each on one idle core;
 # VICReg 40 epochs (~21 CPU-minutes), BYOL 60 (~34), Barlow Twins 100 (~37). CIFAR-10 models: the same
 # network on 20,000 CIFAR-10 training images (a stratified subsample of ../shared/data/cifar10, 50,000 PNGs),
-# 15 epochs, ~25 CPU-minutes each. Each run ends with a held-out
-# linear-probe sweep with the random-init and pixel baselines (--eval), whose results go into the card.
+# 15 epochs, ~25 CPU-minutes each. Each run ends with a held-out linear-probe sweep with the random-init and
+# pixel baselines (--eval), whose results go into the card.
 # `gr-explorer` is the installed console script; without it, set GR="python -m gr_explorer".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ GR="${GR:-$(command -v gr-explorer || echo "python -m gr_explorer")}"
 # (flips), crops keeping at least half of the image; weights stored as float16; held-out evaluation.
 SHAPES="--dataset shapes --n-train 8000 --epochs 20 --batch-size 128 --crop-scale 0.5,1 --save-dtype float16 --eval"
 # VICReg's loss was still falling at epoch 20 (20.1 -> 13.4, -0.5 per epoch at the end): it gets 40 epochs.
-# Barlow Twins sits on a plateau for ~15 epochs (pretrained/ABLATIONS.md): it gets 100. BYOL gets 60 (it still
+# Barlow Twins sits on a plateau for ~17 epochs (pretrained/ABLATIONS.md): it gets 100. BYOL gets 60 (it still
 # learns little shape).
 SHAPES_40="${SHAPES/--epochs 20/--epochs 40}"
 SHAPES_60="${SHAPES/--epochs 20/--epochs 60}"
