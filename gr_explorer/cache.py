@@ -60,32 +60,61 @@ def _map(path: Path, shape: tuple[int, int], dtype: torch.dtype) -> torch.Tensor
 
 
 class EntryWriter:
-    """Rows of one cut's train and test features, written as they are produced; `commit()` makes the entry real."""
+    """Rows of one cut's train and test features, written as they are produced; `commit()` makes the entry real.
+
+    Rows go to plain files with positioned writes (no memory map to fault in, nothing to msync), and rows that
+    arrive in order are checksummed as they are written, so `commit()` does not read the files back. No fsync:
+    after a crash an entry whose data did not reach the disk fails its checksum on the next `get`, a miss.
+    """
 
     def __init__(self, cache: "FeatureCache", key: str, meta: dict, dtype: str = "float32"):
-        self.cache, self.key, self.meta, self.dtype = cache, key, dict(meta), dtype
+        self.cache, self.key, self.meta, self.dtype = cache, key, dict(meta), np.dtype(dtype)
         self.tmp = Path(tempfile.mkdtemp(dir=cache.staging_dir(), prefix=f"{key[:16]}-"))
-        self.arrays: dict[str, np.memmap] = {}
+        self.files: dict[str, int] = {}  # split -> file descriptor
+        self.hashes: dict[str, tuple] = {}  # split -> (running hash, next row) while rows come in order
 
-    def open(self, split: str, n: int, dim: int) -> np.memmap:
-        mm = np.memmap(self.tmp / f"{split}.bin.part", dtype=np.dtype(self.dtype), mode="w+", shape=(n, dim))
-        self.arrays[split] = mm
+    def open(self, split: str, n: int, dim: int) -> None:
+        fd = os.open(self.tmp / f"{split}.bin.part", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.files[split] = fd
+        os.ftruncate(fd, n * dim * self.dtype.itemsize)
         self.meta[f"{split}_shape"] = [n, dim]
-        return mm
+        self.hashes[split] = (hashlib.blake2b(digest_size=20), 0)
 
     def write(self, split: str, start: int, rows: np.ndarray) -> None:
-        self.arrays[split][start:start + rows.shape[0]] = rows
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        dim = self.meta[f"{split}_shape"][1]
+        if rows.ndim != 2 or rows.shape[1] != dim or start < 0 or start + rows.shape[0] > self.meta[f"{split}_shape"][0]:
+            raise ValueError(f"rows {tuple(rows.shape)} at {start} do not fit the {split} array {self.meta[f'{split}_shape']}")
+        data = memoryview(rows).cast("B")
+        offset = start * dim * self.dtype.itemsize
+        while data:  # pwrite may write less than asked
+            done = os.pwrite(self.files[split], data, offset)
+            data, offset = data[done:], offset + done
+        running = self.hashes.get(split)
+        if running is not None:
+            h, nxt = running
+            if start == nxt:
+                h.update(rows)
+                self.hashes[split] = (h, nxt + rows.shape[0])
+            else:  # out of order: hash the file at commit
+                self.hashes[split] = None
+
+    def _close_files(self) -> None:
+        for fd in self.files.values():
+            os.close(fd)
+        self.files.clear()
 
     def commit(self) -> Path:
-        """Flush, checksum, then publish the folder under its key in one rename (the first complete writer wins)."""
-        for mm in self.arrays.values():
-            mm.flush()
-        splits = list(self.arrays)
-        self.arrays.clear()  # unmap before publishing
-        for split in splits:
+        """Checksum, then publish the folder under its key in one rename (the first complete writer wins)."""
+        self._close_files()
+        sums = {}
+        for split in SPLITS:
             (self.tmp / f"{split}.bin.part").rename(self.tmp / f"{split}.bin")
-        sums = {s: _file_hash(self.tmp / f"{s}.bin") for s in SPLITS}
-        atomic_write(self.tmp / "meta.json", json.dumps({"key": self.key, "dtype": self.dtype, "checksums": sums, **self.meta}))
+            running, n = self.hashes.get(split), self.meta[f"{split}_shape"][0]
+            sums[split] = running[0].hexdigest() if running is not None and running[1] == n else \
+                _file_hash(self.tmp / f"{split}.bin")
+        atomic_write(self.tmp / "meta.json", json.dumps({"key": self.key, "dtype": self.dtype.name, "checksums": sums,
+                                                         **self.meta}))
         dest = self.cache.entry_dir(self.key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -98,7 +127,7 @@ class EntryWriter:
         return dest
 
     def abort(self) -> None:
-        self.arrays.clear()
+        self._close_files()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

@@ -30,6 +30,20 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor] | Iterable[torch.Tensor], 
     return h.hexdigest()[:length]
 
 
+def large_tensor_digest(t: torch.Tensor, length: int = 64, block: int = 1 << 26) -> str:
+    """sha256 of the sha256s of a CPU tensor's 64 MB blocks, hashed on threads; dtype and shape included.
+
+    For datasets held in memory: 50,000 images of 224 px are 7.5 GB, which one core hashes in tens of seconds.
+    """
+    from .threads import map_ordered
+
+    data = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+    for d in map_ordered(lambda b: hashlib.sha256(b).digest(), ((data[s:s + block],) for s in range(0, len(data), block))):
+        h.update(d)
+    return h.hexdigest()[:length]
+
+
 def json_digest(obj, length: int = 64) -> str:
     """sha256 of a JSON-able object with sorted keys (non-JSON values by str())."""
     blob = json.dumps(obj, sort_keys=True, default=str)

@@ -78,6 +78,33 @@ def test_shapes_deterministic_per_seed(small_shapes):
     assert not torch.equal(small_shapes.train_images[:300], small_shapes.test_images)
 
 
+def test_loading_on_threads_gives_the_one_thread_result(monkeypatch):
+    """Rendering chunks, resizing chunks and hashing blocks on threads must not change a pixel or a digest."""
+    import hashlib
+
+    from gr_explorer import threads
+    from gr_explorer.data import resize
+    from gr_explorer.hashing import large_tensor_digest
+    from torchvision.transforms.v2 import functional as F
+
+    def render(workers):
+        monkeypatch.setattr(torch, "get_num_threads", lambda: workers)
+        monkeypatch.setattr(resize, "_CHUNK", 100)
+        ds = load_dataset("shapes", n_train=2100, n_test=10, seed=5, image_size=48)
+        return ds.train_images, large_tensor_digest(ds.train_images, block=1000)
+
+    (one, d1), (four, d4) = render(1), render(4)
+    assert torch.equal(one, four) and d1 == d4
+    raw = shapes.generate(2100, 5, 0)[0]  # the reference resize: one call on the whole batch
+    assert torch.equal(one, F.center_crop(F.resize(raw, 48, antialias=True), [48, 48]))
+    data = one.numpy().tobytes()  # the digest: sha256 over the blocks' sha256s, after dtype and shape
+    ref = hashlib.sha256(f"{one.dtype}{tuple(one.shape)}".encode())
+    for s in range(0, len(data), 1000):
+        ref.update(hashlib.sha256(data[s:s + 1000]).digest())
+    assert d1 == ref.hexdigest()
+    assert list(threads.map_ordered(lambda a: a * a, ((i,) for i in range(50)), workers=3)) == [i * i for i in range(50)]
+
+
 def test_shapes_sizes_dtype_and_balance(small_shapes):
     ds = small_shapes
     assert ds.train_images.shape == (601, 3, 32, 32) and ds.test_images.shape == (300, 3, 32, 32)

@@ -85,7 +85,9 @@ def test_cancel_keeps_partial_rows(ckpt):
 def test_probe_stage_stops_between_chunks(ckpt):
     _, path = ckpt
     events = []
-    cfg = SweepConfig(models=[f"file:{path}"], dataset="shapes", tasks=["shape"], n_train=200, n_test=100)
+    # Two probes: on CUDA all of this small model's linear fits share one chunk, so the k-NN fits are the next one.
+    cfg = SweepConfig(models=[f"file:{path}"], dataset="shapes", tasks=["shape"], n_train=200, n_test=100,
+                      probes=["linear", "knn"])
     with pytest.raises(SweepCancelled):
         run_sweep(cfg, progress=events.append, should_stop=lambda: any(e.stage == "probe" and e.done for e in events))
     probe = [e for e in events if e.stage == "probe"]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError
-from ..hashing import json_digest, tensor_digest
+from ..hashing import json_digest, large_tensor_digest, tensor_digest
 
 BASE = "base"
 
@@ -68,7 +68,7 @@ class TensorImages(Images):
 
     @cached_property
     def _digest(self) -> str:
-        return tensor_digest([self.tensor], length=32)
+        return large_tensor_digest(self.tensor, length=32)
 
     def fingerprint(self) -> str:
         """Keyed on the pixels themselves, so two datasets with equal names but other pixels never share features."""

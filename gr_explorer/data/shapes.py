@@ -70,6 +70,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..threads import map_ordered
+
 # Bump when the rendering changes: it is part of Dataset.params, so cached
 # features of older renderings are not reused.
 GENERATOR_VERSION = 2
@@ -230,7 +232,7 @@ def _col(values: np.ndarray, sl: slice) -> np.ndarray:
     return values[sl].astype(np.float32)[:, None, None]
 
 
-def _render(labels: dict, p: dict, sl: slice, gx, gy, noise_rng) -> np.ndarray:
+def _render(labels: dict, p: dict, sl: slice, gx, gy, noise: np.ndarray) -> np.ndarray:
     """One chunk of images: background, clutter, object, lighting, noise -> uint8 [m, 3, H, W]."""
     f32 = np.float32
     m = sl.stop - sl.start
@@ -290,7 +292,7 @@ def _render(labels: dict, p: dict, sl: slice, gx, gy, noise_rng) -> np.ndarray:
     half = IMAGE_SIZE / 2
     ramp = 1 + g * ((gx - half) * np.cos(gd) + (half - gy) * np.sin(gd)) / half
     img *= ramp[:, None]
-    img += f32(0.03) * noise_rng.standard_normal(img.shape, dtype=f32)
+    img += f32(0.03) * noise
     return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -307,9 +309,13 @@ def generate(n: int, seed: int, stream: int) -> tuple[torch.Tensor, dict[str, to
     gx, gy = grid[None, None, :], grid[None, :, None]
     noise_rng = np.random.default_rng(p["noise_seed"])
     out = np.empty((n, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    for start in range(0, n, _CHUNK):
-        sl = slice(start, min(start + _CHUNK, n))
-        out[sl] = _render(labels, p, sl, gx, gy, noise_rng)
+    chunks = [slice(start, min(start + _CHUNK, n)) for start in range(0, n, _CHUNK)]
+    # chunks render on threads; their sensor noise is drawn here, in chunk order, so the images do not depend
+    # on the number of threads
+    jobs = ((labels, p, sl, gx, gy, noise_rng.standard_normal((sl.stop - sl.start, 3, IMAGE_SIZE, IMAGE_SIZE),
+                                                               dtype=np.float32)) for sl in chunks)
+    for sl, img in zip(chunks, map_ordered(_render, jobs)):
+        out[sl] = img
     return torch.from_numpy(out), {t: torch.from_numpy(y).long() for t, y in labels.items()}, p
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import CutError, ModelSpecError, did_you_mean
-from .cuts import READOUTS, pool_map
+from .cuts import READOUTS, pool_map, pool_tokens
 
 
 class _Stop(Exception):
@@ -70,8 +70,9 @@ class IntermediatesBackbone(BackboneAdapter):
         feats = {}
         for i, t in zip(idx, inter):
             if isinstance(t, (tuple, list)):  # (patch tokens, prefix tokens)
-                t = torch.cat([t[1], t[0]], dim=1)
-            feats[self.stage_names[i]] = pool_map(t, self.readout, self.num_prefix_tokens)
+                feats[self.stage_names[i]] = pool_tokens(t[0], t[1], self.readout)
+            else:
+                feats[self.stage_names[i]] = pool_map(t, self.readout, self.num_prefix_tokens)
         out = None
         if need_out:
             out = self.module.forward_head(final, pre_logits=True)

@@ -32,12 +32,20 @@ def pool_map(x: torch.Tensor, readout: str = "mean", num_prefix_tokens: int = 0)
     if x.ndim == 4:
         return x.mean(dim=(2, 3))
     if x.ndim == 3:
-        patches = x[:, num_prefix_tokens:]
-        if readout == "mean" or num_prefix_tokens == 0:
-            return patches.mean(dim=1)
-        if readout == "cls":
-            return x[:, 0]
-        return torch.cat([x[:, 0], patches.mean(dim=1)], dim=1)
+        return pool_tokens(x[:, num_prefix_tokens:], x[:, :num_prefix_tokens], readout)
     if x.ndim == 2:
         return x
     return x.flatten(1)
+
+
+def pool_tokens(patches: torch.Tensor, prefix: torch.Tensor, readout: str = "mean") -> torch.Tensor:
+    """The readout of a token sequence given as patch tokens [B, L, C] and prefix tokens [B, P, C] (P may be 0).
+
+    Models that hand the two back separately (timm's forward_intermediates) are pooled without first joining
+    them, which would copy every block's whole output.
+    """
+    if readout == "mean" or prefix.shape[1] == 0:
+        return patches.mean(dim=1)
+    if readout == "cls":
+        return prefix[:, 0]
+    return torch.cat([prefix[:, 0], patches.mean(dim=1)], dim=1)
