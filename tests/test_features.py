@@ -109,6 +109,27 @@ def test_corrupted_entry_is_a_miss_not_an_answer(tmp_path):
     assert extract_features(tiny_model(), ds, ["pool"], cache=cache).cached_cuts == []
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_rows_in_any_order_give_the_array_and_a_checksum_that_verifies(tmp_path, dtype):
+    """Rows written in order are checksummed as they arrive, others when committed: both must verify on read."""
+    import numpy as np
+
+    cache, rows = FeatureCache(tmp_path), np.random.default_rng(0).standard_normal((10, 3)).astype(np.float32)
+    for key, order in (("in-order", [0, 4, 8]), ("any-order", [8, 0, 4])):
+        w = cache.writer(key, {}, dtype)
+        w.open("train", 10, 3)
+        w.open("test", 0, 3)
+        for s in order:
+            w.write("train", s, rows[s:s + 4])
+        w.commit()
+        got = cache.get(key, verify=True)  # re-hashes the files and compares with the stored checksum
+        assert got is not None and np.array_equal(got["train"].numpy(), rows.astype(dtype)), key
+    with pytest.raises(ValueError, match="do not fit"):
+        w = cache.writer("bad", {})
+        w.open("train", 10, 3)
+        w.write("train", 8, rows[:4])
+
+
 def test_float16_storage_halves_the_disk(tmp_path):
     ds = random_dataset(n_train=64, n_test=32)
     a = extract_features(tiny_model(), ds, ["proj1"], cache=FeatureCache(tmp_path / "a"))
