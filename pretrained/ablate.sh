@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Short ablations behind pretrained/ABLATIONS.md: why do BYOL and Barlow Twins learn no `shape` on shapes v2
 # when SimCLR and VICReg do? Each variant changes one thing of the zoo recipe, trains 6 epochs (~3 CPU-minutes
-# on one idle core; the byol20_* ones 20) into runs/ablations/<name>, and is probed like the zoo's cards (held-out
-# shapes seed 1, 2,000 / 1,000, linear probe, best cut chosen on validation, 95% bootstrap interval).
+# on one idle core; the byol20_* ones 20, simclr_noproj40 40) into runs/ablations/<name>, and is probed like
+# the zoo's cards (held-out shapes seed 1, 2,000 / 1,000, linear probe, best cut chosen on validation, 95%
+# bootstrap interval).
 #
-#   bash pretrained/ablate.sh                   # every variant (about 65 CPU-minutes)
+#   bash pretrained/ablate.sh                   # every variant (about 110 CPU-minutes)
 #   bash pretrained/ablate.sh barlow barlow_gray # only these
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +32,12 @@ declare -A RUNS=(
   [barlow_noproj]="--objective barlow --projector none"
   [byol20_gray05]="--objective byol --epochs 20 --gray-p 0.5"
   [byol20_gray1]="--objective byol --epochs 20 --gray-p 1.0"
+  [byol20_gray05_lr4e-3]="--objective byol --epochs 20 --gray-p 0.5 --lr 4e-3"
+  [simclr_noproj40]="--objective simclr --temperature 0.5 --projector none --epochs 40"
 )
 ORDER=(simclr byol byol_gray byol_sgd byol_lr5e-4 barlow barlow_gray barlow_sgd barlow_lr5e-4 barlow_crop02
-       barlow_lambda5e-4 barlow_out16 barlow_wide1024 barlow_noproj byol20_gray05 byol20_gray1)
+       barlow_lambda5e-4 barlow_out16 barlow_wide1024 barlow_noproj byol20_gray05 byol20_gray1 byol20_gray05_lr4e-3
+       simclr_noproj40)
 names=("${@:-${ORDER[@]}}")
 for name in "${names[@]}"; do
   [[ -n "${RUNS[$name]:-}" ]] || { echo "unknown ablation $name; valid: ${ORDER[*]}" >&2; exit 2; }

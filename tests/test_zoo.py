@@ -111,11 +111,9 @@ SHAPE_UNMET = {
     "simclr_proj_none": "shape 0.749 [0.722, 0.775] at layer3 (seeds 1, 2: 0.765, 0.799): SimCLR without a projector "
                         "stays below the 0.80 target after 20 epochs, though far above random init (0.379); 40 epochs "
                         "reach 0.842, not shipped (pretrained/ABLATIONS.md)",
-    "byol": "shape 0.522 [0.490, 0.552] at layer3 vs random init 0.379 after 60 epochs (0.491 after 20): BYOL learns "
-            "little shape here (pretrained/ABLATIONS.md)",
-}
-COLOUR_UNMET = {
-    "byol": "colour stays 0.949 at proj3 (best 0.968 at proj1) after 60 epochs: no colour invariance learned",
+    "byol": "shape 0.618 [0.590, 0.649] at proj1 vs random init 0.379 after 60 epochs with half the views in "
+            "grayscale (0.522 with the recipe's 0.2): BYOL learns less shape here than the other methods "
+            "(pretrained/ABLATIONS.md)",
 }
 
 
@@ -138,7 +136,7 @@ def test_cutting_off_a_deep_projector_gains_on_shape(shapes, model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", _unmet(SHAPES_SSL, COLOUR_UNMET))
+@pytest.mark.parametrize("model", SHAPES_SSL)
 def test_colour_is_erased_along_the_projector(shapes, model):
     """Colour (removed by the augmentations) is best read early and clearly lower at the last cut."""
     r = _row(shapes, model, "color")
