@@ -63,12 +63,17 @@ declare -A RUNS=(
   [cifar10_supervised]="--objective supervised --label-task label --projector 512-512-128 $CIFAR"
   [cifar10_simclr_proj_none]="--objective simclr --temperature 0.2 --projector none $CIFAR"
   [cifar10_label_aligned_p1]="--objective label_aligned --label-task label --p 1.0 --temperature 0.2 --projector 512-512-128 $CIFAR"
+  [cifar10_simclr_s1]="--objective simclr --temperature 0.2 --projector 512-512-128 --seed 1 $CIFAR"
+  [cifar10_simclr_s2]="--objective simclr --temperature 0.2 --projector 512-512-128 --seed 2 $CIFAR"
+  [cifar10_label_aligned_p1_s1]="--objective label_aligned --label-task label --p 1.0 --temperature 0.2 --projector 512-512-128 --seed 1 $CIFAR"
+  [cifar10_label_aligned_p1_s2]="--objective label_aligned --label-task label --p 1.0 --temperature 0.2 --projector 512-512-128 --seed 2 $CIFAR"
 )
 ORDER=(simclr supervised label_aligned_p1 label_aligned_p05 simclr_proj_none simclr_proj1 simclr_proj3_wide vicreg byol
        barlow simclr_s1 simclr_s2 simclr_proj_none_s1 simclr_proj_none_s2 simclr_proj1_s1 simclr_proj1_s2
        simclr_proj3_wide_s1 simclr_proj3_wide_s2 label_aligned_p1_s1 label_aligned_p1_s2 label_aligned_p05_s1
        label_aligned_p05_s2 cifar10_simclr cifar10_vicreg cifar10_supervised
-       cifar10_simclr_proj_none cifar10_label_aligned_p1)
+       cifar10_simclr_proj_none cifar10_label_aligned_p1 cifar10_simclr_s1 cifar10_simclr_s2
+       cifar10_label_aligned_p1_s1 cifar10_label_aligned_p1_s2)
 
 names=("${@:-${ORDER[@]}}")
 for name in "${names[@]}"; do

@@ -26,6 +26,7 @@ SHAPES = SHAPES_SSL + ["supervised", "label_aligned_p05", "label_aligned_p1"]
 SEEDED = [f"{d}_s{s}" for d in ("simclr", "simclr_proj_none", "simclr_proj1", "simclr_proj3_wide", "label_aligned_p05",
                                   "label_aligned_p1") for s in (1, 2)]
 CIFAR = ["cifar10_simclr", "cifar10_vicreg", "cifar10_supervised", "cifar10_simclr_proj_none", "cifar10_label_aligned_p1"]
+CIFAR_SEEDED = [f"{d}_s{s}" for d in ("cifar10_simclr", "cifar10_label_aligned_p1") for s in (1, 2)]
 
 
 def _card(name: str) -> dict:
@@ -40,7 +41,7 @@ def _shipped(names):
 
 
 def test_every_zoo_model_loads_with_its_cuts_and_its_card_records_how_it_was_made():
-    missing = [n for n in SHAPES + SEEDED + CIFAR if n not in list_zoo()]
+    missing = [n for n in SHAPES + SEEDED + CIFAR + CIFAR_SEEDED if n not in list_zoo()]
     assert not missing, f"zoo checkpoints missing from {zoo_dir()}: {missing} (retrain: pretrained/retrain.sh)"
     for name in list_zoo():
         card = _card(name)
@@ -184,7 +185,7 @@ def test_cifar10_simclr_beats_its_random_init_and_cutting_helps():
 
     if not (SHARED_DATA / "cifar10").is_dir():
         pytest.skip("../shared/data/cifar10 is absent")
-    names = _shipped(CIFAR)
+    names = _shipped(CIFAR + CIFAR_SEEDED)
     s = _fresh(names)
     r = _row(s, "cifar10_simclr", "label")
     print("\n" + s.reset_index()[["model", "best_cut", "best_accuracy", "best_ci_low", "best_ci_high", "last_cut",
@@ -195,6 +196,14 @@ def test_cifar10_simclr_beats_its_random_init_and_cutting_helps():
     # the label-aligned finding on real images: positives that share the label leave less to gain by cutting
     la = _row(s, "cifar10_label_aligned_p1", "label")
     assert la["best_accuracy"] >= la["random_init_accuracy"] + 0.25 and la["gain_ci_high"] < r["gain_ci_low"], la.to_dict()
+    # ... and over seeds: every label-aligned seed trains (loss -20% or more, label learned) and gains less than
+    # every SimCLR seed
+    seeds = {d: _shipped([d, f"{d}_s1", f"{d}_s2"]) for d in ("cifar10_simclr", "cifar10_label_aligned_p1")}
+    for m in seeds["cifar10_label_aligned_p1"]:
+        losses, row = _card(m)["training"]["loss_per_epoch"], _row(s, m, "label")
+        assert losses[-1] <= 0.8 * losses[0] and row["best_accuracy"] >= row["random_init_accuracy"] + 0.25, m
+    gains = {d: [_row(s, m, "label")["gain"] for m in ms] for d, ms in seeds.items()}
+    assert max(gains["cifar10_label_aligned_p1"]) < min(gains["cifar10_simclr"]), gains
 
 
 @pytest.mark.slow
