@@ -5,7 +5,7 @@
 # the zoo's cards (held-out shapes seed 1, 2,000 / 1,000, linear probe, best cut chosen on validation, 95%
 # bootstrap interval).
 #
-#   bash pretrained/ablate.sh                   # every variant (about 110 CPU-minutes)
+#   bash pretrained/ablate.sh                   # every variant (about 140 CPU-minutes)
 #   bash pretrained/ablate.sh barlow barlow_gray # only these
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,11 +33,13 @@ declare -A RUNS=(
   [byol20_gray05]="--objective byol --epochs 20 --gray-p 0.5"
   [byol20_gray1]="--objective byol --epochs 20 --gray-p 1.0"
   [byol20_gray05_lr4e-3]="--objective byol --epochs 20 --gray-p 0.5 --lr 4e-3"
+  [byol20_gray05_blur05]="--objective byol --epochs 20 --gray-p 0.5 --blur-p 0.5"
+  [byol20_gray05_tau95]="--objective byol --epochs 20 --gray-p 0.5 --byol-tau 0.95"
   [simclr_noproj40]="--objective simclr --temperature 0.5 --projector none --epochs 40"
 )
 ORDER=(simclr byol byol_gray byol_sgd byol_lr5e-4 barlow barlow_gray barlow_sgd barlow_lr5e-4 barlow_crop02
        barlow_lambda5e-4 barlow_out16 barlow_wide1024 barlow_noproj byol20_gray05 byol20_gray1 byol20_gray05_lr4e-3
-       simclr_noproj40)
+       byol20_gray05_blur05 byol20_gray05_tau95 simclr_noproj40)
 names=("${@:-${ORDER[@]}}")
 for name in "${names[@]}"; do
   [[ -n "${RUNS[$name]:-}" ]] || { echo "unknown ablation $name; valid: ${ORDER[*]}" >&2; exit 2; }
