@@ -71,7 +71,7 @@ class EntryWriter:
         self.cache, self.key, self.meta, self.dtype = cache, key, dict(meta), np.dtype(dtype)
         self.tmp = Path(tempfile.mkdtemp(dir=cache.staging_dir(), prefix=f"{key[:16]}-"))
         self.files: dict[str, int] = {}  # split -> file descriptor
-        self.hashes: dict[str, tuple] = {}  # split -> (running hash, next row) while rows come in order
+        self.hashes: dict[str, tuple | None] = {}  # split -> (running hash, next row); None once out of order
 
     def open(self, split: str, n: int, dim: int) -> None:
         fd = os.open(self.tmp / f"{split}.bin.part", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -82,9 +82,9 @@ class EntryWriter:
 
     def write(self, split: str, start: int, rows: np.ndarray) -> None:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
-        dim = self.meta[f"{split}_shape"][1]
-        if rows.ndim != 2 or rows.shape[1] != dim or start < 0 or start + rows.shape[0] > self.meta[f"{split}_shape"][0]:
-            raise ValueError(f"rows {tuple(rows.shape)} at {start} do not fit the {split} array {self.meta[f'{split}_shape']}")
+        n, dim = self.meta[f"{split}_shape"]
+        if rows.ndim != 2 or rows.shape[1] != dim or start < 0 or start + rows.shape[0] > n:
+            raise ValueError(f"rows {tuple(rows.shape)} at {start} do not fit the {split} array [{n}, {dim}]")
         data = memoryview(rows).cast("B")
         offset = start * dim * self.dtype.itemsize
         while data:  # pwrite may write less than asked

@@ -12,9 +12,10 @@ Speed on a GPU: the next batch is copied host-to-device while this one runs,
 and each batch's features go device-to-host asynchronously into pinned
 buffers that a writer thread puts on disk, so the GPU never waits for the
 disk (all cuts cost 1.06x a plain forward for ViT-B/16 and ResNet-50 on an
-H100; benchmarks/README.md). Under torchrun, rank r extracts batches r, r+W, ... (the same batch
-boundaries as one process, no padded duplicates), writes them to its own
-staging files, and rank 0 merges them into the entry that everyone then reads.
+H100; benchmarks/README.md). Under torchrun, rank r extracts batches r, r+W,
+... (the same batch boundaries as one process, no padded duplicates), writes
+them to its own staging files, and rank 0 merges them into the entry that
+everyone then reads.
 """
 
 from __future__ import annotations
@@ -232,10 +233,9 @@ class _AsyncSink(_DirectSink):
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="gr_explorer-writer")
         self.jobs: list = []
 
-    def _buffers(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _buffers(self, feats: dict[str, torch.Tensor], b: int) -> dict[str, torch.Tensor]:
         if self.made < self.DEPTH and self.free.empty():
             self.made += 1
-            b = next(iter(feats.values())).shape[0]
             return {k: torch.empty((b, f.shape[1]), dtype=self.dtype, pin_memory=True) for k, f in feats.items()}
         return self.free.get()  # blocks while the writer is DEPTH batches behind
 
@@ -243,8 +243,8 @@ class _AsyncSink(_DirectSink):
         if not self.opened:
             self._open(feats)
         self._check_jobs()
-        bufs = self._buffers(feats)
         b = next(iter(feats.values())).shape[0]
+        bufs = self._buffers(feats, b)
         for name, f in feats.items():
             bufs[name][:b].copy_(f.to(self.dtype), non_blocking=True)
         event = torch.cuda.Event()

@@ -12,6 +12,8 @@ from typing import Iterable, Mapping
 
 import torch
 
+from .threads import map_ordered
+
 
 def tensor_digest(tensors: Mapping[str, torch.Tensor] | Iterable[torch.Tensor], length: int = 64) -> str:
     """sha256 over named (sorted by name) or ordered tensors: name, dtype, shape and bytes."""
@@ -35,11 +37,10 @@ def large_tensor_digest(t: torch.Tensor, length: int = 64, block: int = 1 << 26)
 
     For datasets held in memory: 50,000 images of 224 px are 7.5 GB, which one core hashes in tens of seconds.
     """
-    from .threads import map_ordered
-
     data = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
     h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
-    for d in map_ordered(lambda b: hashlib.sha256(b).digest(), ((data[s:s + block],) for s in range(0, len(data), block))):
+    blocks = ((data[s:s + block],) for s in range(0, len(data), block))
+    for d in map_ordered(lambda b: hashlib.sha256(b).digest(), blocks):
         h.update(d)
     return h.hexdigest()[:length]
 
