@@ -5,7 +5,7 @@
 # the zoo's cards (held-out shapes seed 1, 2,000 / 1,000, linear probe, best cut chosen on validation, 95%
 # bootstrap interval).
 #
-#   bash pretrained/ablate.sh                   # every variant (about 140 CPU-minutes)
+#   bash pretrained/ablate.sh                   # every variant (about 180 CPU-minutes)
 #   bash pretrained/ablate.sh barlow barlow_gray # only these
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,10 +36,15 @@ declare -A RUNS=(
   [byol20_gray05_blur05]="--objective byol --epochs 20 --gray-p 0.5 --blur-p 0.5"
   [byol20_gray05_tau95]="--objective byol --epochs 20 --gray-p 0.5 --byol-tau 0.95"
   [simclr_noproj40]="--objective simclr --temperature 0.5 --projector none --epochs 40"
+  [byol20_gray05_wd05]="--objective byol --epochs 20 --gray-p 0.5 --weight-decay 0.05"
+  [byol20_gray05_sgd]="--objective byol --epochs 20 --gray-p 0.5 --optimizer sgd --lr 0.06 --weight-decay 5e-4"
+  [byol20_gray05_crop02]="--objective byol --epochs 20 --gray-p 0.5 --crop-scale 0.2,1"
+  [byol20_gray05_crop03]="--objective byol --epochs 20 --gray-p 0.5 --crop-scale 0.3,1"
 )
 ORDER=(simclr byol byol_gray byol_sgd byol_lr5e-4 barlow barlow_gray barlow_sgd barlow_lr5e-4 barlow_crop02
        barlow_lambda5e-4 barlow_out16 barlow_wide1024 barlow_noproj byol20_gray05 byol20_gray1 byol20_gray05_lr4e-3
-       byol20_gray05_blur05 byol20_gray05_tau95 simclr_noproj40)
+       byol20_gray05_blur05 byol20_gray05_tau95 simclr_noproj40 byol20_gray05_wd05 byol20_gray05_sgd
+       byol20_gray05_crop02 byol20_gray05_crop03)
 names=("${@:-${ORDER[@]}}")
 for name in "${names[@]}"; do
   [[ -n "${RUNS[$name]:-}" ]] || { echo "unknown ablation $name; valid: ${ORDER[*]}" >&2; exit 2; }
