@@ -13,7 +13,7 @@ from gr_explorer.models import load_model
 from gr_explorer.training import OBJECTIVES, AugmentConfig, TrainConfig, TrainingError, augment, make_objective, train
 from gr_explorer.training.augment import gaussian_blur, hsv_to_rgb, rgb_to_hsv
 from gr_explorer.training.cli import config_from_args
-from gr_explorer.training.loop import lr_at
+from gr_explorer.training.loop import lr_at, make_optimizer, set_lr
 from gr_explorer.training.objectives import barlow_twins_loss, byol_loss, label_aligned_nt_xent, nt_xent, vicreg_loss
 
 
@@ -328,6 +328,42 @@ def test_byol_target_follows_the_online_network_by_ema(tmp_path, tiny_data):
     for b, t, o in zip(before, obj.target.parameters(), model.parameters()):
         torch.testing.assert_close(t, 0.9 * b + 0.1 * o)
     assert not any(p.requires_grad for p in obj.target.parameters())
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_byol_predictor_learning_rate_multiple_matches_a_plain_optimiser_at_that_rate(tmp_path, tiny_data, optimizer):
+    """--byol-predictor-lr 10: one step moves the predictor as torch's optimiser at 10x the rate would, and the
+    network as at 1x; the default keeps the two groups (decayed weights, then norms and biases) of before."""
+    cfg = _tiny(tmp_path / "m", objective="byol", optimizer=optimizer, weight_decay=0.01, byol_predictor_lr=10.0)
+    torch.manual_seed(0)
+    model = train(_tiny(tmp_path / "init", max_steps=1), dataset=tiny_data).model
+    obj = make_objective("byol", **cfg.objective_options())
+    obj.setup(model)
+    params = [p for p in list(model.parameters()) + list(obj.parameters()) if p.requires_grad]  # not the target
+    plain = make_optimizer(cfg, params)
+    assert [list(map(id, g["params"])) for g in plain.param_groups] == [[id(p) for p in params if p.ndim >= 2],
+                                                                        [id(p) for p in params if p.ndim < 2]]
+    opt = make_optimizer(cfg, params, obj.lr_scales())
+    pred = set(obj.predictor.parameters())
+    assert sorted(map(id, (p for g in opt.param_groups for p in g["params"]))) == sorted(map(id, params))
+    torch.manual_seed(1)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    reference = []
+    for p in params:
+        q = p.detach().clone().requires_grad_(True)
+        q.grad = p.grad.clone()
+        lr, wd = 1e-3 * (10 if p in pred else 1), (0.01 if p.ndim >= 2 else 0.0)
+        ref = (torch.optim.AdamW([q], lr=lr, weight_decay=wd) if optimizer == "adamw"
+               else torch.optim.SGD([q], lr=lr, weight_decay=wd, momentum=0.9, nesterov=True))
+        ref.step()
+        reference.append(q.detach())
+    set_lr(opt, 1e-3)
+    opt.step()
+    for p, q in zip(params, reference):
+        torch.testing.assert_close(p.detach(), q)
+    with pytest.raises(TrainingError, match="byol_predictor_lr"):
+        _tiny(tmp_path / "bad", objective="byol", byol_predictor_lr=0.0).validate()
 
 
 def test_should_stop_saves_a_usable_checkpoint_with_config_and_command(tmp_path, tiny_data):

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from gr_explorer.training import TrainConfig
 from gr_explorer.training.augment import augment
 from gr_explorer.training.config import parse_value
-from gr_explorer.training.loop import build_train_model, data_preprocessing, load_train_dataset, lr_at, make_optimizer, plan
+from gr_explorer.training.loop import build_train_model, data_preprocessing, load_train_dataset, lr_at, make_optimizer, plan, set_lr
 from gr_explorer.training.objectives import label_aligned_nt_xent, make_objective, nt_xent
 
 ZOO = dict(objective="label_aligned", p=1.0, batch_size=128, epochs=10, crop_scale=(0.5, 1.0), projector="512-512-128",
@@ -205,9 +205,7 @@ def main(argv=None):
         for i in range(per_epoch):
             if step >= n_steps:
                 break
-            lr = lr_at(step, total, warmup, config.lr)
-            for group in opt.param_groups:
-                group["lr"] = lr
+            set_lr(opt, lr_at(step, total, warmup, config.lr))
             idx = perm[i * bs:(i + 1) * bs]
             x, y = pre.to_unit(ds.train_images[idx]), labels[idx]
             pairs = one_sampled_pairs(y, aug_gen) if args.loss == "one_sampled" else None

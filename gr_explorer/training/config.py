@@ -74,6 +74,8 @@ class TrainConfig:
     cov_coeff: float = _f(1.0, "vicreg: covariance coefficient", "float")
     byol_tau: float = _f(0.99, "byol: base EMA momentum of the target (cosine schedule to 1)", "float")
     byol_predictor_hidden: int = _f(512, "byol: hidden width of the predictor MLP", "int")
+    byol_predictor_lr: float = _f(1.0, "byol: the predictor's learning rate as a multiple of --lr (a predictor that "
+                                       "adapts faster than the network it predicts; SimSiam, DirectPred)", "float")
     # output
     out: str = _f("runs/train/model.safetensors", "checkpoint path (.safetensors; the card is written next to it)", "str")
     save_dtype: str = _f("float32", "how the checkpoint stores its weights: float32, or float16 (half the size; --eval "
@@ -100,7 +102,7 @@ class TrainConfig:
     def objective_options(self) -> dict:
         return {"temperature": self.temperature, "p": self.p, "barlow_lambda": self.barlow_lambda, "sim_coeff": self.sim_coeff,
                 "std_coeff": self.std_coeff, "cov_coeff": self.cov_coeff, "byol_tau": self.byol_tau,
-                "byol_predictor_hidden": self.byol_predictor_hidden}
+                "byol_predictor_hidden": self.byol_predictor_hidden, "byol_predictor_lr": self.byol_predictor_lr}
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -137,6 +139,8 @@ class TrainConfig:
             raise TrainingError(f"time_budget must be a positive number of seconds or unset, got {self.time_budget!r}.")
         if self.max_steps is not None and self.max_steps < 1:
             raise TrainingError(f"max_steps must be >= 1 or unset, got {self.max_steps!r}.")
+        if not self.byol_predictor_lr > 0:
+            raise TrainingError(f"byol_predictor_lr must be > 0 (a multiple of lr), got {self.byol_predictor_lr!r}.")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise TrainingError(f"Need lr > 0, weight_decay >= 0, warmup_epochs >= 0; got lr={self.lr}, "
                                 f"weight_decay={self.weight_decay}, warmup_epochs={self.warmup_epochs}.")

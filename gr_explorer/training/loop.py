@@ -95,14 +95,25 @@ def build_train_model(config: TrainConfig, preprocessing: Preprocessing) -> Mode
         raise TrainingError(str(e)) from e
 
 
-def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
-    """Weight decay on weights only (not on norm scales and biases)."""
-    params = [p for p in params if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+def make_optimizer(config: TrainConfig, params, lr_scales: dict | None = None) -> torch.optim.Optimizer:
+    """Weight decay on weights only (not on norm scales and biases); `lr_scales` maps parameters trained at a
+    multiple of the learning rate to it (each group's `lr_scale`, applied by the schedule)."""
+    scales = lr_scales or {}
+    groups: dict[tuple[bool, float], list] = {}
+    for p in params:
+        if p.requires_grad:
+            groups.setdefault((p.ndim >= 2, float(scales.get(p, 1.0))), []).append(p)
+    groups = [{"params": ps, "weight_decay": config.weight_decay if decay else 0.0, "lr_scale": scale}
+              for (decay, scale), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
     return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's learning rate on every group, times the group's `lr_scale` (make_optimizer)."""
+    for group in opt.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
@@ -150,7 +161,7 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
     model = build_train_model(config, pre).to(device).train()
     objective = make_objective(config.objective, **config.objective_options())
     objective.setup(model, n_classes)
-    opt = make_optimizer(config, list(model.parameters()) + list(objective.parameters()))
+    opt = make_optimizer(config, list(model.parameters()) + list(objective.parameters()), objective.lr_scales())
     aug = config.augmentations()
     images = images.to(device)
     bs, per_epoch, total = plan(config, images.shape[0])
@@ -182,8 +193,7 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
             for i in range(per_epoch):
                 if step >= total:
                     break
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(step, total, warmup, config.lr)
+                set_lr(opt, lr_at(step, total, warmup, config.lr))
                 idx = perm[i * bs:(i + 1) * bs]
                 x = pre.to_unit(images[idx])
                 y = labels[idx] if labels is not None else None

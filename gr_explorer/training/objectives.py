@@ -6,7 +6,8 @@ care which one it runs:
 * `setup(model, n_classes)` builds what the objective owns (BYOL's predictor
   and momentum target, the supervised classifier) once the model exists;
 * `forward(model, views, labels)` returns the scalar loss;
-* `step_end(model, step, total_steps)` runs after each optimiser step (BYOL's EMA).
+* `step_end(model, step, total_steps)` runs after each optimiser step (BYOL's EMA);
+* `lr_scales()` maps the parameters it trains at a multiple of the learning rate to that multiple (BYOL's predictor).
 
 The pure loss functions (`nt_xent`, `label_aligned_nt_xent`, `vicreg_loss`,
 `barlow_twins_loss`, `byol_loss`) are exported on their own so tests can check them against
@@ -134,6 +135,9 @@ class Objective(nn.Module):
     def setup(self, model: nn.Module, n_classes: int | None = None) -> None:
         pass
 
+    def lr_scales(self) -> dict[nn.Parameter, float]:
+        return {}
+
     def forward(self, model: nn.Module, views: Sequence[torch.Tensor], labels: torch.Tensor | None = None) -> torch.Tensor:
         """Loss of a batch (`views`: one augmented copy of the batch per view; `labels`: its label task)."""
         z1, z2 = self._embed(model, views)
@@ -206,9 +210,9 @@ class BYOL(Objective):
 
     name = "byol"
 
-    def __init__(self, byol_tau: float = 0.99, byol_predictor_hidden: int = 512, **_):
+    def __init__(self, byol_tau: float = 0.99, byol_predictor_hidden: int = 512, byol_predictor_lr: float = 1.0, **_):
         super().__init__()
-        self.tau_base, self.hidden = float(byol_tau), int(byol_predictor_hidden)
+        self.tau_base, self.hidden, self.predictor_lr = float(byol_tau), int(byol_predictor_hidden), float(byol_predictor_lr)
         self.tau = self.tau_base
         self.predictor: nn.Module | None = None
         self.target: nn.Module | None = None
@@ -228,6 +232,9 @@ class BYOL(Objective):
             t1, t2 = self.target(x).chunk(2)
         return byol_loss(p1, t2) + byol_loss(p2, t1)
 
+    def lr_scales(self):
+        return {p: self.predictor_lr for p in self.predictor.parameters()} if self.predictor_lr != 1 else {}
+
     @torch.no_grad()
     def step_end(self, model, step, total_steps):
         """EMA update with tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2 (BYOL's schedule)."""
@@ -238,7 +245,8 @@ class BYOL(Objective):
             bt.copy_(bo)
 
     def describe(self):
-        return {"name": self.name, "tau_base": self.tau_base, "predictor_hidden": self.hidden}
+        return {"name": self.name, "tau_base": self.tau_base, "predictor_hidden": self.hidden,
+                "predictor_lr": self.predictor_lr}
 
 
 class Supervised(Objective):
