@@ -40,11 +40,12 @@ declare -A RUNS=(
   [byol20_gray05_sgd]="--objective byol --epochs 20 --gray-p 0.5 --optimizer sgd --lr 0.06 --weight-decay 5e-4"
   [byol20_gray05_crop02]="--objective byol --epochs 20 --gray-p 0.5 --crop-scale 0.2,1"
   [byol20_gray05_crop03]="--objective byol --epochs 20 --gray-p 0.5 --crop-scale 0.3,1"
+  [byol20_gray05_pred10]="--objective byol --epochs 20 --gray-p 0.5 --byol-predictor-lr 10"
 )
 ORDER=(simclr byol byol_gray byol_sgd byol_lr5e-4 barlow barlow_gray barlow_sgd barlow_lr5e-4 barlow_crop02
        barlow_lambda5e-4 barlow_out16 barlow_wide1024 barlow_noproj byol20_gray05 byol20_gray1 byol20_gray05_lr4e-3
        byol20_gray05_blur05 byol20_gray05_tau95 simclr_noproj40 byol20_gray05_wd05 byol20_gray05_sgd
-       byol20_gray05_crop02 byol20_gray05_crop03)
+       byol20_gray05_crop02 byol20_gray05_crop03 byol20_gray05_pred10)
 names=("${@:-${ORDER[@]}}")
 for name in "${names[@]}"; do
   [[ -n "${RUNS[$name]:-}" ]] || { echo "unknown ablation $name; valid: ${ORDER[*]}" >&2; exit 2; }
