@@ -233,7 +233,7 @@ class BYOL(Objective):
         return byol_loss(p1, t2) + byol_loss(p2, t1)
 
     def lr_scales(self):
-        return {p: self.predictor_lr for p in self.predictor.parameters()} if self.predictor_lr != 1 else {}
+        return {p: self.predictor_lr for p in self.predictor.parameters()}
 
     @torch.no_grad()
     def step_end(self, model, step, total_steps):
