@@ -20,11 +20,13 @@ from gr_explorer.config import SweepConfig
 from gr_explorer.models import list_zoo, load_model, zoo_dir
 from gr_explorer.run import run_sweep
 
+SSL_DESIGNS = ("simclr", "simclr_proj_none", "simclr_proj1", "simclr_proj3_wide")  # shipped with seeds 0, 1, 2
 SHAPES_SSL = ["simclr", "vicreg", "byol", "barlow", "simclr_proj_none", "simclr_proj1", "simclr_proj3_wide"]
-SHAPES_SSL_2PLUS = ["simclr", "vicreg", "byol", "barlow", "simclr_proj3_wide"]  # projectors of 2+ layers
 SHAPES = SHAPES_SSL + ["supervised", "label_aligned_p05", "label_aligned_p1"]
-SEEDED = [f"{d}_s{s}" for d in ("simclr", "simclr_proj_none", "simclr_proj1", "simclr_proj3_wide", "label_aligned_p05",
-                                  "label_aligned_p1") for s in (1, 2)]
+SEEDED = [f"{d}_s{s}" for d in SSL_DESIGNS + ("label_aligned_p05", "label_aligned_p1") for s in (1, 2)]
+# the targets hold for every SSL model, so every seed of a design is checked, not only seed 0
+SHAPES_SSL_ALL = SHAPES_SSL + [f"{d}_s{s}" for d in SSL_DESIGNS for s in (1, 2)]
+SHAPES_SSL_2PLUS = [m for m in SHAPES_SSL_ALL if not m.startswith(("simclr_proj_none", "simclr_proj1"))]  # 2+ layers
 CIFAR = ["cifar10_simclr", "cifar10_vicreg", "cifar10_supervised", "cifar10_simclr_proj_none", "cifar10_label_aligned_p1"]
 CIFAR_SEEDED = [f"{d}_s{s}" for d in ("cifar10_simclr", "cifar10_label_aligned_p1") for s in (1, 2)]
 
@@ -101,10 +103,21 @@ def _row(s, model, task="shape"):
     return s.loc[(model, task, "linear")]
 
 
-def _unmet(models: list[str], why: dict[str, str]) -> list:
+def _unmet(models: list[str], why: dict[str, str], borderline: dict[str, str] | None = None) -> list:
     """Targets the shipped weights measurably miss: strict xfails that quote the card, so a retrained model that
-    meets the target turns the test red until the mark goes (the closing note and pretrained/README.md say why)."""
-    return [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=why[m])) if m in why else m for m in models]
+    meets the target turns the test red until the mark goes (the closing note and pretrained/README.md say why).
+
+    `borderline` misses sit within the probes' thread-count rounding of the target (card and fresh measurement
+    differ by up to 0.002 there), so a fresh run may land on either side: non-strict xfails."""
+    borderline = borderline or {}
+
+    def mark(m):
+        if m in why:
+            return pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=why[m]))
+        if m in borderline:
+            return pytest.param(m, marks=pytest.mark.xfail(strict=False, reason=borderline[m]))
+        return m
+    return [mark(m) for m in models]
 
 
 #: measured on the shipped cards (held-out shapes seed 1, 2,000 / 1,000, linear probe, validation-selected cut)
@@ -115,11 +128,18 @@ SHAPE_UNMET = {
     "byol": "shape 0.618 [0.590, 0.649] at proj1 vs random init 0.379 after 60 epochs with half the views in "
             "grayscale (0.522 with the recipe's 0.2): BYOL learns less shape here than the other methods "
             "(pretrained/ABLATIONS.md)",
+    "simclr_proj_none_s1": "shape 0.765 [0.738, 0.790] at layer3: seed 1 of SimCLR without a projector, below 0.80 "
+                           "after 20 epochs like seed 0 (0.880 after 40, pretrained/ABLATIONS.md)",
+}
+SHAPE_BORDERLINE = {
+    "simclr_proj_none_s2": "shape 0.799 [0.774, 0.822] at layer3 on the card (0.799 fresh): 0.001 below the 0.80 target",
+    "simclr_proj3_wide_s1": "shape 0.799 [0.775, 0.823] at proj1 on the card (0.798 fresh): 0.001-0.002 below the 0.80 "
+                            "target",
 }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", _unmet(SHAPES_SSL, SHAPE_UNMET))
+@pytest.mark.parametrize("model", _unmet(SHAPES_SSL_ALL, SHAPE_UNMET, SHAPE_BORDERLINE))
 def test_ssl_models_learn_shape_well_above_their_random_init(shapes, model):
     """Target: best-cut shape accuracy >= 0.80 and >= the random-init twin's best cut + 0.25."""
     r = _row(shapes, model)
@@ -137,7 +157,7 @@ def test_cutting_off_a_deep_projector_gains_on_shape(shapes, model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", SHAPES_SSL)
+@pytest.mark.parametrize("model", SHAPES_SSL_ALL)
 def test_colour_is_erased_along_the_projector(shapes, model):
     """Colour (removed by the augmentations) is best read early and clearly lower at the last cut."""
     r = _row(shapes, model, "color")
