@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Short ablations behind pretrained/ABLATIONS.md: why do BYOL and Barlow Twins learn no `shape` on shapes v2
 # when SimCLR and VICReg do? Each variant changes one thing of the zoo recipe, trains 6 epochs (~3 CPU-minutes
-# on one idle core; the byol20_* ones 20, simclr_noproj40 40) into runs/ablations/<name>, and is probed like
+# on one idle core; the byol20_* ones 20, byol60_* 60, byol200_* 200, simclr_noproj40 40) into runs/ablations/<name>, and is probed like
 # the zoo's cards (held-out shapes seed 1, 2,000 / 1,000, linear probe, best cut chosen on validation, 95%
 # bootstrap interval).
 #
@@ -41,11 +41,16 @@ declare -A RUNS=(
   [byol20_gray05_crop02]="--objective byol --epochs 20 --gray-p 0.5 --crop-scale 0.2,1"
   [byol20_gray05_crop03]="--objective byol --epochs 20 --gray-p 0.5 --crop-scale 0.3,1"
   [byol20_gray05_pred10]="--objective byol --epochs 20 --gray-p 0.5 --byol-predictor-lr 10"
+  [byol200_gray05]="--objective byol --epochs 200 --gray-p 0.5"
+  [byol20_gray05_wide]="--objective byol --epochs 20 --gray-p 0.5 --projector 2048-2048-256 --byol-predictor-hidden 2048"
+  [byol60_gray05_s1]="--objective byol --epochs 60 --gray-p 0.5 --seed 1"
+  [byol20_gray05_w32]="--objective byol --epochs 20 --gray-p 0.5 --width 32"
 )
 ORDER=(simclr byol byol_gray byol_sgd byol_lr5e-4 barlow barlow_gray barlow_sgd barlow_lr5e-4 barlow_crop02
        barlow_lambda5e-4 barlow_out16 barlow_wide1024 barlow_noproj byol20_gray05 byol20_gray1 byol20_gray05_lr4e-3
        byol20_gray05_blur05 byol20_gray05_tau95 simclr_noproj40 byol20_gray05_wd05 byol20_gray05_sgd
-       byol20_gray05_crop02 byol20_gray05_crop03 byol20_gray05_pred10)
+       byol20_gray05_crop02 byol20_gray05_crop03 byol20_gray05_pred10 byol200_gray05
+       byol20_gray05_wide byol60_gray05_s1 byol20_gray05_w32)
 names=("${@:-${ORDER[@]}}")
 for name in "${names[@]}"; do
   [[ -n "${RUNS[$name]:-}" ]] || { echo "unknown ablation $name; valid: ${ORDER[*]}" >&2; exit 2; }

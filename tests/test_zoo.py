@@ -125,9 +125,6 @@ SHAPE_UNMET = {
     "simclr_proj_none": "shape 0.749 [0.722, 0.775] at layer3 (seeds 1, 2: 0.765, 0.799): SimCLR without a projector "
                         "stays below the 0.80 target after 20 epochs, though far above random init (0.379); 40 epochs "
                         "reach 0.843-0.885 but take the 3-layer designs' shape gain to about 0 (pretrained/ABLATIONS.md)",
-    "byol": "shape 0.618 [0.590, 0.649] at proj1 vs random init 0.379 after 60 epochs with half the views in "
-            "grayscale (0.522 with the recipe's 0.2): BYOL learns less shape here than the other methods "
-            "(pretrained/ABLATIONS.md)",
     "simclr_proj_none_s1": "shape 0.765 [0.738, 0.790] at layer3: seed 1 of SimCLR without a projector, below 0.80 "
                            "after 20 epochs like seed 0 (0.880 after 40, pretrained/ABLATIONS.md)",
 }
