@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Short ablations behind pretrained/ABLATIONS.md: why do BYOL and Barlow Twins learn no `shape` on shapes v2
 # when SimCLR and VICReg do? Each variant changes one thing of the zoo recipe, trains 6 epochs (~3 CPU-minutes
-# on one idle core; the byol20_* ones 20, byol60_* 60, byol200_* 200, simclr_noproj40 40) into runs/ablations/<name>, and is probed like
-# the zoo's cards (held-out shapes seed 1, 2,000 / 1,000, linear probe, best cut chosen on validation, 95%
-# bootstrap interval).
+# on one idle core; the byol20_* ones 20, byol60_* 60, byol200_* 200, simclr_noproj40 40) into
+# runs/ablations/<name>, and is probed like the zoo's cards (held-out shapes seed 1, 2,000 / 1,000, linear
+# probe, best cut chosen on validation, 95% bootstrap interval).
 #
 #   bash pretrained/ablate.sh                   # every variant (about 180 CPU-minutes)
 #   bash pretrained/ablate.sh barlow barlow_gray # only these
