@@ -84,13 +84,12 @@ def test_output_geometry_matches_numpy():
     g = mod.geometry(torch.from_numpy(x))
     z = x / np.linalg.norm(x, axis=1, keepdims=True)
     cos = (z @ z.T)[~np.eye(len(z), dtype=bool)]
-    s = np.linalg.svd(z - z.mean(0), compute_uv=False) ** 2
-    p = s / s.sum()
-    p = p[p > 0]
+    s = np.linalg.svd(x, compute_uv=False)  # RankMe: singular values of the uncentred features
+    p = s / s.sum() + 1e-7
     assert g["zeros"] == pytest.approx((x == 0).mean()) and g["dead"] == int((x == 0).all(0).sum()) >= 1
     assert g["cos_mean"] == pytest.approx(cos.mean()) and g["cos_p90"] == pytest.approx(np.quantile(cos, 0.9))
     assert g["cos_zero"] == pytest.approx((np.abs(cos) < 1e-12).mean()) and g["cos_zero"] > 0
-    assert g["erank"] == pytest.approx(np.exp(-(p * np.log(p)).sum()))
+    assert g["rankme"] == pytest.approx(np.exp(-(p * np.log(p)).sum()))
 
 
 # ---------------------------------------------------------------------------------------------- slow: re-measured
