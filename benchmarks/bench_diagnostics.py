@@ -18,8 +18,8 @@ import argparse
 import time
 
 import torch
-
 from common import Timer, resnet18, sync, zoo_format_model
+
 from gr_explorer import SweepConfig, run_sweep
 from gr_explorer.data import load_dataset
 from gr_explorer.device import autocast, resolve_device

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from common import Timer, cifar10, sync, zoo_format_model
+
 from gr_explorer.data import load_dataset
 from gr_explorer.data.loading import read_batches
 from gr_explorer.device import autocast, resolve_device

@@ -16,10 +16,10 @@ import warnings
 
 import numpy as np
 import torch
+from common import Timer, cifar10, resnet18, zoo_format_model
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from common import Timer, cifar10, resnet18, zoo_format_model
 from gr_explorer.device import resolve_device
 from gr_explorer.probes import DEFAULT_GRID, validation_split
 from gr_explorer.sweep import SweepConfig, run_sweep

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .files import atomic_write
@@ -171,7 +172,6 @@ class FeatureCache:
 
     def get_table(self, key: str):
         """A small table (e.g. a model's diagnostics) stored under `key`, or None; bound to its key like features."""
-        import pandas as pd
 
         p = self.root / key[:2] / f"{key}.json"
         if not p.exists():

@@ -1,28 +1,44 @@
-"""`gr-explorer` command line: everything the app shows, from a terminal."""
+"""`gr-explorer` command line: everything the app shows, from a terminal.
+
+Each subcommand is a thin shell over the library: `sweep` and `compare` run
+`run.run_sweep` on a SweepConfig built from the flags (generated from the
+settings declarations) and print the library's tables; `train` and `convert`
+live next to their code (training/cli.py, models/convert.py).
+"""
 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-from pathlib import Path
 
+import pandas as pd
+from tqdm import tqdm
+
+from .cache import FeatureCache
+from .config import SweepConfig
+from .data import dataset_tasks, list_datasets
 from .errors import GRExplorerError
+from .files import atomic_write, check_writable
+from .models import list_zoo, model_for_cuts, zoo_dir
+from .models.convert import add_convert_parser, cmd_convert, print_formats
+from .names import DERIVED_TASKS
+from .outputs import write_outputs
+from .run import SweepResult, run_sweep
+from .seeds import SeedView, seed_view
+from .summary import summary_view
+from .training.cli import add_train_parser, cmd_train
+from .verdict import seeds_gain_text
+
+SWEEP_HELP = ("Extract features at every cut in one forward pass, fit probes, print and save the tables. The best cut "
+              "is chosen on validation data; accuracies and gains come with 95% bootstrap intervals.")
+COMPARE_HELP = ("Sweep several models on the same data and read the seeds of one design (models whose cards record the "
+                "same training recipe) as one result: the mean curve over seeds, and the mean +- sd over seeds of each "
+                "seed's validation-selected guillotine gain with a 95% Student-t interval.")
 
 
-def _add_sweep(sub):
-    from .config import config_fields
-
-    p = sub.add_parser("sweep", help="probe every cut of one or more models on a dataset",
-                       description="Extract features at every cut in one forward pass, fit probes, print and save the "
-                                   "tables. The best cut is chosen on validation data; accuracies and gains come with "
-                                   "95%% bootstrap intervals.")
+def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="run.json of an earlier sweep: reproduces it (flags given here override it)")
-    for name, kind, help_text, default, flag, _ in config_fields():
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else ("all" if default is None and kind == "count" else default)
-        extra = {"action": "append"} if name == "models" else {}
-        text = help_text + (f" (default: {shown})" if shown not in (None, "") else "")
-        p.add_argument(flag, dest=name, default=None, metavar=kind.upper(), help=text.replace("%", "%%"), **extra)
+    SweepConfig.add_flags(p, repeat=("models",))
     p.add_argument("--out", help="folder for results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html")
     p.add_argument("--save-features", action="store_true", help="also write features/<model>.npz (see README for the layout)")
     p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/gr_explorer/features or $GR_EXPLORER_CACHE)")
@@ -33,37 +49,27 @@ def _add_sweep(sub):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gr-explorer", description="Where in an SSL network do the useful features live?")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_sweep(sub)
+    _add_sweep_flags(sub.add_parser("sweep", help="probe every cut of one or more models on a dataset",
+                                    description=SWEEP_HELP))
+    _add_sweep_flags(sub.add_parser("compare", help="sweep several models; seeds of one design read as one result",
+                                    description=COMPARE_HELP))
     c = sub.add_parser("cuts", help="list a model's cuts in forward order")
     c.add_argument("--model", required=True)
     c.add_argument("--weights")
-    c.add_argument("--readout", help="ViT token readout: cls, mean, cls+mean (default: the checkpoint's own, else cls)")
+    c.add_argument("--readout", help=SweepConfig.spec("readout").help)
     c.add_argument("--seed", type=int, default=0, help="seed of --weights random")
     z = sub.add_parser("zoo", help="list the shipped models in pretrained/")
     z.add_argument("--formats", action="store_true", help="list the checkpoint layouts `convert` and file: read instead")
     sub.add_parser("datasets", help="list dataset specs and their tasks")
-    from .models.convert import add_convert_parser
-    from .training.cli import add_train_parser  # noqa: WPS433 (keeps training's CLI next to its code)
-
     add_train_parser(sub)
     add_convert_parser(sub)
     return parser
 
 
-def config_from_args(a) -> "SweepConfig":
-    """run.json (if given) overridden by the flags given; every value validated by SweepConfig."""
-    from .config import SweepConfig, config_fields
-    from .flags import parse_flag
-
+def config_from_args(a) -> SweepConfig:
+    """run.json (if given) overridden by the flags given; every value checked once, by SweepConfig."""
     base = SweepConfig.load(a.config).as_dict() if a.config else {}
-    for name, kind, _, _, flag, _ in config_fields():
-        value = getattr(a, name, None)
-        if value is None:
-            continue
-        if name == "models":
-            base[name] = [m for text in value for m in parse_flag("strs", text, flag)]
-        else:
-            base[name] = parse_flag(kind, value, flag)
+    base.update(SweepConfig.given_flags(a))
     if not base.get("models"):
         raise GRExplorerError("No model given. Use --model zoo:<name> | timm:<name> | file:<path>, or --config run.json.")
     return SweepConfig.from_dict(base, source="the flags" if not a.config else f"run config {a.config!r} with the flags")
@@ -78,8 +84,6 @@ class _Bars:
     def __call__(self, e) -> None:
         if self.quiet:
             return
-        from tqdm import tqdm
-
         if e.stage == "load":
             if e.done == e.total and e.detail:
                 (tqdm.write if self.bar is not None else print)(f"[load] {e.model + ': ' if e.model else ''}{e.detail}",
@@ -97,58 +101,7 @@ class _Bars:
             self.bar = None
 
 
-def write_outputs(result, out: Path, save_features: bool) -> list[Path]:
-    """results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html (+ features/<model>.npz)."""
-    import numpy as np
-
-    from .files import atomic_write, slug
-    from .plots import accuracy_vs_depth, cut_task_heatmap
-    from .run import COLUMNS
-
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    def put(name: str, data) -> None:
-        written.append(atomic_write(out / name, data))
-
-    put("results.csv", result.table[COLUMNS].to_csv(index=False))
-    put("summary.csv", result.summary.to_csv(index=False))
-    put("search.csv", result.search.to_csv(index=False))
-    if not result.metrics.empty:
-        put("metrics.csv", result.metrics.to_csv(index=False))
-        put("cka.csv", result.cka.to_csv(index=False))
-        put("metric_selection.csv", result.metric_selection.to_csv(index=False))
-    put("run.json", result.config.to_json())
-    put("figure.html", accuracy_vs_depth(result.table, summary=result.summary).to_html(include_plotlyjs=True))
-    put("heatmap.html", cut_task_heatmap(result.table).to_html(include_plotlyjs=True))
-    if save_features:
-        ds = result.dataset
-        names: set[str] = set()
-        for model, views in result.features.items():
-            arrays = {}
-            for view, feats in views.items():
-                suffix = "" if view == "base" else f"__{view}"
-                arrays.update({f"{split}__{cut}{suffix}": getattr(feats, split)[cut].numpy()
-                               for split in ("train", "test") for cut in feats.train})
-                arrays.update({f"{split}_labels__{task}": labels.numpy() for split in ("train", "test")
-                               for task, labels in ds.view_labels(view, split).items()})
-            first = next(iter(views.values()))
-            arrays["cuts"] = np.array([c.name for c in first.cuts])
-            arrays["depths"] = np.array([c.depth for c in first.cuts])
-            arrays["parts"] = np.array([c.part for c in first.cuts])
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            name = slug(model.rsplit("/", 1)[-1])
-            while name in names:
-                name += "_"
-            names.add(name)
-            put(f"features/{name}.npz", buf.getvalue())
-    return written
-
-
-def print_tables(result) -> None:
-    import pandas as pd
-
+def print_tables(result: SweepResult) -> None:
     t = result.table
     with pd.option_context("display.width", 220, "display.max_columns", 60, "display.max_rows", 500):
         wide = t.pivot_table(index=["model", "depth", "cut", "part", "dim"], columns=["task", "probe"], values="accuracy",
@@ -156,19 +109,7 @@ def print_tables(result) -> None:
         print(wide.round(3).to_string())
         print()
         print("Best cut (chosen on validation) and guillotine gain (best minus last cut), test accuracy [95% CI]:")
-        s = result.summary
-        view = pd.DataFrame({
-            "model": s["model"], "task": s["task"], "probe": s["probe"], "chance": s["chance"].round(3),
-            "best cut": s["best_cut"], "best": _ci(s["best_accuracy"], s["best_ci_low"], s["best_ci_high"]),
-            "last cut": s["last_cut"], "last": _ci(s["last_accuracy"], s["last_ci_low"], s["last_ci_high"]),
-            "gain": [f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]" + ("" if c else " (no clear gain)")
-                     for g, lo, hi, c in zip(s["gain"], s["gain_ci_low"], s["gain_ci_high"], s["clear_gain"])],
-        })
-        if s["over_random_init"].notna().any():
-            view["vs random init"] = [("" if pd.isna(v) else f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-                                      for v, lo, hi in zip(s["over_random_init"], s["over_random_init_ci_low"],
-                                                           s["over_random_init_ci_high"])]
-        print(view.to_string(index=False))
+        print(summary_view(result.summary).to_string(index=False))
     if not result.metric_selection.empty:
         ms = result.metric_selection
         ms = ms[ms["augmentation"].fillna("").isin(["", "hflip"])] if "augmentation" in ms.columns else ms
@@ -181,15 +122,28 @@ def print_tables(result) -> None:
         print(f"\nwarning: {len(stuck)} linear fit(s) did not converge (converged=False in results.csv).", file=sys.stderr)
 
 
-def _ci(acc, lo, hi) -> list[str]:
-    return [f"{a:.3f} [{l:.3f}, {h:.3f}]" for a, l, h in zip(acc, lo, hi)]
+def print_seeds(view: SeedView) -> None:
+    """The seed groups of a comparison: one row per (design, task, probe)."""
+    if not view.groups:
+        print("\nNo two models share a design (their cards record different recipes, or none): nothing averaged.")
+        return
+    s = view.seeds
+    table = pd.DataFrame({
+        "design": s["design"], "task": s["task"], "probe": s["probe"], "seeds": s["n_seeds"],
+        "best cut per seed": [", ".join(c) for c in s["best_cuts"]],
+        "best accuracy, mean +- sd": [f"{m:.3f} +- {sd:.3f}" for m, sd in zip(s["best_accuracy_mean"],
+                                                                            s["best_accuracy_sd"])],
+        "gain, mean ± sd over seeds [95% t interval]": [
+            seeds_gain_text(m, sd, n, lo, hi, c)
+            for m, sd, n, lo, hi, c in zip(s["gain_mean"], s["gain_sd"], s["n_seeds"], s["gain_ci_low"], s["gain_ci_high"],
+                                           s["clear_gain"])],
+    })
+    print("\nSeeds of one design (mean over seeds of each seed's own validation-selected gain):")
+    with pd.option_context("display.width", 220, "display.max_rows", 500, "display.max_colwidth", 80):
+        print(table.to_string(index=False))
 
 
-def cmd_sweep(a) -> int:
-    from .cache import FeatureCache
-    from .files import check_writable
-    from .run import run_sweep
-
+def _sweep(a) -> tuple[SweepResult | None, object]:
     config = config_from_args(a)
     out = check_writable(a.out, "output folder (--out)") if a.out else None
     cache = False
@@ -201,19 +155,41 @@ def cmd_sweep(a) -> int:
         result = run_sweep(config, cache=cache, progress=bars)
     finally:
         bars.close()
-    if result is None:  # a torchrun rank other than 0: its share is extracted, rank 0 reports
-        return 0
-    print_tables(result)
+    return result, out
+
+
+def _finish(a, result: SweepResult, out, extra: dict[str, str] | None = None) -> int:
     print(f"\n{len(result.table)} results in {result.seconds:.1f} s")
     if out is not None:
         for p in write_outputs(result, out, a.save_features):
             print(f"wrote {p}")
+        for name, text in (extra or {}).items():
+            print(f"wrote {atomic_write(out / name, text)}")
     return 0
 
 
-def cmd_cuts(a) -> int:
-    from .models import model_for_cuts
+def cmd_sweep(a) -> int:
+    result, out = _sweep(a)
+    if result is None:  # a torchrun rank other than 0: its share is extracted, rank 0 reports
+        return 0
+    print_tables(result)
+    return _finish(a, result, out)
 
+
+def cmd_compare(a) -> int:
+    result, out = _sweep(a)
+    if result is None:
+        return 0
+    print_tables(result)
+    view = seed_view(result.table, result.summary, result.cards)
+    print_seeds(view)
+    seeds_csv = view.seeds.assign(models=view.seeds["models"].map(",".join),
+                                  best_cuts=view.seeds["best_cuts"].map(",".join),
+                                  gains=view.seeds["gains"].map(lambda g: ",".join(f"{v:.4f}" for v in g)))
+    return _finish(a, result, out, {"seeds.csv": seeds_csv.to_csv(index=False)})
+
+
+def cmd_cuts(a) -> int:
     model = model_for_cuts(a.model, weights=a.weights, readout=a.readout, seed=a.seed)  # timm: no weights needed, offline
     print(f"weights: {model.weights_source}", file=sys.stderr)
     print(f"{'depth':>5}  {'cut':20s} {'part':10s} {'dim':>6}")
@@ -223,11 +199,7 @@ def cmd_cuts(a) -> int:
 
 
 def cmd_zoo(a) -> int:
-    from .models import list_zoo, zoo_dir
-
     if a.formats:
-        from .models.convert import print_formats
-
         return print_formats()
     zoo = list_zoo()
     if not zoo:
@@ -238,8 +210,6 @@ def cmd_zoo(a) -> int:
 
 
 def cmd_datasets(a) -> int:
-    from .data import DERIVED_TASKS, dataset_tasks, list_datasets
-
     for spec in list_datasets():
         try:
             tasks = ", ".join(dataset_tasks(spec))
@@ -250,18 +220,14 @@ def cmd_datasets(a) -> int:
     return 0
 
 
+HANDLERS = {"sweep": cmd_sweep, "compare": cmd_compare, "cuts": cmd_cuts, "zoo": cmd_zoo, "datasets": cmd_datasets,
+            "convert": cmd_convert, "train": cmd_train}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    a = parser.parse_args(argv)
-    from .models.convert import cmd_convert
-
-    handlers = {"sweep": cmd_sweep, "cuts": cmd_cuts, "zoo": cmd_zoo, "datasets": cmd_datasets, "convert": cmd_convert}
+    a = build_parser().parse_args(argv)
     try:
-        if a.command == "train":
-            from .training.cli import cmd_train
-
-            return cmd_train(a)
-        return handlers[a.command](a)
+        return HANDLERS[a.command](a)
     except GRExplorerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

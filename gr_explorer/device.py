@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .errors import GRExplorerError
@@ -30,7 +32,6 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
 
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (fast, and safe for feature extraction); a no-op elsewhere."""
-    import contextlib
 
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)

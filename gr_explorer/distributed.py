@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from .errors import GRExplorerError
 
@@ -28,8 +29,6 @@ class World:
 
     @classmethod
     def current(cls) -> "World":
-        import torch.distributed as dist
-
         if dist.is_available() and dist.is_initialized():
             return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
         return cls()
@@ -40,8 +39,6 @@ class World:
 
     def barrier(self) -> None:
         if self.size > 1:
-            import torch.distributed as dist
-
             dist.barrier()
 
 
@@ -53,7 +50,6 @@ def join(device: torch.device) -> World:
     """Join the process group torchrun prepared (NCCL for CUDA, gloo for CPU); a single process stays alone."""
     if not launched_by_torchrun():
         return World()
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"

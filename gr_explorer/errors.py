@@ -4,6 +4,8 @@ All of them derive from GRExplorerError so the CLI and the app can show the
 message instead of a traceback, and from ValueError where the input is at fault.
 """
 
+import difflib
+
 
 class GRExplorerError(Exception):
     """Base class: the message is meant for the user, verbatim."""
@@ -33,13 +35,20 @@ class ProbeError(GRExplorerError, ValueError):
     """Unknown probe or unusable probe settings."""
 
 
+class TrainingError(GRExplorerError, ValueError):
+    """A bad training setting (unknown objective, missing label task, impossible augmentation ...)."""
+
+
+class DiagnosticError(GRExplorerError, ValueError):
+    """A bad diagnostics request (unknown metric, missing model or images, mismatched features ...)."""
+
+
 class OfflineError(GRExplorerError, RuntimeError):
     """Something had to be downloaded and could not be; says how to supply it."""
 
 
 def did_you_mean(name: str, valid) -> str:
     """A short 'valid: ...' suffix listing the options (closest first)."""
-    import difflib
 
     valid = list(valid)
     close = difflib.get_close_matches(name, valid, n=3)

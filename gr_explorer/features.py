@@ -33,15 +33,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .cache import DTYPES, SPLITS, EntryWriter, FeatureCache, content_key
+from .cache import DTYPES, SPLITS, FeatureCache, content_key
 from .data.base import BASE, Dataset
 from .data.loading import batch_starts, read_batches
 from .device import autocast, resolve_device
 from .distributed import World
 from .models import Cut, Model
 from .progress import Progress, Reporter, ShouldStop
-
-STORAGE_DTYPES = ("float32", "float16")
 
 
 @dataclass

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from .errors import GRExplorerError
+
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -41,7 +43,6 @@ def atomic_write(dest: str | os.PathLike, write: Callable[[str], None] | bytes |
 
 def check_writable(folder: str | os.PathLike, what: str) -> Path:
     """Create `folder` if needed and prove a file can be written there, before any long work starts."""
-    from .errors import GRExplorerError
 
     folder = Path(folder).expanduser()
     try:

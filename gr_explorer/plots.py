@@ -9,15 +9,19 @@ dashed, raw pixels dash-dot) and each task's chance level dotted.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from .names import PROBES, label_of
 from .summary import CURVE, guillotine_summary
+from .verdict import NO_CLEAR_GAIN, gain_text
 
 PALETTE = qualitative.D3
-PROBE_DASH = {"linear": "solid", "knn": "dot"}
-PROBE_NAMES = {"linear": "linear", "knn": "k-NN"}
+#: line style per probe; dotted is the chance level's, dashed the random-init twin's, so k-NN is dash-dot
+PROBE_DASH = {"linear": "solid", "knn": "dashdot"}
 GREY = "rgb(120,120,120)"
 REGION_FILL = {"backbone": "rgba(31,119,180,0.06)", "projector": "rgba(255,127,14,0.10)"}
 
@@ -41,7 +45,7 @@ def _ticks(table: pd.DataFrame) -> tuple[list[int], list[str]]:
 
 
 def probes_title(table: pd.DataFrame) -> str:
-    probes = [PROBE_NAMES.get(p, p) for p in dict.fromkeys(table["probe"])]
+    probes = [label_of(PROBES, p) for p in dict.fromkeys(table["probe"])]
     return " and ".join(probes) + (" probe" if len(probes) == 1 else " probes")
 
 
@@ -54,13 +58,10 @@ def _baseline_of(table: pd.DataFrame) -> pd.Series:
 
 
 def _gain_text(s, short: bool = False) -> str:
-    if pd.isna(s["gain_ci_low"]):
-        return f"gain {100 * s['gain']:+.0f} pts (no interval)"
-    if s["clear_gain"]:
-        if short:
-            return f"+{100 * s['gain']:.0f} pts [{100 * s['gain_ci_low']:.0f}, {100 * s['gain_ci_high']:.0f}]"
-        return f"gain {100 * s['gain']:+.1f} pts [95% CI {100 * s['gain_ci_low']:+.1f}, {100 * s['gain_ci_high']:+.1f}]"
-    return "no clear gain"
+    if short:
+        return gain_text(s["gain"], s["gain_ci_low"], s["gain_ci_high"], s["clear_gain"], style="short")
+    text = gain_text(s["gain"], s["gain_ci_low"], s["gain_ci_high"], s["clear_gain"])
+    return text if text.startswith(NO_CLEAR_GAIN) else "gain " + text
 
 
 def accuracy_vs_depth(table: pd.DataFrame, title: str | None = None, summary: pd.DataFrame | None = None,
@@ -84,47 +85,18 @@ def accuracy_vs_depth(table: pd.DataFrame, title: str | None = None, summary: pd
     by_task = main["model"].nunique() == 1 or main["task"].nunique() > 1
     keys = list(dict.fromkeys(main["task"] if by_task else main["model"]))
     colour = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(keys)}
-    several_models = main["model"].nunique() > 1
-    several_probes = table["probe"].nunique() > 1
+    style = _Style(by_task, main["model"].nunique() > 1, table["probe"].nunique() > 1)
     pixels = refs[_baseline_of(refs) == "pixels"]
     refs = refs[_baseline_of(refs) != "pixels"]
     depths = sorted(set(table.loc[_baseline_of(table) != "pixels", "depth"])) or [0]
     x_left = min(depths) - (1 if len(pixels) else 0)
     x_span = (x_left - 0.4, max(depths) + 0.4)
-    labels = []
-
+    labels, stars = [], []
     for key, g in main.groupby(CURVE, sort=False):
-        model, task, probe = key
-        g = g.sort_values("depth")
-        c = colour[task if by_task else model]
-        name = " · ".join([*(([model] if several_models and by_task else [])), task if by_task else model,
-                           *([PROBE_NAMES.get(probe, probe)] if several_probes else [])])
-        group = f"{model}|{task}|{probe}"
-        meta = {"task": task, "model": model, "probe": probe}
-        if "accuracy_ci_low" in g.columns and g["accuracy_ci_low"].notna().all():
-            fig.add_trace(go.Scatter(
-                x=list(g["depth"]) + list(g["depth"])[::-1], y=list(g["accuracy_ci_high"]) + list(g["accuracy_ci_low"])[::-1],
-                fill="toself", fillcolor=_rgba(c, 0.13), mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False,
-                legendgroup=group, name=f"{name} 95% CI", meta={**meta, "role": "band"}))
-        s = summ.loc[key]
-        ci = (g[["accuracy_ci_low", "accuracy_ci_high"]].to_numpy() if "accuracy_ci_low" in g.columns else None)
-        fig.add_trace(go.Scatter(
-            x=g["depth"], y=g["accuracy"], mode="lines+markers", name=f"{name}: {_gain_text(s, short=True)}",
-            legendgroup=group, line=dict(color=c, dash=PROBE_DASH.get(probe, "solid"), width=2.6), marker=dict(size=7),
-            meta={**meta, "role": "curve"},
-            customdata=[[cut, dim, part, *(ci[i] if ci is not None else (float("nan"),) * 2)]
-                        for i, (cut, dim, part) in enumerate(g[["cut", "dim", "part"]].itertuples(index=False))],
-            hovertemplate="cut %{customdata[0]} (%{customdata[2]}, dim %{customdata[1]})<br>accuracy %{y:.3f} "
-                          "[95% CI %{customdata[3]:.3f}, %{customdata[4]:.3f}]<extra>" + name + "</extra>"))
-        fig.add_trace(go.Scatter(
-            x=[s["best_depth"]], y=[s["best_accuracy"]], mode="markers", showlegend=False, legendgroup=group,
-            meta={**meta, "role": "best"},
-            marker=dict(symbol="star", size=18, color=c, line=dict(width=1, color="black")),
-            hovertemplate=f"best cut {s['best_cut']} (chosen on validation)<br>test accuracy %{{y:.3f}}<br>"
-                          f"{_gain_text(s)} vs the last cut {s['last_cut']}<extra>{name}</extra>"))
-        if s["clear_gain"]:
-            labels.append((float(s["best_depth"]), float(s["best_accuracy"]), f"+{100 * s['gain']:.0f}", c, task))
-
+        c = colour[key[1] if by_task else key[0]]
+        label = _add_curve(fig, key, g.sort_values("depth"), summ.loc[key], c, style, stars)
+        if label is not None:
+            labels.append(label)
     for task, g in main.groupby("task", sort=False):
         if "chance" in g.columns:
             chance = float(g["chance"].iloc[0])
@@ -133,9 +105,60 @@ def accuracy_vs_depth(table: pd.DataFrame, title: str | None = None, summary: pd
                                                                              dash="dot", width=1.2),
                 name=f"{task}: chance {chance:.2f}", showlegend=False, meta={"task": task, "role": "chance"},
                 hovertemplate=f"{task}: chance (majority class) {chance:.3f}<extra></extra>"))
-
-    _add_references(fig, refs, pixels, colour, by_task, x_left, several_probes)
+    _add_references(fig, refs, pixels, colour, by_task, x_left, style.several_probes)
     _add_gain_labels(fig, labels)
+    _layout(fig, table, main, pixels, x_left, x_span, title)
+    if selector and by_task and main["task"].nunique() > 1:
+        _task_selector(fig, list(dict.fromkeys(main["task"])))
+    return fig
+
+
+@dataclass(frozen=True)
+class _Style:
+    by_task: bool  # one colour per task (else per model)
+    several_models: bool
+    several_probes: bool
+
+
+#: how far apart two stars at the same place are drawn (x units: one cut), so that both stay visible
+STAR_NUDGE = 0.12
+
+
+def _add_curve(fig: go.Figure, key: tuple, g: pd.DataFrame, s: pd.Series, c: str, style: _Style,
+               stars: list[tuple[float, float]]) -> tuple | None:
+    """A curve with its band and its best-cut star; returns its gain label when the gain is clear."""
+    model, task, probe = key
+    name = " · ".join([*(([model] if style.several_models and style.by_task else [])),
+                       task if style.by_task else model, *([label_of(PROBES, probe)] if style.several_probes else [])])
+    group = f"{model}|{task}|{probe}"
+    meta = {"task": task, "model": model, "probe": probe}
+    if "accuracy_ci_low" in g.columns and g["accuracy_ci_low"].notna().all():
+        fig.add_trace(go.Scatter(
+            x=list(g["depth"]) + list(g["depth"])[::-1], y=list(g["accuracy_ci_high"]) + list(g["accuracy_ci_low"])[::-1],
+            fill="toself", fillcolor=_rgba(c, 0.13), mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False,
+            legendgroup=group, name=f"{name} 95% CI", meta={**meta, "role": "band"}))
+    ci = (g[["accuracy_ci_low", "accuracy_ci_high"]].to_numpy() if "accuracy_ci_low" in g.columns else None)
+    fig.add_trace(go.Scatter(
+        x=g["depth"], y=g["accuracy"], mode="lines+markers", name=f"{name}: {_gain_text(s, short=True)}",
+        legendgroup=group, line=dict(color=c, dash=PROBE_DASH.get(probe, "solid"), width=2.6), marker=dict(size=7),
+        meta={**meta, "role": "curve"},
+        customdata=[[cut, dim, part, *(ci[i] if ci is not None else (float("nan"),) * 2)]
+                    for i, (cut, dim, part) in enumerate(g[["cut", "dim", "part"]].itertuples(index=False))],
+        hovertemplate="cut %{customdata[0]} (%{customdata[2]}, dim %{customdata[1]})<br>accuracy %{y:.3f} "
+                      "[95% CI %{customdata[3]:.3f}, %{customdata[4]:.3f}]<extra>" + name + "</extra>"))
+    x, y = float(s["best_depth"]), float(s["best_accuracy"])
+    x += STAR_NUDGE * sum(1 for px, py in stars if abs(px - x) < STAR_NUDGE / 2 and abs(py - y) < 0.02)
+    stars.append((x, y))
+    fig.add_trace(go.Scatter(
+        x=[x], y=[y], mode="markers", showlegend=False, legendgroup=group, meta={**meta, "role": "best"},
+        marker=dict(symbol="star", size=18, color=c, line=dict(width=1, color="black")),
+        hovertemplate=f"best cut {s['best_cut']} (chosen on validation)<br>test accuracy %{{y:.3f}}<br>"
+                      f"{_gain_text(s)} vs the last cut {s['last_cut']}<extra>{name}</extra>"))
+    return (x, y, f"+{100 * s['gain']:.0f}", c, task) if s["clear_gain"] else None
+
+
+def _layout(fig: go.Figure, table: pd.DataFrame, main: pd.DataFrame, pixels: pd.DataFrame, x_left: float,
+            x_span: tuple[float, float], title: str | None) -> None:
     for part, fill in REGION_FILL.items():
         d = main.loc[main["part"] == part, "depth"]
         if len(d):
@@ -153,9 +176,6 @@ def accuracy_vs_depth(table: pd.DataFrame, title: str | None = None, summary: pd
         legend=dict(title=dict(text="curve: guillotine gain, pts [95% CI]<br>★ best cut (chosen on validation)",
                                font=dict(size=12)), font=dict(size=12), groupclick="togglegroup"),
         margin=dict(t=60, b=50, l=60, r=10))
-    if selector and by_task and main["task"].nunique() > 1:
-        _task_selector(fig, list(dict.fromkeys(main["task"])))
-    return fig
 
 
 def _add_references(fig: go.Figure, refs: pd.DataFrame, pixels: pd.DataFrame, colour: dict, by_task: bool,
@@ -165,8 +185,9 @@ def _add_references(fig: go.Figure, refs: pd.DataFrame, pixels: pd.DataFrame, co
     for key, g in refs.groupby(CURVE, sort=False):
         model, task, probe = key
         g = g.sort_values("depth")
-        c = _rgba(colour.get(task if by_task else model.removesuffix(" [random init]"), GREY), 0.6)
-        label = f"{model} · {task}" + (f" · {PROBE_NAMES.get(probe, probe)}" if several_probes else "")
+        of = g["baseline_for"].iloc[0] if "baseline_for" in g.columns else model
+        c = _rgba(colour.get(task if by_task else of, GREY), 0.6)
+        label = f"{model} · {task}" + (f" · {label_of(PROBES, probe)}" if several_probes else "")
         fig.add_trace(go.Scatter(
             x=g["depth"], y=g["accuracy"], mode="lines", name="random init (same network, dashed)",
             legendgroup="random-init", showlegend=not shown, meta={"task": task, "model": model, "probe": probe, "role": "random-init"},
@@ -177,7 +198,7 @@ def _add_references(fig: go.Figure, refs: pd.DataFrame, pixels: pd.DataFrame, co
     for key, g in pixels.groupby(CURVE, sort=False):
         _, task, probe = key
         acc = float(g["accuracy"].iloc[0])
-        label = f"raw pixels · {task}" + (f" · {PROBE_NAMES.get(probe, probe)}" if several_probes else "")
+        label = f"raw pixels · {task}" + (f" · {label_of(PROBES, probe)}" if several_probes else "")
         fig.add_trace(go.Scatter(
             x=[x_pixels], y=[acc], mode="markers", name="raw pixels (◆ at the input)", legendgroup="pixels",
             showlegend=not shown, meta={"task": task, "probe": probe, "role": "pixels"},
@@ -224,6 +245,6 @@ def cut_task_heatmap(table: pd.DataFrame, model: str | None = None, probe: str |
                                text=[[f"{v:.2f}" for v in row] for row in grid.to_numpy()], texttemplate="%{text}",
                                hovertemplate="task %{y}<br>cut %{x}<br>accuracy %{z:.3f}<extra></extra>",
                                colorbar=dict(title="accuracy")))
-    fig.update_layout(title=f"{model} ({PROBE_NAMES.get(probe, probe)} probe): test accuracy per cut and task",
+    fig.update_layout(title=f"{model} ({label_of(PROBES, probe)} probe): test accuracy per cut and task",
                       xaxis_title="cut", yaxis_title="task", template="plotly_white", font=dict(size=14))
     return fig

@@ -13,8 +13,6 @@ from typing import Callable
 
 from .errors import GRExplorerError
 
-STAGES = ("load", "extract", "probe", "metrics")
-
 
 @dataclass(frozen=True)
 class ProgressEvent:

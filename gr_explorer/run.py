@@ -1,11 +1,13 @@
 """Running a sweep: model(s) x dataset views x cuts x tasks x probes -> tidy tables.
 
 `run_sweep(SweepConfig)` is the one path every caller takes (the `sweep()`
-shortcut, the CLI, the app, training's held-out evaluation): it resolves the
-device once, loads the dataset and the models (plus the requested baselines),
-extracts each view's features in one forward pass per batch, fits the probes,
-and returns the results table with 95% bootstrap intervals and chance, the
-validation-selected summary, and the hyper-parameter search table.
+shortcut, the CLI, the app, training's held-out evaluation): it checks the
+config against the data once, resolves the device once, loads the dataset and
+the models (plus the requested baselines), extracts each view's features in
+one forward pass per batch, fits the probes, and returns a SweepResult: the
+results table with 95% bootstrap intervals and chance, the validation-selected
+summary, the hyper-parameter search table, and what a page or a folder of
+outputs needs to show the run again.
 """
 
 from __future__ import annotations
@@ -14,42 +16,72 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
-from .cache import FeatureCache
+from .augment import AugmentConfig
+from .cache import FeatureCache, content_key
 from .config import SweepConfig
-from .data import Dataset, load_dataset
+from .data import DERIVED_TASKS, Dataset, dataset_tasks, load_dataset
 from .data.base import BASE
 from .device import resolve_device
+from .diagnostics import compute_diagnostics, metric_vs_accuracy
 from .distributed import join, rank_device
-from .errors import GRExplorerError
+from .errors import ConfigError, DatasetError, GRExplorerError, did_you_mean
 from .features import Features, extract_features
-from .models import SCHEMES, Model, load_model, pixels_model, random_init
-from .probes import run_probes
+from .models import Model, load_model, pixels_model, random_init
+from .names import KIND_BASELINE, SCHEMES
+from .probes import ProbeResult, run_probes
 from .progress import Cancelled, Progress, ProgressEvent, ShouldStop
 from .stats import Resampler
 from .summary import guillotine_summary
 
-#: results.csv columns, in order (the in-memory table also carries `correct`, per-image test hits)
+#: results.csv columns, in order (the in-memory table also carries `correct`, per-image test hits, and
+#: `baseline_for`, the model a baseline row stands next to)
 COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "depth", "part", "dim", "task", "probe", "accuracy",
            "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance", "hparam", "converged", "n_iter", "n_classes",
            "n_train", "n_test"]
+MEMORY_COLUMNS = ["correct", "baseline_for"]
 SEARCH_COLUMNS = ["model", "cut", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen"]
 
 
 @dataclass
 class SweepResult:
-    table: pd.DataFrame  # COLUMNS + correct
+    """Everything a sweep returns, and all that the CLI writes and the app shows of it."""
+
+    table: pd.DataFrame  # COLUMNS + MEMORY_COLUMNS
     summary: pd.DataFrame  # summary.SUMMARY_COLUMNS
     search: pd.DataFrame  # SEARCH_COLUMNS: validation accuracy of every C / k tried
     config: SweepConfig
     features: dict[str, dict[str, Features]]  # model -> view -> features
-    dataset: Dataset
+    dataset: Dataset | None
     seconds: float
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)  # label-free diagnostics per cut (config.metrics)
     cka: pd.DataFrame = field(default_factory=pd.DataFrame)  # CKA between the cuts of each model
     metric_selection: pd.DataFrame = field(default_factory=pd.DataFrame)  # does a metric find the best cut?
+    models: list[str] = field(default_factory=list)  # the models asked for (not their baselines), in order
+    cards: dict[str, dict] = field(default_factory=dict)  # each model's checkpoint card
+    cancelled: bool = False  # stopped by the user: the table holds the (model, view)s finished before
+
+    @classmethod
+    def partial(cls, config: SweepConfig, table: pd.DataFrame, seconds: float) -> "SweepResult":
+        """What a cancelled sweep keeps: its finished rows, summarised the same way."""
+        return cls(table, guillotine_summary(table, config.bootstrap, config.seed), pd.DataFrame(columns=SEARCH_COLUMNS),
+                   config, {}, None, seconds, models=list(dict.fromkeys(table.loc[table["baseline"] == "", "model"])),
+                   cancelled=True)
+
+    def cache_stats(self) -> dict[str, dict[str, int]]:
+        """Per model: cuts read from the feature cache, cuts in all, and forward batches run."""
+        return {m: {"cached": sum(len(f.cached_cuts) for f in views.values()),
+                    "cuts": sum(len(f.cuts) for f in views.values()),
+                    "batches": sum(f.forward_batches for f in views.values())}
+                for m, views in self.features.items()}
+
+    def base_features(self) -> dict[str, tuple]:
+        """model -> (cuts, train features of the base view): what Compare's CKA reads."""
+        return {m: (self.features[m][BASE].cuts, self.features[m][BASE].train) for m in self.models
+                if BASE in self.features.get(m, {})}
 
 
 class SweepCancelled(Cancelled):
@@ -57,7 +89,21 @@ class SweepCancelled(Cancelled):
 
     def __init__(self, rows: list[dict]):
         super().__init__("Sweep cancelled; the rows finished so far are kept in .partial.")
-        self.partial = pd.DataFrame(rows, columns=COLUMNS + ["correct"])
+        self.partial = pd.DataFrame(rows, columns=COLUMNS + MEMORY_COLUMNS)
+
+
+def check_references(config: SweepConfig) -> None:
+    """What the settings alone cannot check: the tasks asked for exist in the dataset."""
+    try:
+        base = dataset_tasks(config.dataset)
+    except DatasetError as e:
+        raise ConfigError(f"dataset={config.dataset!r} is invalid: {e}") from None
+    if config.tasks is not None:
+        valid = [*base, *DERIVED_TASKS]
+        bad = [t for t in config.tasks if t not in valid]
+        if bad:
+            raise ConfigError(f"tasks: {bad[0]!r} is not a task of dataset {config.dataset!r}. "
+                              f"{did_you_mean(bad[0], valid)}")
 
 
 def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dataset: Dataset | None = None,
@@ -70,61 +116,90 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
     rank extracts its share of the batches and rank 0 returns the result; the other ranks return None.
     """
     t0 = time.perf_counter()
+    if dataset is None:
+        check_references(config)
     device = resolve_device(config.device)
     world = join(device)
     device = rank_device(device, world)
     if world.size > 1 and cache is False:
         raise GRExplorerError("Under torchrun the ranks hand their features to rank 0 through the cache folder: "
                               "drop --no-cache (and give --cache-dir on a filesystem every machine sees).")
-    emit = (progress or (lambda e: None)) if world.is_main else (lambda e: None)
-    rows: list[dict] = []
-    search: list[dict] = []
-    metrics, ckas = [], []
-    feats_by_model: dict[str, dict[str, Features]] = {}
+    run = _Sweep(config, device, world, cache, progress, should_stop)
     try:
-        emit(ProgressEvent("load", 0, 1, "", f"dataset {config.dataset}"))
-        if dataset is None:
-            dataset = load_dataset(**dataset_args(config))
-        emit(ProgressEvent("load", 1, 1, "", f"dataset {dataset.name}: {dataset.n_train} train / {dataset.n_test} test, "
-                                             f"tasks {', '.join(dataset.tasks)}"))
-        for model, baseline in _models(config, models, dataset, emit):
-            feats_by_model[model.name] = {}
-            for view in dataset.views:
-                feats = extract_features(model, dataset, None if baseline == "pixels" else config.cuts, view=view,
-                                         device=device, batch_size=config.batch_size, cache=cache, progress=progress,
-                                         should_stop=should_stop, workers=config.workers,
-                                         storage=config.feature_dtype, world=world)
-                feats_by_model[model.name][view] = feats
-                if not world.is_main:
-                    continue  # rank 0 fits the probes on the merged features
-                results = run_probes(config.probes, feats.train, dataset.view_labels(view, "train"), feats.test,
-                                     dataset.view_labels(view, "test"), device=device, seed=config.seed,
-                                     val_fraction=config.val_fraction, linear_grid=config.linear_grid,
-                                     knn_ks=config.knn_ks, knn_temperature=config.knn_temperature, progress=progress,
-                                     should_stop=should_stop, model=model.name, linear_memory_budget=config.memory_budget)
-                rows += _rows(model, baseline, dataset, feats, results)
-                search += _search_rows(model, feats, results)
-                if config.metrics and view == BASE and baseline != "pixels":
-                    m, c = _diagnostics(config, model, feats, dataset, device, cache, progress, should_stop)
-                    metrics.append(m)
-                    ckas.append(c)
+        dataset = run.load_dataset(dataset)
+        for model in _models(config, models, dataset, run.emit):
+            run.measure(model, dataset)
     except Cancelled as e:
         if isinstance(e, SweepCancelled):
             raise
-        raise SweepCancelled(rows) from None
+        raise SweepCancelled(run.rows) from None
     if not world.is_main:
         return None
-    table = with_intervals(pd.DataFrame(rows, columns=COLUMNS + ["correct"]), config.bootstrap, config.seed)
-    summary = guillotine_summary(table, config.bootstrap, config.seed)
-    result = SweepResult(table, summary, pd.DataFrame(search, columns=SEARCH_COLUMNS), config, feats_by_model, dataset,
-                         time.perf_counter() - t0)
-    if metrics:
-        from .diagnostics import metric_vs_accuracy
+    return run.result(dataset, time.perf_counter() - t0)
 
-        result.metrics = pd.concat(metrics, ignore_index=True)
-        result.cka = pd.concat(ckas, ignore_index=True)
-        result.metric_selection = metric_vs_accuracy(table, result.metrics)
-    return result
+
+class _Sweep:
+    """One sweep's state: the rows, search rows and diagnostics gathered model by model."""
+
+    def __init__(self, config: SweepConfig, device: torch.device, world, cache, progress, should_stop):
+        self.config, self.device, self.world, self.cache = config, device, world, cache
+        self.progress, self.should_stop = progress, should_stop
+        self.emit = (progress or (lambda e: None)) if world.is_main else (lambda e: None)
+        self.rows: list[dict] = []
+        self.search: list[dict] = []
+        self.metrics: list[pd.DataFrame] = []
+        self.ckas: list[pd.DataFrame] = []
+        self.features: dict[str, dict[str, Features]] = {}
+        self.models: list[Model] = []
+
+    def load_dataset(self, dataset: Dataset | None) -> Dataset:
+        self.emit(ProgressEvent("load", 0, 1, "", f"dataset {self.config.dataset}"))
+        if dataset is None:
+            dataset = load_dataset(**dataset_args(self.config))
+        self.emit(ProgressEvent("load", 1, 1, "", f"dataset {dataset.name}: {dataset.n_train} train / "
+                                                   f"{dataset.n_test} test, tasks {', '.join(dataset.tasks)}"))
+        return dataset
+
+    def measure(self, model: Model, dataset: Dataset) -> None:
+        """Extract, probe and (for the base view) diagnose one model on every view of the dataset."""
+        config = self.config
+        if model.kind == "model":
+            self.models.append(model)
+        self.features[model.name] = {}
+        for view in dataset.views:
+            feats = extract_features(model, dataset, None if model.kind == "pixels" else config.cuts, view=view,
+                                     device=self.device, batch_size=config.batch_size, cache=self.cache,
+                                     progress=self.progress, should_stop=self.should_stop, workers=config.workers,
+                                     storage=config.feature_dtype, world=self.world)
+            self.features[model.name][view] = feats
+            if not self.world.is_main:
+                continue  # rank 0 fits the probes on the merged features
+            results = run_probes(config.probes, feats.train, dataset.view_labels(view, "train"), feats.test,
+                                 dataset.view_labels(view, "test"), device=self.device, seed=config.seed,
+                                 val_fraction=config.val_fraction, linear_grid=config.linear_grid,
+                                 knn_ks=config.knn_ks, knn_temperature=config.knn_temperature, progress=self.progress,
+                                 should_stop=self.should_stop, model=model.name,
+                                 linear_memory_budget=config.memory_budget)
+            self.rows += _rows(model, dataset, feats, results)
+            self.search += _search_rows(model, feats, results)
+            if config.metrics and view == BASE and model.kind != "pixels":
+                m, c = _diagnostics(config, model, feats, dataset, self.device, self.cache, self.progress,
+                                    self.should_stop)
+                self.metrics.append(m)
+                self.ckas.append(c)
+
+    def result(self, dataset: Dataset, seconds: float) -> SweepResult:
+        config = self.config
+        table = with_intervals(pd.DataFrame(self.rows, columns=COLUMNS + MEMORY_COLUMNS), config.bootstrap, config.seed)
+        summary = guillotine_summary(table, config.bootstrap, config.seed)
+        result = SweepResult(table, summary, pd.DataFrame(self.search, columns=SEARCH_COLUMNS), config, self.features,
+                             dataset, seconds, models=[m.name for m in self.models],
+                             cards={m.name: dict(m.card or {}) for m in self.models})
+        if self.metrics:
+            result.metrics = pd.concat(self.metrics, ignore_index=True)
+            result.cka = pd.concat(self.ckas, ignore_index=True)
+            result.metric_selection = metric_vs_accuracy(table, result.metrics)
+        return result
 
 
 def dataset_args(config: SweepConfig) -> dict:
@@ -142,10 +217,6 @@ def model_args(config: SweepConfig, spec: str) -> dict:
 def _diagnostics(config: SweepConfig, model: Model, feats: Features, dataset: Dataset, device: torch.device, cache,
                  progress, should_stop) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label-free metrics of one model's base-view features, cached with them (keyed on the features' own key)."""
-    from .cache import content_key
-    from .diagnostics import compute_diagnostics
-    from .training.augment import AugmentConfig
-
     store = None if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache())
     key = content_key({"base": feats.key, "cuts": [c.name for c in feats.cuts], "metrics": list(config.metrics),
                        "seed": config.seed, "augmentations": model.card.get("augmentations")})
@@ -165,46 +236,40 @@ def _diagnostics(config: SweepConfig, model: Model, feats: Features, dataset: Da
 
 
 def _models(config: SweepConfig, given: Sequence[Model] | None, dataset: Dataset, emit):
-    """(model, baseline kind) in order: each model then its random-init twin; the pixels baseline last."""
+    """Models in order: each model then its random-init twin; the pixels baseline last."""
     specs = list(given) if given is not None else list(config.models)
     for i, spec in enumerate(specs):
         model = spec if isinstance(spec, Model) else load_model(**model_args(config, spec))
         emit(ProgressEvent("load", i + 1, len(specs), model.name, f"{len(model.cuts)} cuts"))
-        yield model, ""
+        yield model
         if "random-init" in config.baselines:
-            yield random_init(model, config.seed), "random-init"
+            yield random_init(model, config.seed)
     if "pixels" in config.baselines:
-        yield pixels_model(dataset.splits["train"].shape[-1]), "pixels"
+        yield pixels_model(dataset.splits["train"].shape[-1])
 
 
-def weights_label(model: Model) -> str:
-    """Where the weights come from, as tables show it: pretrained (hub id), random init (seed), a file digest."""
-    return model.weights_source
-
-
-def _rows(model: Model, baseline: str, dataset: Dataset, feats: Features, results) -> list[dict]:
+def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeResult]) -> list[dict]:
     cuts = {c.name: c for c in feats.cuts}
     out = []
     for r in results:
         c = cuts[r.cut]
-        out.append({"model": model.name, "baseline": baseline, "weights": weights_label(model), "dataset": dataset.name,
-                    "cut": c.name, "depth": c.depth, "part": c.part, "dim": c.dim, "task": r.task, "probe": r.probe,
-                    "accuracy": r.accuracy, "accuracy_ci_low": float("nan"), "accuracy_ci_high": float("nan"),
-                    "val_accuracy": r.val_accuracy, "chance": dataset.chance(r.task), "hparam": r.hparam,
-                    "converged": r.converged, "n_iter": r.n_iter, "n_classes": r.n_classes, "n_train": dataset.n_train,
-                    "n_test": dataset.n_test, "correct": r.correct.numpy() if r.correct is not None else None})
+        out.append({"model": model.name, "baseline": KIND_BASELINE[model.kind], "weights": model.weights_source,
+                    "dataset": dataset.name, "cut": c.name, "depth": c.depth, "part": c.part, "dim": c.dim,
+                    "task": r.task, "probe": r.probe, "accuracy": r.accuracy, "accuracy_ci_low": float("nan"),
+                    "accuracy_ci_high": float("nan"), "val_accuracy": r.val_accuracy, "chance": dataset.chance(r.task),
+                    "hparam": r.setting, "converged": r.converged, "n_iter": r.n_iter, "n_classes": r.n_classes,
+                    "n_train": dataset.n_train, "n_test": dataset.n_test,
+                    "correct": r.correct.numpy() if r.correct is not None else None,
+                    "baseline_for": model.baseline_for})
     return out
 
 
-def _search_rows(model: Model, feats: Features, results) -> list[dict]:
+def _search_rows(model: Model, feats: Features, results: list[ProbeResult]) -> list[dict]:
+    """Every hyper-parameter value tried, with its validation accuracy; exactly one chosen per (cut, task, probe)."""
     depth = {c.name: c.depth for c in feats.cuts}
-    out = []
-    for r in results:
-        name, _, chosen = r.hparam.partition("=")
-        for value, acc in r.search.items():
-            out.append({"model": model.name, "cut": r.cut, "depth": depth[r.cut], "task": r.task, "probe": r.probe,
-                        "hparam": name, "value": value, "val_accuracy": acc, "chosen": float(chosen) == value})
-    return out
+    return [{"model": model.name, "cut": r.cut, "depth": depth[r.cut], "task": r.task, "probe": r.probe,
+             "hparam": r.hparam, "value": value, "val_accuracy": acc, "chosen": value == r.value}
+            for r in results for value, acc in r.search.items()]
 
 
 def with_intervals(table: pd.DataFrame, resamples: int, seed: int) -> pd.DataFrame:
@@ -212,8 +277,6 @@ def with_intervals(table: pd.DataFrame, resamples: int, seed: int) -> pd.DataFra
     if table.empty or table["correct"].isna().any():
         return table
     resampler = Resampler(int(table["n_test"].iloc[0]), resamples, seed)
-    import numpy as np
-
     lo, hi = resampler.interval(np.stack(table["correct"].to_list()))
     return table.assign(accuracy_ci_low=lo, accuracy_ci_high=hi)
 
@@ -233,10 +296,16 @@ def sweep(models: str | Model | Sequence[str | Model], dataset: str | Dataset = 
                                                           seed=options.get("seed", 0)) for m in models]
     ds_obj = dataset if isinstance(dataset, Dataset) else None
     names = [m.name if isinstance(m, Model) else m for m in objs or models]
-    config = SweepConfig(models=[n if n.partition(":")[0] in SCHEMES else f"custom:{n}" for n in names],
+    config = SweepConfig(models=[_spec_of(n) for n in names],
                          dataset=ds_obj.name if ds_obj is not None else dataset, **options)
     return run_sweep(config, models=objs, dataset=ds_obj, cache=cache, progress=progress).table
 
 
-__all__ = ["COLUMNS", "SEARCH_COLUMNS", "SweepCancelled", "SweepResult", "dataset_args", "model_args", "run_sweep", "sweep",
-           "weights_label"]
+def _spec_of(name: str) -> str:
+    """A model's spec for run.json: its own when it is one (zoo:..., timm:...), else custom:<name> (built in Python)."""
+    scheme, sep, rest = name.partition(":")
+    return name if sep and scheme in SCHEMES and rest.strip() else f"custom:{name}"
+
+
+__all__ = ["COLUMNS", "MEMORY_COLUMNS", "SEARCH_COLUMNS", "SweepCancelled", "SweepResult", "check_references",
+           "dataset_args", "model_args", "run_sweep", "sweep"]

@@ -21,6 +21,7 @@ README generator and a notebook use the same rule.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -29,10 +30,10 @@ from scipy import stats
 from .hashing import json_digest
 from .models.random_init import random_label
 from .summary import CURVE, SUMMARY_COLUMNS
+from .training.config import TrainConfig
 
 #: card `config` keys that do not change the design: the seeds and where / how a run was written or evaluated
-NOT_DESIGN = ("seed", "data_seed", "out", "description", "eval", "eval_n_train", "eval_n_test", "eval_seed", "eval_tasks",
-              "device", "save_dtype", "time_budget")
+NOT_DESIGN = TrainConfig.not_design()
 BAND = "min-max over seeds"
 SEED_COLUMNS = ["design", "task", "probe", "n_seeds", "models", "best_cuts", "best_accuracy_mean", "best_accuracy_sd",
                 "last_accuracy_mean", "gain_mean", "gain_sd", "gain_ci_low", "gain_ci_high", "clear_gain", "gains"]
@@ -70,13 +71,13 @@ def seed_groups(cards: dict[str, dict | None]) -> dict[str, list[str]]:
     return {_label(members, cards[members[0]]): members for members in by_key.values() if len(members) >= 2}
 
 
-def _member_of(groups: dict[str, list[str]]) -> dict[str, str]:
-    """model name (and its random-init twin's) -> the group label (and its twin's)."""
-    out = {}
-    for label, members in groups.items():
-        for m in members:
-            out[m] = label
-            out[random_label(m)] = random_label(label)
+def _member_of(groups: dict[str, list[str]], table: pd.DataFrame) -> dict[str, str]:
+    """model name -> its group's label, and each member's random-init twin (its rows' `baseline_for`) -> the
+    group twin's label."""
+    out = {m: label for label, members in groups.items() for m in members}
+    if "baseline_for" in table.columns:
+        twins = table[table["baseline_for"].fillna("").isin(list(out))]
+        out.update({twin: random_label(out[model]) for twin, model in zip(twins["model"], twins["baseline_for"])})
     return out
 
 
@@ -86,17 +87,20 @@ def aggregate_table(table: pd.DataFrame, groups: dict[str, list[str]]) -> pd.Dat
     `accuracy` and `val_accuracy` are the means over seeds; `accuracy_ci_low/high` hold the min and max
     (the band the plot draws); other models' rows are unchanged.
     """
-    member = _member_of(groups)
+    member = _member_of(groups, table)
     inside = table["model"].isin(list(member))
     if not inside.any():
         return table
     rows = table[inside].assign(model=table.loc[inside, "model"].map(member))
+    if "baseline_for" in rows.columns:
+        rows["baseline_for"] = rows["baseline_for"].fillna("").map(lambda m: member.get(m, m))
     keys = ["model", "baseline", "task", "probe", "cut", "depth", "part"]
     agg = rows.groupby(keys, sort=False).agg(
         accuracy=("accuracy", "mean"), accuracy_ci_low=("accuracy", "min"), accuracy_ci_high=("accuracy", "max"),
         val_accuracy=("val_accuracy", "mean"), chance=("chance", "mean"), dim=("dim", "first"),
         dataset=("dataset", "first"), n_classes=("n_classes", "first"), n_train=("n_train", "first"),
-        n_test=("n_test", "first"), n_seeds=("accuracy", "size")).reset_index()
+        n_test=("n_test", "first"), n_seeds=("accuracy", "size"),
+        **({"baseline_for": ("baseline_for", "first")} if "baseline_for" in rows.columns else {})).reset_index()
     agg["weights"] = BAND
     cols = [c for c in table.columns if c != "correct"]
     out = pd.concat([table.loc[~inside, cols], agg.reindex(columns=cols + ["n_seeds"])], ignore_index=True)
@@ -127,17 +131,17 @@ def seed_summary(summary: pd.DataFrame, groups: dict[str, list[str]]) -> pd.Data
     return pd.DataFrame(rows, columns=SEED_COLUMNS)
 
 
-def plot_summary(agg: pd.DataFrame, summary: pd.DataFrame, seeds: pd.DataFrame, groups: dict[str, list[str]]) -> pd.DataFrame:
+def plot_summary(agg: pd.DataFrame, summary: pd.DataFrame, seeds: pd.DataFrame, groups: dict[str, list[str]],
+                 member: dict[str, str]) -> pd.DataFrame:
     """A summary (SUMMARY_COLUMNS) for `aggregate_table`'s rows, as accuracy_vs_depth reads it.
 
     A group's star sits at the cut with the best mean validation accuracy; its gain and interval are the
     seed summary's (mean over seeds of each seed's own gain, Student-t interval).
     """
-    member = _member_of(groups)
+    labels = set(member.values())
     keep = summary[~summary["model"].isin(list(member))]
     rows = []
     sd = seeds.set_index(["design", "task", "probe"]) if len(seeds) else None
-    labels = set(groups) | {random_label(g) for g in groups}
     for (model, task, probe), g in agg[agg["model"].isin(labels)].groupby(CURVE, sort=False):
         g = g.sort_values("depth", kind="stable")
         best, last = g.loc[g["val_accuracy"].idxmax()], g.iloc[-1]
@@ -155,3 +159,22 @@ def plot_summary(agg: pd.DataFrame, summary: pd.DataFrame, seeds: pd.DataFrame, 
         rows.append(row)
     out = pd.concat([keep, pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)], ignore_index=True)
     return out[SUMMARY_COLUMNS]
+
+
+@dataclass
+class SeedView:
+    """Seeds of one design read as one result: what Compare draws and `gr-explorer compare` prints."""
+
+    groups: dict[str, list[str]]  # group label -> member models
+    table: pd.DataFrame  # the results with each group's rows replaced by its mean curve (band: min-max)
+    seeds: pd.DataFrame  # SEED_COLUMNS: mean and sd over seeds of each seed's gain, Student-t interval
+    summary: pd.DataFrame  # SUMMARY_COLUMNS for `table` (a group's star at its best mean validation accuracy)
+
+
+def seed_view(table: pd.DataFrame, summary: pd.DataFrame, cards: dict[str, dict | None]) -> SeedView:
+    """Group the models by design (their cards) and aggregate their curves and gains."""
+    groups = seed_groups(cards)
+    member = _member_of(groups, table)
+    agg = aggregate_table(table, groups)
+    rows = seed_summary(summary, groups)
+    return SeedView(groups, agg, rows, plot_summary(agg, summary, rows, groups, member))

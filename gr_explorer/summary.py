@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .stats import Resampler
+from .verdict import gain_text, interval_text
 
 CURVE = ["model", "task", "probe"]
 SUMMARY_COLUMNS = CURVE + [
@@ -58,31 +59,43 @@ def guillotine_summary(table: pd.DataFrame, resamples: int = 1000, seed: int = 0
         row.update(gain_ci_low=lo, gain_ci_high=hi, clear_gain=bool(lo > 0))
         rows.append(row)
     out = pd.DataFrame(rows)
-    _compare_with_baselines(out, picks, resampler)
+    _compare_with_baselines(out, picks, table, resampler)
     return out[SUMMARY_COLUMNS]
 
 
-def _compare_with_baselines(out: pd.DataFrame, picks: dict, resampler: Resampler | None) -> None:
-    """Fill random_init_* (the model's random-init twin, paired over the same images) and pixels_accuracy."""
-    from .models.random_init import random_label
+def _compare_with_baselines(out: pd.DataFrame, picks: dict, table: pd.DataFrame, resampler: Resampler | None) -> None:
+    """Fill random_init_* (the model's random-init twin, paired over the same images) and pixels_accuracy.
 
+    A baseline row says which model it stands next to (`baseline_for`); the pixels baseline serves every model.
+    """
     for col in ("random_init_accuracy", "over_random_init", "over_random_init_ci_low", "over_random_init_ci_high",
                 "pixels_accuracy"):
         out[col] = np.nan
+    twins = _twins(table)
+    kinds = table["baseline"].fillna("") if "baseline" in table.columns else pd.Series("", index=table.index)
+    pixels = next(iter(table.loc[kinds == "pixels", "model"]), None)
     for i, r in out.iterrows():
         if r["baseline"]:
             continue
-        twin = picks.get((random_label(r["model"]), r["task"], r["probe"]))
-        if twin is not None and r["model"] != random_label(r["model"]):
+        twin = picks.get((twins.get(r["model"]), r["task"], r["probe"]))
+        if twin is not None:
             best = picks[(r["model"], r["task"], r["probe"])]
             out.at[i, "random_init_accuracy"] = float(twin["accuracy"])
             out.at[i, "over_random_init"] = float(best["accuracy"] - twin["accuracy"])
             if resampler is not None:
                 lo, hi = resampler.difference_interval(best["correct"], twin["correct"])
                 out.at[i, "over_random_init_ci_low"], out.at[i, "over_random_init_ci_high"] = lo, hi
-        pix = picks.get(("pixels", r["task"], r["probe"]))
+        pix = picks.get((pixels, r["task"], r["probe"]))
         if pix is not None:
             out.at[i, "pixels_accuracy"] = float(pix["accuracy"])
+
+
+def _twins(table: pd.DataFrame) -> dict[str, str]:
+    """model -> the name of its random-init twin, from the rows' `baseline_for` (absent: no twins)."""
+    if "baseline_for" not in table.columns:
+        return {}
+    twin_rows = table[(table["baseline"] == "random-init") & (table["baseline_for"].fillna("") != "")]
+    return dict(zip(twin_rows["baseline_for"], twin_rows["model"]))
 
 
 def _baseline(g: pd.DataFrame) -> str:
@@ -96,3 +109,27 @@ def _first(g: pd.DataFrame, col: str) -> float:
 
 def _first_of(row: pd.Series, col: str) -> float:
     return float(row[col]) if col in row.index else np.nan
+
+
+def _acc(acc, lo, hi) -> list[str]:
+    return [f"{a:.3f}" if pd.isna(l) else f"{a:.3f} [{l:.3f}, {h:.3f}]" for a, l, h in zip(acc, lo, hi)]
+
+
+def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as a compact table to print: one row per curve, every number with its interval.
+
+    `print(summary_view(guillotine_summary(table)).to_string(index=False))` shows what the CLI shows.
+    """
+    s = summary
+    view = pd.DataFrame({
+        "model": s["model"], "task": s["task"], "probe": s["probe"], "chance": s["chance"].round(3),
+        "best cut": s["best_cut"], "best": _acc(s["best_accuracy"], s["best_ci_low"], s["best_ci_high"]),
+        "last cut": s["last_cut"], "last": _acc(s["last_accuracy"], s["last_ci_low"], s["last_ci_high"]),
+        "gain": [gain_text(g, lo, hi, c, style="suffix", unit="acc")
+                 for g, lo, hi, c in zip(s["gain"], s["gain_ci_low"], s["gain_ci_high"], s["clear_gain"])],
+    })
+    if s["over_random_init"].notna().any():
+        view["vs random init"] = ["" if pd.isna(v) else interval_text(v, lo, hi, unit="acc")
+                                  for v, lo, hi in zip(s["over_random_init"], s["over_random_init_ci_low"],
+                                                       s["over_random_init_ci_high"])]
+    return view

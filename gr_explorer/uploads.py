@@ -30,6 +30,9 @@ from typing import Iterable
 from .errors import CheckpointError
 from .files import atomic_write, slug
 from .hashing import bytes_digest
+from .models.card_check import check_card
+from .models.checkpoint import file_digest
+from .training import TrainConfig
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 CARD_SUFFIX = ".json"
@@ -50,7 +53,6 @@ def check_upload_card(data: bytes) -> dict:
     keyword); an uploaded one is also refused any path- or URL-like string in its architecture and any
     keyword that merely sounds like a file or a download.
     """
-    from .models.card_check import check_card
 
     try:
         card = json.loads(data.decode("utf-8"))
@@ -128,8 +130,6 @@ def publish_trained(path: str | os.PathLike, folder: str | os.PathLike, out_name
     The card's `config.out` and `command` are rewritten to `out_name` (what a user would type), so
     the card that travels with a download names no server path.
     """
-    from .models.checkpoint import file_digest
-    from .training import TrainConfig
 
     path = Path(path)
     card = json.loads(path.with_suffix(CARD_SUFFIX).read_text())

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 
 from gr_explorer.data.base import Dataset
-from gr_explorer.models import Model, Preprocessing, SmallResNet, build_projector, save_checkpoint
+from gr_explorer.models import (
+    Model,
+    Preprocessing,
+    SmallResNet,
+    build_projector,
+    save_checkpoint,
+)
 from gr_explorer.models.backbones import IntermediatesBackbone
 
 

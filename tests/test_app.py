@@ -144,12 +144,12 @@ def test_explore_default_run_equals_library_sweep_with_baselines_and_the_gain_ru
     no_errors(at)
 
     record = at.session_state["explore:run"]
-    config = json.loads(record["config_json"])
+    config = json.loads(record.config.to_json())
     assert config["models"] == ["zoo:simclr"] and config["dataset"] == "shapes" and config["cuts"] is None
     assert (config["n_train"], config["n_test"], config["tasks"], config["probes"]) == (N_TRAIN, N_TEST, TASKS, ["linear"])
     assert config["baselines"] == ["random-init", "pixels"] and config["metrics"] == []
-    ref = reference(record["config_json"])
-    pd.testing.assert_frame_equal(by_key(record["table"]), by_key(ref.table))
+    ref = reference(record.config.to_json())
+    pd.testing.assert_frame_equal(by_key(record.table), by_key(ref.table))
     twin = random_label("zoo:simclr")
     assert set(ref.table["model"]) == {"zoo:simclr", twin, "pixels"}
 
@@ -208,8 +208,8 @@ def test_explore_diagnostics_view(zoo):
     at.button(key="ex_run").click().run()
     no_errors(at)
     record = at.session_state["explore:run"]
-    assert json.loads(record["config_json"])["metrics"] == ["rankme", "stable_rank", "cka", "invariance"]
-    ref = reference(record["config_json"])
+    assert json.loads(record.config.to_json())["metrics"] == ["rankme", "stable_rank", "cka", "invariance"]
+    ref = reference(record.config.to_json())
     specs = charts(at)
     (diag,) = [c for c in specs if "xaxis2" in c["layout"]]  # the one figure with rows
     # the accuracy of each cut on top, the metric rows below, on the same x axis
@@ -242,7 +242,7 @@ def test_explore_probe_change_reuses_cached_features_and_results_survive_reruns(
     at.button(key="ex_run").click().run()
     no_errors(at)
     first = at.session_state["explore:run"]
-    assert all(c["batches"] > 0 for c in first["cache"].values())
+    assert all(c["batches"] > 0 for c in first.cache_stats().values())
     at.multiselect(key="ex_probes").set_value(["knn"]).run()
     # results of the first run are still shown, with a note that the settings changed
     assert at.session_state["explore:run"] is first
@@ -250,8 +250,8 @@ def test_explore_probe_change_reuses_cached_features_and_results_survive_reruns(
     at.button(key="ex_run").click().run()
     no_errors(at)
     second = at.session_state["explore:run"]
-    assert set(second["table"]["probe"]) == {"knn"}
-    assert all(c["batches"] == 0 and c["cached"] == c["cuts"] for c in second["cache"].values())
+    assert set(second.table["probe"]) == {"knn"}
+    assert all(c["batches"] == 0 and c["cached"] == c["cuts"] for c in second.cache_stats().values())
     assert any("from the cache" in c.value for c in at.caption)
 
 
@@ -297,12 +297,12 @@ def test_offline_errors_speak_the_apps_language_quickly(zoo, monkeypatch, tmp_pa
 
 
 def test_unexpected_failure_is_a_short_error_not_a_traceback(zoo, monkeypatch):
-    import gr_explorer.run
+    import gr_explorer.app.results
 
     def boom(*a, **k):
         raise RuntimeError("simulated failure\nwith a second line")
 
-    monkeypatch.setattr(gr_explorer.run, "run_sweep", boom)
+    monkeypatch.setattr(gr_explorer.app.results, "run_sweep", boom)
     at = start()
     small(at, "ex")
     at.button(key="ex_run").click().run()
@@ -372,9 +372,9 @@ def test_image_folder_inside_the_data_root_runs_and_is_named_relative_to_it(zoo,
     at.button(key="ex_run").click().run()
     no_errors(at)
     record = at.session_state["explore:run"]
-    assert json.loads(record["config_json"])["dataset"] == "imagefolder:pets"
-    assert set(record["table"]["dataset"]) == {"imagefolder:pets"}
-    assert str(tmp_path) not in record["config_json"] and str(tmp_path) not in page_text(at)
+    assert json.loads(record.config.to_json())["dataset"] == "imagefolder:pets"
+    assert set(record.table["dataset"]) == {"imagefolder:pets"}
+    assert str(tmp_path) not in record.config.to_json() and str(tmp_path) not in page_text(at)
 
 
 def test_uploads_are_checked_stored_by_digest_refused_ones_deleted_and_never_named_by_server_path(zoo, tmp_path):
@@ -413,10 +413,10 @@ def test_uploads_are_checked_stored_by_digest_refused_ones_deleted_and_never_nam
     at.button(key="ex_run").click().run()
     no_errors(at)
     record = at.session_state["explore:run"]
-    config = json.loads(record["config_json"])
+    config = json.loads(record.config.to_json())
     assert config["models"] == [spec]
-    assert str(tmp_path) not in record["config_json"] and "/tmp" not in record["config_json"]
-    assert not any(str(tmp_path) in str(v) for v in record["table"]["model"].unique())
+    assert str(tmp_path) not in record.config.to_json() and "/tmp" not in record.config.to_json()
+    assert not any(str(tmp_path) in str(v) for v in record.table["model"].unique())
     assert str(tmp_path) not in page_text(at) and all(str(tmp_path) not in json.dumps(c) for c in charts(at))
 
 
@@ -431,7 +431,7 @@ def test_compare_two_models(zoo):
     at.button(key="cmp_run").click().run()
     no_errors(at)
     record = at.session_state["compare:run"]
-    ref = reference(record["config_json"])
+    ref = reference(record.config.to_json())
     assert set(ref.table["model"]) == {"zoo:simclr", "zoo:deep"}
     # one chart (the chosen task), one line per model whose y-values are the library's
     (spec,) = [c for c in charts(at) if "Task:" in json.dumps(c["layout"]["title"])]
@@ -485,7 +485,7 @@ def test_compare_aggregates_the_seeds_of_one_design(zoo):
     small(at, "cmp")
     at.button(key="cmp_run").click().run()
     no_errors(at)
-    ref = reference(at.session_state["compare:run"]["config_json"])
+    ref = reference(at.session_state["compare:run"].config.to_json())
     s = ref.summary.set_index(["model", "task"])
     shown = frame(at, "gain, mean ± sd (pts)")
     assert len(shown) == len(TASKS) and set(shown["design"]) == {"zoo:rec (mean of 3 seeds)"}
@@ -565,7 +565,7 @@ def test_train_bad_setting_shows_the_library_error(zoo):
     at = start("train")
     at.text_input(key="tr_projector").input("512-abc").run()
     assert not at.exception
-    assert any("Bad projector spec" in e.value for e in at.error)
+    assert any("projector='512-abc' is invalid. Valid: 'none' or positive widths" in e.value for e in at.error)
     assert at.button(key="tr_run").disabled
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gr_explorer.data import dataset_tasks
 from gr_explorer.config import SweepConfig
+from gr_explorer.data import dataset_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("GR_EXPLORER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

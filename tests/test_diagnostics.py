@@ -346,7 +346,11 @@ def test_compute_diagnostics_tables_and_errors():
 
 
 def test_figures_build_from_diagnostics_tables():
-    from gr_explorer.diagnostics.figures import cka_heatmap, invariance_heatmap, metric_curves
+    from gr_explorer.diagnostics.figures import (
+        cka_heatmap,
+        invariance_heatmap,
+        metric_curves,
+    )
 
     model = tiny_model()
     ds = random_dataset(n_train=64, n_test=8)

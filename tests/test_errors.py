@@ -148,7 +148,7 @@ def test_card_without_preprocessing_warns_with_the_defaults(tiny):
 
 def test_card_readout_is_honoured(tmp_path):
     from gr_explorer.models import load_model
-    from gr_explorer.models.checkpoint import save_checkpoint, build_model
+    from gr_explorer.models.checkpoint import build_model, save_checkpoint
 
     card = {"architecture": {"backbone": {"type": "timm", "name": "test_vit"}, "projector": None},
             "preprocessing": {"input_size": 160, "mean": [0.5] * 3, "std": [0.5] * 3}, "readout": "mean"}

@@ -78,9 +78,9 @@ def test_interrupted_write_leaves_no_trusted_entry(tmp_path):
         extract_features(tiny_model(), ds, ["pool"], cache=cache, batch_size=16, progress=dies)
     assert not list(tmp_path.rglob("meta.json")), "a half-written entry must never be published"
     # A process killed outright leaves its staging files behind: they are never read.
-    from gr_explorer.features import base_key
     from gr_explorer.cache import content_key
     from gr_explorer.device import resolve_device
+    from gr_explorer.features import base_key
 
     key = content_key({"base": base_key(tiny_model(), ds, resolve_device("cpu")), "cut": "pool"})
     w = cache.writer(key, {})
@@ -180,11 +180,11 @@ def test_user_datasets_are_keyed_on_their_pixels():
 
 
 def test_weights_hash_is_computed_once(monkeypatch):
-    import gr_explorer.hashing as hashing
+    import gr_explorer.models.model as model_module
 
     model = tiny_model()
     calls = []
-    real = hashing.tensor_digest
-    monkeypatch.setattr(hashing, "tensor_digest", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = model_module.tensor_digest
+    monkeypatch.setattr(model_module, "tensor_digest", lambda *a, **k: calls.append(1) or real(*a, **k))
     first = model.weights_hash()
     assert model.weights_hash() == first and len(calls) == 1

@@ -24,7 +24,6 @@ from sklearn.datasets import load_digits, make_classification  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-
 # ---------------------------------------------------------------------------------------------
 # data
 
@@ -97,7 +96,7 @@ def _rows(rows):
 def test_linear_matches_sklearn_on_digits(digits):
     tr, trl, te, tel = digits
     rows = run_probes(["linear"], tr, trl, te, tel, linear_grid=[0.05])
-    assert len(rows) == 1 and rows[0].hparam == "C=0.05"
+    assert len(rows) == 1 and rows[0].setting == "C=0.05"
     sk = _sk_protocol(tr["pixels"], trl["digit"], te["pixels"], tel["digit"], 0.05)
     assert sk > 0.9  # the comparison is meaningful
     assert abs(rows[0].accuracy - sk) <= 0.01
@@ -168,7 +167,7 @@ def test_run_probes_uses_grid_and_reports_validation(multicut):
     rows = _rows(run_probes(["linear"], tr, trl, te, tel, linear_grid=grid, seed=0))
     for (cut, task), r in direct.items():
         row = rows[(cut, task, "linear")]
-        assert row.hparam == f"C={r.C:g}"
+        assert row.setting == f"C={r.C:g}" and row.value == r.C
         assert row.val_accuracy == pytest.approx(r.val_accuracy)
         assert row.accuracy == pytest.approx(r.accuracy)
         assert row.search == {C: pytest.approx(v) for C, v in r.val_accuracies.items()}
@@ -302,7 +301,7 @@ def test_run_probes_knn_matches_reference(multicut):
             k_best = max(ks, key=lambda k: (val_acc[k], k))  # ties -> larger k
             ref_test = _knn_reference(tr[cut], y, te[cut], [k_best], 0.07, C)[k_best]
             r = rows[(cut, task, "knn")]
-            assert r.hparam == f"k={k_best}"
+            assert r.setting == f"k={k_best}" and r.value == k_best
             assert r.val_accuracy == pytest.approx(val_acc[k_best])
             assert r.accuracy == pytest.approx(float((ref_test == tel[task].numpy()).mean()))
 
@@ -320,8 +319,8 @@ def test_rows_order_keys_and_progress(multicut):
     assert [(r.cut, r.task, r.probe) for r in rows] == expected
     for r in rows:
         assert 0.0 <= r.accuracy <= 1.0 and 0.0 <= r.val_accuracy <= 1.0
-        assert isinstance(r.accuracy, float) and isinstance(r.hparam, str)
-        assert r.hparam.startswith("k=" if r.probe == "knn" else "C=")
+        assert isinstance(r.accuracy, float) and isinstance(r.setting, str)
+        assert r.setting.startswith("k=" if r.probe == "knn" else "C=") and r.hparam == ("k" if r.probe == "knn" else "C")
         # per-image correctness is kept: it is what the accuracy counts
         assert r.correct.dtype == torch.bool and r.correct.shape == (500,)
         assert r.accuracy == pytest.approx(float(r.correct.float().mean()))
@@ -346,7 +345,7 @@ def test_probe_fit_stops_between_chunks(multicut):
 def test_knn_reports_the_k_it_used(multicut):
     tr, trl, te, tel = multicut
     rows = run_probes(["knn"], tr, trl, te, tel, knn_ks=[5000])
-    assert all(r.hparam == "k=900" for r in rows)  # capped at the 900 train images of the bank
+    assert all(r.setting == "k=900" and r.used == 900 for r in rows)  # capped at the 900 train images of the bank
 
 
 def test_validation_split_is_seeded_and_stratified():
@@ -384,7 +383,7 @@ def test_low_precision_and_double_features(multicut):
 
 
 def test_constants():
-    assert PROBES == ("linear", "knn")
+    assert tuple(PROBES) == ("linear", "knn")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -497,7 +496,7 @@ def test_defaults_larger_problem_against_sklearn():
     for cut in tr:
         for task in trl:
             r = rows[(cut, task, "linear")]
-            C = float(r.hparam[2:])
+            C = r.value
             assert abs(r.accuracy - _sk_protocol(tr[cut], trl[task], te[cut], tel[task], C)) <= 0.01
             a, v = standardize(tr[cut][fit], tr[cut][val])
             sk_val = float((_sk_fit(a, trl[task][fit], C).predict(v.double().numpy()) == trl[task][val].numpy()).mean())

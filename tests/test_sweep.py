@@ -10,11 +10,12 @@ import torch
 
 from gr_explorer.config import SweepConfig
 from gr_explorer.data import load_dataset
+from gr_explorer.data.loading import read_batches
 from gr_explorer.features import extract_features
 from gr_explorer.plots import accuracy_vs_depth, cut_task_heatmap
 from gr_explorer.probes import run_probes
 from gr_explorer.progress import ProgressEvent
-from gr_explorer.run import COLUMNS, SweepCancelled, run_sweep, sweep
+from gr_explorer.run import COLUMNS, MEMORY_COLUMNS, SweepCancelled, run_sweep, sweep
 from gr_explorer.summary import guillotine_summary
 from helpers import saved_tiny, tiny_model
 
@@ -33,7 +34,7 @@ def test_sweep_table_is_tidy_and_matches_the_parts(ckpt):
     seen = []
     res = run_sweep(cfg, progress=seen.append)
     t = res.table
-    assert list(t.columns) == COLUMNS + ["correct"]
+    assert list(t.columns) == COLUMNS + MEMORY_COLUMNS
     assert len(t) == len(model.cuts) * 2 * 2
     assert all(isinstance(e, ProgressEvent) for e in seen)
     assert {"load", "extract", "probe"} <= {e.stage for e in seen}
@@ -203,8 +204,8 @@ def test_base_tasks_identical_with_and_without_derived_tasks():
 
 def test_derived_view_transforms_only_its_marked_images():
     ds = load_dataset("shapes", tasks=["shape", "hflip"], n_train=40, n_test=20, seed=0)
-    base = torch.cat(list(ds.batches("train", 16)))
-    view = torch.cat(list(ds.batches("train", 16, view="hflip")))
+    base = torch.cat([x for _, x in read_batches(ds, "train", 16)])
+    view = torch.cat([x for _, x in read_batches(ds, "train", 16, view="hflip")])
     marked = ds.train_labels["hflip"].bool()
     assert torch.equal(base, ds.train_images)
     assert torch.equal(view[~marked], base[~marked]) and torch.equal(view[marked], base[marked].flip(-1))
@@ -252,7 +253,7 @@ def test_accuracy_vs_depth_figure():
     assert lines[0].line.color != lines[1].line.color
     assert np.allclose(lines[0].y, [0.5, 0.9, 0.7, 0.4]) and len(bands) == 2
     assert (stars[0].x[0], stars[0].y[0]) == (1, 0.9)
-    assert "+50 pts" in lines[0].name and "no clear gain" in lines[1].name
+    assert "+50.0 [+40.0, +60.0]" in lines[0].name and "no clear gain" in lines[1].name
     texts = [a.text for a in fig.layout.annotations]
     assert "+50" in texts and not any("+0" == x for x in texts)  # a gain whose CI contains 0 is never labelled
     assert list(fig.layout.xaxis.ticktext) == ["stem", "pool", "proj1", "proj2"]
@@ -286,3 +287,15 @@ def test_heatmap_figure():
     hm = fig.data[0]
     assert list(hm.x) == ["stem", "pool", "proj1", "proj2"] and list(hm.y) == ["shape", "color"]
     assert np.allclose(hm.z, [[0.5, 0.9, 0.7, 0.4], [0.25, 0.45, 0.35, 0.2]])
+
+
+@pytest.mark.parametrize("ks", [(100000,), None], ids=["k-beyond-the-split", "default-ks-beyond-the-split"])
+def test_search_marks_exactly_one_chosen_value_per_curve_even_when_k_is_capped(ks):
+    """The chosen k travels as a number: capped at the train bank (8 fit images when choosing, all 10 when scoring
+    test images), it still marks exactly one search row."""
+    res = run_sweep(SweepConfig(models=["zoo:simclr"], dataset="digits", n_train=10, n_test=40, probes=["knn", "linear"],
+                                knn_ks=ks, cuts=["layer2", "pool"]), cache=False)
+    chosen = res.search.groupby(["model", "cut", "task", "probe"])["chosen"].sum()
+    assert len(chosen) == len(res.table) and (chosen == 1).all(), chosen
+    knn = res.table[res.table["probe"] == "knn"]
+    assert set(knn["hparam"]) <= {f"k={k}" for k in range(1, 11)}, "the k used is capped at the bank"

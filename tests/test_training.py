@@ -7,14 +7,28 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gr_explorer.augment import gaussian_blur, hsv_to_rgb, rgb_to_hsv
 from gr_explorer.cli import build_parser, main
 from gr_explorer.data import load_dataset
 from gr_explorer.models import load_model
-from gr_explorer.training import OBJECTIVES, AugmentConfig, TrainConfig, TrainingError, augment, make_objective, train
-from gr_explorer.training.augment import gaussian_blur, hsv_to_rgb, rgb_to_hsv
+from gr_explorer.training import (
+    OBJECTIVES,
+    AugmentConfig,
+    TrainConfig,
+    TrainingError,
+    augment,
+    make_objective,
+    train,
+)
 from gr_explorer.training.cli import config_from_args
 from gr_explorer.training.loop import lr_at, make_optimizer, set_lr
-from gr_explorer.training.objectives import barlow_twins_loss, byol_loss, label_aligned_nt_xent, nt_xent, vicreg_loss
+from gr_explorer.training.objectives import (
+    barlow_twins_loss,
+    byol_loss,
+    label_aligned_nt_xent,
+    nt_xent,
+    vicreg_loss,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -418,7 +432,7 @@ def test_bad_settings_get_clear_errors(tmp_path):
 
 def test_cli_reports_bad_input_without_traceback(capsys, tmp_path):
     assert main(["train", "--objective", "dino", "--out", str(tmp_path / "x.safetensors")]) == 2
-    assert "Unknown objective 'dino'" in capsys.readouterr().err
+    assert "objective='dino' is invalid. Valid: simclr, vicreg" in capsys.readouterr().err
     assert main(["train", "--depths", "1,x", "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "--depths" in capsys.readouterr().err
 
@@ -457,7 +471,7 @@ def test_cli_ctrl_c_stops_early_and_still_saves(tmp_path, monkeypatch):
     import os
     import signal
 
-    import tqdm
+    from gr_explorer.training import cli as train_cli
 
     class Bar:  # the CLI's progress bar; the first update presses Ctrl-C
         n = 0
@@ -475,7 +489,7 @@ def test_cli_ctrl_c_stops_early_and_still_saves(tmp_path, monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    monkeypatch.setattr(train_cli, "tqdm", Bar)
     before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN when pytest runs in the background
     out = tmp_path / "interrupted.safetensors"
     rc = main(["train", "--n-train", "64", "--batch-size", "32", "--epochs", "3", "--width", "4", "--depths", "1,1",

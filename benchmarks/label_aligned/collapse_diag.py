@@ -26,16 +26,27 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import fields
 
 import torch
 import torch.nn.functional as F
 
+from gr_explorer.augment import augment
+from gr_explorer.settings import parse_flag
 from gr_explorer.training import TrainConfig
-from gr_explorer.training.augment import augment
-from gr_explorer.training.config import parse_value
-from gr_explorer.training.loop import build_train_model, data_preprocessing, load_train_dataset, lr_at, make_optimizer, plan, set_lr
-from gr_explorer.training.objectives import label_aligned_nt_xent, make_objective, nt_xent
+from gr_explorer.training.loop import (
+    build_train_model,
+    data_preprocessing,
+    load_train_dataset,
+    lr_at,
+    make_optimizer,
+    plan,
+    set_lr,
+)
+from gr_explorer.training.objectives import (
+    label_aligned_nt_xent,
+    make_objective,
+    nt_xent,
+)
 
 ZOO = dict(objective="label_aligned", p=1.0, batch_size=128, epochs=10, crop_scale=(0.5, 1.0), projector="512-512-128",
            out="/tmp/collapse_diag.safetensors")
@@ -155,13 +166,12 @@ def main(argv=None):
     if not args.out:
         ap.error("--out is required (or --show LOG ...)")
     torch.set_num_threads(1)
-    kinds = {f.name: f.metadata["kind"] for f in fields(TrainConfig)}
     overrides = {}
     for item in args.set:
         k, v = item.split("=", 1)
-        overrides[k] = None if v == "None" else parse_value(kinds[k], v, k)
+        spec = TrainConfig.spec(k)
+        overrides[k] = None if v == "None" else parse_flag(spec.kind, v, spec.flag_name)
     config = TrainConfig(**{**ZOO, **overrides})
-    config.validate()
     ds = load_train_dataset(config)
     labels = ds.train_labels[config.label_task]
     if args.shuffle_labels:
@@ -222,7 +232,7 @@ def main(argv=None):
             loss.backward()
             if step % args.log_every == 0:
                 yy = y.repeat(len(views))
-                rec = {"step": step, "loss": float(loss.detach()), "lr": lr,
+                rec = {"step": step, "loss": float(loss.detach()), "lr": opt.param_groups[0]["lr"],
                        "grad": {k: float(sum(p.grad.norm() ** 2 for p in m.parameters() if p.grad is not None) ** 0.5)
                                 for k, m in blocks.items()},
                        "cuts": {c: {"rank": eff_rank(f), "cos": mean_cos(f), "var": float(f.var(0).sum()), "eta2": eta2(f, yy)}

@@ -20,13 +20,16 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-
-from gr_explorer.training import TrainConfig
-from gr_explorer.training.augment import augment
-from gr_explorer.training.loop import build_train_model, data_preprocessing, load_train_dataset
-from gr_explorer.training.objectives import label_aligned_nt_xent
-
 from collapse_diag import ZOO, one_sampled_loss, one_sampled_pairs
+
+from gr_explorer.augment import augment
+from gr_explorer.training import TrainConfig
+from gr_explorer.training.loop import (
+    build_train_model,
+    data_preprocessing,
+    load_train_dataset,
+)
+from gr_explorer.training.objectives import label_aligned_nt_xent
 
 
 def main(argv=None):

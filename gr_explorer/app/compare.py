@@ -6,10 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from ..config import SweepConfig
-from ..files import slug
+from ..device import resolve_device
+from ..diagnostics import cka_between_models
 from ..errors import GRExplorerError
+from ..files import slug
 from ..plots import accuracy_vs_depth
-from .. import seeds
+from ..run import SweepResult
+from ..seeds import seed_view
+from ..verdict import gain_text, pts, seeds_gain_text
 from . import results, widgets
 from .figures import cka_by_depth, mark_seed_groups
 from .state import kept
@@ -110,9 +114,7 @@ def best_cut_grid(summary: pd.DataFrame, seed_rows: pd.DataFrame, groups: dict[s
 
 def short_gain(gain: float, lo: float, hi: float, clear: bool) -> str:
     """A grid cell: the gain and its interval when clear, else 'no clear gain' (the numbers are in the table above)."""
-    if not clear:
-        return "no clear gain"
-    return f"{results.pts(gain)} [{results.pts(lo)}, {results.pts(hi)}]"
+    return gain_text(gain, lo, hi, clear, style="short")
 
 
 def task_frame(summary: pd.DataFrame, seed_rows: pd.DataFrame, groups: dict[str, list[str]], task: str,
@@ -136,10 +138,8 @@ def seed_cuts(cuts: list[str]) -> str:
 
 
 def seed_gain_cell(r) -> str:
-    """Mean ± sd over seeds of the gain, with the t interval of the mean; 'no clear gain' when it contains 0."""
-    numbers = (f"{results.pts(r.gain_mean)} ± {100 * r.gain_sd:.1f} pts over {r.n_seeds} seeds "
-               f"[{results.pts(r.gain_ci_low)}, {results.pts(r.gain_ci_high)}]")
-    return numbers if r.clear_gain else f"no clear gain ({numbers})"
+    """Mean over seeds of the gain with the t interval of the mean, and the sd; 'no clear gain' when it contains 0."""
+    return seeds_gain_text(r.gain_mean, r.gain_sd, r.n_seeds, r.gain_ci_low, r.gain_ci_high, r.clear_gain)
 
 
 def seed_frame(seed_rows: pd.DataFrame) -> pd.DataFrame:
@@ -148,25 +148,22 @@ def seed_frame(seed_rows: pd.DataFrame) -> pd.DataFrame:
         "seeds": seed_rows["n_seeds"], "best cut per seed": [", ".join(c) for c in seed_rows["best_cuts"]],
         "best accuracy (mean ± sd)": [f"{m:.3f} ± {s:.3f}" for m, s in zip(seed_rows["best_accuracy_mean"],
                                                                           seed_rows["best_accuracy_sd"])],
-        "gain, mean ± sd (pts)": [f"{results.pts(m)} ± {100 * s:.1f}" for m, s in zip(seed_rows["gain_mean"], seed_rows["gain_sd"])],
-        "95% t interval of the mean": [f"[{results.pts(lo)}, {results.pts(hi)}]" for lo, hi in
+        "gain, mean ± sd (pts)": [f"{pts(m)} ± {100 * s:.1f}" for m, s in zip(seed_rows["gain_mean"], seed_rows["gain_sd"])],
+        "95% t interval of the mean": [f"[{pts(lo)}, {pts(hi)}]" for lo, hi in
                                        zip(seed_rows["gain_ci_low"], seed_rows["gain_ci_high"])],
         "verdict": ["clear gain" if c else "no clear gain" for c in seed_rows["clear_gain"]],
-        "gain per seed (pts)": [", ".join(results.pts(g) for g in gs) for gs in seed_rows["gains"]],
+        "gain per seed (pts)": [", ".join(pts(g) for g in gs) for gs in seed_rows["gains"]],
     })
 
 
-def show_compare(record: dict, key: str, current_config_json: str | None) -> None:
-    table: pd.DataFrame = record["table"]
+def show_compare(record: SweepResult, key: str, current_config_json: str | None) -> None:
     if not results.run_notes(record, current_config_json):
         return
-    summary = record["summary"]
-    groups = seeds.seed_groups({m: record["cards"].get(m) for m in record["models"]})
-    seed_rows = seeds.seed_summary(summary, groups)
-    agg = seeds.aggregate_table(table, groups)
-    plot_summary = seeds.plot_summary(agg, summary, seed_rows, groups)
+    summary = record.summary
+    view = seed_view(record.table, summary, {m: record.cards.get(m) for m in record.models})
+    groups, agg, seed_rows = view.groups, view.table, view.seeds
     tasks, probe = results.pick_view(record, key, all_tasks=False)
-    fig = accuracy_vs_depth(results.view_of(agg, tasks, probe), title=f"Task: {tasks[0]}", summary=plot_summary,
+    fig = accuracy_vs_depth(results.view_of(agg, tasks, probe), title=f"Task: {tasks[0]}", summary=view.summary,
                             selector=False)
     fig.update_layout(height=CHART_HEIGHT, margin=dict(t=50, b=40, l=60, r=10))
     mark_seed_groups(fig, groups)
@@ -182,40 +179,38 @@ def show_compare(record: dict, key: str, current_config_json: str | None) -> Non
         st.dataframe(best_cut_grid(summary, seed_rows, groups, probe), width="stretch", key=f"{key}:grid")
     if groups:
         st.markdown("**Seeds of one design** (mean ± sd over seeds of each seed's own validation-selected gain; "
-                    "Student-t interval of the mean):")
+                    "Student-t interval of the mean; the same table as `gr-explorer compare`):")
         st.table(seed_frame(seed_rows[seed_rows["probe"] == probe]), hide_index=True, border="horizontal")
     show_cka(record, key)
     with st.expander("Every model (and baseline): best cut, gain and references"):
         st.dataframe(results.summary_frame(summary, by="model"), hide_index=True, width="stretch", key=f"{key}:summary")
     with st.expander("Results table"):
-        st.dataframe(table.drop(columns=["correct"], errors="ignore"), hide_index=True, width="stretch", key=f"{key}:table")
+        st.dataframe(record.table.drop(columns=["correct", "baseline_for"], errors="ignore"), hide_index=True,
+                     width="stretch", key=f"{key}:table")
 
     def html() -> str:
         figs = []
         for task in dict.fromkeys(agg["task"]):
-            f = accuracy_vs_depth(agg[agg["task"] == task], title=f"Task: {task}", summary=plot_summary, selector=False)
+            f = accuracy_vs_depth(agg[agg["task"] == task], title=f"Task: {task}", summary=view.summary, selector=False)
             figs.append(mark_seed_groups(f, groups))
         parts = [f.to_html(include_plotlyjs=(i == 0), full_html=False) for i, f in enumerate(figs)]
         return ("<html><head><meta charset='utf-8'><title>gr-explorer comparison</title></head><body>" + "".join(parts)
                 + "</body></html>")
 
-    results.downloads(record, html, key, slug(f"compare_{table['dataset'].iloc[0].split('/')[-1]}"))
+    results.downloads(record, html, key, slug(f"compare_{record.table['dataset'].iloc[0].split('/')[-1]}"))
 
 
-def show_cka(record: dict, key: str) -> None:
+def show_cka(record: SweepResult, key: str) -> None:
     """Linear CKA between two of the compared models at each depth, from the features the sweep extracted."""
-    from ..device import resolve_device
-    from ..diagnostics import cka_between_models
-
-    feats = record["features"]
-    names = [m for m in record["models"] if m in feats]
+    feats = record.base_features()
+    names = [m for m in record.models if m in feats]
     if len(names) < 2:
         return
     st.subheader("How alike are two models, cut by cut?")
     c1, c2 = st.columns(2)
     a = c1.selectbox("Model A", names, index=0, key=f"{key}:cka_a")
     b = c2.selectbox("Model B", [n for n in names if n != a], index=0, key=f"{key}:cka_b")
-    memo = record.setdefault("cka_pairs", {})
+    memo = st.session_state.setdefault(f"{key}:cka_pairs:{id(record)}", {})
     if (a, b) not in memo:
         (cuts_a, fa), (cuts_b, fb) = feats[a], feats[b]
         memo[(a, b)] = cka_between_models(a, cuts_a, fa, b, cuts_b, fb, pairing="depth", device=resolve_device("cpu"))

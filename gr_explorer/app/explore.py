@@ -6,17 +6,18 @@ import pandas as pd
 import streamlit as st
 
 from ..config import SweepConfig
-from ..files import slug
+from ..diagnostics.figures import cka_heatmap, invariance_heatmap, metric_curves
 from ..errors import GRExplorerError
+from ..files import slug
+from ..names import METRICS, SPECTRAL_METRICS, label_of
 from ..plots import accuracy_vs_depth, cut_task_heatmap
+from ..run import SweepResult
 from . import results, widgets
 from .figures import search_curve
 
 #: The teaching demo's preset: the default run shows the random-init twin (about 2x the run without baselines);
 #: raw pixels would make it about 3.5x (benchmarks/README.md, "App"), so they are one click away instead.
 EXPLORE_BASELINES = ("random-init",)
-SPECTRAL = ("rankme", "alpha_req", "stable_rank", "nesum")
-METRIC_NAMES = {"rankme": "RankMe", "alpha_req": "alpha-ReQ", "stable_rank": "stable rank", "nesum": "NESum"}
 CHART_HEIGHT = 440
 
 
@@ -67,12 +68,12 @@ def render() -> None:
 # results
 
 
-def show_explore(record: dict, key: str, current_config_json: str | None) -> None:
-    table: pd.DataFrame = record["table"]
+def show_explore(record: SweepResult, key: str, current_config_json: str | None) -> None:
+    table: pd.DataFrame = record.table
     if not results.run_notes(record, current_config_json):
         return
     tasks, probe = results.pick_view(record, key)
-    summary = record["summary"]
+    summary = record.summary
     view = results.view_of(table, tasks, probe)
     fig = accuracy_vs_depth(view, summary=summary, selector=False)
     fig.update_layout(height=CHART_HEIGHT, margin=dict(t=50, b=40, l=60, r=10))
@@ -83,32 +84,32 @@ def show_explore(record: dict, key: str, current_config_json: str | None) -> Non
     results.run_stats(record)
     # A static table wraps its cells: every column readable at 1280x720, no sideways scrolling on a projector.
     st.table(results.summary_frame(summary[summary["probe"] == probe]), hide_index=True, border="horizontal")
-    if not record["metrics"].empty:
+    if not record.metrics.empty:
         show_diagnostics(record, tasks, probe, key)
     tab_search, tab_heat, tab_table = st.tabs(["Probe validation", "Cut × task heatmap", "Results table"])
     with tab_search:
         show_search(record, tasks, probe, key)
     with tab_heat:
-        model = record["models"][0]
+        model = record.models[0]
         st.plotly_chart(cut_task_heatmap(table[table["baseline"].fillna("") == ""], model, probe), key=f"{key}:heatmap",
                         width="stretch")
     with tab_table:
-        st.dataframe(table.drop(columns=["correct"], errors="ignore"), hide_index=True, key=f"{key}:table", width="stretch",
+        st.dataframe(table.drop(columns=["correct", "baseline_for"], errors="ignore"), hide_index=True, key=f"{key}:table", width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.4f")
                                     for c in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance")})
-    stem = slug(f"{record['models'][0].split('/')[-1]}_{table['dataset'].iloc[0].split('/')[-1]}")
+    stem = slug(f"{record.models[0].split('/')[-1]}_{table['dataset'].iloc[0].split('/')[-1]}")
     results.downloads(record, lambda: accuracy_vs_depth(table, summary=summary).to_html(include_plotlyjs=True,
                                                                                        full_html=True), key, stem)
 
 
-def show_search(record: dict, tasks: list[str], probe: str, key: str) -> None:
+def show_search(record: SweepResult, tasks: list[str], probe: str, key: str) -> None:
     """The probe's hyper-parameter search at one cut: how the value used for the test score was chosen."""
-    search = record["search"]
+    search = record.search
     if search.empty:
         st.info("No hyper-parameter search was recorded for this run.")
         return
-    model = record["models"][0]
-    s = record["summary"]
+    model = record.models[0]
+    s = record.summary
     c1, c2 = st.columns(2)
     task = c1.selectbox("Task", tasks, key=f"{key}:search_task")
     best = s[(s["model"] == model) & (s["task"] == task) & (s["probe"] == probe)]
@@ -125,14 +126,14 @@ def metric_sentences(selection: pd.DataFrame, model: str, tasks: list[str], prob
     """Per task: which cut each label-free metric would have picked, and the test accuracy trusting it costs."""
     out = []
     sel = selection[(selection["model"] == model) & (selection["probe"] == probe) & (selection["augmentation"] == "")
-                    & selection["metric"].isin(SPECTRAL)]
+                    & selection["metric"].isin(SPECTRAL_METRICS)]
     for task in tasks:
         rows = sel[sel["task"] == task]
         if rows.empty:
             continue
         parts = []
         for r in rows.itertuples():
-            name = METRIC_NAMES.get(r.metric, r.metric)
+            name = label_of(METRICS, r.metric)
             if r.metric_cut is None:
                 parts.append(f"{name}: no cut")
             elif r.metric_cut == r.val_cut:
@@ -148,36 +149,35 @@ def metric_sentences(selection: pd.DataFrame, model: str, tasks: list[str], prob
     return out
 
 
-def show_diagnostics(record: dict, tasks: list[str], probe: str, key: str) -> None:
+def show_diagnostics(record: SweepResult, tasks: list[str], probe: str, key: str) -> None:
     """Label-free metrics per cut under the accuracy of the same cuts, CKA, invariance, and what trusting them costs."""
-    from ..diagnostics.figures import cka_heatmap, invariance_heatmap, metric_curves
 
-    metrics, table = record["metrics"], record["table"]
-    model = record["models"][0]
+    metrics, table = record.metrics, record.table
+    model = record.models[0]
     m = metrics[metrics["model"] == model]
     st.subheader("Diagnostics: what the cuts look like without labels")
-    names = [x for x in SPECTRAL if x in set(m["metric"])]
+    names = [x for x in SPECTRAL_METRICS if x in set(m["metric"])]
     acc = results.view_of(table[table["model"] == model], tasks, probe)
     if names:
         fig = metric_curves(m, results=acc, metric_names=names, title="Test accuracy (top) and label-free metrics per cut",
                             height=200 + 110 * len(names))
         fig.update_layout(title=None, margin=dict(t=30, b=40, l=60, r=10), legend=dict(font=dict(size=12)))
         st.plotly_chart(fig, key=f"{key}:diag", width="stretch")
-    sentences = metric_sentences(record["metric_selection"], model, tasks, probe) if names else []
+    sentences = metric_sentences(record.metric_selection, model, tasks, probe) if names else []
     if sentences:
         st.markdown("Would a metric have found the best cut without labels? (Spearman's ρ and its interval per "
                     "metric are in the table below.)  \n" + "  \n".join(sentences))
         with st.expander("Metric vs accuracy across cuts (table)"):
-            sel = record["metric_selection"]
+            sel = record.metric_selection
             st.dataframe(sel[(sel["model"] == model) & (sel["probe"] == probe) & sel["task"].isin(tasks)], hide_index=True,
                          width="stretch", key=f"{key}:selection")
     views = [(name, view) for name, view, present in (
-        ("CKA between cuts", "cka", not record["cka"].empty),
+        ("CKA between cuts", "cka", not record.cka.empty),
         ("Invariance per augmentation", "invariance", "invariance" in set(m["metric"]))) if present]
     for (name, view), tab in zip(views, st.tabs([n for n, _ in views]) if views else []):
         with tab:
             if view == "cka":
-                fig = cka_heatmap(record["cka"], model, title=f"{model}: linear CKA between cuts", height=520)
+                fig = cka_heatmap(record.cka, model, title=f"{model}: linear CKA between cuts", height=520)
             else:
                 fig = invariance_heatmap(m, model, title=f"{model}: invariance of each cut to each training augmentation "
                                                          "(1 = the features do not move)", height=420)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..plots import PROBE_NAMES
+from ..names import PROBES, label_of
 
 FONT = dict(size=14)
 HPARAM_NAMES = {"C": "inverse L2 strength C", "k": "number of neighbours k"}
@@ -33,7 +33,7 @@ def search_curve(search: pd.DataFrame, cut: str, task: str, probe: str, model: s
                              hovertemplate=hp + " %{x:g} chosen<br>validation accuracy %{y:.3f}<extra></extra>"))
     log_x = hp == "C" or (s["value"].max() / max(s["value"].min(), 1e-12) > 20)
     fig.update_layout(
-        title=dict(text=f"{PROBE_NAMES.get(probe, probe)} probe at {cut}, task {task}: validation accuracy per "
+        title=dict(text=f"{label_of(PROBES, probe)} probe at {cut}, task {task}: validation accuracy per "
                         f"{HPARAM_NAMES.get(hp, hp)}", font=dict(size=15)),
         xaxis=dict(title=HPARAM_NAMES.get(hp, hp), type="log" if log_x else "linear"),
         yaxis=dict(title="validation accuracy", range=[0, 1.05]), template="plotly_white", font=FONT, height=height,

@@ -25,6 +25,7 @@ import streamlit as st
 
 from ..errors import GRExplorerError
 from ..progress import Cancelled, ProgressEvent
+from ..run import SweepCancelled
 
 log = logging.getLogger("gr_explorer.app")
 
@@ -224,6 +225,4 @@ def follow(job: Job, *, key: str, on_series: Callable[[Any, list[float]], None] 
 
 
 def is_cancel(e: BaseException | None) -> bool:
-    from ..run import SweepCancelled
-
     return isinstance(e, (JobCancelled, SweepCancelled))

@@ -1,25 +1,25 @@
-"""Run a sweep from a page and keep what the library returned: the run bar, the job, the record, the downloads.
+"""Run a sweep from a page and keep what the library returned: the run bar, the job, the result, the downloads.
 
-A *run record* (kept in st.session_state so it survives reruns) holds only
-what `run_sweep` returned (tables, summary, search, diagnostics, the base
-features Compare's CKA reads, the models' cards) plus the run config JSON.
-The config the app runs names models and folders as the user sees them
-(relative to the data roots), so that JSON is what the user downloads.
-Shared table formatting (the guillotine-gain rule) lives here too.
+A page keeps the library's own `SweepResult` (in st.session_state, so it
+survives reruns): tables, summary, search, diagnostics, the features Compare's
+CKA reads, the models' cards and the run config. A cancelled sweep keeps
+`SweepResult.partial` of the rows it finished. The config the app runs names
+models and folders as the user sees them (relative to the data roots), so its
+JSON is what the user downloads. The gain wording is the library's (verdict.py).
 """
 
 from __future__ import annotations
 
 import json
-import time
 
 import pandas as pd
 import streamlit as st
 
 from ..config import SweepConfig
-from ..files import slug
 from ..progress import ProgressEvent
-from ..run import SweepResult
+from ..run import SweepResult, run_sweep
+from ..verdict import difference_text, gain_text
+from . import resources
 from .jobs import Job, Snapshot, follow, is_cancel
 from .widgets import show_error
 
@@ -28,50 +28,26 @@ CLI = "gr-explorer sweep --config run.json"
 
 def start_sweep(config: SweepConfig, title: str) -> Job:
     """Run `config` with the library's run_sweep in a background Job (models and dataset from the shared caches)."""
-    from ..run import run_sweep
-    from . import resources
 
-    def work(job: Job) -> dict:
+    def work(job: Job) -> SweepResult:
         job.progress(ProgressEvent("load", 0, 1, "", f"loading dataset {config.dataset}"))
         dataset = resources.get_dataset(config)
         models = []
         for spec in config.models:
             job.progress(ProgressEvent("load", 0, 1, "", f"loading model {spec}"))
             models.append(resources.get_model(config, spec))
-        res = run_sweep(config, models=models, dataset=dataset, progress=job.progress, should_stop=job.should_stop)
-        return record_of(res, models)
+        return run_sweep(config, models=models, dataset=dataset, progress=job.progress, should_stop=job.should_stop)
 
-    return Job(title, work, meta={"config_json": config.to_json()}).start()
-
-
-def record_of(res: SweepResult, models) -> dict:
-    """What a page keeps of a finished sweep (built in the worker thread, so redraws never wait for it)."""
-    cache = {m: {"cached": sum(len(f.cached_cuts) for f in views.values()), "cuts": sum(len(f.cuts) for f in views.values()),
-                 "batches": sum(f.forward_batches for f in views.values())}
-             for m, views in res.features.items()}
-    base = {m.name: (res.features[m.name]["base"].cuts, res.features[m.name]["base"].train)
-            for m in models if "base" in res.features.get(m.name, {})}
-    return {"table": res.table, "summary": res.summary, "search": res.search, "metrics": res.metrics, "cka": res.cka,
-            "metric_selection": res.metric_selection, "config_json": res.config.to_json(), "seconds": res.seconds,
-            "cache": cache, "dataset": {"n_train": res.dataset.n_train, "n_test": res.dataset.n_test},
-            "models": [m.name for m in models], "cards": {m.name: dict(m.card or {}) for m in models},
-            "features": base, "finished": time.time(), "cancelled": False}
+    return Job(title, work, meta={"config": config}).start()
 
 
-def record_from(job: Job, snap: Snapshot) -> tuple[dict | None, BaseException | None]:
-    """(run record, error) from a finished sweep Job; a cancelled sweep keeps its finished rows."""
+def record_from(job: Job, snap: Snapshot) -> tuple[SweepResult | None, BaseException | None]:
+    """(result, error) from a finished sweep Job; a cancelled sweep keeps its finished rows."""
     if snap.error is None:
         return snap.result, None
     partial = getattr(snap.error, "partial", None)
     if is_cancel(snap.error) and isinstance(partial, pd.DataFrame) and len(partial):
-        from ..summary import guillotine_summary
-
-        config = SweepConfig.from_dict(json.loads(job.meta["config_json"]))
-        return {"table": partial, "summary": guillotine_summary(partial, config.bootstrap, config.seed),
-                "search": pd.DataFrame(), "metrics": pd.DataFrame(), "cka": pd.DataFrame(),
-                "metric_selection": pd.DataFrame(), "config_json": job.meta["config_json"], "seconds": snap.elapsed,
-                "cache": {}, "dataset": {}, "models": list(dict.fromkeys(partial["model"])), "cards": {}, "features": {},
-                "finished": time.time(), "cancelled": True}, snap.error
+        return SweepResult.partial(job.meta["config"], partial, snap.elapsed), snap.error
     return None, snap.error
 
 
@@ -85,29 +61,30 @@ def show_outcome(error: BaseException | None) -> None:
         show_error(error)
 
 
-def run_notes(record: dict, current_config_json: str | None) -> bool:
+def run_notes(record: SweepResult, current_config_json: str | None) -> bool:
     """What the user must know before reading the results: a cancelled run, settings changed since, no results.
 
     Returns whether there are results to show (both result views start here)."""
-    if record.get("cancelled"):
+    if record.cancelled:
         st.warning("This run was cancelled: only the results finished before the cancel are shown.")
-    if current_config_json is not None and json.loads(current_config_json) != json.loads(record["config_json"]):
+    if current_config_json is not None and json.loads(current_config_json) != json.loads(record.config.to_json()):
         st.info("The settings have changed since this run; press **Run** to update the results.",
                 icon=":material/sync_problem:")
-    if record["table"].empty:
+    if record.table.empty:
         st.info("No results yet.")
         return False
     return True
 
 
-def run_stats(record: dict) -> None:
+def run_stats(record: SweepResult) -> None:
     """How the run went: size, time, and how much came from the feature cache."""
-    bits = [f"{len(record['table'])} results in {record['seconds']:.1f} s"]
-    if record["dataset"]:
-        bits.append(f"{record['dataset']['n_train']} train / {record['dataset']['n_test']} test images")
-    cached = sum(c["cached"] for c in record["cache"].values())
-    cuts = sum(c["cuts"] for c in record["cache"].values())
-    batches = sum(c["batches"] for c in record["cache"].values())
+    bits = [f"{len(record.table)} results in {record.seconds:.1f} s"]
+    if record.dataset is not None:
+        bits.append(f"{record.dataset.n_train} train / {record.dataset.n_test} test images")
+    stats = record.cache_stats().values()
+    cached = sum(c["cached"] for c in stats)
+    cuts = sum(c["cuts"] for c in stats)
+    batches = sum(c["batches"] for c in stats)
     if cuts and cached == cuts:
         bits.append(f"features of all {cuts} cuts from the cache (no forward pass)")
     elif cached:
@@ -165,30 +142,19 @@ def sweep_flow(page: str, key: str, config: SweepConfig | None, *, title: str, b
 
 
 # ----------------------------------------------------------------------------------------------
-# the guillotine-gain rule, as every table shows it
-
-
-def pts(v: float) -> str:
-    return f"{100 * v:+.1f}"
+# the guillotine-gain rule, as every table shows it (the wording is verdict.py's)
 
 
 def gain_cell(r) -> str:
     """'+12.3 pts [+8.1, +16.4]' when the gain's 95% interval excludes 0, else 'no clear gain (...)' with its numbers."""
-    if pd.isna(r.gain_ci_low):
-        return f"{pts(r.gain)} pts (no interval)"
-    numbers = f"{pts(r.gain)} pts [{pts(r.gain_ci_low)}, {pts(r.gain_ci_high)}]"
-    return numbers if r.clear_gain else f"no clear gain ({numbers})"
+    return gain_text(r.gain, r.gain_ci_low, r.gain_ci_high, r.clear_gain)
 
 
 def over_random_cell(r) -> str:
     """The model's best cut vs its random-init twin's best cut, paired over the same test images."""
     if pd.isna(r.over_random_init):
         return ""
-    if pd.isna(r.over_random_init_ci_low):
-        return f"{pts(r.over_random_init)} pts"
-    numbers = f"{pts(r.over_random_init)} [{pts(r.over_random_init_ci_low)}, {pts(r.over_random_init_ci_high)}]"
-    clear = r.over_random_init_ci_low > 0 or r.over_random_init_ci_high < 0
-    return numbers if clear else f"no clear difference ({numbers})"
+    return difference_text(r.over_random_init, r.over_random_init_ci_low, r.over_random_init_ci_high)
 
 
 def acc_cell(acc: float, lo: float, hi: float) -> str:
@@ -216,12 +182,12 @@ def summary_frame(summary: pd.DataFrame, *, by: str = "task") -> pd.DataFrame:
     return out.drop(columns=drop).reset_index(drop=True)
 
 
-def downloads(record: dict, figure_html, key: str, stem: str) -> None:
-    table = record["table"].drop(columns=["correct"], errors="ignore")
+def downloads(record: SweepResult, figure_html, key: str, stem: str) -> None:
+    table = record.table.drop(columns=["correct", "baseline_for"], errors="ignore")
     c1, c2, c3 = st.columns(3)
     c1.download_button("Results (CSV)", data=table.to_csv(index=False), file_name=f"{stem}_results.csv",
                        mime="text/csv", key=f"{key}:csv", icon=":material/table:", on_click="ignore")
-    c2.download_button("Run config (JSON)", data=record["config_json"], file_name="run.json", mime="application/json",
+    c2.download_button("Run config (JSON)", data=record.config.to_json(), file_name="run.json", mime="application/json",
                        key=f"{key}:json", icon=":material/settings:", on_click="ignore",
                        help=f"Reproduces these numbers from a terminal: {CLI}")
     c3.download_button("Figure (HTML)", data=figure_html, file_name=f"{stem}_figure.html", mime="text/html",
@@ -232,9 +198,9 @@ def downloads(record: dict, figure_html, key: str, stem: str) -> None:
     st.code(CLI, language="bash")
 
 
-def pick_view(record: dict, key: str, *, all_tasks: bool = True) -> tuple[list[str], str]:
+def pick_view(record: SweepResult, key: str, *, all_tasks: bool = True) -> tuple[list[str], str]:
     """Task(s) and probe to draw, one click each: a projected chart is readable with one task at a time."""
-    summary = record["summary"]
+    summary = record.summary
     main = summary[summary["baseline"].fillna("") == ""]
     tasks = list(dict.fromkeys(main["task"]))
     probes = list(dict.fromkeys(main["probe"]))

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import streamlit as st
+
 from ..errors import GRExplorerError
 
 ENV_VAR = "GR_EXPLORER_DATA_ROOTS"
@@ -42,8 +44,6 @@ def _configured() -> list[str]:
     if env:
         return [p for p in env.split(os.pathsep) if p.strip()]
     try:
-        import streamlit as st
-
         if st.secrets.load_if_toml_exists():
             value = (st.secrets.get(SECRETS_SECTION) or {}).get(SECRETS_KEY)
             if isinstance(value, str):

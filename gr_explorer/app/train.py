@@ -15,21 +15,19 @@ import streamlit as st
 
 from ..data import dataset_tasks
 from ..errors import GRExplorerError
-from ..progress import ProgressEvent
 from ..files import slug
+from ..models import read_card, zoo_dir
+from ..names import LABELLED_OBJECTIVES
+from ..progress import ProgressEvent
+from ..training import TrainConfig, train
+from ..training.loop import plan
 from ..uploads import checkpoint_archive, publish_trained
-from . import resources, widgets
+from . import fields, resources, widgets
 from .jobs import Job, follow, is_cancel
 from .roots import data_roots
 from .state import add_session_model, kept, preset, session_id, session_models
 
 JOB, LAST, ERROR = "train:job", "train:last", "train:error"
-
-
-def _objectives() -> dict:
-    from ..training import OBJECTIVES
-
-    return OBJECTIVES
 
 
 TRAINED_FOLDER = "trained"
@@ -45,9 +43,6 @@ def work_path(name: str) -> Path:
     return data_roots().folder(TRAINED_FOLDER) / ".work" / session_id() / out_name(name)
 
 
-#: TrainConfig fields that are not part of a recipe (where and how this run is written and evaluated)
-NOT_RECIPE = ("out", "description", "eval", "eval_n_train", "eval_n_test", "eval_seed", "eval_tasks", "device",
-              "save_dtype", "time_budget")
 DEFAULTS_RECIPE = "TrainConfig defaults"
 #: widget key -> (TrainConfig field, how a card value becomes the widget value)
 WIDGETS = {
@@ -62,7 +57,6 @@ WIDGETS = {
 
 def recipes() -> dict[str, dict]:
     """'TrainConfig defaults' plus the training config recorded in each zoo card: what-ifs start from a shipped model."""
-    from ..models import read_card, zoo_dir
 
     out = {DEFAULTS_RECIPE: {}}
     for name in resources.zoo_entries():
@@ -71,15 +65,13 @@ def recipes() -> dict[str, dict]:
         except GRExplorerError:
             continue
         if isinstance(cfg, dict) and cfg.get("objective"):
-            out[f"zoo:{name}"] = {k: v for k, v in cfg.items() if k not in NOT_RECIPE}
+            out[f"zoo:{name}"] = {k: v for k, v in cfg.items() if k not in TrainConfig.not_recipe()}
     return out
 
 
 def apply_recipe(recipe: dict) -> None:
     """Put a recipe's values into the widgets (before they are drawn in this run)."""
-    from ..training import TrainConfig
-
-    full = {**TrainConfig().as_dict(), **recipe}
+    full = {**TrainConfig.defaults(), **recipe}
     for key, (field_name, convert) in WIDGETS.items():
         value = full.get(field_name)
         if value is None:
@@ -89,14 +81,33 @@ def apply_recipe(recipe: dict) -> None:
         preset(f"tr_label_task::{full['dataset']}", full["label_task"])
 
 
-def settings():
-    """Widgets -> TrainConfig (or None with the reason shown)."""
-    from ..training import TrainConfig
-
-    ss = st.session_state
-    defaults = TrainConfig()
-    objectives = _objectives()
+def settings() -> TrainConfig | None:
+    """Widgets -> TrainConfig (or None with the reason shown); every widget reads its declaration (app/fields.py)."""
     st.header("Objective and data")
+    base = pick_recipe()
+    name = kept(st.text_input, "Model name", key="tr_name", value="my-simclr",
+                help="The checkpoint's file name; the model shows up as 'trained: <name>' in Explore and Compare.")
+    chosen = {"out": out_name(name), **objective_and_data()}
+    if chosen.get("dataset") is None:
+        return None
+    st.header("Network")
+    chosen.update(network())
+    st.header("Augmentations")
+    chosen.update(augmentations(base))
+    with st.expander("Optimisation"):
+        chosen.update(optimisation())
+    if chosen.get("depths") is None:
+        return None
+    try:
+        return TrainConfig.from_dict({**base, **chosen})
+    except GRExplorerError as e:
+        widgets.show_error(e)
+        return None
+
+
+def pick_recipe() -> dict:
+    """The recipe the widgets start from (applied to the widgets when it changes)."""
+    ss = st.session_state
     options = recipes()
     names = list(options)
     start = "zoo:simclr" if "zoo:simclr" in options else names[0]
@@ -106,88 +117,76 @@ def settings():
     if ss.get("_tr_applied") != recipe_name:
         apply_recipe(options[recipe_name])
         ss["_tr_applied"] = recipe_name
-    base = options[recipe_name]
-    name = kept(st.text_input, "Model name", key="tr_name", value="my-simclr",
-                help="The checkpoint's file name; the model shows up as 'trained: <name>' in Explore and Compare.")
-    objective = kept(st.selectbox, "Objective", key="tr_objective", options=list(objectives),
-                     index=list(objectives).index("simclr") if "simclr" in objectives else 0,
-                     help="simclr / vicreg / byol / barlow: self-supervised. supervised: a classifier on a label "
-                          "task. label_aligned: SimCLR whose positive pairs are (partly) two images of one class.")
+    return options[recipe_name]
+
+
+def objective_and_data() -> dict:
+    objective = fields.choice(TrainConfig, "objective", key="tr_objective")
     kinds = widgets.named_datasets()
-    dataset = kept(st.selectbox, "Dataset", key="tr_dataset", options=kinds, index=kinds.index("shapes") if "shapes" in kinds else 0)
-    label_task, p = None, defaults.p
-    if objectives[objective].needs_labels:
+    dataset = fields.choice(TrainConfig, "dataset", key="tr_dataset", options=kinds)
+    out = {"objective": objective, "dataset": dataset, "label_task": None}
+    if objective in LABELLED_OBJECTIVES:
         try:
             tasks = dataset_tasks(dataset)
         except GRExplorerError as e:
             widgets.show_error(e)
-            return None
-        label_task = kept(st.selectbox, "Label task", key=f"tr_label_task::{dataset}", options=tasks, index=0)
+            return {"dataset": None}
+        out["label_task"] = kept(st.selectbox, "Label task", key=f"tr_label_task::{dataset}", options=tasks, index=0)
         if objective == "label_aligned":
-            p = kept(st.slider, "Same-class positive pairs (p)", key="tr_p", min_value=0.0, max_value=1.0,
-                     value=float(defaults.p), step=0.05,
-                     help="0 = plain SimCLR pairs; 1 = every positive pair is two images of the same class.")
-    n_train = kept(st.number_input, "Training images", key="tr_n_train", min_value=2, value=int(defaults.n_train or 8000),
-                   step=1000)
-    epochs = kept(st.number_input, "Epochs", key="tr_epochs", min_value=1, value=int(defaults.epochs), step=1)
-    st.header("Network")
-    widths = sorted({8, 16, 32, 64, int(ss.get("tr_width", defaults.width))})
-    width = kept(st.select_slider, "Backbone width (SmallResNet)", key="tr_width", options=widths,
-                 value=int(defaults.width))
-    depths = kept(st.text_input, "Blocks per stage", key="tr_depths", value=",".join(map(str, defaults.depths)),
+            out["p"] = fields.slider(TrainConfig, "p", key="tr_p", step=0.05)
+    out["n_train"] = fields.number(TrainConfig, "n_train", key="tr_n_train", step=1000)
+    out["epochs"] = fields.number(TrainConfig, "epochs", key="tr_epochs", step=1)
+    return out
+
+
+def network() -> dict:
+    ss = st.session_state
+    widths = sorted({8, 16, 32, 64, int(ss.get("tr_width", TrainConfig.spec("width").default))})
+    width = kept(st.select_slider, TrainConfig.spec("width").widget_label, key="tr_width", options=widths,
+                 value=int(TrainConfig.spec("width").default), help=TrainConfig.spec("width").help)
+    depths = kept(st.text_input, TrainConfig.spec("depths").widget_label, key="tr_depths",
+                  value=",".join(map(str, TrainConfig.spec("depths").default)),
                   help="Comma-separated, one number per stage, e.g. 1,1,1,1.")
-    projector = kept(st.text_input, "Projector", key="tr_projector", value=defaults.projector,
-                     help="Widths joined by '-', the last is the output the loss sees, e.g. 512-512-128, 2048-128, "
-                          "or 'none'. Deeper / wider projectors move the best cut further from the output.")
-    norm = kept(st.selectbox, "Projector norm", key="tr_norm", options=["bn", "ln", "none"], index=0)
-    act = kept(st.selectbox, "Projector activation", key="tr_act", options=["relu", "gelu"], index=0)
-    st.header("Augmentations")
-    crop_min = kept(st.slider, "Random crop: smallest area", key="tr_crop", min_value=0.05, max_value=1.0,
-                    value=float(defaults.crop_scale[0]), step=0.05, help="1.0 switches cropping off.")
-    flip = kept(st.slider, "Horizontal flip probability", key="tr_flip", min_value=0.0, max_value=1.0,
-                value=float(defaults.flip_p), step=0.05, help="Teaches left/right invariance (the shapes `light` task).")
-    jitter = kept(st.slider, "Colour jitter strength", key="tr_jitter", min_value=0.0, max_value=1.5,
-                  value=float(defaults.color_jitter), step=0.1, help="0 = off; SimCLR uses 0.8. Removes colour.")
-    jitter_p = kept(st.slider, "Colour jitter probability", key="tr_jitter_p", min_value=0.0, max_value=1.0,
-                    value=float(defaults.color_jitter_p), step=0.05)
-    gray = kept(st.slider, "Grayscale probability", key="tr_gray", min_value=0.0, max_value=1.0,
-                value=float(defaults.gray_p), step=0.05)
-    blur = kept(st.slider, "Blur probability", key="tr_blur", min_value=0.0, max_value=1.0,
-                value=float(defaults.blur_p), step=0.05)
-    with st.expander("Optimisation"):
-        batch = kept(st.number_input, "Batch size", key="tr_batch", min_value=2, value=int(defaults.batch_size), step=32)
-        lr = kept(st.number_input, "Learning rate", key="tr_lr", min_value=1e-6, value=float(defaults.lr), format="%.4g")
-        max_steps = kept(st.number_input, "Max steps (0 = all epochs)", key="tr_max_steps", min_value=0, value=0, step=10)
-        seed = kept(st.number_input, "Seed", key="tr_seed", min_value=0, value=int(defaults.seed), step=1)
-        device = kept(st.selectbox, "Device", key="tr_device", options=widgets.devices(), index=0)
     try:
         depth_list = tuple(int(d) for d in depths.split(",") if d.strip())
     except ValueError:
         st.error(f"Blocks per stage {depths!r} is invalid. Valid: comma-separated integers, e.g. 1,1,1,1.")
-        return None
-    try:
-        crop_max = float((base.get("crop_scale") or defaults.crop_scale)[1])
-        chosen = dict(objective=objective, dataset=dataset, n_train=int(n_train), label_task=label_task, p=float(p),
-                      width=int(width), depths=depth_list, projector=projector.strip() or "none",
-                      projector_norm=norm, projector_act=act, crop_scale=(float(crop_min), max(crop_max, float(crop_min))),
-                      flip_p=float(flip), color_jitter=float(jitter), color_jitter_p=float(jitter_p), gray_p=float(gray),
-                      blur_p=float(blur), batch_size=int(batch), epochs=int(epochs), lr=float(lr),
-                      max_steps=int(max_steps) or None, seed=int(seed), device=device, out=out_name(name))
-        config = TrainConfig.from_dict({**base, **chosen})
-        config.validate()
-        from ..models import parse_projector_spec
+        depth_list = None
+    projector = kept(st.text_input, TrainConfig.spec("projector").widget_label, key="tr_projector",
+                     value=TrainConfig.spec("projector").default,
+                     help="Widths joined by '-', the last is the output the loss sees, e.g. 512-512-128, 2048-128, "
+                          "or 'none'. Deeper / wider projectors move the best cut further from the output.")
+    return {"width": int(width), "depths": depth_list, "projector": projector.strip() or "none",
+            "projector_norm": fields.choice(TrainConfig, "projector_norm", key="tr_norm"),
+            "projector_act": fields.choice(TrainConfig, "projector_act", key="tr_act")}
 
-        parse_projector_spec(config.projector)
-    except GRExplorerError as e:
-        widgets.show_error(e)
-        return None
-    return config
+
+def augmentations(base: dict) -> dict:
+    crop_min = fields.slider(TrainConfig, "crop_scale", key="tr_crop", step=0.05, label="Random crop: smallest area",
+                             value=TrainConfig.spec("crop_scale").default[0], extra_help="1.0 switches cropping off.")
+    crop_max = float((base.get("crop_scale") or TrainConfig.spec("crop_scale").default)[1])
+    return {"crop_scale": (crop_min, max(crop_max, crop_min)),
+            "flip_p": fields.slider(TrainConfig, "flip_p", key="tr_flip", step=0.05,
+                                    extra_help="Teaches left/right invariance (the shapes `light` task)."),
+            "color_jitter": fields.slider(TrainConfig, "color_jitter", key="tr_jitter", step=0.1, hi=1.5,
+                                          extra_help="Removes colour."),
+            "color_jitter_p": fields.slider(TrainConfig, "color_jitter_p", key="tr_jitter_p", step=0.05),
+            "gray_p": fields.slider(TrainConfig, "gray_p", key="tr_gray", step=0.05),
+            "blur_p": fields.slider(TrainConfig, "blur_p", key="tr_blur", step=0.05)}
+
+
+def optimisation() -> dict:
+    max_steps = fields.number(TrainConfig, "max_steps", key="tr_max_steps", step=10, zero_means_none=True,
+                              label="Max steps (0 = all epochs)")
+    return {"batch_size": fields.number(TrainConfig, "batch_size", key="tr_batch", step=32),
+            "lr": fields.number(TrainConfig, "lr", key="tr_lr"),
+            "max_steps": max_steps,
+            "seed": fields.number(TrainConfig, "seed", key="tr_seed", step=1),
+            "device": fields.choice(TrainConfig, "device", key="tr_device", options=widgets.devices())}
 
 
 def start_training(config) -> Job:
     """Train `config` (its `out` a bare file name) in a Job; the checkpoint lands under trained/<digest>/."""
-    from ..training import train
-    from ..training.loop import plan
 
     total = 0
     try:
@@ -334,8 +333,6 @@ def render() -> None:
 
 
 def plan_text(config) -> str:
-    from ..training.loop import plan
-
     if not config.n_train:
         return ""
     try:

@@ -13,13 +13,13 @@ import logging
 import streamlit as st
 import torch
 
-from ..config import BASELINES, METRICS, SweepConfig
-from ..data import DERIVED_TASKS, dataset_tasks, list_datasets
+from ..config import SweepConfig
+from ..data import dataset_tasks, list_datasets
 from ..errors import GRExplorerError
-from ..models import READOUTS, Model
-from ..probes import PROBES
+from ..models import Model
+from ..names import DERIVED_TASKS, METRICS, READOUTS
 from ..uploads import discard, store_checkpoint_upload
-from . import resources
+from . import fields, resources
 from .roots import data_roots
 from .state import add_session_model, kept, session_models
 
@@ -30,15 +30,6 @@ DEFAULT_MODEL = "zoo:simclr"
 IMAGEFOLDER = resources.IMAGEFOLDER
 UPLOADS_FOLDER = "uploads"
 SOURCES = ("Zoo & this session", "timm", "Upload")
-DERIVED_HELP = {
-    "hflip": "was the image flipped left-right?",
-    "rot90": "was the image rotated by 90 degrees?",
-    "grayscale": "was the image turned grey?",
-    "hue": "was the hue shifted?",
-}
-BASELINE_LABELS = {"random-init": "random init", "pixels": "raw pixels"}
-METRIC_LABELS = {"rankme": "RankMe", "alpha_req": "alpha-ReQ", "stable_rank": "stable rank", "nesum": "NESum",
-                 "cka": "CKA", "invariance": "invariance"}
 #: less empty space above the page title, so that a chart fits a 1280x720 projector under the run bar
 COMPACT_CSS = "<style>[data-testid='stMainBlockContainer']{padding-top:2.6rem;}</style>"
 
@@ -252,7 +243,7 @@ def pick_dataset(prefix: str) -> tuple[str | None, list[str] | None]:
     options = [*base, *DERIVED_TASKS]
     default_tasks = list(DEFAULTS["tasks"]) if DEFAULTS["tasks"] else base
     tasks = kept(st.multiselect, "Tasks", key=f"{prefix}_tasks::{kind}", options=options, default=default_tasks,
-                 format_func=lambda t: f"{t} (derived: {DERIVED_HELP[t]})" if t in DERIVED_HELP else t,
+                 format_func=lambda t: f"{t} (derived: {DERIVED_TASKS[t].help})" if t in DERIVED_TASKS else t,
                  help="Each task is one label column. Derived tasks (hflip, rot90, grayscale, hue) transform half "
                       "of the images and ask whether it happened: invariances the SSL augmentations teach.")
     if not tasks:
@@ -270,63 +261,47 @@ def devices() -> list[str]:
     return out
 
 
-def _count(value) -> int:
-    return 0 if value is None else int(value)
-
-
 def pick_probing(prefix: str, *, baselines: tuple[str, ...] = DEFAULTS["baselines"]) -> dict:
     """Probes and baselines, as SweepConfig keyword arguments (`baselines`: this page's preset)."""
-    probes = kept(st.multiselect, "Probes", key=f"{prefix}_probes", options=list(PROBES), default=list(DEFAULTS["probes"]),
-                  help="linear: multinomial logistic regression (L2 strength picked on a validation split). "
-                       "knn: cosine k-NN (k picked the same way). Changing probes reuses cached features.")
-    chosen = kept(st.multiselect, "Baselines", key=f"{prefix}_baselines", options=list(BASELINES), default=list(baselines),
-                  format_func=lambda b: BASELINE_LABELS.get(b, b),
-                  help="Measured the same way as the model: its random-init twin (same architecture and "
-                       "preprocessing, seeded random weights; drawn dashed) and a probe on the raw pixels (a ◆ at "
-                       "the input). Each task's chance level is always drawn (dotted).")
-    return dict(probes=list(probes), baselines=[b for b in BASELINES if b in chosen])
+    probes = fields.choices(SweepConfig, "probes", key=f"{prefix}_probes",
+                            extra_help="Changing probes reuses cached features.")
+    chosen = fields.choices(SweepConfig, "baselines", key=f"{prefix}_baselines", default=baselines,
+                            extra_help="The random-init twin is drawn dashed, raw pixels as a ◆ at the input; each "
+                                       "task's chance level is always drawn (dotted).")
+    return dict(probes=probes, baselines=chosen)
 
 
 def pick_diagnostics(prefix: str) -> dict:
     """The Diagnostics switch: sets SweepConfig.metrics (all label-free metrics when on)."""
     on = kept(st.toggle, "Label-free diagnostics", key=f"{prefix}_diagnostics", value=bool(DEFAULTS["metrics"]),
-              help="Per cut: effective rank (RankMe), spectrum decay (alpha-ReQ), stable rank, NESum, CKA between "
-                   "cuts and invariance to each training augmentation; and whether each would have found the "
-                   "best cut without labels.")
+              help="Per cut: " + "; ".join(f"{e.label}: {e.help}" for e in METRICS.values())
+                   + "; and whether each would have found the best cut without labels.")
     if not on:
         return dict(metrics=[])
-    metrics = kept(st.multiselect, "Diagnostics", key=f"{prefix}_metrics", options=list(METRICS),
-                   default=list(DEFAULTS["metrics"]) or list(METRICS), format_func=lambda m: METRIC_LABELS.get(m, m),
-                   help="RankMe: effective rank; alpha-ReQ: decay of the eigenspectrum; stable rank; NESum; CKA "
-                        "between every pair of cuts; invariance of each cut to each training augmentation (one forward "
-                        "pass of up to 1,000 augmented images per augmentation).")
-    return dict(metrics=[m for m in METRICS if m in metrics])
+    metrics = fields.choices(SweepConfig, "metrics", key=f"{prefix}_metrics", default=DEFAULTS["metrics"] or tuple(METRICS),
+                             extra_help="Invariance costs one forward pass of up to 1,000 augmented images per "
+                                        "augmentation.")
+    return dict(metrics=metrics)
 
 
 def pick_run_settings(prefix: str) -> dict:
     """Sample sizes, device and advanced options, as SweepConfig keyword arguments."""
     c1, c2 = st.columns(2)
-    ntr = kept(c1.number_input, "Train images", key=f"{prefix}_n_train", min_value=0, value=_count(DEFAULTS["n_train"]),
-               step=500, help="Stratified subsample of the train split for fitting probes (0 = the whole split).")
-    nte = kept(c2.number_input, "Test images", key=f"{prefix}_n_test", min_value=0, value=_count(DEFAULTS["n_test"]),
-               step=500, help="Stratified subsample of the test split for scoring (0 = the whole split).")
-    devs = devices()
-    device = kept(st.selectbox, "Device", key=f"{prefix}_device", options=devs,
-                  index=devs.index(DEFAULTS["device"]) if DEFAULTS["device"] in devs else 0,
-                  help="auto: CUDA, then MPS, then CPU. Extraction and probes run there.")
-    readouts = ([None] if DEFAULTS["readout"] is None else []) + list(READOUTS)
+    n_train = fields.number(SweepConfig, "n_train", key=f"{prefix}_n_train", where=c1, step=500, zero_means_none=True,
+                            extra_help="0 = the whole split.")
+    n_test = fields.number(SweepConfig, "n_test", key=f"{prefix}_n_test", where=c2, step=500, zero_means_none=True,
+                           extra_help="0 = the whole split.")
+    device = fields.choice(SweepConfig, "device", key=f"{prefix}_device", options=devices(),
+                           extra_help="Extraction and probes run there.")
     with st.expander("Advanced"):
-        seed = kept(st.number_input, "Seed", key=f"{prefix}_seed", min_value=0, value=int(DEFAULTS["seed"]), step=1,
-                    help="Subsampling, validation split, bootstrap, random weights and (for shapes) which images "
-                         "are generated.")
-        batch = kept(st.number_input, "Batch size", key=f"{prefix}_batch", min_value=1, value=int(DEFAULTS["batch_size"]),
-                     step=64)
-        readout = kept(st.selectbox, "ViT token readout", key=f"{prefix}_readout", options=readouts,
-                       index=readouts.index(DEFAULTS["readout"]),
-                       format_func=lambda r: "the model's own" if r is None else r,
-                       help="How ViT tokens become one vector per cut; ignored by CNNs.")
-        size = kept(st.number_input, "Image size (0 = native)", key=f"{prefix}_image_size", min_value=0,
-                    value=_count(DEFAULTS["image_size"]), step=16,
-                    help="Resize images (shorter side + centre crop) before the model's own preprocessing.")
-    return dict(n_train=int(ntr) or None, n_test=int(nte) or None, device=device, seed=int(seed), batch_size=int(batch),
-                readout=readout, image_size=int(size) or None)
+        seed = fields.number(SweepConfig, "seed", key=f"{prefix}_seed", step=1,
+                             extra_help="For shapes it also picks which images are generated.")
+        batch = fields.number(SweepConfig, "batch_size", key=f"{prefix}_batch", step=64)
+        readout = fields.choice(SweepConfig, "readout", key=f"{prefix}_readout",
+                                options=[None, *READOUTS],
+                                format_func=lambda r: "the model's own" if r is None else r,
+                                extra_help="Ignored by CNNs.")
+        size = fields.number(SweepConfig, "image_size", key=f"{prefix}_image_size", step=16, zero_means_none=True,
+                             label="Image size (0 = native)", extra_help="Shorter side + centre crop.")
+    return dict(n_train=n_train, n_test=n_test, device=device, seed=seed, batch_size=batch, readout=readout,
+                image_size=size)

@@ -10,19 +10,27 @@ view has its own content fingerprint for the feature cache.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Iterator
 
 import numpy as np
 import torch
 
 from ..errors import DatasetError
 from ..hashing import json_digest, large_tensor_digest, tensor_digest
+from ..names import DERIVED_TASKS
+from .invariance import transform
 
 BASE = "base"
 
 
 class Images:
-    """One split's images: a length, a shape and batched access by index (uint8 [B, 3, H, W])."""
+    """One split's images: a length, a shape and batched access by index (uint8 [B, 3, H, W]).
+
+    Images decoded from files as they are read (`streams`) also decode one image at a time (`decode_one`, what a
+    DataLoader worker calls) and say which files failed (`failure`), so readers never reach into their internals.
+    """
+
+    #: decoded from files as they are read, by DataLoader workers (False: sliced from memory)
+    streams = False
 
     def __len__(self) -> int:  # pragma: no cover - interface
         raise NotImplementedError
@@ -37,6 +45,14 @@ class Images:
         raise NotImplementedError
 
     def fingerprint(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def decode_one(self, i: int) -> np.ndarray | Exception:  # pragma: no cover - streamed images only
+        """Image i as an HWC uint8 array, or the exception decoding it raised (reported by file name later)."""
+        raise NotImplementedError
+
+    def failure(self, failed: list[tuple[int, str]]) -> DatasetError:  # pragma: no cover - streamed images only
+        """The error naming the images (by index) that could not be decoded, and why."""
         raise NotImplementedError
 
     def materialize(self) -> torch.Tensor:
@@ -124,8 +140,6 @@ class Dataset:
     # -- views: the base images, and one transformed copy per derived task ---------------------
     @property
     def derived_tasks(self) -> list[str]:
-        from .invariance import DERIVED_TASKS
-
         return [t for t in self.tasks if t in DERIVED_TASKS]
 
     @property
@@ -144,16 +158,7 @@ class Dataset:
         labels = self.train_labels if split == "train" else self.test_labels
         return {t: labels[t] for t in self.view_tasks(view)}
 
-    def batches(self, split: str, batch_size: int, view: str = BASE, **kw) -> Iterator[torch.Tensor]:
-        """uint8 batches of a split in order; a derived view transforms its marked images as they are read."""
-        from .loading import read_batches
-
-        for _, x in read_batches(self, split, batch_size, view, **kw):
-            yield x
-
     def transform_view(self, view: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        from .invariance import transform
-
         if not bool(mask.any()):
             return x
         x = x.clone()

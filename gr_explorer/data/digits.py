@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.datasets import load_digits
 
 from .base import stratified_indices
 
@@ -24,8 +25,6 @@ def fixed_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load(*, n_train: int | None, n_test: int | None, seed: int, **_):
-    from sklearn.datasets import load_digits
-
     bunch = load_digits()
     # Values are 0..16 ink counts; scale to 0..255 and repeat to RGB.
     pixels = np.rint(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)

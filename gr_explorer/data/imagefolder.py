@@ -257,6 +257,9 @@ class FileImages(Images):
         h, w = self._native if self.size is None and self._native else (self.size, self.size)
         return 3, h, w
 
+    def failure(self, failed: list[tuple[int, str]]) -> DatasetError:
+        return failed_files(self.root, [(self.rel_paths[i], why) for i, why in failed])
+
     def decode_one(self, i: int) -> np.ndarray | Exception:
         arr = _decode(self.root / self.rel_paths[i], self.size)
         if isinstance(arr, np.ndarray) and self.size is None and arr.shape[:2] != self._native:

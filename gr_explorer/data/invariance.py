@@ -22,10 +22,11 @@ from __future__ import annotations
 import hashlib
 
 import torch
+from torchvision.transforms.v2 import functional as F
 
 from ..errors import DatasetError
+from ..names import DERIVED_TASKS
 
-DERIVED_TASKS = ("hflip", "rot90", "grayscale", "hue")
 CLASSES = {
     "hflip": ["original", "flipped"],
     "rot90": ["original", "rotated"],
@@ -46,7 +47,6 @@ def half_mask(n: int, seed: int, task: str, split: str) -> torch.Tensor:
 
 def transform(task: str, images: torch.Tensor, name: str = "dataset") -> torch.Tensor:
     """The transform of one derived task on a uint8 batch [N, 3, H, W]."""
-    from torchvision.transforms.v2 import functional as F
 
     if task == "hflip":
         return torch.flip(images, dims=[-1])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from ..errors import DatasetError
@@ -40,8 +41,6 @@ class _Items(torch.utils.data.Dataset):
 
 def _collate(items):
     """In the worker: one uint8 batch, or the names of the files that failed (stacking then happens in the main process)."""
-    import numpy as np
-
     failed = [(i, f"{type(a).__name__}: {a}") for i, a in items if isinstance(a, Exception)]
     if failed:
         return None, failed
@@ -66,12 +65,10 @@ def read_batches(dataset: Dataset, split: str, batch_size: int, view: str = BASE
             x = dataset.transform_view(view, x, marks[start:start + x.shape[0]])
         return x.pin_memory() if pin and not x.is_pinned() else x
 
-    if not getattr(images, "streams", False):
+    if not images.streams:
         for s in starts:
             yield s, finish(s, images.get(slice(s, min(s + batch_size, n))))
         return
-    from .imagefolder import failed_files
-
     workers = default_workers() if workers is None else workers
     loader = torch.utils.data.DataLoader(
         _Items(images), batch_sampler=[list(range(s, min(s + batch_size, n))) for s in starts], num_workers=workers,
@@ -79,7 +76,7 @@ def read_batches(dataset: Dataset, split: str, batch_size: int, view: str = BASE
     try:
         for s, (x, failed) in zip(starts, loader):
             if failed:
-                raise failed_files(images.root, [(images.rel_paths[i], why) for i, why in failed])
+                raise images.failure(failed)
             yield s, finish(s, x)
     except DatasetError:
         raise

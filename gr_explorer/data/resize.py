@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import functional as F
 
 from ..threads import map_ordered
 
@@ -16,7 +17,6 @@ _CHUNK = 512  # images per thread task (torch resizes one batch on one core)
 
 def resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 [N, 3, H, W] -> uint8 [N, 3, size, size] (antialiased bilinear), chunks resized on threads."""
-    from torchvision.transforms.v2 import functional as F
 
     if tuple(images.shape[-2:]) == (size, size):
         return images

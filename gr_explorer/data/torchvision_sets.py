@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision.datasets as tvd
+from torchvision.datasets.utils import extract_archive
 
 from ..errors import OfflineError
 from .base import stratified_indices
@@ -56,8 +60,6 @@ def default_root(data_root: str | os.PathLike | None = None) -> Path:
 
 
 def _make(src: _Source, root: Path, train: bool, download: bool):
-    import torchvision.datasets as tvd
-
     cls = getattr(tvd, src.cls_name)
     split = {"train": train} if src.split_arg == "train" else {"split": "train" if train else "test"}
     return cls(str(root), download=download, **split)
@@ -70,8 +72,6 @@ def _download(src: _Source, root: Path, train: bool):
     socket default, which would change every other connection of the process (the app serves many).
     torchvision still checks the files' integrity when it opens them.
     """
-    import shutil
-    import urllib.request
 
     for archive in src.archives:
         dest = root / archive
@@ -92,7 +92,6 @@ def _download(src: _Source, root: Path, train: bool):
 
 def _unpack_local(src: _Source, root: Path) -> bool:
     """Unpack archives the user placed by hand (no network); False when they are not all there."""
-    from torchvision.datasets.utils import extract_archive
 
     paths = [root / a for a in src.archives]
     if not all(p.is_file() for p in paths):

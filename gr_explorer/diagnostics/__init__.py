@@ -15,9 +15,16 @@ sweep already extracted (and, for invariance, one extra forward pass):
     metric_vs_accuracy(result.table, diag.metrics)
 """
 
+from ..errors import DiagnosticError
 from .cka import CKA_COLUMNS, cka_between_models, cka_matrix, cka_pairs, cka_table
-from .compute import DEFAULT_METRICS, METRIC_COLUMNS, METRICS, Diagnostics, compute_diagnostics, validate_metrics
-from .errors import DiagnosticError
+from .compute import (
+           DEFAULT_METRICS,
+           METRIC_COLUMNS,
+           METRICS,
+           Diagnostics,
+           compute_diagnostics,
+           validate_metrics,
+)
 from .invariance import AUGMENTATIONS, augmentation_invariance, invariance_scores
 from .moments import DEFAULT_MEMORY_BUDGET
 from .selection import DIRECTIONS, metric_vs_accuracy

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..errors import DiagnosticError
 from ..models import Cut
-from .errors import DiagnosticError
 from .moments import DEFAULT_MEMORY_BUDGET, check_features, column_mean, cross_frobenius
 
 CKA_COLUMNS = ["model_a", "cut_a", "depth_a", "model_b", "cut_b", "depth_b", "cka"]

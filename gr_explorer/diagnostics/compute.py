@@ -18,22 +18,21 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from ..errors import did_you_mean
+from ..augment import AugmentConfig
+from ..errors import DiagnosticError, did_you_mean
 from ..features import Features
 from ..models import Model
-from ..progress import Progress, ProgressEvent, ShouldStop
-from ..training.augment import AugmentConfig
+from ..names import METRICS as ALL_METRICS
+from ..progress import Cancelled, Progress, ProgressEvent, ShouldStop
 from .cka import CKA_COLUMNS, cka_table
-from .errors import DiagnosticError
 from .invariance import AUGMENTATIONS, MAX_IMAGES, augmentation_invariance
 from .moments import DEFAULT_MEMORY_BUDGET, check_features, float64_device
 from .spectral import SPECTRAL_METRICS, spectral_metrics
 
-METRICS = SPECTRAL_METRICS + ("cka", "invariance")
+METRICS = tuple(ALL_METRICS)
 #: What runs when no metric is named: everything that needs only the features.
 DEFAULT_METRICS = SPECTRAL_METRICS + ("cka",)
 METRIC_COLUMNS = ["model", "cut", "depth", "part", "dim", "metric", "value", "augmentation"]
-
 
 
 @dataclass
@@ -90,8 +89,6 @@ def compute_diagnostics(model: Model | None, features: Features, dataset_images:
         if progress is not None:
             progress(ProgressEvent("metrics", done, total, model_name, detail))
         if should_stop is not None and should_stop() and done < total:
-            from ..progress import Cancelled
-
             raise Cancelled()
 
     cuts = list(features.cuts)

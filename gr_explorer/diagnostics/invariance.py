@@ -2,7 +2,7 @@
 
 For each augmentation of the training recipe, applied alone with probability
 1 at the strength of an `AugmentConfig` (default: its defaults) with the very
-functions training uses (`training.augment`), a seeded subset of at most 1,000
+functions training uses (`augment`), a seeded subset of at most 1,000
 images goes through ONE extra forward pass (all cuts at once) as augmented
 copies; their clean features come from the sweep's extraction, so no clean
 pass is repeated. Images are preprocessed as in training: `to_unit`, augment,
@@ -30,10 +30,17 @@ from typing import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..augment import (
+    AugmentConfig,
+    color_jitter,
+    hflip,
+    random_blur,
+    random_grayscale,
+    random_resized_crop,
+)
 from ..device import autocast, resolve_device
+from ..errors import DiagnosticError
 from ..models import Model
-from ..training.augment import AugmentConfig, color_jitter, hflip, random_blur, random_grayscale, random_resized_crop
-from .errors import DiagnosticError
 from .moments import float64_device
 
 AUGMENTATIONS = ("crop", "flip", "color_jitter", "grayscale", "blur")

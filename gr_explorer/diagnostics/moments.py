@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 
 from ..device import resolve_device
-from .errors import DiagnosticError
+from ..errors import DiagnosticError
 
 #: Bytes of float64 accumulators plus one converted row chunk, per pass (covariance matrices excepted).
 DEFAULT_MEMORY_BUDGET = 256 * 2**20

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import DiagnosticError
+from ..errors import DiagnosticError
 from .spectral import ALPHA_TARGET
 
 CURVE = ["model", "task", "probe"]

@@ -31,18 +31,17 @@ resolve smaller singular values, but they weigh at most ~1e-6 each in RankMe.
 from __future__ import annotations
 
 import math
-from typing import Mapping
 
 import numpy as np
 import torch
 
+from ..names import SPECTRAL_METRICS
 from .moments import DEFAULT_MEMORY_BUDGET, covariance
 
 #: Added to every normalised singular value in RankMe, as in the paper (avoids log 0).
 RANKME_EPS = 1e-7
 #: alpha-ReQ's reference point: a spectrum decaying like 1/k (Agrawal et al. 2022; Stringer et al. 2019).
 ALPHA_TARGET = 1.0
-SPECTRAL_METRICS = ("rankme", "alpha_req", "stable_rank", "nesum")
 
 
 def floor_ratio(dim: int) -> float:
@@ -129,9 +128,3 @@ def spectral_metrics(x: torch.Tensor, device: torch.device, wanted=SPECTRAL_METR
         if m != "alpha_req":
             out[f"{m}_frac"] = out[m] / cap if math.isfinite(out[m]) else float("nan")
     return out
-
-
-def spectral_table(feats: Mapping[str, torch.Tensor], device: torch.device, wanted=SPECTRAL_METRICS,
-                   budget: int = DEFAULT_MEMORY_BUDGET) -> dict[str, dict[str, float]]:
-    """{cut: {metric: value}} for every cut, one covariance per cut."""
-    return {name: spectral_metrics(x, device, wanted, budget) for name, x in feats.items()}

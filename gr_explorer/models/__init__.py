@@ -10,18 +10,26 @@ from typing import Sequence
 from torch import nn
 
 from ..errors import ModelSpecError, did_you_mean
+from ..names import READOUTS, SCHEMES
+from .adapters import load_release
 from .backbones import HookBackbone, IntermediatesBackbone
-from .checkpoint import build_model, load_checkpoint, read_card, save_checkpoint
-from .cuts import READOUTS, Cut
+from .checkpoint import (
+    build_model,
+    is_release,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+)
+from .cuts import Cut, check_readout
 from .model import POOL, Model
-from .preprocessing import Preprocessing
 from .pixels import pixels_model
+from .preprocessing import Preprocessing
 from .projector import build_projector, group_into_blocks, parse_projector_spec
 from .random_init import random_init, random_label
 from .resnet_small import SmallResNet
+from .timm_models import load_timm
 
 #: model spec schemes; `custom:<name>` records a Model object built in Python (wrap_module) in run.json
-SCHEMES = ("zoo", "timm", "file", "custom")
 
 __all__ = ["SCHEMES", "Cut", "Model", "Preprocessing", "SmallResNet", "POOL", "READOUTS", "load_model", "wrap_module",
            "list_zoo", "zoo_dir", "build_model", "pixels_model", "random_init", "random_label", "build_projector",
@@ -58,8 +66,7 @@ def load_model(spec: str, *, weights: str | None = None, readout: str | None = N
     if not rest or scheme not in SCHEMES:
         raise ModelSpecError(f"Bad model spec {spec!r}. Valid forms: zoo:<name> (one of: {', '.join(list_zoo()) or 'none shipped'}), "
                              "timm:<name>[.<tag>] (e.g. timm:resnet18.a1_in1k), file:<path to .safetensors>.")
-    if readout is not None and readout not in READOUTS:
-        raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
+    check_readout(readout)
     if scheme == "custom":
         raise ModelSpecError(f"{spec!r} names a model built in Python (wrap_module); it cannot be loaded from a spec. "
                              "Pass the Model object itself (sweep(model, ...) / run_sweep(config, models=[model])).")
@@ -73,9 +80,10 @@ def load_model(spec: str, *, weights: str | None = None, readout: str | None = N
                 raise ModelSpecError(f"Unknown zoo model {rest!r}. {did_you_mean(rest, zoo) if zoo else 'No checkpoints in ' + str(zoo_dir()) + '.'}")
             model = load_checkpoint(zoo_dir() / f"{rest}.safetensors", readout=readout, name=spec)
         else:
-            model = load_checkpoint(Path(rest).expanduser(), readout=readout, name=spec)
+            path = Path(rest).expanduser()
+            model = (load_release(path, name=spec, readout=readout) if is_release(path)
+                     else load_checkpoint(path, readout=readout, name=spec))
         return random_init(model, seed) if weights == "random" else model
-    from .timm_models import load_timm
 
     return load_timm(rest, weights=weights, readout=readout or "cls", seed=seed)
 
@@ -85,10 +93,7 @@ def model_for_cuts(spec: str, *, weights: str | None = None, readout: str | None
     meta device (no download, works offline, dims still exact); other specs load as usual."""
     scheme, _, rest = str(spec).partition(":")
     if scheme == "timm" and rest and weights in (None, ""):
-        from .timm_models import load_timm
-
-        if readout is not None and readout not in READOUTS:
-            raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
+        check_readout(readout)
         return load_timm(rest, weights="meta", readout=readout or "cls")
     return load_model(spec, weights=weights, readout=readout, seed=seed)
 

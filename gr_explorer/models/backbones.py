@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import CutError, ModelSpecError, did_you_mean
-from .cuts import READOUTS, pool_map, pool_tokens
+from .cuts import check_readout, pool_map, pool_tokens
 
 
 class _Stop(Exception):
@@ -39,11 +39,6 @@ class BackboneAdapter(nn.Module):
                 raise CutError(f"Unknown backbone stage {s!r}. {did_you_mean(s, self.stage_names)}")
 
 
-def _check_readout(readout: str) -> None:
-    if readout not in READOUTS:
-        raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
-
-
 class IntermediatesBackbone(BackboneAdapter):
     def __init__(self, module: nn.Module, readout: str = "cls"):
         super().__init__()
@@ -52,7 +47,7 @@ class IntermediatesBackbone(BackboneAdapter):
                 f"{type(module).__name__} has no forward_intermediates(); wrap it with HookBackbone "
                 "(gr_explorer.models.wrap_module) and name the submodules to cut at."
             )
-        _check_readout(readout)
+        check_readout(readout)
         self.module = module
         self.readout = readout
         self.num_prefix_tokens = int(getattr(module, "num_prefix_tokens", 0) or 0)
@@ -101,7 +96,7 @@ class HookBackbone(BackboneAdapter):
     def __init__(self, module: nn.Module, stages: Sequence[str], readout: str = "mean", num_prefix_tokens: int = 0,
                  pool: str | None = None):
         super().__init__()
-        _check_readout(readout)
+        check_readout(readout)
         names = dict(module.named_modules())
         for s in list(stages) + ([pool] if pool is not None else []):
             if s not in names or s == "":

@@ -12,7 +12,12 @@ from __future__ import annotations
 import math
 import warnings
 
+import timm
+
 from ..errors import CheckpointError
+from .cuts import READOUTS
+from .preprocessing import Preprocessing
+from .projector import ACTS, NORMS
 
 MAX_WIDTH = 65536  # projector / layer widths (DINO's 65536-d last layer is the largest real one)
 MAX_RESNET_WIDTH = 1024
@@ -48,7 +53,6 @@ def check_card(card: dict, where: str) -> None:
     _check_projector(arch.get("projector"), where)
     _check_preprocessing(card, where)
     readout = card.get("readout", "cls")
-    from .cuts import READOUTS
 
     if readout not in READOUTS:
         raise _fail(where, "readout", readout, ", ".join(READOUTS))
@@ -64,8 +68,6 @@ def _check_backbone(bb: dict, where: str) -> None:
             raise _fail(where, "architecture.backbone.depths", depths,
                         f"a list of 1 to 8 block counts, each from 1 to {MAX_BLOCKS_PER_STAGE}, e.g. [1, 1, 1, 1]")
     elif kind == "timm":
-        import timm
-
         name = bb.get("name")
         if not isinstance(name, str) or not timm.is_model(name.split(".")[0]):
             raise _fail(where, "architecture.backbone.name", name, "a timm architecture name, e.g. resnet50 or vit_small_patch16_224")
@@ -109,7 +111,6 @@ def _check_projector(p, where: str) -> None:
     widths = str(spec).split("-") if spec is not None else []
     if str(spec).strip().lower() not in ("", "none") and not all(w.isdigit() and 1 <= int(w) <= MAX_WIDTH for w in widths):
         raise _fail(where, "architecture.projector.spec", spec, f"'none' or widths from 1 to {MAX_WIDTH} joined by '-', e.g. 512-512-128")
-    from .projector import ACTS, NORMS
 
     if p.get("norm", "bn") not in NORMS:
         raise _fail(where, "architecture.projector.norm", p.get("norm"), ", ".join(NORMS))
@@ -118,8 +119,6 @@ def _check_projector(p, where: str) -> None:
 
 
 def _check_preprocessing(card: dict, where: str) -> None:
-    from .preprocessing import Preprocessing
-
     pre = card.get("preprocessing")
     if pre is None:
         d = Preprocessing()

@@ -15,16 +15,22 @@ import json
 import os
 from pathlib import Path
 
+import timm
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError, ModelSpecError
+from ..files import atomic_write
 from ..hashing import file_digest
 from .backbones import IntermediatesBackbone
+from .card_check import check_card
 from .model import Model
 from .preprocessing import Preprocessing
 from .projector import build_projector, build_projector_blocks
 from .resnet_small import SmallResNet
+from .safe_load import safe_torch_load
 
 FORMAT = "gr-explorer/1"
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
@@ -37,8 +43,6 @@ def build_backbone_module(arch: dict) -> torch.nn.Module:
     if kind == "resnet_small":
         return SmallResNet(width=int(arch.get("width", 16)), depths=tuple(arch.get("depths", (1, 1, 1, 1))))
     if kind == "timm":
-        import timm
-
         module = timm.create_model(arch["name"], pretrained=False, num_classes=0, **arch.get("kwargs", {}))
         if arch.get("stem"):
             _patch_stem(module, arch["stem"])
@@ -57,8 +61,6 @@ def _patch_stem(module: nn.Module, stem: dict) -> None:
 
 def build_model(card: dict, name: str | None = None, readout: str | None = None) -> Model:
     """A randomly initialised Model with the card's architecture (weights loaded separately)."""
-    from .card_check import check_card
-
     check_card(card, repr(name or card.get("name") or "checkpoint"))
     arch = card["architecture"]
     module = build_backbone_module(arch["backbone"])
@@ -83,10 +85,6 @@ def save_checkpoint(model: Model, path: str | os.PathLike, card: dict, dtype: st
     `dtype="float16"` stores floating-point weights at half the size (they load back into float32 modules);
     whatever was measured on the model should be measured on the stored weights.
     """
-    from safetensors.torch import save_file
-
-    from ..files import atomic_write
-
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
@@ -117,16 +115,11 @@ def read_card(path: Path) -> dict:
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """Tensors from .safetensors, or .pt/.pth with weights_only=True (pickled code is refused, never run)."""
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"Checkpoint {str(path)!r} is corrupt or truncated and cannot be read as safetensors: {e}.") from e
     if path.suffix in TORCH_SUFFIXES:
-        from .adapters.safe_load import safe_torch_load
-
         obj = safe_torch_load(path)
         if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
             obj = obj["state_dict"]
@@ -136,21 +129,21 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"Unsupported checkpoint file {str(path)!r}. Valid: .safetensors (preferred), .pt, .pth, .ckpt, .tar.")
 
 
+def is_release(path: Path) -> bool:
+    """A PyTorch file (.pth, .pt, .ckpt, .tar) without a card: read as an official SSL release (models.adapters)."""
+    return path.suffix in TORCH_SUFFIXES and not path.with_suffix(".json").exists()
+
+
 def load_checkpoint(path: str | os.PathLike, readout: str | None = None, name: str | None = None) -> Model:
     """Model from a checkpoint file (or its card path); weights must match the card exactly.
 
-    A PyTorch file (.pth, .pt, .ckpt, .tar) without a card is read as an official
-    SSL release (DINO, VICReg, Barlow Twins, lightly, solo-learn, MoCo v3, SimCLR).
+    (A PyTorch file without a card is an official SSL release: `is_release`, loaded by models.adapters.)
     """
     path = Path(path)
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
     if not path.exists():
         raise ModelSpecError(f"Checkpoint file {str(path)!r} does not exist.")
-    if path.suffix in TORCH_SUFFIXES and not path.with_suffix(".json").exists():
-        from .adapters import load_release
-
-        return load_release(path, name=name, readout=readout)
     card = read_card(path)
     card["weights_source"] = f"{path.name} sha256:{file_digest(path)[:12]}"  # these bytes, not the card's claim
     return assemble(card, read_weights(path), name=name or path.stem, readout=readout, where=str(path))

@@ -12,6 +12,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import GRExplorerError
+from .adapters import FORMATS, LAYOUTS, convert_release
+from .checkpoint import save_checkpoint
 
 
 def _floats3(s: str) -> list[float]:
@@ -25,8 +27,6 @@ def _floats3(s: str) -> list[float]:
 
 
 def add_convert_parser(subparsers) -> argparse.ArgumentParser:
-    from .adapters import FORMATS
-
     p = subparsers.add_parser(
         "convert", help="convert an official SSL checkpoint (DINO, VICReg, Barlow Twins, lightly, solo-learn, MoCo v3, "
                         "SimCLR) with its projector head to the zoo format",
@@ -50,9 +50,6 @@ def add_convert_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_convert(a) -> int:
-    from .adapters import convert_release
-    from .checkpoint import save_checkpoint
-
     out = Path(a.out)
     if out.suffix != ".safetensors":
         raise GRExplorerError(f"--out must name a .safetensors file, got {a.out!r}.")
@@ -77,7 +74,6 @@ def cmd_convert(a) -> int:
 
 def print_formats() -> int:
     """`gr-explorer zoo --formats`: the checkpoint layouts `convert` and `file:` read."""
-    from .adapters import LAYOUTS
 
     for m in LAYOUTS:
         branches = f" [--{' | --'.join(m.BRANCHES)}; default {m.DEFAULT_BRANCH or 'the plain copy'}]" if m.BRANCHES else ""

@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-READOUTS = ("cls", "mean", "cls+mean")
+from ..errors import ModelSpecError
+from ..names import READOUTS
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,9 @@ def pool_tokens(patches: torch.Tensor, prefix: torch.Tensor, readout: str = "mea
     if readout == "cls":
         return prefix[:, 0]
     return torch.cat([prefix[:, 0], patches.mean(dim=1)], dim=1)
+
+
+def check_readout(readout: str | None) -> None:
+    """The one check of a readout name on the model side (None: the checkpoint's own)."""
+    if readout is not None and readout not in READOUTS:
+        raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import CutError, did_you_mean
+from ..hashing import tensor_digest
 from .backbones import BackboneAdapter
 from .cuts import Cut
 from .preprocessing import Preprocessing
@@ -25,11 +26,15 @@ class Model(nn.Module):
     `weights_source` says where the weights came from, for tables and plots:
     `pretrained (...)`, `random init`, `<file> sha256:<12 hex>`, or
     `none (meta device: shapes only)` for a model built only to list its cuts.
+
+    `kind` says what a sweep measures it as (names.KINDS): the `model` itself, or a baseline
+    (`random_init`, `pixels`); a baseline's `baseline_for` names the model it stands next to.
     """
 
     def __init__(self, backbone: BackboneAdapter, projector: nn.Sequential | None = None,
                  preprocessing: Preprocessing | None = None, name: str = "custom", card: dict | None = None,
-                 weights_source: str | None = None, *, pool: bool = True, rebuild: Callable[[], "Model"] | None = None):
+                 weights_source: str | None = None, *, pool: bool = True, rebuild: Callable[[], "Model"] | None = None,
+                 kind: str = "model", baseline_for: str = ""):
         super().__init__()
         self.backbone = backbone
         self.projector = projector
@@ -38,6 +43,7 @@ class Model(nn.Module):
         self.card = dict(card or {})
         self.weights_source = str(weights_source or self.card.get("weights_source") or "unknown")
         self.has_pool = pool
+        self.kind, self.baseline_for = kind, baseline_for
         #: builds the same architecture with fresh random weights (under the caller's RNG seed); see random_init
         self.rebuild = rebuild
         self._weights_hash: str | None = None
@@ -121,8 +127,6 @@ class Model(nn.Module):
         Code that changes the weights in place (training) builds its own Model and saves a new checkpoint.
         """
         if self._weights_hash is None:
-            from ..hashing import tensor_digest
-
             self._weights_hash = tensor_digest(self.export_state_dict(), length=32)
         return self._weights_hash
 

@@ -51,4 +51,4 @@ def pixels_model(image_side: int) -> Model:
     pre = Preprocessing(input_size=int(image_side), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     card = {"source": "baseline", "weights": "none (raw pixels)", "pixels_side": side}
     return Model(IntermediatesBackbone(PixelBackbone(side), readout="mean"), None, pre, name=NAME, card=card,
-                 weights_source="none (raw pixels)", pool=False)
+                 weights_source="none (raw pixels)", pool=False, kind="pixels")

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelSpecError
+from ..names import PROJECTOR_ACTS, PROJECTOR_NORMS
 
-NORMS = ("bn", "ln", "none")
-ACTS = ("relu", "gelu")
+NORMS, ACTS = PROJECTOR_NORMS, PROJECTOR_ACTS
 LAYER_TYPES = ("linear", "bn", "ln", "relu", "gelu", "l2norm")
 
 

@@ -31,6 +31,7 @@ def random_init(model: Model, seed: int) -> Model:
         torch.manual_seed(seed)
         twin = model.rebuild() if model.rebuild is not None else _reinitialised_copy(model)
     twin.name = random_label(model.name)
+    twin.kind, twin.baseline_for = "random_init", model.name
     twin.card = dict(model.card)
     twin.weights_source = f"random init (seed {seed})"
     twin.rebuild = model.rebuild

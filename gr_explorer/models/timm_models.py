@@ -9,12 +9,20 @@ device (no weights, no memory, no download) -- enough to list its cuts.
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
+import timm
 import torch
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+from timm.models import get_pretrained_cfg
 
 from ..errors import ModelSpecError, OfflineError, did_you_mean
+from ..hashing import file_digest
 from .backbones import IntermediatesBackbone
 from .model import Model
 from .preprocessing import Preprocessing
@@ -25,7 +33,6 @@ DEFAULT_HUB_TIMEOUT = 3.0
 
 def load_timm(name: str, weights: str | None = None, readout: str = "cls", seed: int = 0) -> Model:
     """A timm model; `weights="random"` is a deterministic function of `seed` and is labelled `[random init]`."""
-    import timm
 
     arch = name.split(".")[0]
     if not timm.is_model(name) and not timm.is_model(arch):
@@ -52,7 +59,6 @@ def load_timm(name: str, weights: str | None = None, readout: str = "cls", seed:
             module = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(p)), **kwargs)
         except Exception as e:  # timm raises plain RuntimeError/KeyError for mismatched files
             raise ModelSpecError(f"Weights file {weights!r} could not be loaded into timm:{name}: {e}") from e
-        from ..hashing import file_digest
 
         source = f"{p.name} sha256:{file_digest(p)[:12]}"
     if not hasattr(module, "forward_intermediates"):
@@ -90,7 +96,6 @@ def _create_pretrained(timm, name: str, kwargs: dict):
     otherwise) and handed to timm as a file; offline with nothing cached -> OfflineError saying what
     to do; a cache that cannot be written is a disk error, not "offline".
     """
-    from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(name)  # the default tag when the name has none
     hf_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
@@ -117,8 +122,6 @@ def _create_pretrained(timm, name: str, kwargs: dict):
 
 def _hub_file(hf_id: str, filename: str | None) -> str:
     """Local path of a hub weights file: safetensors first, as timm does; cache only when the hub is unreachable."""
-    from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     repo, _, revision = hf_id.partition("@")
     timeout = hub_timeout()
@@ -144,9 +147,6 @@ def _offline(name: str, e: BaseException) -> OfflineError:
 
 
 def _hub_reachable(endpoint: str, timeout: float) -> bool:
-    import socket
-    from urllib.parse import urlparse
-
     url = urlparse(endpoint)
     try:
         socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
@@ -156,8 +156,6 @@ def _hub_reachable(endpoint: str, timeout: float) -> bool:
 
 
 def _is_disk_error(e: OSError) -> bool:
-    import errno
-
     return isinstance(e, PermissionError) or e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT)
 
 

@@ -1,72 +1,66 @@
-"""Probes: readouts fitted on frozen features, for all cuts (and tasks) together.
+"""Probes: heads fitted on frozen features, for all cuts (and tasks) together.
 
     rows = run_probes(["linear", "knn"], train_feats, train_labels, test_feats, test_labels, device="cuda")
 
 `train_feats`/`test_feats` map cut name -> FloatTensor [N, D_cut]; `train_labels`/
 `test_labels` map task name -> LongTensor [N] of class ids 0..C_task-1. Each returned
-`ProbeResult` is one (cut, task, probe): its test accuracy and per-test-image
+`ProbeResult` (probes.base) is one (cut, task, probe): its test accuracy and per-test-image
 correctness (kept for bootstrap intervals at no refit cost), the validation accuracy
 of the chosen hyper-parameter and of every one tried (`search`), that hyper-parameter
-(`C=0.1`, `k=20`), and whether the solver converged.
+as numbers (`hparam`, `value`, `used`), and whether the solver converged.
 
 * linear: multinomial logistic regression (sklearn's objective) on standardised
   features; all cuts x tasks x C solved by one batched L-BFGS (see probes.linear).
 * knn: cosine k-NN with exp(sim / T) weighted votes, several k from one search
   (see probes.knn).
 
-Hyper-parameters are chosen on one stratified validation split of the train set
-(`validation_split`, the same for every cut, task and probe for a given seed),
-then the probe is refitted on all train data and scored on test.
+Every head implements `probes.base.Head`. Hyper-parameters are chosen on one
+stratified validation split of the train set (`validation_split`, the same for
+every cut, task and probe for a given seed), then the probe is refitted on all
+train data and scored on test.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import torch
 
+from ..device import resolve_device
 from ..errors import ProbeError, did_you_mean
+from ..names import PROBES
 from ..progress import Progress, Reporter, ShouldStop
-from .knn import DEFAULT_KS, DEFAULT_TEMPERATURE, KnnProbeResult, fit_knn_probes, format_k, knn_predict
-from .linear import DEFAULT_GRID, DEFAULT_MEMORY_BUDGET, LinearProbeResult, fit_linear_probes, format_C, standardize
+from .base import Head, ProbeResult
+from .knn import (
+    DEFAULT_KS,
+    DEFAULT_TEMPERATURE,
+    KnnHead,
+    KnnProbeResult,
+    fit_knn_probes,
+    knn_predict,
+)
+from .linear import (
+    DEFAULT_GRID,
+    DEFAULT_MEMORY_BUDGET,
+    LinearHead,
+    LinearProbeResult,
+    fit_linear_probes,
+    standardize,
+)
 from .solver import lbfgs_softmax
 from .split import validation_split
 
-PROBES: tuple[str, ...] = ("linear", "knn")
+#: the head class of every probe name (names.PROBES declares the names)
+HEADS: dict[str, type[Head]] = {h.name: h for h in (LinearHead, KnnHead)}
 
 
 class ConvergenceWarning(UserWarning):
     """A linear probe stopped at its iteration limit before meeting the tolerance."""
 
 
-@dataclass
-class ProbeResult:
-    """One fitted probe: a (cut, task, probe) with everything a table, an interval or a plot needs."""
-
-    cut: str
-    task: str
-    probe: str
-    accuracy: float  # test accuracy of the refitted probe
-    val_accuracy: float  # validation accuracy of the chosen hyper-parameter
-    hparam: str  # 'C=0.1' / 'k=20' (k as used: capped at the train-bank size)
-    n_classes: int
-    converged: bool = True
-    n_iter: int = 0
-    search: dict[float, float] = field(default_factory=dict)  # hyper-parameter value -> validation accuracy
-    correct: torch.Tensor | None = field(default=None, compare=False, repr=False)  # bool [n_test]
-
-
-def _validate(
-    probes: Sequence[str],
-    train_feats: Mapping[str, torch.Tensor],
-    train_labels: Mapping[str, torch.Tensor],
-    test_feats: Mapping[str, torch.Tensor],
-    test_labels: Mapping[str, torch.Tensor],
-    val_fraction: float,
-) -> tuple[list[str], dict[str, int]]:
+def _check_probes(probes: Sequence[str]) -> list[str]:
     if isinstance(probes, str):
         probes = [probes]
     probes = list(dict.fromkeys(probes))
@@ -75,77 +69,102 @@ def _validate(
     for p in probes:
         if p not in PROBES:
             raise ProbeError(f"Unknown probe {p!r}. {did_you_mean(str(p), PROBES)}")
-    for split, feats in (("train", train_feats), ("test", test_feats)):
-        if not feats:
-            raise ProbeError(f"The {split} feature dict is empty: there is no cut to probe. Valid: a dict cut name -> FloatTensor [N, D].")
-    for split, labels in (("train", train_labels), ("test", test_labels)):
-        if not labels:
-            raise ProbeError(f"The {split} label dict is empty: there is no task to probe. Valid: a dict task name -> LongTensor [N].")
-    if list(train_feats) != list(test_feats):
-        missing = [c for c in train_feats if c not in test_feats]
-        extra = [c for c in test_feats if c not in train_feats]
-        raise ProbeError(
-            f"Train and test features must have the same cuts in the same order; "
-            f"missing from test: {missing}, only in test: {extra}. Valid cuts (train): {', '.join(train_feats)}."
-        )
-    if list(train_labels) != list(test_labels):
-        missing = [t for t in train_labels if t not in test_labels]
-        extra = [t for t in test_labels if t not in train_labels]
-        raise ProbeError(
-            f"Train and test labels must have the same tasks in the same order; "
-            f"missing from test: {missing}, only in test: {extra}. Valid tasks (train): {', '.join(train_labels)}."
-        )
+    return probes
+
+
+def _check_same_keys(kind: str, what: str, train: Mapping, test: Mapping) -> None:
+    if not train or not test:
+        split = "train" if not train else "test"
+        valid = "a dict cut name -> FloatTensor [N, D]" if kind == "cut" else "a dict task name -> LongTensor [N]"
+        raise ProbeError(f"The {split} {'feature' if kind == 'cut' else 'label'} dict is empty: there is no {kind} to "
+                         f"probe. Valid: {valid}.")
+    if list(train) != list(test):
+        missing = [c for c in train if c not in test]
+        extra = [c for c in test if c not in train]
+        raise ProbeError(f"Train and test {what} must have the same {kind}s in the same order; missing from test: "
+                         f"{missing}, only in test: {extra}. Valid {kind}s (train): {', '.join(train)}.")
+
+
+def _check_features(split: str, feats: Mapping[str, torch.Tensor]) -> None:
+    for cut, x in feats.items():
+        if not isinstance(x, torch.Tensor) or x.ndim != 2:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ProbeError(f"Cut {cut!r}: {split} features must be a 2-D tensor [N, D], got {shape}. Valid: pool "
+                             "spatial maps to [N, D] first.")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ProbeError(f"Cut {cut!r}: {split} features are empty {tuple(x.shape)}. Valid: N >= 1 samples and "
+                             "D >= 1 dims.")
+        if x.is_complex() or x.dtype == torch.bool:
+            raise ProbeError(f"Cut {cut!r}: {split} features have dtype {x.dtype}. Valid: a real floating dtype "
+                             "(float32, float16, bfloat16, float64).")
+        if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).any(1).sum())
+            raise ProbeError(f"Cut {cut!r}: {split} features contain NaN or inf ({bad} of {x.shape[0]} samples). "
+                             "Valid: finite values only.")
+
+
+def _check_labels(split: str, labels: Mapping[str, torch.Tensor]) -> None:
+    for task, y in labels.items():
+        if not isinstance(y, torch.Tensor) or y.ndim != 1:
+            shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ProbeError(f"Task {task!r}: {split} labels must be a 1-D tensor [N], got {shape}. Valid: LongTensor "
+                             "of class ids 0..C-1.")
+        if y.dtype.is_floating_point or y.is_complex() or y.dtype == torch.bool:
+            raise ProbeError(f"Task {task!r}: {split} labels have dtype {y.dtype}. Valid: an integer dtype (class ids "
+                             "0..C-1).")
+        if y.numel() and int(y.min()) < 0:
+            raise ProbeError(f"Task {task!r}: {split} labels contain a negative class id ({int(y.min())}). Valid: "
+                             "class ids 0..C-1.")
+
+
+def _count(split: str, feats: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> int:
+    """The one N every feature and label tensor of a split shares."""
+    ns = {("cut", c): x.shape[0] for c, x in feats.items()}
+    ns.update({("task", t): y.shape[0] for t, y in labels.items()})
+    (ref_kind, ref_name), ref = next(iter(ns.items()))
+    for (kind, name), v in ns.items():
+        if v != ref:
+            raise ProbeError(f"Mismatched number of {split} samples: {kind} {name!r} has {v} but {ref_kind} "
+                             f"{ref_name!r} has {ref}. Valid: every {split} feature tensor and label tensor has the "
+                             "same N.")
+    return ref
+
+
+def _classes(train_labels: Mapping[str, torch.Tensor], test_labels: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    n_classes = {}
+    for task, y in train_labels.items():
+        present = torch.unique(y)
+        if present.numel() < 2:
+            only = int(present[0]) if present.numel() else "none"
+            raise ProbeError(f"Task {task!r} has {present.numel()} class in the train split (class {only}); a probe "
+                             "needs at least 2. Valid: tasks with >= 2 classes in train.")
+        top = int(test_labels[task].max()) if test_labels[task].numel() else 0
+        n_classes[task] = max(int(y.max()), top) + 1
+    return n_classes
+
+
+def _validate(probes, train_feats, train_labels, test_feats, test_labels, val_fraction) -> tuple[list[str], dict[str, int]]:
+    """Every input checked once, here, naming the bad cut / task / split and what is valid."""
+    probes = _check_probes(probes)
+    _check_same_keys("cut", "features", train_feats, test_feats)
+    _check_same_keys("task", "labels", train_labels, test_labels)
     if not (isinstance(val_fraction, (int, float)) and 0.0 < float(val_fraction) < 1.0):
-        raise ProbeError(f"val_fraction={val_fraction!r} is out of range. Valid: a number strictly between 0 and 1 (e.g. 0.2).")
+        raise ProbeError(f"val_fraction={val_fraction!r} is out of range. Valid: a number strictly between 0 and 1 "
+                         "(e.g. 0.2).")
     n = {}
     for split, feats, labels in (("train", train_feats, train_labels), ("test", test_feats, test_labels)):
-        for cut, x in feats.items():
-            if not isinstance(x, torch.Tensor) or x.ndim != 2:
-                shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise ProbeError(f"Cut {cut!r}: {split} features must be a 2-D tensor [N, D], got {shape}. Valid: pool spatial maps to [N, D] first.")
-            if x.shape[0] == 0 or x.shape[1] == 0:
-                raise ProbeError(f"Cut {cut!r}: {split} features are empty {tuple(x.shape)}. Valid: N >= 1 samples and D >= 1 dims.")
-            if x.is_complex() or x.dtype == torch.bool:
-                raise ProbeError(f"Cut {cut!r}: {split} features have dtype {x.dtype}. Valid: a real floating dtype (float32, float16, bfloat16, float64).")
-            if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
-                bad = int((~torch.isfinite(x)).any(1).sum())
-                raise ProbeError(f"Cut {cut!r}: {split} features contain NaN or inf ({bad} of {x.shape[0]} samples). Valid: finite values only.")
-        for task, y in labels.items():
-            if not isinstance(y, torch.Tensor) or y.ndim != 1:
-                shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-                raise ProbeError(f"Task {task!r}: {split} labels must be a 1-D tensor [N], got {shape}. Valid: LongTensor of class ids 0..C-1.")
-            if y.dtype.is_floating_point or y.is_complex() or y.dtype == torch.bool:
-                raise ProbeError(f"Task {task!r}: {split} labels have dtype {y.dtype}. Valid: an integer dtype (class ids 0..C-1).")
-            if y.numel() and int(y.min()) < 0:
-                raise ProbeError(f"Task {task!r}: {split} labels contain a negative class id ({int(y.min())}). Valid: class ids 0..C-1.")
-        ns = {("cut", c): x.shape[0] for c, x in feats.items()}
-        ns.update({("task", t): y.shape[0] for t, y in labels.items()})
-        if len(set(ns.values())) != 1:
-            ref_kind, ref_name = next(iter(ns))
-            ref = ns[(ref_kind, ref_name)]
-            bad = [(k, nm, v) for (k, nm), v in ns.items() if v != ref]
-            k, nm, v = bad[0]
-            raise ProbeError(
-                f"Mismatched number of {split} samples: {k} {nm!r} has {v} but {ref_kind} {ref_name!r} has {ref}. "
-                f"Valid: every {split} feature tensor and label tensor has the same N."
-            )
-        n[split] = next(iter(ns.values()))
+        _check_features(split, feats)
+        _check_labels(split, labels)
+        n[split] = _count(split, feats, labels)
     for cut in train_feats:
         d_tr, d_te = train_feats[cut].shape[1], test_feats[cut].shape[1]
         if d_tr != d_te:
-            raise ProbeError(f"Cut {cut!r}: train features have D={d_tr} but test features D={d_te}. Valid: the same D in both splits.")
-    n_classes = {}
-    for task in train_labels:
-        present = torch.unique(train_labels[task])
-        if present.numel() < 2:
-            only = int(present[0]) if present.numel() else "none"
-            raise ProbeError(
-                f"Task {task!r} has {present.numel()} class in the train split (class {only}); a probe needs at least 2. "
-                f"Valid: tasks with >= 2 classes in train."
-            )
-        n_classes[task] = int(max(int(train_labels[task].max()), int(test_labels[task].max()) if test_labels[task].numel() else 0)) + 1
+            raise ProbeError(f"Cut {cut!r}: train features have D={d_tr} but test features D={d_te}. Valid: the same D "
+                             "in both splits.")
+    n_classes = _classes(train_labels, test_labels)
     if n["train"] < 3:
-        raise ProbeError(f"The train split has {n['train']} samples; choosing hyper-parameters needs a validation split. Valid: N >= 3 train samples.")
+        raise ProbeError(f"The train split has {n['train']} samples; choosing hyper-parameters needs a validation "
+                         "split. Valid: N >= 3 train samples.")
     return probes, n_classes
 
 
@@ -178,46 +197,30 @@ def run_probes(
     fit that hit its iteration limit is flagged `converged=False` and warned about.
     """
     probes, n_classes = _validate(probes, train_feats, train_labels, test_feats, test_labels, val_fraction)
-    grid = _check_grid(linear_grid)
-    ks = _check_ks(knn_ks)
-    if not (isinstance(knn_temperature, (int, float)) and math.isfinite(knn_temperature) and knn_temperature > 0):
-        raise ProbeError(f"knn_temperature={knn_temperature!r} is invalid. Valid: a positive number (default 0.07).")
-    from ..device import resolve_device
-
+    heads = {"linear": LinearHead(_check_grid(linear_grid), linear_max_iter, linear_tol, linear_memory_budget),
+             "knn": KnnHead(_check_ks(knn_ks), _check_temperature(knn_temperature), knn_chunk_size)}
     device = resolve_device(device)
     fit_idx, val_idx = validation_split(train_labels, val_fraction, seed)
     cuts, tasks = list(train_feats), list(train_labels)
     report = Reporter(progress, should_stop, "probe", len(cuts) * len(tasks) * len(probes), model)
-
     results: dict[tuple[str, str, str], ProbeResult] = {}
     for probe in probes:
-        if probe == "linear":
-            res = fit_linear_probes(
-                train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx, grid=grid,
-                n_classes=n_classes, device=device, max_iter=linear_max_iter, tol=linear_tol,
-                memory_budget=linear_memory_budget, progress=report.tick,
-            )
-            for (cut, task), r in res.items():
-                results[(cut, task, probe)] = ProbeResult(
-                    cut, task, probe, r.accuracy, r.val_accuracy, format_C(r.C), n_classes[task], r.converged, r.n_iter,
-                    dict(r.val_accuracies), r.correct)
-            stuck = [f"{c}/{t}" for (c, t), r in res.items() if not r.converged]
-            if stuck:
-                warnings.warn(f"{model + ': ' if model else ''}the linear probe did not converge within {linear_max_iter} "
-                              f"iterations for {len(stuck)} (cut, task) fit(s): {', '.join(stuck[:6])}"
-                              f"{' ...' if len(stuck) > 6 else ''}. Their accuracies may be slightly low "
-                              "(the converged column says which).", ConvergenceWarning, stacklevel=2)
-        elif probe == "knn":
-            res = fit_knn_probes(
-                train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx, ks=ks,
-                temperature=knn_temperature, n_classes=n_classes, device=device, chunk_size=knn_chunk_size,
-                progress=report.tick,
-            )
-            for (cut, task), r in res.items():
-                results[(cut, task, probe)] = ProbeResult(
-                    cut, task, probe, r.accuracy, r.val_accuracy, format_k(r.k_used), n_classes[task],
-                    search={float(k): v for k, v in r.val_accuracies.items()}, correct=r.correct)
+        res = heads[probe].fit(train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx,
+                               n_classes=n_classes, device=device, tick=report.tick)
+        results.update({(cut, task, probe): r for (cut, task), r in res.items()})
+        stuck = [f"{c}/{t}" for (c, t), r in res.items() if not r.converged]
+        if stuck:
+            warnings.warn(f"{model + ': ' if model else ''}the linear probe did not converge within {linear_max_iter} "
+                          f"iterations for {len(stuck)} (cut, task) fit(s): {', '.join(stuck[:6])}"
+                          f"{' ...' if len(stuck) > 6 else ''}. Their accuracies may be slightly low "
+                          "(the converged column says which).", ConvergenceWarning, stacklevel=2)
     return [results[(cut, task, probe)] for cut in cuts for task in tasks for probe in probes]
+
+
+def _check_temperature(t) -> float:
+    if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+        raise ProbeError(f"knn_temperature={t!r} is invalid. Valid: a positive number (default 0.07).")
+    return float(t)
 
 
 def _check_grid(grid) -> list[float] | None:
@@ -247,8 +250,10 @@ def _check_ks(ks) -> list[int] | None:
 __all__ = [
     "DEFAULT_GRID",
     "DEFAULT_KS",
+    "HEADS",
     "PROBES",
     "ConvergenceWarning",
+    "Head",
     "KnnProbeResult",
     "LinearProbeResult",
     "ProbeResult",

@@ -15,6 +15,8 @@ from typing import Callable, Iterator, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from .base import Head, ProbeResult
+
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20, 50)
 DEFAULT_TEMPERATURE = 0.07
 DEFAULT_CHUNK_SIZE = 1024
@@ -185,8 +187,23 @@ def fit_knn_probes(
     return results
 
 
-def format_k(k: int) -> str:
-    return f"k={k}"
+class KnnHead(Head):
+    """The k-NN probe as a sweep head: k chosen on validation from `ks`."""
+
+    name, hparam = "knn", "k"
+
+    def __init__(self, ks: Sequence[int] | None = None, temperature: float = DEFAULT_TEMPERATURE,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE):
+        self.ks, self.temperature, self.chunk_size = ks, temperature, chunk_size
+
+    def fit(self, train_feats, train_labels, test_feats, test_labels, *, fit_idx, val_idx, n_classes, device, tick):
+        res = fit_knn_probes(train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx,
+                             ks=self.ks, temperature=self.temperature, n_classes=n_classes, device=device,
+                             chunk_size=self.chunk_size, progress=tick)
+        return {(cut, task): ProbeResult(cut, task, self.name, r.accuracy, r.val_accuracy, self.hparam, float(r.k),
+                                         int(r.k_used), n_classes[task],
+                                         search={float(k): v for k, v in r.val_accuracies.items()}, correct=r.correct)
+                for (cut, task), r in res.items()}
 
 
-__all__ = ["DEFAULT_KS", "DEFAULT_TEMPERATURE", "KnnProbeResult", "fit_knn_probes", "format_k", "knn_predict"]
+__all__ = ["DEFAULT_KS", "DEFAULT_TEMPERATURE", "KnnHead", "KnnProbeResult", "fit_knn_probes", "knn_predict"]

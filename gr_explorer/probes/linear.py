@@ -46,6 +46,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .base import Head, ProbeResult
 from .solver import feature_eigen, lbfgs_softmax, predict
 
 DEFAULT_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-3, 2, 6))  # 0.001 ... 100
@@ -309,16 +310,31 @@ def fit_linear_probes(
     return {(c, t): results[(c, t)] for c in cuts for t in tasks}
 
 
-def format_C(C: float) -> str:
-    return f"C={C:g}"
+class LinearHead(Head):
+    """The linear probe as a sweep head: C chosen on validation from `grid`, every (cut, task, C) in one batched solve."""
+
+    name, hparam = "linear", "C"
+
+    def __init__(self, grid: Sequence[float] | None = None, max_iter: int = 1000, tol: float = 1e-4,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET):
+        self.grid, self.max_iter, self.tol, self.memory_budget = grid, max_iter, tol, memory_budget
+
+    def fit(self, train_feats, train_labels, test_feats, test_labels, *, fit_idx, val_idx, n_classes, device, tick):
+        res = fit_linear_probes(train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx,
+                                grid=self.grid, n_classes=n_classes, device=device, max_iter=self.max_iter,
+                                tol=self.tol, memory_budget=self.memory_budget, progress=tick)
+        return {(cut, task): ProbeResult(cut, task, self.name, r.accuracy, r.val_accuracy, self.hparam, float(r.C),
+                                         float(r.C), n_classes[task], r.converged, r.n_iter, dict(r.val_accuracies),
+                                         r.correct)
+                for (cut, task), r in res.items()}
 
 
 __all__ = [
     "DEFAULT_GRID",
     "DEFAULT_MEMORY_BUDGET",
+    "LinearHead",
     "LinearProbeResult",
     "chunk_bytes",
     "fit_linear_probes",
-    "format_C",
     "standardize",
 ]

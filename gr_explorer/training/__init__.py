@@ -5,9 +5,9 @@
     # -> probe it like a shipped model: load_model(f"file:{result.path}")
 """
 
-from .augment import AugmentConfig, augment
+from ..augment import AugmentConfig, augment
+from ..errors import TrainingError
 from .config import TrainConfig
-from .errors import TrainingError
 from .loop import TrainResult, train
 from .objectives import OBJECTIVES, make_objective
 

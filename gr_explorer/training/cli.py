@@ -6,7 +6,11 @@ import argparse
 import signal
 import sys
 
-from .config import TrainConfig, config_fields, parse_value
+from tqdm import tqdm
+
+from ..verdict import interval_text
+from .config import TrainConfig
+from .loop import load_train_dataset, plan, train
 
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
@@ -14,28 +18,13 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         "train", help="train a model (SSL, supervised or label-aligned) and save it as a checkpoint",
         description="Train a backbone + projector and save <out>.safetensors + <out>.json (probe it as file:<out>). "
                     "Ctrl-C stops early and still saves.")
-    for name, kind, help_text, default in config_fields():
-        flag = "--" + name.replace("_", "-")
-        if kind == "bool":
-            p.add_argument(flag, dest=name, action="store_true", default=None, help=help_text.replace("%", "%%"))
-        else:
-            # default=None marks 'not given' (so TrainConfig applies its own default); the help shows that default
-            if "(default:" not in help_text and default is not None:
-                shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else default
-                help_text = f"{help_text} (default: {shown})"
-            p.add_argument(flag, dest=name, default=None, metavar=kind.upper(), help=help_text.replace("%", "%%"))
+    TrainConfig.add_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def config_from_args(a) -> TrainConfig:
-    given = {}
-    for name, kind, _, _ in config_fields():
-        value = getattr(a, name, None)
-        if value is None:
-            continue
-        given[name] = value if kind == "bool" else parse_value(kind, value, name)
-    return TrainConfig(**given)
+    return TrainConfig(**TrainConfig.given_flags(a))
 
 
 class _Stop:
@@ -68,12 +57,7 @@ class _Stop:
 
 
 def cmd_train(a) -> int:
-    from tqdm import tqdm
-
-    from .loop import load_train_dataset, plan, train
-
     config = config_from_args(a)
-    config.validate()
     ds = load_train_dataset(config)
     _, _, total = plan(config, ds.n_train)
     bar = None if a.quiet else tqdm(total=total, desc=f"train {config.objective}", unit="step", file=sys.stderr)
@@ -98,9 +82,9 @@ def cmd_train(a) -> int:
         for r in result.card["results"]["summary"]:
             if r["baseline"]:
                 continue
+            gain = interval_text(r["gain"], r["gain_ci_low"], r["gain_ci_high"], unit="acc")
             print(f"  {r['task']:12s} best {r['best_cut']:8s} {r['best_accuracy']:.3f}   last {r['last_cut']:8s} "
-                  f"{r['last_accuracy']:.3f}   gain {r['gain']:+.3f} [{r['gain_ci_low']:+.3f}, {r['gain_ci_high']:+.3f}]   "
-                  f"random init {r['random_init_accuracy']:.3f}")
+                  f"{r['last_accuracy']:.3f}   gain {gain}   random init {r['random_init_accuracy']:.3f}")
     if stop.flag or t.get("stopped_by") == "KeyboardInterrupt":
         print("interrupted: the checkpoint above holds the weights at the last finished step", file=sys.stderr)
         return 130

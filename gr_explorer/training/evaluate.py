@@ -13,6 +13,9 @@ import json
 import math
 from pathlib import Path
 
+from ..config import SweepConfig
+from ..models import random_label
+from ..run import run_sweep
 from .config import TrainConfig
 
 KEEP = ["model", "baseline", "cut", "depth", "part", "dim", "task", "probe", "accuracy", "accuracy_ci_low",
@@ -26,9 +29,6 @@ def _clean(rows: list[dict]) -> list[dict]:
 
 def evaluate(model_spec: str, config: TrainConfig, device: str | None = None) -> dict:
     """Linear-probe sweep of every cut on held-out data, with baselines -> {'sweep', 'table', 'summary'}."""
-    from ..config import SweepConfig
-    from ..run import run_sweep
-
     seed = config.eval_seed if config.eval_seed is not None else config.data_seed + 1
     sweep_config = SweepConfig(models=[model_spec], dataset=config.dataset, tasks=config.eval_tasks, probes=["linear"],
                                n_train=config.eval_n_train, n_test=config.eval_n_test, seed=seed,
@@ -38,7 +38,8 @@ def evaluate(model_spec: str, config: TrainConfig, device: str | None = None) ->
     run = json.loads(sweep_config.to_json())
     run.pop("models", None)
     name = Path(config.out).stem  # the card names the model, never the path it was written to
-    label = {model_spec: name, f"{model_spec} [random init]": f"{name} [random init]"}
+    twin = res.table.loc[res.table["baseline_for"] == model_spec, "model"]
+    label = {model_spec: name, **{t: random_label(name) for t in twin.unique()}}
     res.table["model"] = res.table["model"].replace(label)
     res.summary["model"] = res.summary["model"].replace(label)
     return {

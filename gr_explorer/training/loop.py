@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import timm
 import torch
 
+from ..augment import augment
+from ..data import dataset_tasks, load_dataset
 from ..device import autocast, resolve_device
-from ..errors import GRExplorerError, did_you_mean
+from ..errors import GRExplorerError, TrainingError, did_you_mean
 from ..models import Model, Preprocessing, build_model, save_checkpoint
-from .augment import augment
 from .config import TrainConfig
-from .errors import TrainingError
+from .evaluate import evaluate
 from .objectives import make_objective
 
 #: progress(step, epoch, loss): called after every optimiser step (step counts from 1, epoch from 0).
@@ -46,8 +48,6 @@ class TrainResult:
 
 def load_train_dataset(config: TrainConfig):
     """The dataset the run trains on (its train split); label task checked against the dataset's tasks."""
-    from ..data import dataset_tasks, load_dataset
-
     tasks = None
     if config.label_task:
         valid = dataset_tasks(config.dataset)
@@ -64,8 +64,6 @@ def architecture(config: TrainConfig) -> dict:
         backbone = {"type": "resnet_small", "width": config.width, "depths": list(config.depths)}
     else:
         name = config.backbone.removeprefix("timm:")
-        import timm
-
         if not timm.is_model(name):
             raise TrainingError(f"Unknown backbone {config.backbone!r}: neither resnet_small nor a timm model name. "
                                 f"{did_you_mean(name, ['resnet_small', *timm.list_models()])}")
@@ -149,104 +147,126 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
     `training.stopped_early` set in the card (and no --eval sweep). `dataset`
     replaces loading `config.dataset` (its train split is used).
     """
-    config.validate()
     device = resolve_device(config.device)
     t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_train_dataset(config)
-    images = ds.train_images
-    labels = ds.train_labels[config.label_task].to(device) if config.label_task else None
-    n_classes = len(ds.classes[config.label_task]) if config.label_task else None
-    size = config.image_size or int(images.shape[-1])
-    pre = data_preprocessing(images, size)
-    model = build_train_model(config, pre).to(device).train()
-    objective = make_objective(config.objective, **config.objective_options())
-    objective.setup(model, n_classes)
-    opt = make_optimizer(config, list(model.parameters()) + list(objective.parameters()), objective.lr_scales())
-    aug = config.augmentations()
-    images = images.to(device)
-    bs, per_epoch, total = plan(config, images.shape[0])
-    warmup = int(round(config.warmup_epochs * per_epoch))
-    order_gen = torch.Generator().manual_seed(config.seed)  # batch order (CPU: same order on every device)
-    aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # views
-
-    losses: list[float] = []
-    pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, loss on the device) not yet read back
-    # Reading a loss back waits for the device; on a GPU do it every few steps so the GPU never idles.
-    read_every = 1 if device.type == "cpu" else 16
-    step, epoch, stopped, interrupted = 0, 0, False, False
-    timed_from = None
-
-    def read_back() -> None:
-        for s, e, value in pending:
-            v = float(value)
-            if not math.isfinite(v):
-                raise TrainingError(f"The {config.objective} loss became {v} at step {s}; "
-                                    f"lower the learning rate (--lr, now {config.lr}) or use --optimizer adamw.")
-            losses.append(v)
-            if progress is not None:
-                progress(s, e, v)
-        pending.clear()
-
+    run = _Run(config, ds, device, t0)
     try:
-        while step < total and not stopped:
-            perm = torch.randperm(images.shape[0], generator=order_gen).to(device)
-            for i in range(per_epoch):
-                if step >= total:
-                    break
-                set_lr(opt, lr_at(step, total, warmup, config.lr))
-                idx = perm[i * bs:(i + 1) * bs]
-                x = pre.to_unit(images[idx])
-                y = labels[idx] if labels is not None else None
-                views = [pre.normalize(augment(x, aug, aug_gen)) for _ in range(objective.n_views)]
-                with autocast(device):
-                    loss = objective(model, views, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                objective.step_end(model, step, total)
-                pending.append((step, epoch, loss.detach()))
-                if len(pending) >= read_every or step >= total:
-                    read_back()
-                if config.time_budget and step == TIMING_STEPS[0]:
-                    timed_from = time.perf_counter()
-                if config.time_budget and step == TIMING_STEPS[1] and timed_from is not None:
-                    total = fit_budget(config, time.perf_counter() - t0, (time.perf_counter() - timed_from)
-                                       / (TIMING_STEPS[1] - TIMING_STEPS[0]), per_epoch, total, step)
-                if should_stop is not None and should_stop():
-                    stopped = True
-                    break
-            epoch += 1
-        read_back()
+        run.steps(progress, should_stop)
     except KeyboardInterrupt:  # Ctrl-C: keep what was learned
-        stopped = interrupted = True
-        pending.clear()
+        run.stopped = run.interrupted = True
+        run.pending.clear()
     seconds = time.perf_counter() - t0
-    model.eval()
-    card = make_card(config, ds, objective, losses, step, total, per_epoch, bs, seconds, stopped, device)
-    if interrupted:
+    config, model = run.config, run.model.eval()
+    card = make_card(config, ds, run.objective, run.losses, run.step, run.total, run.per_epoch, run.bs, seconds,
+                     run.stopped, device)
+    if run.interrupted:
         card["training"]["stopped_by"] = "KeyboardInterrupt"
     path = save_checkpoint(model, config.out, card, config.save_dtype)
-    if config.eval and not stopped:  # a stopped run is saved as is; sweep it by hand if wanted
-        from .evaluate import evaluate
-
+    if config.eval and not run.stopped:  # a stopped run is saved as is; sweep it by hand if wanted
         card["results"] = evaluate(f"file:{path}", config)
         path = save_checkpoint(model, config.out, card, config.save_dtype)
-    return TrainResult(model=model, path=path, card=card, losses=losses, steps=step, seconds=seconds, stopped_early=stopped)
+    return TrainResult(model=model, path=path, card=card, losses=run.losses, steps=run.step, seconds=seconds,
+                       stopped_early=run.stopped)
+
+
+class _Run:
+    """The state of one training run: model, objective, optimiser, generators, and where the loop is."""
+
+    def __init__(self, config: TrainConfig, ds, device: torch.device, t0: float):
+        self.config, self.device, self.t0 = config, device, t0
+        images = ds.train_images
+        self.labels = ds.train_labels[config.label_task].to(device) if config.label_task else None
+        n_classes = len(ds.classes[config.label_task]) if config.label_task else None
+        self.pre = data_preprocessing(images, config.image_size or int(images.shape[-1]))
+        self.model = build_train_model(config, self.pre).to(device).train()
+        self.objective = make_objective(config.objective, **config.objective_options())
+        self.objective.setup(self.model, n_classes)
+        self.opt = make_optimizer(config, list(self.model.parameters()) + list(self.objective.parameters()),
+                                  self.objective.lr_scales())
+        self.aug = config.augmentations()
+        self.images = images.to(device)
+        self.bs, self.per_epoch, self.total = plan(config, self.images.shape[0])
+        self.warmup = int(round(config.warmup_epochs * self.per_epoch))
+        self.order_gen = torch.Generator().manual_seed(config.seed)  # batch order (CPU: same order on every device)
+        self.aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # views
+        self.losses: list[float] = []
+        self.pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, loss on the device) not read back
+        # Reading a loss back waits for the device; on a GPU do it every few steps so the GPU never idles.
+        self.read_every = 1 if device.type == "cpu" else 16
+        self.step = self.epoch = 0
+        self.stopped = self.interrupted = False
+        self.timed_from: float | None = None
+
+    def read_back(self, progress: Progress | None) -> None:
+        for s, e, value in self.pending:
+            v = float(value)
+            if not math.isfinite(v):
+                raise TrainingError(f"The {self.config.objective} loss became {v} at step {s}; lower the learning rate "
+                                    f"(--lr, now {self.config.lr}) or use --optimizer adamw.")
+            self.losses.append(v)
+            if progress is not None:
+                progress(s, e, v)
+        self.pending.clear()
+
+    def one_step(self, idx: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        set_lr(self.opt, lr_at(self.step, self.total, self.warmup, config.lr))
+        x = self.pre.to_unit(self.images[idx])
+        y = self.labels[idx] if self.labels is not None else None
+        views = [self.pre.normalize(augment(x, self.aug, self.aug_gen)) for _ in range(self.objective.n_views)]
+        with autocast(self.device):
+            loss = self.objective(self.model, views, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        self.objective.step_end(self.model, self.step, self.total)
+        return loss.detach()
+
+    def steps(self, progress: Progress | None, should_stop: Callable[[], bool] | None) -> None:
+        while self.step < self.total and not self.stopped:
+            perm = torch.randperm(self.images.shape[0], generator=self.order_gen).to(self.device)
+            for i in range(self.per_epoch):
+                if self.step >= self.total:
+                    break
+                loss = self.one_step(perm[i * self.bs:(i + 1) * self.bs])
+                self.pending.append((self.step, self.epoch, loss))
+                if len(self.pending) >= self.read_every or self.step >= self.total:
+                    self.read_back(progress)
+                self.check_budget()
+                if should_stop is not None and should_stop():
+                    self.stopped = True
+                    break
+            self.epoch += 1
+        self.read_back(progress)
+
+    def check_budget(self) -> None:
+        """With a time budget: time a few steps, then fix the epochs that fit (a new config records them)."""
+        if not self.config.time_budget:
+            return
+        if self.step == TIMING_STEPS[0]:
+            self.timed_from = time.perf_counter()
+        elif self.step == TIMING_STEPS[1] and self.timed_from is not None:
+            now = time.perf_counter()
+            per_step = (now - self.timed_from) / (TIMING_STEPS[1] - TIMING_STEPS[0])
+            self.config, self.total = fit_budget(self.config, now - self.t0, per_step, self.per_epoch, self.step)
 
 
 #: with a time budget, steps (from, to) timed to decide how many epochs fit (before warm-up ends)
 TIMING_STEPS = (3, 13)
 
 
-def fit_budget(config: TrainConfig, elapsed: float, per_step: float, per_epoch: int, total: int, step: int) -> int:
-    """Whole epochs that fit the time budget (at least 1, at most the planned ones); the config records them."""
+def fit_budget(config: TrainConfig, elapsed: float, per_step: float, per_epoch: int, step: int) -> tuple[TrainConfig, int]:
+    """(config with the whole epochs that fit the time budget, at least 1, at most the planned ones; its total steps).
+
+    The new config has no time budget, so the card's command reproduces the run with --epochs.
+    """
     left = config.time_budget - elapsed
     epochs = max(1, min(config.epochs, int((step + left / per_step) // per_epoch)))
-    config.epochs = epochs
-    config.time_budget = None  # the card's command then reproduces the run with --epochs
-    new_total = per_epoch * epochs
-    return min(new_total, config.max_steps) if config.max_steps is not None else new_total
+    fitted = replace(config, epochs=epochs, time_budget=None)
+    total = per_epoch * epochs
+    return fitted, (min(total, config.max_steps) if config.max_steps is not None else total)
 
 
 def describe_run(config: TrainConfig) -> str:

@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import did_you_mean
-from .errors import TrainingError
+from ..errors import TrainingError, did_you_mean
 
 # ----------------------------------------------------------------------------------------------
 # pure losses

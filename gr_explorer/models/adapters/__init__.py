@@ -18,11 +18,10 @@ from ...errors import CheckpointError, ModelSpecError, did_you_mean
 from ...hashing import file_digest
 from ..checkpoint import FORMAT, assemble
 from ..model import Model
-from ..preprocessing import Preprocessing
 from ..projector import describe_blocks
+from ..safe_load import safe_torch_load
 from . import barlow, dino, lightly, mocov3, simclr, solo, vicreg
 from .common import Release, describe_keys
-from .safe_load import safe_torch_load
 
 #: Detection order: most specific layouts first (simclr accepts the most).
 LAYOUTS = (dino, mocov3, barlow, vicreg, lightly, solo, simclr)

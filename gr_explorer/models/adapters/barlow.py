@@ -10,8 +10,18 @@ block: cuts `proj1`, `proj2` (Linear+BN+ReLU), `proj3` (Linear + affine-free BN)
 
 from __future__ import annotations
 
-from .common import (Release, backbone_spec, drop_module_prefix, has_prefix, imagenet, is_state_dict, layer_from_params,
-                     parse_sequential, strip_prefix, to_blocks)
+from .common import (
+    Release,
+    backbone_spec,
+    drop_module_prefix,
+    has_prefix,
+    imagenet,
+    is_state_dict,
+    layer_from_params,
+    parse_sequential,
+    strip_prefix,
+    to_blocks,
+)
 
 NAME = "barlow"
 TITLE = "Barlow Twins checkpoint.pth (ResNet-50 + 8192-8192-8192 projector + final affine-free BN)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import timm
 import torch
 
 from ...errors import CheckpointError
@@ -128,7 +129,6 @@ def _vit_spec(sd: dict, arch: str | None, vit_heads: int | None) -> dict:
         if embed not in _VIT_SIZES:
             raise CheckpointError(f"ViT with width {embed} is not tiny/small/base/large (192/384/768/1024); pass --arch.")
         size, heads = _VIT_SIZES[embed]
-        import timm
 
         name = f"vit_{size}_patch{p}_224"
         if not timm.is_model(name):

@@ -17,7 +17,16 @@ blocks, the bottleneck Linear + L2 norm (256-d), and the last layer (65536-d).
 
 from __future__ import annotations
 
-from .common import Release, backbone_spec, dino_head_layers, drop_module_prefix, imagenet, is_state_dict, strip_prefix, to_blocks
+from .common import (
+    Release,
+    backbone_spec,
+    dino_head_layers,
+    drop_module_prefix,
+    imagenet,
+    is_state_dict,
+    strip_prefix,
+    to_blocks,
+)
 
 NAME = "dino"
 TITLE = "DINO full checkpoint: teacher/student ViT-S/16, ViT-S/8, ViT-B/16, ViT-B/8, ResNet-50 + DINO head"

@@ -17,8 +17,17 @@ plain `backbone`/`projection_head` are the teacher; `--student` reads
 from __future__ import annotations
 
 from ...errors import CheckpointError
-from .common import (Release, backbone_spec, dino_head_layers, has_prefix, imagenet, is_state_dict, parse_sequential,
-                     strip_prefix, to_blocks)
+from .common import (
+    Release,
+    backbone_spec,
+    dino_head_layers,
+    has_prefix,
+    imagenet,
+    is_state_dict,
+    parse_sequential,
+    strip_prefix,
+    to_blocks,
+)
 
 NAME = "lightly"
 TITLE = "Lightning checkpoint of a lightly benchmark model (backbone.*, projection_head.*)"

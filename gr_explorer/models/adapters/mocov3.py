@@ -13,7 +13,17 @@ affine-free BN whose output the contrastive loss normalises.
 from __future__ import annotations
 
 from ...errors import CheckpointError
-from .common import Release, backbone_spec, drop_module_prefix, has_prefix, imagenet, is_state_dict, parse_sequential, strip_prefix, to_blocks
+from .common import (
+    Release,
+    backbone_spec,
+    drop_module_prefix,
+    has_prefix,
+    imagenet,
+    is_state_dict,
+    parse_sequential,
+    strip_prefix,
+    to_blocks,
+)
 
 NAME = "mocov3"
 TITLE = "MoCo v3 checkpoint (ResNet-50 or ViT-S/B, base or momentum encoder + projector)"

@@ -19,7 +19,16 @@ the common CIFAR ResNet -- and 224 px otherwise. Override with --input-size etc.
 from __future__ import annotations
 
 from ..preprocessing import Preprocessing
-from .common import Release, backbone_spec, drop_module_prefix, has_prefix, is_state_dict, parse_sequential, strip_prefix, to_blocks
+from .common import (
+    Release,
+    backbone_spec,
+    drop_module_prefix,
+    has_prefix,
+    is_state_dict,
+    parse_sequential,
+    strip_prefix,
+    to_blocks,
+)
 
 NAME = "simclr"
 TITLE = "SimCLR-style (DDP) state dict: sthalles/SimCLR backbone.fc projector, or encoder/backbone + projector"

@@ -17,7 +17,17 @@ from __future__ import annotations
 
 from ...errors import CheckpointError
 from ..preprocessing import Preprocessing
-from .common import Release, backbone_spec, dino_head_layers, has_prefix, imagenet, is_state_dict, parse_sequential, strip_prefix, to_blocks
+from .common import (
+    Release,
+    backbone_spec,
+    dino_head_layers,
+    has_prefix,
+    imagenet,
+    is_state_dict,
+    parse_sequential,
+    strip_prefix,
+    to_blocks,
+)
 
 NAME = "solo"
 TITLE = "solo-learn Lightning checkpoint (backbone.*, projector.* or DINO head.*; momentum copies ignored)"

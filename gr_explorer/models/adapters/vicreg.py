@@ -11,7 +11,17 @@ without bias. Cuts: ResNet stages, `pool` (2048-d), `proj1`, `proj2` (Linear+BN+
 
 from __future__ import annotations
 
-from .common import Release, backbone_spec, drop_module_prefix, has_prefix, imagenet, is_state_dict, parse_sequential, strip_prefix, to_blocks
+from .common import (
+    Release,
+    backbone_spec,
+    drop_module_prefix,
+    has_prefix,
+    imagenet,
+    is_state_dict,
+    parse_sequential,
+    strip_prefix,
+    to_blocks,
+)
 
 NAME = "vicreg"
 TITLE = "VICReg full checkpoint (ResNet-50 + 8192-8192-8192 expander)"

@@ -15,17 +15,14 @@ import pathlib
 import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ...errors import CheckpointError
+from ..errors import CheckpointError
 
 
 def _numpy_globals() -> list:
     """numpy scalars, dtypes and arrays: data only (object arrays hold already-unpickled items)."""
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        return []
     core = getattr(np, "_core", None) or np.core
     out = []
     for mod in ("numpy.core", "numpy._core"):  # numpy 1.x and 2.x name the same objects differently

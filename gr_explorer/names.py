@@ -1,0 +1,104 @@
+"""The registry of names the whole tool speaks: each name declared once, with its display label and help.
+
+Why a module of plain data at the bottom of the import graph: settings validate
+against these names (config, training config), the library dispatches on them
+(probes, diagnostics, objectives, readouts) and the CLI and the app show their
+labels, so they must be importable by every layer without importing torch or
+any package they describe. A package that implements a name checks at import
+time that it implements exactly the names declared here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name: how tables and widgets label it, and a sentence of help."""
+
+    label: str
+    help: str = ""
+
+
+def labels(registry: dict[str, Entry]) -> dict[str, str]:
+    return {k: e.label for k, e in registry.items()}
+
+
+def label_of(registry: dict[str, Entry], name: str) -> str:
+    """The display label of a name, or the name itself when the registry does not know it."""
+    entry = registry.get(name)
+    return entry.label if entry is not None else name
+
+
+#: model spec schemes; `custom:<name>` records a Model object built in Python (wrap_module) in run.json
+SCHEMES: dict[str, Entry] = {
+    "zoo": Entry("shipped checkpoint", "zoo:<name>, a checkpoint shipped in pretrained/"),
+    "timm": Entry("timm model", "timm:<name>[.<tag>], any timm model with forward_intermediates()"),
+    "file": Entry("checkpoint file", "file:<path>, a gr-explorer checkpoint or an official SSL release"),
+    "custom": Entry("built in Python", "custom:<name>, a Model object passed to sweep()/run_sweep() (wrap_module)"),
+}
+
+PROBES: dict[str, Entry] = {
+    "linear": Entry("linear", "multinomial logistic regression (L2 strength picked on a validation split)"),
+    "knn": Entry("k-NN", "cosine k-NN with exp(sim / T) weighted votes (k picked on a validation split)"),
+}
+
+#: what a row of the results stands for: the model itself or one of the references measured the same way
+KINDS: dict[str, Entry] = {
+    "model": Entry("model"),
+    "random_init": Entry("random init", "the same architecture and preprocessing with seeded random weights"),
+    "pixels": Entry("raw pixels", "a probe on the raw pixels (the input)"),
+}
+
+#: baselines a sweep can add, and the result kind each one produces
+BASELINES: dict[str, Entry] = {
+    "random-init": Entry("random init", KINDS["random_init"].help),
+    "pixels": Entry("raw pixels", KINDS["pixels"].help),
+}
+BASELINE_KIND = {"random-init": "random_init", "pixels": "pixels"}
+#: the results' `baseline` column for each kind ('' for the model itself)
+KIND_BASELINE = {"model": "", **{kind: name for name, kind in BASELINE_KIND.items()}}
+
+METRICS: dict[str, Entry] = {
+    "rankme": Entry("RankMe", "effective rank of the features (Garrido et al. 2023)"),
+    "alpha_req": Entry("alpha-ReQ", "decay of the eigenspectrum (Agrawal et al. 2022)"),
+    "stable_rank": Entry("stable rank", "squared Frobenius over squared spectral norm"),
+    "nesum": Entry("NESum", "sum of eigenvalues over the largest (He & Ozay 2022)"),
+    "cka": Entry("CKA", "linear CKA between cuts"),
+    "invariance": Entry("invariance", "invariance of each cut to each training augmentation"),
+}
+SPECTRAL_METRICS = ("rankme", "alpha_req", "stable_rank", "nesum")
+
+READOUTS: dict[str, Entry] = {
+    "cls": Entry("CLS token", "the first prefix token"),
+    "mean": Entry("mean of patches", "the mean of the patch tokens"),
+    "cls+mean": Entry("CLS + mean", "both concatenated (DINOv2's linear evaluation)"),
+}
+
+DERIVED_TASKS: dict[str, Entry] = {
+    "hflip": Entry("hflip", "was the image flipped left-right?"),
+    "rot90": Entry("rot90", "was the image rotated by 90 degrees?"),
+    "grayscale": Entry("grayscale", "was the image turned grey?"),
+    "hue": Entry("hue", "was the hue shifted?"),
+}
+
+OBJECTIVES: dict[str, Entry] = {
+    "simclr": Entry("SimCLR", "NT-Xent between two views of each image"),
+    "vicreg": Entry("VICReg", "variance, invariance and covariance terms"),
+    "byol": Entry("BYOL", "a predictor chasing a momentum target"),
+    "barlow": Entry("Barlow Twins", "cross-correlation of the two views pushed to the identity"),
+    "supervised": Entry("supervised", "cross-entropy on a label task"),
+    "label_aligned": Entry("label-aligned", "SimCLR whose positive pairs are (partly) two images of one class"),
+}
+#: objectives that need a label task
+LABELLED_OBJECTIVES = ("supervised", "label_aligned")
+
+OPTIMIZERS: dict[str, Entry] = {
+    "adamw": Entry("AdamW"),
+    "sgd": Entry("SGD", "momentum 0.9, Nesterov"),
+}
+PROJECTOR_NORMS = ("bn", "ln", "none")
+PROJECTOR_ACTS = ("relu", "gelu")
+#: how features and checkpoints can be stored
+STORAGE_DTYPES = ("float32", "float16")

@@ -1,0 +1,59 @@
+"""A sweep's outputs on disk: results.csv, summary.csv, search.csv, run.json, the figures (+ features).
+
+What the CLI's `--out` folder holds and what `gr-explorer sweep --config run.json` reproduces; the app
+offers the same tables and run.json as downloads.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .files import atomic_write, slug
+from .plots import accuracy_vs_depth, cut_task_heatmap
+from .run import COLUMNS, SweepResult
+
+
+def write_outputs(result: SweepResult, out: Path, save_features: bool = False) -> list[Path]:
+    """results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html (+ features/<model>.npz)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def put(name: str, data) -> None:
+        written.append(atomic_write(out / name, data))
+
+    put("results.csv", result.table[COLUMNS].to_csv(index=False))
+    put("summary.csv", result.summary.to_csv(index=False))
+    put("search.csv", result.search.to_csv(index=False))
+    if not result.metrics.empty:
+        put("metrics.csv", result.metrics.to_csv(index=False))
+        put("cka.csv", result.cka.to_csv(index=False))
+        put("metric_selection.csv", result.metric_selection.to_csv(index=False))
+    put("run.json", result.config.to_json())
+    put("figure.html", accuracy_vs_depth(result.table, summary=result.summary).to_html(include_plotlyjs=True))
+    put("heatmap.html", cut_task_heatmap(result.table).to_html(include_plotlyjs=True))
+    if save_features:
+        ds = result.dataset
+        names: set[str] = set()
+        for model, views in result.features.items():
+            arrays = {}
+            for view, feats in views.items():
+                suffix = "" if view == "base" else f"__{view}"
+                arrays.update({f"{split}__{cut}{suffix}": getattr(feats, split)[cut].numpy()
+                               for split in ("train", "test") for cut in feats.train})
+                arrays.update({f"{split}_labels__{task}": labels.numpy() for split in ("train", "test")
+                               for task, labels in ds.view_labels(view, split).items()})
+            first = next(iter(views.values()))
+            arrays["cuts"] = np.array([c.name for c in first.cuts])
+            arrays["depths"] = np.array([c.depth for c in first.cuts])
+            arrays["parts"] = np.array([c.part for c in first.cuts])
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            name = slug(model.rsplit("/", 1)[-1])
+            while name in names:
+                name += "_"
+            names.add(name)
+            put(f"features/{name}.npz", buf.getvalue())
+    return written
