@@ -145,6 +145,10 @@ def _workers(v):
     return None if v is None or (_is_int(v) and 0 <= v <= 64) else "null (automatic) or an integer from 0 to 64"
 
 
+def _fingerprint(v):
+    return None if v in ("stat", "content") else "stat, content"
+
+
 def _feature_dtype(v):
     return None if v in ("float32", "float16") else "float32, float16"
 
@@ -199,6 +203,10 @@ class SweepConfig:
                             "compute in float32)", "str", check=_feature_dtype)
     memory_budget: int = _f(2 * 2**30, "bytes one chunk of probe fits may use; bigger sweeps run in more chunks", "int",
                             check=_int_at_least(2**20, 2 * 2**30), app=False)
+    fingerprint: str = _f("stat", "how an image folder's files are recognised in the feature cache: stat (path, size "
+                          "and modification time; trusts that a file rewritten with the same size and mtime is "
+                          "unchanged, and reuses its old features) or content (a hash of every chosen file's bytes, "
+                          "read in parallel: catches such edits)", "str", check=_fingerprint, app=False)
 
     def __post_init__(self):
         for f in fields(self):

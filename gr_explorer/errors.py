@@ -33,6 +33,11 @@ class ProbeError(GRExplorerError, ValueError):
     """Unknown probe or unusable probe settings."""
 
 
+class CacheError(GRExplorerError, OSError):
+    """The feature cache folder cannot be read right now (permissions, too many open files, an I/O error): nothing
+    in it is dropped for that, and nothing is trusted from it."""
+
+
 class OfflineError(GRExplorerError, RuntimeError):
     """Something had to be downloaded and could not be; says how to supply it."""
 
