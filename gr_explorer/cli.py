@@ -23,7 +23,9 @@ def _add_sweep(sub):
         extra = {"action": "append"} if name == "models" else {}
         text = help_text + (f" (default: {shown})" if shown not in (None, "") else "")
         p.add_argument(flag, dest=name, default=None, metavar=kind.upper(), help=text.replace("%", "%%"), **extra)
-    p.add_argument("--out", help="folder for results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html")
+    p.add_argument("--out", help="folder for results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html; "
+                                 "written as a whole set beside it and switched in at the end, replacing an earlier "
+                                 "run's set (a failed run leaves that one whole)")
     p.add_argument("--save-features", action="store_true", help="also write features/<model>.npz (see README for the layout)")
     p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/gr_explorer/features or $GR_EXPLORER_CACHE)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
@@ -97,7 +99,19 @@ class _Bars:
             self.bar = None
 
 
+#: what `write_outputs` may write into --out (an older output folder holding only these may be replaced)
+OUTPUTS = ("results.csv", "summary.csv", "search.csv", "metrics.csv", "cka.csv", "metric_selection.csv", "run.json",
+           "figure.html", "heatmap.html", "features")
+
+
 def write_outputs(result, out: Path, save_features: bool) -> list[Path]:
+    """The whole output set, switched in at once (files.publish_folder): a failure leaves the earlier set whole."""
+    from .files import publish_folder
+
+    return publish_folder(out, lambda staging: _write_outputs_into(result, staging, save_features), OUTPUTS)
+
+
+def _write_outputs_into(result, out: Path, save_features: bool) -> list[Path]:
     """results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html (+ features/<model>.npz)."""
     import numpy as np
 
@@ -187,11 +201,11 @@ def _ci(acc, lo, hi) -> list[str]:
 
 def cmd_sweep(a) -> int:
     from .cache import FeatureCache
-    from .files import check_writable
+    from .files import check_output_folder, check_writable
     from .run import run_sweep
 
     config = config_from_args(a)
-    out = check_writable(a.out, "output folder (--out)") if a.out else None
+    out = check_output_folder(a.out, "output folder (--out)", OUTPUTS) if a.out else None
     cache = False
     if not a.no_cache:
         cache = FeatureCache(a.cache_dir)

@@ -38,6 +38,10 @@ class CacheError(GRExplorerError, OSError):
     in it is dropped for that, and nothing is trusted from it."""
 
 
+class OutputError(GRExplorerError, OSError):
+    """An output folder that cannot be written or switched in; the earlier outputs there are left as they were."""
+
+
 class OfflineError(GRExplorerError, RuntimeError):
     """Something had to be downloaded and could not be; says how to supply it."""
 
