@@ -5,33 +5,43 @@ dims of a ViT-B over ImageNet is ~51 GB) need not fit in RAM; extraction
 writes each batch's rows straight into the entry's files, and probes read one
 chunk of cuts at a time. Entry layout: a folder `<key>/` holding `train.bin`
 and `test.bin` (raw row-major arrays, float32 or float16) and `meta.json`
-(key, shapes, dtype, checksums), written last.
+(the index: key, dtype, shapes, the rows' digests, and one checksum over all of
+it), written last.
 
-Trust: an entry is used only if `meta.json` parses, names the key asked for
-(an entry copied under another name is a miss), and the files have the stated
-sizes and checksums; so an interrupted write (or a torchrun rank killed
-mid-run), a truncated file or a misplaced folder is a miss, never a wrong
-answer. Files being written carry a `.part` suffix and are never read. A
-damaged entry in a read-only cache is skipped, not fatal.
+Trust: an entry is used only if `meta.json` parses, its checksum matches the
+index fields (so an edit of dtype or shape that keeps the byte count is caught,
+not read as other numbers), it names the key asked for (an entry copied under
+another name is a miss), and the files have the stated sizes and digests; so an
+interrupted write (or a torchrun rank killed mid-run), a truncated file or a
+misplaced folder is a miss, never a wrong answer. The checksum guards against
+damage and hand edits, not against someone who recomputes it. A bad entry is
+dropped with a warning naming the cache folder and recomputed (skipped where
+the cache is read-only); a folder that cannot be read right now (permissions,
+too many open files, an I/O error) is not a bad entry: that raises CacheError
+and nothing is dropped. Files being written live in `.staging/` under names
+unique per process (`files.owned_name`) and are never read; staging left by a
+process killed outright is removed later (`files.remove_orphans`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
-import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .files import atomic_write
+from .errors import CacheError
+from .files import atomic_write, owned_name, remove_orphans
 from .hashing import json_digest
 
-VERSION = "3"
+VERSION = "4"
 SPLITS = ("train", "test")
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -70,7 +80,8 @@ class EntryWriter:
 
     def __init__(self, cache: "FeatureCache", key: str, meta: dict, dtype: str = "float32"):
         self.cache, self.key, self.meta, self.dtype = cache, key, dict(meta), np.dtype(dtype)
-        self.tmp = Path(tempfile.mkdtemp(dir=cache.staging_dir(), prefix=f"{key[:16]}-"))
+        self.tmp = cache.staging_dir() / owned_name(key[:16])
+        self.tmp.mkdir()
         self.files: dict[str, int] = {}  # split -> file descriptor
         self.hashes: dict[str, tuple | None] = {}  # split -> (running hash, next row); None once out of order
 
@@ -114,8 +125,8 @@ class EntryWriter:
             running, n = self.hashes.get(split), self.meta[f"{split}_shape"][0]
             sums[split] = running[0].hexdigest() if running is not None and running[1] == n else \
                 _file_hash(self.tmp / f"{split}.bin")
-        atomic_write(self.tmp / "meta.json", json.dumps({"key": self.key, "dtype": self.dtype.name, "checksums": sums,
-                                                         **self.meta}))
+        atomic_write(self.tmp / "meta.json", json.dumps(sealed({**self.meta, "key": self.key, "dtype": self.dtype.name,
+                                                                "rows": sums})))
         dest = self.cache.entry_dir(self.key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -135,6 +146,7 @@ class EntryWriter:
 class FeatureCache:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self._pruned = False
 
     def entry_dir(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -142,33 +154,61 @@ class FeatureCache:
     def staging_dir(self) -> Path:
         d = self.root / ".staging"
         d.mkdir(parents=True, exist_ok=True)
+        if not self._pruned:  # once per store: what processes killed outright left behind
+            self._pruned = True
+            remove_orphans(d)
         return d
 
     def writer(self, key: str, meta: dict | None = None, dtype: str = "float32") -> EntryWriter:
         return EntryWriter(self, key, meta or {}, dtype)
 
     def get(self, key: str, verify: bool = True) -> dict[str, torch.Tensor] | None:
-        """{'train': [N, D], 'test': [M, D]} memory-mapped, or None when absent or not trustworthy."""
+        """{'train': [N, D], 'test': [M, D]} memory-mapped, or None when absent or bad (a bad entry is dropped).
+
+        `verify=False` checks the index and the file sizes but does not re-hash the rows (for an entry this
+        process has just written). Raises CacheError when the folder cannot be read now (not the entry's fault).
+        """
         d = self.entry_dir(key)
-        if not (d / "meta.json").exists():
-            return None
         try:
-            meta = json.loads((d / "meta.json").read_text())
-            if meta.get("key") != key:
-                raise ValueError("entry bound to another key")
+            raw = (d / "meta.json").read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            raise self._unreadable(d, e) from e
+        try:
+            meta = check_index(raw, key)
             dtype = DTYPES[meta["dtype"]]
             out = {}
             for s in SPLITS:
                 path, shape = d / f"{s}.bin", tuple(meta[f"{s}_shape"])
-                if path.stat().st_size != shape[0] * shape[1] * torch.finfo(dtype).bits // 8:
-                    raise ValueError("size mismatch")
-                if verify and _file_hash(path) != meta["checksums"][s]:
-                    raise ValueError("checksum mismatch")
+                try:
+                    size = path.stat().st_size
+                except (FileNotFoundError, NotADirectoryError):
+                    raise BadEntry(f"{s}.bin is missing") from None
+                if size != shape[0] * shape[1] * torch.finfo(dtype).bits // 8:
+                    raise BadEntry(f"{s}.bin has {size} bytes, not those of {meta['dtype']} {list(shape)}")
+                if verify and _file_hash(path) != meta["rows"][s]:
+                    raise BadEntry(f"{s}.bin does not match its checksum")
                 out[s] = _map(path, shape, dtype)
             return out
-        except Exception:  # unreadable, tampered or misplaced entry: a miss (and dropped, where we may)
-            shutil.rmtree(d, ignore_errors=True)
+        except BadEntry as e:
+            self._drop(d, key, str(e))
             return None
+        except OSError as e:
+            raise self._unreadable(d, e) from e
+        except RuntimeError as e:  # torch.from_file: the map itself failed (memory, open files)
+            raise self._unreadable(d, OSError(errno.EIO, str(e))) from e
+
+    def _unreadable(self, entry: Path, e: OSError) -> CacheError:
+        return CacheError(f"The feature cache {str(self.root)!r} cannot be read now ({e.strerror or e}; entry "
+                          f"{entry.name[:16]}...): nothing was dropped or trusted. Valid: a cache folder this process "
+                          f"can read (--cache-dir / $GR_EXPLORER_CACHE), or --no-cache.")
+
+    def _drop(self, entry: Path, key: str, why: str) -> None:
+        shutil.rmtree(entry, ignore_errors=True)
+        what = "dropped and recomputed" if not entry.exists() else "skipped (the cache cannot be written)"
+        warnings.warn(f"The feature cache {str(self.root)!r} held a bad entry {key[:16]}... ({why}); it is {what}.",
+                      stacklevel=3)
 
     def get_table(self, key: str):
         """A small table (e.g. a model's diagnostics) stored under `key`, or None; bound to its key like features."""
@@ -178,7 +218,7 @@ class FeatureCache:
             return None
         try:
             blob = json.loads(p.read_text())
-            if blob.get("key") != key or json_digest(blob["records"]) != blob.get("checksum"):
+            if blob.get("key") != key or _table_digest(key, blob["columns"], blob["records"]) != blob.get("checksum"):
                 raise ValueError("key or checksum mismatch")
             return pd.DataFrame.from_records(blob["records"], columns=blob["columns"])
         except Exception:  # unreadable, tampered or misplaced: a miss
@@ -186,5 +226,43 @@ class FeatureCache:
 
     def put_table(self, key: str, table) -> Path:
         records = json.loads(table.to_json(orient="records"))
-        blob = {"key": key, "columns": list(table.columns), "records": records, "checksum": json_digest(records)}
+        columns = list(table.columns)
+        blob = {"key": key, "columns": columns, "records": records, "checksum": _table_digest(key, columns, records)}
         return atomic_write(self.root / key[:2] / f"{key}.json", json.dumps(blob))
+
+
+def _table_digest(key: str, columns: list, records: list) -> str:
+    return json_digest({"key": key, "columns": columns, "records": records})
+
+
+class BadEntry(ValueError):
+    """An entry that is not what its index says (a reason for dropping it, never for trusting it)."""
+
+
+def sealed(index: dict) -> dict:
+    """The index with `checksum`: one digest over every field, taken as JSON will read it back."""
+    index = json.loads(json.dumps(index))
+    index.pop("checksum", None)
+    return {**index, "checksum": json_digest(index)}
+
+
+def check_index(raw: bytes, key: str) -> dict:
+    """The parsed meta.json of `key`'s entry, or BadEntry saying what is wrong with it."""
+    try:
+        meta = json.loads(raw)
+    except ValueError as e:  # includes bad UTF-8
+        raise BadEntry(f"meta.json is not JSON ({e})") from None
+    if not isinstance(meta, dict) or sealed(meta).get("checksum") != meta.get("checksum"):
+        raise BadEntry("meta.json does not match its checksum (edited or damaged)")
+    if meta.get("key") != key:
+        raise BadEntry("the entry is bound to another key")
+    if meta.get("dtype") not in DTYPES:
+        raise BadEntry(f"unknown dtype {meta.get('dtype')!r}")
+    rows = meta.get("rows")
+    for s in SPLITS:
+        shape = meta.get(f"{s}_shape")
+        if not (isinstance(shape, list) and len(shape) == 2 and all(type(v) is int and v >= 0 for v in shape)):
+            raise BadEntry(f"bad {s}_shape {shape!r}")
+        if not (isinstance(rows, dict) and isinstance(rows.get(s), str)):
+            raise BadEntry(f"no digest of the {s} rows")
+    return meta

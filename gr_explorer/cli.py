@@ -18,11 +18,11 @@ from .cache import FeatureCache
 from .config import SweepConfig
 from .data import dataset_tasks, list_datasets
 from .errors import GRExplorerError
-from .files import atomic_write, check_writable
+from .files import atomic_write, check_output_folder, check_writable
 from .models import list_zoo, model_for_cuts, zoo_dir
 from .models.convert import add_convert_parser, cmd_convert, print_formats
 from .names import DERIVED_TASKS
-from .outputs import write_outputs
+from .outputs import OUTPUTS, write_outputs
 from .run import SweepResult, run_sweep
 from .seeds import SeedView, seed_view
 from .summary import summary_view
@@ -39,7 +39,9 @@ COMPARE_HELP = ("Sweep several models on the same data and read the seeds of one
 def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="run.json of an earlier sweep: reproduces it (flags given here override it)")
     SweepConfig.add_flags(p, repeat=("models",))
-    p.add_argument("--out", help="folder for results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html")
+    p.add_argument("--out", help="folder for results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html; "
+                                 "written as a whole set beside it and switched in at the end, replacing an earlier "
+                                 "run's set (a failed run leaves that one whole)")
     p.add_argument("--save-features", action="store_true", help="also write features/<model>.npz (see README for the layout)")
     p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/gr_explorer/features or $GR_EXPLORER_CACHE)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
@@ -145,7 +147,7 @@ def print_seeds(view: SeedView) -> None:
 
 def _sweep(a) -> tuple[SweepResult | None, object]:
     config = config_from_args(a)
-    out = check_writable(a.out, "output folder (--out)") if a.out else None
+    out = check_output_folder(a.out, "output folder (--out)", OUTPUTS) if a.out else None
     cache = False
     if not a.no_cache:
         cache = FeatureCache(a.cache_dir)

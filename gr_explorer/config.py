@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .names import BASELINES, METRICS, PROBES, READOUTS, SCHEMES, STORAGE_DTYPES
+from .names import BASELINES, FINGERPRINTS, METRICS, PROBES, READOUTS, SCHEMES, STORAGE_DTYPES
 from .settings import DEVICE, Interval, Items, Null, Options, Settings, Text, setting
 
 #: run.json schema version written by this code; versions read: RUN_VERSIONS.
@@ -104,6 +104,11 @@ class SweepConfig(Settings):
     memory_budget: int = setting(
         2 * 2**30, "bytes one chunk of probe fits may use; bigger sweeps run in more chunks",
         Interval(int, 2**20, None, example=2 * 2**30), app=False)
+    fingerprint: str = setting(
+        "stat", "how an image folder's files are recognised in the feature cache: stat (path, size and modification "
+        "time; trusts that a file rewritten with the same size and mtime is unchanged, and reuses its old features) or "
+        "content (a hash of every chosen file's bytes, read in parallel: catches such edits)",
+        Options(FINGERPRINTS), app=False)
 
     def cross_checks(self):
         if self.weights == "random" and "random-init" in self.baselines:

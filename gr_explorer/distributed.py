@@ -41,6 +41,14 @@ class World:
         if self.size > 1:
             dist.barrier()
 
+    def gather(self, value) -> list:
+        """Every rank's `value` (a small picklable object), in rank order, on every rank."""
+        if self.size == 1:
+            return [value]
+        out: list = [None] * self.size
+        dist.all_gather_object(out, value)
+        return out
+
 
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -43,6 +43,15 @@ class DiagnosticError(GRExplorerError, ValueError):
     """A bad diagnostics request (unknown metric, missing model or images, mismatched features ...)."""
 
 
+class CacheError(GRExplorerError, OSError):
+    """The feature cache folder cannot be read right now (permissions, too many open files, an I/O error): nothing
+    in it is dropped for that, and nothing is trusted from it."""
+
+
+class OutputError(GRExplorerError, OSError):
+    """An output folder that cannot be written or switched in; the earlier outputs there are left as they were."""
+
+
 class OfflineError(GRExplorerError, RuntimeError):
     """Something had to be downloaded and could not be; says how to supply it."""
 

@@ -1,9 +1,11 @@
 """Feature extraction: ONE forward pass per batch captures every requested cut, written to disk as produced.
 
 Features are pooled to one vector per image and cut and written, batch by
-batch, into the on-disk store (cache.py) under a content key of (weights, the
-view's pixels, architecture and preprocessing, readout, pooling, precision,
-storage dtype); what a sweep gets back are memory-mapped tensors, so RAM never
+batch, into the on-disk store (cache.py) under a content key of everything that
+can change a feature byte (weights, the view's pixels, architecture and its
+settings, preprocessing, readout, pooling, storage dtype, batch size, and the
+arithmetic: library versions, device, precision; see `base_key`); what a sweep
+gets back are memory-mapped tensors, so RAM never
 holds more than a batch and whatever the probes page in. An identical second
 run does no forward pass; a run with more cuts computes only the new ones. A
 derived task's view (see data.base) is extracted separately.
@@ -14,12 +16,13 @@ buffers that a writer thread puts on disk, so the GPU never waits for the
 disk (all cuts cost 1.06x a plain forward for ViT-B/16 and ResNet-50 on an
 H100; benchmarks/README.md). Under torchrun, rank r extracts batches r, r+W,
 ... (the same batch boundaries as one process, no padded duplicates), writes
-them to its own staging files, and rank 0 merges them into the entry that
-everyone then reads.
+them to its own staging files in a folder named for this job, and rank 0
+merges them into the entry that everyone then reads.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shutil
@@ -28,6 +31,7 @@ import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -36,8 +40,11 @@ import torch
 from .cache import DTYPES, SPLITS, FeatureCache, content_key
 from .data.base import BASE, Dataset
 from .data.loading import batch_starts, read_batches
-from .device import autocast, resolve_device
+from .device import autocast, numerics, resolve_device
 from .distributed import World
+from .errors import CacheError
+from .files import owned_name
+from .hashing import module_config_digest
 from .models import Cut, Model
 from .progress import Progress, Reporter, ShouldStop
 
@@ -55,14 +62,30 @@ class Features:
     forward_batches: int = 0
 
 
-def base_key(model: Model, dataset: Dataset, device: torch.device, view: str = BASE, storage: str = "float32") -> str:
+def base_key(model: Model, dataset: Dataset, device: torch.device, view: str = BASE, storage: str = "float32",
+             batch_size: int = 256, job_numerics: list[dict] | None = None) -> str:
+    """The content key of one model's features on one view: every input that can change a feature byte.
+
+    Weights, architecture (its settings too: `module_config_digest`), readout and preprocessing, the view's pixels,
+    pooling, storage dtype, and the arithmetic: `device.numerics` (library versions, CPU instruction set or GPU,
+    bf16 autocast on CUDA) and the batch size. Why the batch size: PyTorch does not promise that a row's result
+    is bitwise the same in batches of other sizes (the kernels cuBLAS, cuDNN, oneDNN and MKL pick depend on the
+    batch dimension, notably under CUDA bf16 autocast where GEMMs may split their reductions), and the last,
+    partial batch differs with it too; so features computed with `--batch-size 8` are never served to a run with
+    12. (On this project's CPU, batch sizes 8/12/48 and 1 or 2 threads gave bitwise equal features for SmallResNet,
+    resnet18 and vit_tiny; the key does not rely on that.) The thread count is not in the key: measured bitwise
+    equal as above, and torchrun ranks (one thread each) must share entries with a one-process run. Under torchrun
+    `job_numerics` is the set of every rank's numerics (one entry when all machines are alike, as for one process).
+    """
     return content_key({
         "weights": model.weights_hash(),
         "model": model.describe(),
+        "modules": module_config_digest(model.backbone.module, model.projector),
         "dataset": dataset.fingerprint(view),
         "pooling": "gap",
-        "precision": "bf16" if device.type == "cuda" else "fp32",
         "storage": storage,
+        "batch_size": batch_size,
+        "numerics": job_numerics or [numerics(device)],
     })
 
 
@@ -89,13 +112,27 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
     world = world or World.current()
     wanted = model.resolve_cuts(cuts)
     store = _scratch_store() if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache())
-    key = base_key(model, dataset, device, view, storage)
+    # Every rank's arithmetic, and a staging name all ranks of this job share (rank 0's: unique per job and call).
+    shared = world.gather((numerics(device), owned_name("job")))
+    job_numerics = sorted({json.dumps(n, sort_keys=True) for n, _ in shared})
+    key = base_key(model, dataset, device, view, storage, batch_size, [json.loads(n) for n in job_numerics])
     train, test, cached = {}, {}, []
     for c in wanted:
         hit = store.get(content_key({"base": key, "cut": c.name}))
         if hit is not None:
             train[c.name], test[c.name] = hit["train"], hit["test"]
             cached.append(c.name)
+    if world.size > 1:  # another job may publish an entry between two ranks' looks: rank 0's look decides for all
+        agreed = world.gather(cached)[0]
+        for name in set(cached) - set(agreed):
+            del train[name], test[name]
+        for name in set(agreed) - set(cached):
+            hit = store.get(content_key({"base": key, "cut": name}))
+            if hit is None:
+                raise CacheError(f"The feature cache {str(store.root)!r}: rank 0 found the entry of cut {name!r} but "
+                                 f"rank {world.rank} does not; every rank must see the same cache folder.")
+            train[name], test[name] = hit["train"], hit["test"]
+        cached = [c.name for c in wanted if c.name in agreed]
     missing = [c for c in wanted if c.name not in cached]
     n_batches = {s: len(batch_starts(_n(dataset, s), batch_size, world.rank, world.size)) for s in SPLITS}
     total = sum(n_batches.values()) if missing else 1
@@ -105,14 +142,16 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
         names = [c.name for c in missing]
         keys = {c.name: content_key({"base": key, "cut": c.name}) for c in missing}
         try:
-            written = _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report)
+            written = _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world,
+                               report, shared[0][1])
         except OSError as e:  # the store cannot be written: warn, and recompute into a scratch store
-            if cache is False:
+            if cache is False or world.size > 1:  # torchrun ranks hand over their rows through the shared folder
                 raise
             warnings.warn(f"The feature cache {str(store.root)!r} could not be written ({e.strerror or e}); "
                           "features are computed but not cached.", stacklevel=2)
             store = _scratch_store()
-            written = _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report)
+            written = _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world,
+                               report, shared[0][1])
         for c in missing:
             train[c.name], test[c.name] = written[c.name]["train"], written[c.name]["test"]
     else:
@@ -126,11 +165,18 @@ def _n(dataset: Dataset, split: str) -> int:
     return dataset.n_train if split == "train" else dataset.n_test
 
 
-def _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report):
-    """Run the batches of this rank, write them, publish the entries (rank 0 merges under torchrun); read them back."""
-    meta = {c: {"model": model.name, "dataset": dataset.name, "view": view, "cut": c} for c in names}
+def _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report, job):
+    """Run the batches of this rank, write them, publish the entries (rank 0 merges under torchrun); read them back.
+
+    Under torchrun the ranks' shards go to `.staging/<job>/`, a folder named by rank 0 for this job and call, so
+    jobs sharing a cache folder (even with the same key) never read each other's rows; it is removed when the
+    entries are published or the extraction fails.
+    """
+    meta = {c: {"model": model.name, "dataset": dataset.name, "view": view, "cut": c, "batch_size": batch_size}
+            for c in names}
+    job_dir = store.staging_dir() / job
     writers = {c: store.writer(keys[c], meta[c], storage) for c in names} if world.size == 1 else \
-        {c: ShardWriter(store, keys[c], world.rank, storage) for c in names}
+        {c: ShardWriter(job_dir, keys[c], world.rank, storage) for c in names}
     try:
         for split in SPLITS:
             _run(model, dataset, split, view, names, writers, device, batch_size, storage, workers, world, report)
@@ -143,13 +189,16 @@ def _extract(model, dataset, view, names, keys, device, batch_size, store, stora
             world.barrier()
             if world.rank == 0:
                 for c in names:
-                    merge_shards(store, keys[c], meta[c], storage, world.size, {s: _n(dataset, s) for s in SPLITS},
-                                 batch_size)
+                    merge_shards(store, job_dir, keys[c], meta[c], storage, world.size,
+                                 {s: _n(dataset, s) for s in SPLITS}, batch_size)
             world.barrier()
     except BaseException:
         for w in writers.values():
             w.abort()
         raise
+    finally:
+        if world.rank == 0:
+            shutil.rmtree(job_dir, ignore_errors=True)
     out = {}
     for c in names:
         got = store.get(keys[c], verify=False)  # just written by us (or by rank 0 after the barrier)
@@ -275,10 +324,11 @@ class _AsyncSink(_DirectSink):
 
 
 class ShardWriter:
-    """One rank's rows of one cut, in its batch order, in staging files that only rank 0's merge reads."""
+    """One rank's rows of one cut, in its batch order, in its job's staging folder that only rank 0's merge reads."""
 
-    def __init__(self, store: FeatureCache, key: str, rank: int, storage: str):
-        self.paths = {s: store.staging_dir() / f"{key}.{s}.rank{rank}.part" for s in SPLITS}
+    def __init__(self, job_dir: Path, key: str, rank: int, storage: str):
+        job_dir.mkdir(parents=True, exist_ok=True)
+        self.paths = {s: shard_path(job_dir, key, s, rank) for s in SPLITS}
         self.storage, self.files, self.dims = storage, {}, {}
 
     def open(self, split: str, n: int, dim: int) -> None:
@@ -301,19 +351,23 @@ class ShardWriter:
             p.unlink(missing_ok=True)
 
 
-def merge_shards(store: FeatureCache, key: str, meta: dict, storage: str, world_size: int, sizes: dict[str, int],
-                 batch_size: int) -> None:
+def shard_path(job_dir: Path, key: str, split: str, rank: int) -> Path:
+    return job_dir / f"{key}.{split}.rank{rank}.part"
+
+
+def merge_shards(store: FeatureCache, job_dir: Path, key: str, meta: dict, storage: str, world_size: int,
+                 sizes: dict[str, int], batch_size: int) -> None:
     """Rank 0: interleave the ranks' staging files back into global batch order and publish the entry."""
     writer = store.writer(key, meta, storage)
     item = np.dtype(storage).itemsize
+    paths = {split: [shard_path(job_dir, key, split, r) for r in range(world_size)] for split in SPLITS}
     try:
         for split in SPLITS:
             n = sizes[split]
-            paths = [store.staging_dir() / f"{key}.{split}.rank{r}.part" for r in range(world_size)]
-            readers = [open(p, "rb") for p in paths]
+            readers = [open(p, "rb") for p in paths[split]]
             try:
                 dim = next((os.path.getsize(p) // item // max(1, _rows_of(r, world_size, n, batch_size))
-                            for r, p in enumerate(paths) if os.path.getsize(p)), 0)
+                            for r, p in enumerate(paths[split]) if os.path.getsize(p)), 0)
                 writer.open(split, n, dim)
                 for b, start in enumerate(range(0, n, batch_size)):
                     rows = min(batch_size, n - start)
@@ -321,6 +375,8 @@ def merge_shards(store: FeatureCache, key: str, meta: dict, storage: str, world_
                     if len(buf) != rows * dim * item:
                         raise OSError(f"rank {b % world_size}'s shard of {key[:12]} is incomplete")
                     writer.write(split, start, np.frombuffer(buf, dtype=storage).reshape(rows, dim))
+                if any(f.read(1) for f in readers):
+                    raise OSError(f"a rank's shard of {key[:12]} holds more rows than its batches")
             finally:
                 for f in readers:
                     f.close()
@@ -328,9 +384,9 @@ def merge_shards(store: FeatureCache, key: str, meta: dict, storage: str, world_
     except BaseException:
         writer.abort()
         raise
-    for split in SPLITS:
-        for r in range(world_size):
-            (store.staging_dir() / f"{key}.{split}.rank{r}.part").unlink(missing_ok=True)
+    finally:
+        for p in paths["train"] + paths["test"]:
+            p.unlink(missing_ok=True)
 
 
 def _rows_of(rank: int, world: int, n: int, batch_size: int) -> int:

@@ -7,6 +7,7 @@ thing everywhere (dtype and shape are part of a tensor's identity).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from typing import Iterable, Mapping
 
@@ -67,3 +68,40 @@ def bytes_digest(*parts: bytes, length: int = 64) -> str:
         h.update(len(p).to_bytes(8, "little"))
         h.update(p)
     return h.hexdigest()[:length]
+
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _setting(v):
+    """A module attribute that is a setting (a number, a flag, a name, a function): its JSON form, else None."""
+    if isinstance(v, _PLAIN):
+        return v
+    if isinstance(v, (tuple, list)) and all(isinstance(x, _PLAIN) for x in v):
+        return list(v)
+    if inspect.isfunction(v) or inspect.isbuiltin(v):
+        return f"{getattr(v, '__module__', '')}.{v.__qualname__}"
+    return None
+
+
+def module_config_digest(*modules, length: int = 32) -> str:
+    """Every submodule's type and plain settings (kernel sizes, head counts, eps, flags, activation functions).
+
+    What shapes a forward pass besides the weights: two ViTs that differ only in their number of attention heads
+    have weights of the same shapes. Private attributes and the train/eval flag are left out (they change while
+    a model is used, not what it computes once in eval mode).
+    """
+    items = []
+    for i, module in enumerate(modules):
+        if module is None:
+            continue
+        for name, m in module.named_modules():
+            conf = {}
+            for k, v in sorted(vars(m).items()):
+                if k.startswith("_") or k == "training":
+                    continue
+                setting = _setting(v)
+                if setting is not None:
+                    conf[k] = setting
+            items.append((i, name, f"{type(m).__module__}.{type(m).__qualname__}", conf))
+    return json_digest(items, length=length)

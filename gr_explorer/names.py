@@ -102,3 +102,5 @@ PROJECTOR_NORMS = ("bn", "ln", "none")
 PROJECTOR_ACTS = ("relu", "gelu")
 #: how features and checkpoints can be stored
 STORAGE_DTYPES = ("float32", "float16")
+#: how an image folder's files are recognised in the feature cache: path, size and mtime; or their bytes
+FINGERPRINTS = ("stat", "content")

@@ -11,12 +11,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write, slug
+from .files import atomic_write, publish_folder, slug
 from .plots import accuracy_vs_depth, cut_task_heatmap
 from .run import COLUMNS, SweepResult
 
+#: what `write_outputs` may write into --out (an older output folder holding only these may be replaced)
+OUTPUTS = ("results.csv", "summary.csv", "search.csv", "metrics.csv", "cka.csv", "metric_selection.csv", "run.json",
+           "figure.html", "heatmap.html", "features")
+
 
 def write_outputs(result: SweepResult, out: Path, save_features: bool = False) -> list[Path]:
+    """The whole output set, switched in at once (files.publish_folder): a failure leaves the earlier set whole."""
+    return publish_folder(out, lambda staging: _write_outputs_into(result, staging, save_features), OUTPUTS)
+
+
+def _write_outputs_into(result: SweepResult, out: Path, save_features: bool) -> list[Path]:
     """results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html (+ features/<model>.npz)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []

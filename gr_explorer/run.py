@@ -206,7 +206,7 @@ def dataset_args(config: SweepConfig) -> dict:
     """`load_dataset` keyword arguments for a config: what run_sweep loads (callers that cache loading key on this)."""
     return dict(spec=config.dataset, tasks=list(config.tasks) if config.tasks is not None else None,
                 n_train=config.n_train, n_test=config.n_test, seed=config.seed, data_root=config.data_root,
-                image_size=config.image_size)
+                image_size=config.image_size, fingerprint=config.fingerprint)
 
 
 def model_args(config: SweepConfig, spec: str) -> dict:

@@ -115,3 +115,66 @@ def test_torchrun_two_ranks_equal_one_process_and_a_killed_rank_leaves_nothing_t
                            timeout=600)
     assert again.returncode == 0, again.stderr
     pd.testing.assert_frame_equal(a, pd.read_csv(tmp_path / "again" / "results.csv"))
+
+
+_MEET_HOOK = """
+import os, time
+from pathlib import Path
+if os.environ.get("GR_TEST_MEET"):
+    import gr_explorer.features as f
+    real, met = f.ShardWriter.close, []
+    def close(self):
+        real(self)
+        if not met:  # every rank of both jobs has written all its shards before any rank merges
+            met.append(1)
+            d = Path(os.environ["GR_TEST_MEET"])
+            (d / f"{os.environ['GR_TEST_JOB']}-{os.environ['RANK']}").touch()
+            end = time.time() + 300
+            while len(list(d.iterdir())) < 4 and time.time() < end:
+                time.sleep(0.05)
+    f.ShardWriter.close = close
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes", [(8, 12), (8, 8)], ids=["batch-8-and-12", "batch-8-twice"])
+def test_two_torchrun_jobs_on_one_cache_never_mix_rows_and_a_rerun_equals_a_fresh_run(tmp_path, sizes):
+    """The issue's case: two concurrent jobs on one --cache-dir, their staging in use at the same moment."""
+    _, path = saved_tiny(tmp_path)
+    hook, meet, shared = tmp_path / "hook", tmp_path / "meet", tmp_path / "shared"
+    hook.mkdir()
+    meet.mkdir()
+    (hook / "sitecustomize.py").write_text(_MEET_HOOK)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    common = ["sweep", "--model", f"file:{path}", "--tasks", "shape,color", "--n-train", "200", "--n-test", "80",
+              "--device", "cpu", "--probe", "linear", "--quiet"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gr_explorer"]
+    jobs = [subprocess.Popen([*cmd, *common, "--batch-size", str(bs), "--cache-dir", str(shared), "--out",
+                              str(tmp_path / f"job{i}")], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**env, "PYTHONPATH": f"{hook}{os.pathsep}{REPO}", "GR_TEST_MEET": str(meet),
+                                             "GR_TEST_JOB": str(i)})
+            for i, bs in enumerate(sizes)]
+    done = [j.communicate(timeout=900) for j in jobs]
+    for j, (_, err) in zip(jobs, done):
+        assert j.returncode == 0, err[-3000:]
+    assert len(list(meet.iterdir())) == 4  # the four ranks really were mid-job together
+    assert not [p for p in (shared / ".staging").rglob("*")]  # every job's staging is cleaned up
+
+    def single(bs, cache_args, out):
+        r = subprocess.run([sys.executable, "-m", "gr_explorer", *common, "--batch-size", str(bs), *cache_args,
+                            "--save-features", "--out", str(out)], env=env, cwd=REPO, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return pd.read_csv(out / "results.csv"), np.load(next((out / "features").glob("*.npz")))
+
+    entries = sorted(p.parent.name for p in shared.rglob("meta.json"))
+    assert len(entries) == 8 * len(set(sizes))  # one entry per cut and batch size: nothing else published
+    for i, bs in enumerate(dict.fromkeys(sizes)):
+        rerun, rerun_feats = single(bs, ["--cache-dir", str(shared)], tmp_path / f"rerun{bs}")
+        fresh, fresh_feats = single(bs, ["--no-cache"], tmp_path / f"fresh{bs}")
+        assert sorted(p.parent.name for p in shared.rglob("meta.json")) == entries  # the rerun was all cache hits
+        assert set(rerun_feats.files) == set(fresh_feats.files)
+        for name in fresh_feats.files:
+            assert np.array_equal(rerun_feats[name], fresh_feats[name]), name  # bit-identical
+        pd.testing.assert_frame_equal(rerun, fresh)
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / f"job{sizes.index(bs)}" / "results.csv"), fresh)

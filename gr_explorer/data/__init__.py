@@ -9,6 +9,7 @@ records in `params` everything that determined the content, and validates.
 from __future__ import annotations
 
 from ..errors import DatasetError, did_you_mean
+from ..names import FINGERPRINTS
 from . import cifar10_mini, digits, imagefolder, invariance, shapes, torchvision_sets
 from .base import Dataset, Images, stratified_indices
 from .invariance import DERIVED_TASKS
@@ -89,12 +90,15 @@ def load_dataset(
     data_root: str | None = None,
     download: bool = True,
     image_size: int | None = None,
+    fingerprint: str = "stat",
 ) -> Dataset:
     """Load a dataset by spec: shapes, digits, cifar10, cifar100, stl10, fashion_mnist, imagefolder:<path>.
 
     tasks: base and/or derived tasks (None: all base tasks). n_train/n_test:
     stratified subsample on the first base task (shapes: generated at exactly
-    that size). image_size: resize shorter side + centre crop.
+    that size). image_size: resize shorter side + centre crop. fingerprint: how an image folder's files are
+    recognised in the feature cache, "stat" (path, size, mtime) or "content" (their bytes; see data.imagefolder);
+    other datasets are always keyed on their pixels.
     """
     kind, path = _parse(spec)
     base = dataset_tasks(spec)
@@ -103,11 +107,13 @@ def load_dataset(
     _check_count("n_test", n_test, 1)
     _check_count("seed", seed, 0, allow_none=False)
     _check_count("image_size", image_size, 1)
+    if fingerprint not in FINGERPRINTS:
+        raise DatasetError(f"fingerprint={fingerprint!r} is not valid. Valid: {', '.join(FINGERPRINTS)}.")
 
     common = dict(n_train=n_train, n_test=n_test, seed=seed, image_size=image_size, data_root=data_root, download=download)
     if kind == _IMAGEFOLDER:
         name = f"{_IMAGEFOLDER}:{path}"
-        raw = imagefolder.load(path, **common)
+        raw = imagefolder.load(path, **common, fingerprint=fingerprint)
     elif kind == "shapes":
         name, raw = kind, shapes.load(**common)
     elif kind == "digits":

@@ -10,8 +10,17 @@ Why it works this way:
   path and the first 20% go to test: a fixed, exactly stratified split.
 - Files are only listed and stat-ed up front; the stratified subsample is
   drawn before any decoding, so a small sample of a huge folder is fast.
-- The content fingerprint hashes relative paths, sizes and mtimes, so
-  editing, adding or removing a file changes the feature-cache key.
+- The feature-cache fingerprint (`fingerprint="stat"`, the default) hashes
+  relative paths, sizes and modification times, so adding, removing or
+  rewriting a file changes the key without reading any pixel. What it
+  trusts: a file rewritten in place with the same size and the same mtime
+  (some sync and restore tools keep mtimes) looks unchanged, and its old
+  features would be reused. `fingerprint="content"` hashes the bytes of every
+  chosen file instead (on threads; about the cost of reading them once), so
+  such an edit is caught and a touched but unchanged file is still a hit.
+- Pixels are decoded to 8-bit RGB by the rules of `decode.py` (16-bit and
+  float images scaled, alpha composited on white, first frame), which are
+  part of the cache key with the Pillow version.
 - Strict about contents: a non-image file inside a class folder or an image
   that fails to decode is an error naming the file, not a silent skip.
   Hidden files and folders ('.' prefix) are ignored, as are non-image files
@@ -28,11 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import PIL
 import torch
 from PIL import Image
 
 from ..errors import DatasetError
-from ..hashing import json_digest
+from ..hashing import file_digest, json_digest
+from ..names import FINGERPRINTS
+from . import decode
 from .base import Images, stratified_indices
 from .resize import resize_pil
 
@@ -41,6 +53,7 @@ DEFAULT_SIZE = 224  # used when images differ in size and no image_size was give
 TEST_FRACTION = 0.2
 TASKS = ["label"]
 _SHOW = 5
+#: how a folder's files are recognised in the feature cache (see the module docstring)
 
 
 #: folder names read as the held-out split next to `train/`, in order of preference
@@ -181,20 +194,11 @@ def scan(path: str) -> Listing:
     return Listing(root, f"train/{test_dir}" if split_layout else "fixed-hash-split", classes, files, labels, digest)
 
 
-def _to_rgb(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit greyscale: keep the range, not clip it
-        a = np.asarray(img, dtype=np.float64) / 257.0
-        return np.repeat(np.clip(np.rint(a), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    return np.asarray(img.convert("RGB"))
-
-
 def _decode(path: Path, image_size: int | None) -> np.ndarray | Exception:
     try:
         with Image.open(path) as img:
-            img.load()
-            arr = _to_rgb(img)
+            img.load()  # the first frame of a multi-frame file
+            arr = decode.to_rgb8(img)
         if image_size is not None and arr.shape[:2] != (image_size, image_size):
             arr = np.asarray(resize_pil(Image.fromarray(arr), image_size))
         return arr
@@ -233,10 +237,11 @@ class FileImages(Images):
 
     streams = True
 
-    def __init__(self, root: Path, rel_paths: list[str], size: int | None, listing_digest: str):
+    def __init__(self, root: Path, rel_paths: list[str], size: int | None, listing_digest: str,
+                 fingerprint: str = "stat"):
         self.root, self.rel_paths = root, list(rel_paths)
         self.size, self._native = size, None
-        self._digest = json_digest({"files": listing_digest, "chosen": self.rel_paths, "size": size}, length=32)
+        self.fingerprint_kind, self._listing, self._digest = fingerprint, listing_digest, None
         if size is None and self.rel_paths:
             with _pool() as pool:
                 found = list(pool.map(lambda r: _header_size(root / r), self.rel_paths))
@@ -273,7 +278,21 @@ class FileImages(Images):
         return stack_decoded(self.root, [self.rel_paths[i] for i in ids], arrays)
 
     def fingerprint(self) -> str:
+        """The feature-cache key of these images: the chosen files (by stat, or by their bytes), size, decoder."""
+        if self._digest is None:
+            files = self._listing if self.fingerprint_kind == "stat" else self._content_digest()
+            self._digest = json_digest({"files": files, "chosen": self.rel_paths, "size": self.size,
+                                        "fingerprint": self.fingerprint_kind, "decoder": decode.VERSION,
+                                        "pillow": PIL.__version__}, length=32)
         return self._digest
+
+    def _content_digest(self) -> list[str]:
+        try:
+            with _pool() as pool:  # hashlib releases the GIL: threads read and hash files in parallel
+                return list(pool.map(lambda r: file_digest(self.root / r), self.rel_paths))
+        except OSError as e:
+            raise DatasetError(f"Image folder {str(self.root)!r}: {getattr(e, 'filename', None) or 'a file'} could not "
+                               f"be read to fingerprint its content ({e.strerror or e}).") from e
 
 
 def stack_decoded(root: Path, rel_paths: list[str], arrays: list) -> torch.Tensor:
@@ -286,8 +305,14 @@ def stack_decoded(root: Path, rel_paths: list[str], arrays: list) -> torch.Tenso
     return torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2).copy())
 
 
-def load(path: str, *, n_train: int | None, n_test: int | None, seed: int, image_size: int | None = None, **_):
-    """Listing and stratified subsample now; pixels are decoded when they are read (streamed)."""
+def load(path: str, *, n_train: int | None, n_test: int | None, seed: int, image_size: int | None = None,
+         fingerprint: str = "stat", **_):
+    """Listing and stratified subsample now; pixels are decoded when they are read (streamed).
+
+    `fingerprint`: "stat" (paths, sizes, mtimes) or "content" (the chosen files' bytes); see the module docstring.
+    """
+    if fingerprint not in FINGERPRINTS:
+        raise DatasetError(f"fingerprint={fingerprint!r} is not valid. Valid: {', '.join(FINGERPRINTS)}.")
     listing = scan(path)
     labels, rel = {}, {}
     for split, n in (("train", n_train), ("test", n_test)):
@@ -298,9 +323,10 @@ def load(path: str, *, n_train: int | None, n_test: int | None, seed: int, image
     # Sizes are decided over both splits together so that the "one size, or all resized to 224" rule treats them alike.
     both = FileImages(listing.root, rel["train"] + rel["test"], image_size, listing.fingerprint)
     size = both.size
-    images = {s: FileImages(listing.root, rel[s], size, listing.fingerprint) for s in ("train", "test")}
+    images = {s: FileImages(listing.root, rel[s], size, listing.fingerprint, fingerprint) for s in ("train", "test")}
     if size is None:
         for im in images.values():
             im._native = both._native
-    params = {"path": str(listing.root.resolve()), "layout": listing.layout, "files_sha256": listing.fingerprint}
+    params = {"path": str(listing.root.resolve()), "layout": listing.layout, "files_sha256": listing.fingerprint,
+              "fingerprint": fingerprint}
     return images["train"], images["test"], labels["train"], labels["test"], {"label": listing.classes}, params
