@@ -24,6 +24,11 @@ BASELINES = ("random-init", "pixels")
 #: label-free diagnostics (gr_explorer.diagnostics.METRICS, repeated here so that reading a config imports no torch)
 METRICS = ("rankme", "alpha_req", "stable_rank", "nesum", "cka", "invariance")
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+#: the extraction speed settings' choices (forward.py and data/decode.py own them; repeated so that reading a
+#: config imports no torch)
+AUTO_ON_OFF = ("auto", "on", "off")
+AUTO_OFF = ("auto", "off")
+DECODERS = ("auto", "pil", "torchvision-cpu", "torchvision-cuda")
 
 
 def _f(default, help: str, kind: str, *, flag: str | None = None, check=None, app: bool = True):
@@ -149,6 +154,10 @@ def _feature_dtype(v):
     return None if v in ("float32", "float16") else "float32, float16"
 
 
+def _one_of(valid):
+    return lambda v: None if v in valid else ", ".join(valid)
+
+
 def _probes():
     from .probes import PROBES
 
@@ -199,6 +208,15 @@ class SweepConfig:
                             "compute in float32)", "str", check=_feature_dtype)
     memory_budget: int = _f(2 * 2**30, "bytes one chunk of probe fits may use; bigger sweeps run in more chunks", "int",
                             check=_int_at_least(2**20, 2 * 2**30), app=False)
+    compile: str = _f("auto", "torch.compile the extraction forward: auto (on CUDA, for runs of 250,000+ images), on, "
+                      "off; a model that fails to compile runs eagerly (warned once)", "str", check=_one_of(AUTO_ON_OFF),
+                      app=False)
+    channels_last: str = _f("auto", "NHWC memory format for convolutional models: auto (on CUDA), on, off", "str",
+                            check=_one_of(AUTO_ON_OFF), app=False)
+    auto_batch: str = _f("auto", "on CUDA, grow the extraction batch from --batch-size while it fits in ~80% of the "
+                         "GPU's memory: auto, off", "str", check=_one_of(AUTO_OFF), app=False)
+    decoder: str = _f("auto", "how image-folder files are decoded: auto (JPEGs on the GPU when extracting on CUDA, "
+                      "else pil), pil, torchvision-cpu, torchvision-cuda", "str", check=_one_of(DECODERS), app=False)
 
     def __post_init__(self):
         for f in fields(self):

@@ -15,7 +15,9 @@ disk (all cuts cost 1.06x a plain forward for ViT-B/16 and ResNet-50 on an
 H100; benchmarks/README.md). Under torchrun, rank r extracts batches r, r+W,
 ... (the same batch boundaries as one process, no padded duplicates), writes
 them to its own staging files, and rank 0 merges them into the entry that
-everyone then reads.
+everyone then reads. The forward itself (torch.compile, channels_last, a batch
+that fills the GPU) is forward.py's; decoding streamed JPEGs on the GPU is
+data/decode.py's.
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ import torch
 
 from .cache import DTYPES, SPLITS, EntryWriter, FeatureCache, content_key
 from .data.base import BASE, Dataset
+from .data.decode import resolve_decoder
 from .data.loading import batch_starts, read_batches
-from .device import autocast, resolve_device
+from .device import resolve_device
 from .distributed import World
+from .forward import AUTO_BATCH_MODES, CutForward, auto_batch_size, use_channels_last, use_compile
 from .models import Cut, Model
+from .errors import GRExplorerError
 from .progress import Progress, Reporter, ShouldStop
 
 STORAGE_DTYPES = ("float32", "float16")
@@ -57,15 +62,19 @@ class Features:
     forward_batches: int = 0
 
 
-def base_key(model: Model, dataset: Dataset, device: torch.device, view: str = BASE, storage: str = "float32") -> str:
-    return content_key({
+def base_key(model: Model, dataset: Dataset, device: torch.device, view: str = BASE, storage: str = "float32",
+             decoder: str = "pil") -> str:
+    parts = {
         "weights": model.weights_hash(),
         "model": model.describe(),
         "dataset": dataset.fingerprint(view),
         "pooling": "gap",
         "precision": "bf16" if device.type == "cuda" else "fp32",
         "storage": storage,
-    })
+    }
+    if decoder == "torchvision-cuda":  # other pixels than PIL's (the GPU's IDCT and resize); the CPU decoders are PIL's
+        parts["decoder"] = decoder
+    return content_key(parts)
 
 
 def _scratch_store() -> FeatureCache:
@@ -80,18 +89,26 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
                      device: str | torch.device | None = None, batch_size: int = 256,
                      cache: FeatureCache | None | bool = None, progress: Progress | None = None,
                      should_stop: ShouldStop | None = None, workers: int | None = None, storage: str = "float32",
-                     world: World | None = None) -> Features:
+                     world: World | None = None, compile: str = "off", channels_last: str = "off",
+                     auto_batch: str = "off", decoder: str = "pil") -> Features:
     """Features at `cuts` (all when None) of one view. `cache=False`: a private scratch store, not reused.
 
     `storage`: float32, or float16 (half the disk; probes compute in float32). `workers`: decode workers for
-    streamed image folders (None: automatic). Reports ProgressEvent('extract', batches, total, model) and
-    stops between batches when `should_stop()` is true (progress.Cancelled; cuts already stored stay stored).
+    streamed image folders (None: automatic). `compile`, `channels_last`: auto|on|off, `auto_batch`: auto|off
+    (see forward.py; all off here unless asked, a sweep's settings default to auto). `decoder`: how streamed
+    image folders are decoded, auto|pil|torchvision-cpu|torchvision-cuda (see data/decode.py). Reports
+    ProgressEvent('extract', batches, total, model) and stops between batches when `should_stop()` is true
+    (progress.Cancelled; cuts already stored stay stored).
     """
     device = resolve_device(device)
     world = world or World.current()
     wanted = model.resolve_cuts(cuts)
+    if auto_batch not in AUTO_BATCH_MODES:
+        raise GRExplorerError(f"auto_batch={auto_batch!r} is invalid. Valid: {', '.join(AUTO_BATCH_MODES)}.")
+    streams = any(getattr(dataset.splits[s], "streams", False) for s in SPLITS)
+    decoder = resolve_decoder(decoder, device) if streams else "pil"
     store = _scratch_store() if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache())
-    key = base_key(model, dataset, device, view, storage)
+    key = base_key(model, dataset, device, view, storage, decoder)
     train, test, cached = {}, {}, []
     for c in wanted:
         hit = store.get(content_key({"base": key, "cut": c.name}))
@@ -99,6 +116,15 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
             train[c.name], test[c.name] = hit["train"], hit["test"]
             cached.append(c.name)
     missing = [c for c in wanted if c.name not in cached]
+    forward = None
+    if missing:
+        n_images = dataset.n_train + dataset.n_test
+        forward = CutForward(model, [c.name for c in missing], device,
+                             compile=use_compile(compile, device, n_images // world.size),
+                             channels_last=use_channels_last(channels_last, model, device))
+        if auto_batch == "auto" and device.type == "cuda":  # every rank must cut the same batches
+            batch_size = world.agree_min(auto_batch_size(forward, dataset.splits["train"].shape, batch_size,
+                                                         max(dataset.n_train, dataset.n_test)), device)
     n_batches = {s: len(batch_starts(_n(dataset, s), batch_size, world.rank, world.size)) for s in SPLITS}
     total = sum(n_batches.values()) if missing else 1
     report = Reporter(progress if world.rank == 0 else None, should_stop, "extract", total, model.name)
@@ -107,14 +133,14 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
         names = [c.name for c in missing]
         keys = {c.name: content_key({"base": key, "cut": c.name}) for c in missing}
         try:
-            written = _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report)
+            written = _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world, report)
         except OSError as e:  # the store cannot be written: warn, and recompute into a scratch store
             if cache is False:
                 raise
             warnings.warn(f"The feature cache {str(store.root)!r} could not be written ({e.strerror or e}); "
                           "features are computed but not cached.", stacklevel=2)
             store = _scratch_store()
-            written = _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report)
+            written = _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world, report)
         for c in missing:
             train[c.name], test[c.name] = written[c.name]["train"], written[c.name]["test"]
     else:
@@ -128,14 +154,15 @@ def _n(dataset: Dataset, split: str) -> int:
     return dataset.n_train if split == "train" else dataset.n_test
 
 
-def _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report):
+def _extract(forward: CutForward, dataset, view, keys, batch_size, store, storage, workers, decoder, world, report):
     """Run the batches of this rank, write them, publish the entries (rank 0 merges under torchrun); read them back."""
+    model, names = forward.model, forward.names
     meta = {c: {"model": model.name, "dataset": dataset.name, "view": view, "cut": c} for c in names}
     writers = {c: store.writer(keys[c], meta[c], storage) for c in names} if world.size == 1 else \
         {c: ShardWriter(store, keys[c], world.rank, storage) for c in names}
     try:
         for split in SPLITS:
-            _run(model, dataset, split, view, names, writers, device, batch_size, storage, workers, world, report)
+            _run(forward, dataset, split, view, writers, batch_size, storage, workers, decoder, world, report)
         if world.size == 1:
             for c in names:
                 writers[c].commit()
@@ -162,13 +189,14 @@ def _extract(model, dataset, view, names, keys, device, batch_size, store, stora
 
 
 @torch.no_grad()
-def _run(model: Model, dataset: Dataset, split: str, view: str, names: list[str], writers: dict, device: torch.device,
-         batch_size: int, storage: str, workers: int | None, world, report: Reporter) -> None:
-    model.eval().to(device)
+def _run(forward: CutForward, dataset: Dataset, split: str, view: str, writers: dict, batch_size: int, storage: str,
+         workers: int | None, decoder: str, world, report: Reporter) -> None:
+    device = forward.device
     n = _n(dataset, split)
     cuda = device.type == "cuda"
     sink = _AsyncSink(writers, split, n, storage) if cuda else _DirectSink(writers, split, n)
-    batches = read_batches(dataset, split, batch_size, view, workers=workers, pin=cuda, rank=world.rank, world=world.size)
+    batches = read_batches(dataset, split, batch_size, view, workers=workers, pin=cuda, rank=world.rank, world=world.size,
+                           decoder=decoder, device=device)
     try:
         nxt = next(batches, None)
         if nxt is not None:
@@ -178,9 +206,7 @@ def _run(model: Model, dataset: Dataset, split: str, view: str, names: list[str]
             nxt = next(batches, None)
             if nxt is not None:  # queue the next copy before computing on this batch
                 nxt = (nxt[0], nxt[1].to(device, non_blocking=True))
-            with autocast(device):
-                feats = model.forward_cuts(model.preprocessing(x), names)
-            sink.put(start, feats)
+            sink.put(start, forward(x))
             report.tick(1, f"{split} batch")
     except BaseException:
         sink.stop()  # no write may still be running when the caller removes the entries

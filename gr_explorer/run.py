@@ -93,7 +93,9 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
                 feats = extract_features(model, dataset, None if baseline == "pixels" else config.cuts, view=view,
                                          device=device, batch_size=config.batch_size, cache=cache, progress=progress,
                                          should_stop=should_stop, workers=config.workers,
-                                         storage=config.feature_dtype, world=world)
+                                         storage=config.feature_dtype, world=world, compile=config.compile,
+                                         channels_last=config.channels_last, auto_batch=config.auto_batch,
+                                         decoder=config.decoder)
                 feats_by_model[model.name][view] = feats
                 if not world.is_main:
                     continue  # rank 0 fits the probes on the merged features

@@ -34,6 +34,7 @@ from PIL import Image
 from ..errors import DatasetError
 from ..hashing import json_digest
 from .base import Images, stratified_indices
+from .decode import decode_file
 from .resize import resize_pil
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -181,27 +182,6 @@ def scan(path: str) -> Listing:
     return Listing(root, f"train/{test_dir}" if split_layout else "fixed-hash-split", classes, files, labels, digest)
 
 
-def _to_rgb(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit greyscale: keep the range, not clip it
-        a = np.asarray(img, dtype=np.float64) / 257.0
-        return np.repeat(np.clip(np.rint(a), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    return np.asarray(img.convert("RGB"))
-
-
-def _decode(path: Path, image_size: int | None) -> np.ndarray | Exception:
-    try:
-        with Image.open(path) as img:
-            img.load()
-            arr = _to_rgb(img)
-        if image_size is not None and arr.shape[:2] != (image_size, image_size):
-            arr = np.asarray(resize_pil(Image.fromarray(arr), image_size))
-        return arr
-    except Exception as e:  # PIL raises OSError, ValueError, SyntaxError ... for bad files
-        return e
-
-
 def _header_size(path: Path) -> tuple[int, int] | Exception:
     """(height, width) from the file header alone (no pixel decoding), or why it cannot be read."""
     try:
@@ -257,8 +237,9 @@ class FileImages(Images):
         h, w = self._native if self.size is None and self._native else (self.size, self.size)
         return 3, h, w
 
-    def decode_one(self, i: int) -> np.ndarray | Exception:
-        arr = _decode(self.root / self.rel_paths[i], self.size)
+    def decode_one(self, i: int, decoder: str = "pil") -> np.ndarray | Exception:
+        """Image i as HWC uint8 with a CPU decoder (data/decode.py), or the exception that decoding raised."""
+        arr = decode_file(self.root / self.rel_paths[i], self.size, decoder)
         if isinstance(arr, np.ndarray) and self.size is None and arr.shape[:2] != self._native:
             arr = np.asarray(resize_pil(Image.fromarray(arr), DEFAULT_SIZE))  # pragma: no cover - header lied
         return arr

@@ -32,6 +32,7 @@ from ..errors import ProbeError, did_you_mean
 from ..progress import Progress, Reporter, ShouldStop
 from .knn import DEFAULT_KS, DEFAULT_TEMPERATURE, KnnProbeResult, fit_knn_probes, format_k, knn_predict
 from .linear import DEFAULT_GRID, DEFAULT_MEMORY_BUDGET, LinearProbeResult, fit_linear_probes, format_C, standardize
+from .rows import all_finite, count_nonfinite_rows
 from .solver import lbfgs_softmax
 from .split import validation_split
 
@@ -107,8 +108,8 @@ def _validate(
                 raise ProbeError(f"Cut {cut!r}: {split} features are empty {tuple(x.shape)}. Valid: N >= 1 samples and D >= 1 dims.")
             if x.is_complex() or x.dtype == torch.bool:
                 raise ProbeError(f"Cut {cut!r}: {split} features have dtype {x.dtype}. Valid: a real floating dtype (float32, float16, bfloat16, float64).")
-            if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
-                bad = int((~torch.isfinite(x)).any(1).sum())
+            if x.dtype.is_floating_point and not all_finite(x):  # row chunks: no N x D mask at a million images
+                bad = count_nonfinite_rows(x)
                 raise ProbeError(f"Cut {cut!r}: {split} features contain NaN or inf ({bad} of {x.shape[0]} samples). Valid: finite values only.")
         for task, y in labels.items():
             if not isinstance(y, torch.Tensor) or y.ndim != 1:
@@ -169,13 +170,16 @@ def run_probes(
     linear_tol: float = 1e-4,
     linear_memory_budget: int = DEFAULT_MEMORY_BUDGET,
     knn_chunk_size: int = 1024,
+    knn_memory_budget: int | None = None,
 ) -> list[ProbeResult]:
     """Fit every probe for every (cut, task); one ProbeResult per (cut, task, probe).
 
     Results are ordered by cut (dict order), then task, then probe (order given).
     Reports ProgressEvent('probe', done, total, model) after every chunk of cuts and
     stops between chunks (progress.Cancelled) when `should_stop()` says so. A linear
-    fit that hit its iteration limit is flagged `converged=False` and warned about.
+    fit that hit its iteration limit is flagged `converged=False` and warned about. Both probes
+    stream features that do not fit their memory budget in row chunks (`knn_memory_budget`
+    defaults to the linear probe's).
     """
     probes, n_classes = _validate(probes, train_feats, train_labels, test_feats, test_labels, val_fraction)
     grid = _check_grid(linear_grid)
@@ -211,6 +215,7 @@ def run_probes(
             res = fit_knn_probes(
                 train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx, ks=ks,
                 temperature=knn_temperature, n_classes=n_classes, device=device, chunk_size=knn_chunk_size,
+                memory_budget=linear_memory_budget if knn_memory_budget is None else knn_memory_budget,
                 progress=report.tick,
             )
             for (cut, task), r in res.items():

@@ -27,6 +27,13 @@ Batching (the DINOv2 linear-evaluation idea: many heads on the same features):
 * chunks: cuts are solved in chunks, one after the other, each under a memory
   budget (see ``chunk_bytes``); a chunk is the unit of progress reporting and
   of cancellation.
+* rows (a million images): when even one cut's packed features and activations
+  exceed the budget, chunks are solved *streamed* (see ``streamed_bytes``): the
+  features stay in their storage dtype (float16 on disk, memory-mapped), copied
+  once to the device when they fit there, and every function evaluation of the
+  same full-batch L-BFGS sums the loss and gradient over row chunks that are
+  standardised and packed as they are read (rows.PackedRows). Same objective,
+  same iterates up to the order of float sums; memory is set by the row chunk.
 
 By default (``warm_start=False``) all (cut x task x C) problems of a chunk are
 one solver call from zero; ``warm_start=True`` walks the grid from strong to
@@ -46,6 +53,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .rows import PackedRows, RowSource, pack
 from .solver import feature_eigen, lbfgs_softmax, predict
 
 DEFAULT_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-3, 2, 6))  # 0.001 ... 100
@@ -56,6 +64,8 @@ DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per chunk of cuts solved together
 ACTIVATION_COPIES = 4
 #: parameter-sized [G, 1 + D, Q, K] tensors besides the L-BFGS history: iterate, gradient, trial point, direction ...
 PARAM_COPIES = 12
+#: streamed chunks: the fewest rows per chunk planned for (fewer would make every evaluation a long loop)
+MIN_ROWS = 1024
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,34 +81,21 @@ def standardize(train: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tenso
     return tuple(((t.to(torch.float32) - mean) * inv) for t in (train, *others))
 
 
-def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Column mean and 1/std (0 where std == 0), computed in float64, returned in float32."""
-    x64 = x.to(torch.float64)
-    mean = x64.mean(0)
-    var = (x64 - mean).square_().mean(0)
+def _stats(x: torch.Tensor | RowSource) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column mean and 1/std (0 where std == 0), computed in float64 (a RowSource chunk by chunk, two passes),
+    returned in float32."""
+    if isinstance(x, RowSource):
+        mean = sum(c.to(torch.float64).sum(0) for _, _, c in x.chunks()) / x.n
+        var = sum((c.to(torch.float64) - mean).square_().sum(0) for _, _, c in x.chunks()) / x.n
+    else:
+        x64 = x.to(torch.float64)
+        mean = x64.mean(0)
+        var = (x64 - mean).square_().mean(0)
     std = var.sqrt()
     # A column constant up to float rounding counts as constant.
     const = std <= 1e-7 * mean.abs().clamp_min(1e-30) + 1e-12
     inv = torch.where(const, torch.zeros_like(std), 1.0 / torch.where(const, torch.ones_like(std), std))
     return mean.to(torch.float32), inv.to(torch.float32)
-
-
-def _pack(
-    feats: Sequence[torch.Tensor],
-    stats: Sequence[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """Standardise each cut with its stats and pack into [G, N, 1 + D_max]: column 0 is the
-    constant 1 of the bias, then the features, zero-padded on the right for smaller cuts."""
-    n = feats[0].shape[0]
-    d_max = max(x.shape[1] for x in feats)
-    out = torch.zeros((len(feats), n, 1 + d_max), dtype=dtype, device=device)
-    out[:, :, 0] = 1.0
-    for g, (x, (mean, inv)) in enumerate(zip(feats, stats)):
-        d = x.shape[1]
-        out[g, :, 1 : 1 + d] = (x.to(device=device, dtype=torch.float32) - mean.to(device)) * inv.to(device)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,6 +162,31 @@ def chunk_bytes(blocks: list[list[int]], *, n_fit: int, n_val: int, n_train: int
     return itemsize * (max(stage1, stage2) + eig)
 
 
+def streamed_bytes(blocks: list[list[int]], *, rows: int, resident: bool, n_val: int, n_train: int, n_test: int,
+                   n_grid: int, n_tasks: int, n_classes: int, history: int, warm_start: bool, precondition: bool,
+                   itemsize: int, storage_itemsize: int) -> int:
+    """Peak bytes of one chunk solved in row chunks of `rows`: one block's packed chunk and activations at a time,
+    the L-BFGS state and per-C solutions, the preconditioner, the predictions ([G, N_val, problems] int64), and,
+    when `resident`, the cuts' train and test features copied to the device in their storage dtype."""
+    q1 = n_tasks if warm_start else n_tasks * n_grid
+    G = sum(len(b) for b in blocks)
+    d1 = 1 + max(max(b) for b in blocks)
+    packed = max(len(b) * (1 + max(b)) for b in blocks) * rows
+    act = max(len(b) for b in blocks) * ACTIVATION_COPIES * rows * q1 * n_classes
+    state = (2 * history + PARAM_COPIES) * G * d1 * q1 * n_classes + n_grid * G * d1 * n_tasks * n_classes
+    eig = sum(len(b) * max(b) ** 2 for b in blocks) if precondition else 0
+    preds = 8 * G * max(n_val * q1, n_test * n_tasks)
+    raw = (n_train + n_test) * sum(sum(b) for b in blocks) * storage_itemsize if resident else 0
+    return itemsize * (packed + act + state + eig) + preds + raw
+
+
+def _rows_within(bytes_at: Callable[[int], int], budget: int, n: int) -> int:
+    """The most rows per chunk (MIN_ROWS to n) whose bytes stay within budget (bytes grow linearly with rows)."""
+    base, per_row = bytes_at(0), bytes_at(1) - bytes_at(0)
+    fit = (budget - base) // per_row if per_row > 0 else n
+    return int(min(n, max(MIN_ROWS, fit)))
+
+
 def fit_linear_probes(
     train_feats: Mapping[str, torch.Tensor],
     train_labels: Mapping[str, torch.Tensor],
@@ -184,6 +206,7 @@ def fit_linear_probes(
     precondition: bool = True,
     pad_ratio: float | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    rows_per_chunk: int | None = None,
     progress: Callable[[int, str], None] | None = None,
 ) -> dict[tuple[str, str], LinearProbeResult]:
     """Fit the linear probe for every (cut, task); inputs are assumed validated (see run_probes).
@@ -194,7 +217,9 @@ def fit_linear_probes(
     (cut, task, C) from zero. `pad_ratio`: cuts whose D is at least this fraction of the
     largest D in their block share one zero-padded feature tensor (one bmm); default 0 on CUDA
     (all cuts of a chunk in one tensor) and 1 elsewhere (only equal D share, no wasted flops on
-    CPU). `memory_budget` (bytes) bounds one chunk of cuts; chunks run one after the other.
+    CPU). `memory_budget` (bytes) bounds one chunk of cuts; chunks run one after the other; when
+    one cut alone would not fit, the chunks are solved streamed, in row chunks (see the module
+    docstring; `rows_per_chunk` forces that, with that many rows per chunk).
     `progress(n_done, message)` is called after each chunk with the (cut, task) results it
     finished; it may raise to stop before the next chunk.
     """
@@ -226,16 +251,51 @@ def fit_linear_probes(
                            itemsize=torch.finfo(dtype).bits // 8)
 
     dims = {c: int(train_feats[c].shape[1]) for c in cuts}
-    chunks = _plan(dims, bytes_for, memory_budget, pad_ratio, block_per_chunk=device.type != "cuda")
+    block_per_chunk = device.type != "cuda"
+    chunks = _plan(dims, bytes_for, memory_budget, pad_ratio, block_per_chunk)
+    dims_of = lambda blocks: [[dims[c] for c in b] for b in blocks]  # noqa: E731
+    streams: dict[int, tuple[int, bool]] = {}  # chunk -> (rows per row chunk, features resident on the device)
+    if rows_per_chunk is not None or any(bytes_for(dims_of(b)) > memory_budget for b in chunks):
+        storage = max(train_feats[c].element_size() for c in cuts)
+
+        def streamed(shape: list[list[int]], rows: int, resident: bool) -> int:
+            return streamed_bytes(shape, rows=rows, resident=resident, n_val=n_val, n_train=n_train, n_test=n_test,
+                                  n_grid=nC, n_tasks=T, n_classes=K, history=history, warm_start=warm_start,
+                                  precondition=precondition, itemsize=torch.finfo(dtype).bits // 8,
+                                  storage_itemsize=storage)
+
+        chunks = _plan(dims, lambda shape: streamed(shape, MIN_ROWS, True), memory_budget, pad_ratio, block_per_chunk)
+        for i, blocks in enumerate(chunks):
+            resident = streamed(dims_of(blocks), MIN_ROWS, True) <= memory_budget
+            rows = rows_per_chunk or _rows_within(lambda r: streamed(dims_of(blocks), r, resident), memory_budget,
+                                                  max(n_train, n_test))
+            streams[i] = (rows, resident)
     results: dict[tuple[str, str], LinearProbeResult] = {}
-    for blocks in chunks:
+    for i, blocks in enumerate(chunks):
         chunk = [c for b in blocks for c in b]
         G = len(chunk)
         d1 = 1 + max(dims[c] for c in chunk)
-        # ---- stage 1: choose C on the validation split ----
-        stats = {c: _stats(train_feats[c][fit_idx].to(device)) for c in chunk}
-        X_fit = [_pack([train_feats[c][fit_idx] for c in b], [stats[c] for c in b], device, dtype) for b in blocks]
-        X_val = [_pack([train_feats[c][val_idx] for c in b], [stats[c] for c in b], device, dtype) for b in blocks]
+        src = None  # streamed: RowSources over each split's features, fit/val rows as subsets of train
+        if i in streams:
+            rows, resident = streams[i]
+            src = {split: {c: RowSource(f[c], device, rows, resident) for c in chunk}
+                   for split, f in (("train", train_feats), ("test", test_feats))}
+
+        def part(split: str, c: str, idx: torch.Tensor | None):
+            if src is not None:
+                return src[split][c] if idx is None else src[split][c].subset(idx)
+            x = (train_feats if split == "train" else test_feats)[c]
+            return x if idx is None else x[idx]
+
+        def packed(parts, stats):
+            return PackedRows(parts, stats, dtype) if src is not None else pack(parts, stats, device, dtype)
+
+        def stats_of(x):
+            return _stats(x if src is not None else x.to(device))
+
+        stats = {c: stats_of(part("train", c, fit_idx)) for c in chunk}
+        X_fit = [packed([part("train", c, fit_idx) for c in b], [stats[c] for c in b]) for b in blocks]
+        X_val = [packed([part("train", c, val_idx) for c in b], [stats[c] for c in b]) for b in blocks]
         eigen = feature_eigen(X_fit) if precondition else False
         correct = torch.zeros((nC, G, T), dtype=torch.long, device=device)
         thetas = torch.zeros((nC, G, d1, T, K), dtype=dtype, device=device)
@@ -271,7 +331,7 @@ def fit_linear_probes(
         del thetas
         # ---- stage 2: refit on all train data with the chosen C (warm start), score on test ----
         fit_stats = stats
-        stats = {c: _stats(train_feats[c].to(device)) for c in chunk}
+        stats = {c: stats_of(part("train", c, None)) for c in chunk}
         for gi, c in enumerate(chunk):
             # Same logits under the new standardisation: w' = w inv_fit / inv_train, b' = b + w inv_fit . (m_train - m_fit).
             (m_f, inv_f), (m_t, inv_t) = fit_stats[c], stats[c]
@@ -280,13 +340,13 @@ def fit_linear_probes(
             init[gi, 0] += (w * (m_t - m_f)[:, None, None].to(dtype)).sum(0)
             safe = torch.where(inv_t > 0, inv_t, torch.ones_like(inv_t)).to(dtype)
             init[gi, 1 : 1 + d] = torch.where((inv_t > 0)[:, None, None], w / safe[:, None, None], torch.zeros_like(w))
-        X_train = [_pack([train_feats[c] for c in b], [stats[c] for c in b], device, dtype) for b in blocks]
+        X_train = [packed([part("train", c, None) for c in b], [stats[c] for c in b]) for b in blocks]
         lam = 1.0 / (C_best * n_train)
         res = lbfgs_softmax(X_train, y_train, class_mask_t, lam, init=init, **solve)
         del X_train
         iters += res.n_iter
         conv &= res.converged
-        X_test = [_pack([test_feats[c] for c in b], [stats[c] for c in b], device, dtype) for b in blocks]
+        X_test = [packed([part("test", c, None) for c in b], [stats[c] for c in b]) for b in blocks]
         test_hits = (predict(X_test, res.theta, class_mask_t) == y_test.unsqueeze(0)).cpu()  # [G, N_test, T]
         del X_test
         correct_c, best_c = correct.cpu(), best.cpu()
@@ -321,4 +381,5 @@ __all__ = [
     "fit_linear_probes",
     "format_C",
     "standardize",
+    "streamed_bytes",
 ]

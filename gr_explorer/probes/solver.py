@@ -17,6 +17,10 @@ Preconditioning: the two-loop's initial inverse Hessian is, per problem,
 feature second moments (c = current mean softmax curvature). Real features
 have power-law spectra, which makes plain L-BFGS (and sklearn's lbfgs) crawl;
 this cuts the iterations several-fold for one small eigh per cut.
+
+A block may also be a `rows.PackedRows`, which exists only chunk by chunk: every
+function evaluation then sums the loss, gradient and curvature over row chunks,
+so the [N, problems, classes] activations never exist whole (a million images).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+
+from .rows import Block, PackedRows, row_chunks, strided_rows
 
 
 @dataclass
@@ -37,14 +43,14 @@ class SolveResult:
     n_evals: int  # batched function evaluations (each = 2 matmuls per block)
 
 
-Blocks = Sequence[torch.Tensor]
+Blocks = Sequence[Block]
 
 
-def _as_blocks(X: torch.Tensor | Blocks) -> list[torch.Tensor]:
-    return [X] if isinstance(X, torch.Tensor) else list(X)
+def _as_blocks(X: Block | Blocks) -> list[Block]:
+    return [X] if isinstance(X, (torch.Tensor, PackedRows)) else list(X)
 
 
-def feature_eigen(X: torch.Tensor | Blocks, max_rows: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def feature_eigen(X: Block | Blocks, max_rows: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per block: eigen-decomposition (eigvals [G_b, r], eigvecs [G_b, D_b, r]) of the feature
     second-moment matrix X^T X / n (bias column excluded), from an evenly strided subsample of
     at most `max_rows` rows (default max(1024, 4 D)). Used to precondition the solver.
@@ -58,7 +64,7 @@ def feature_eigen(X: torch.Tensor | Blocks, max_rows: int | None = None) -> list
         d = D1 - 1
         rows = max(1024, 4 * d) if max_rows is None else max_rows
         step = max(1, N // rows)
-        F_ = X_b[:, ::step, 1:]
+        F_ = strided_rows(X_b, step)[:, :, 1:]
         n = F_.shape[1]
         try:
             if n < d:
@@ -125,21 +131,27 @@ class _Objective:
                 th = th.index_select(2, cols)
                 lab, neg_mask, n_cls = lab[:, :, cols], neg_mask[cols], n_cls[cols]
             Qc = th.shape[2]
-            Z = torch.bmm(X_b, th.reshape(G_b, d1, Qc * K)).view(G_b, N, Qc, K)
-            if self.any_masked:
-                Z.masked_fill_(neg_mask, float("-inf"))
-            # In-place softmax (much faster than log_softmax over a short last dim):
-            # loss_n = log sum_k exp(z_k - m) - (z_y - m), P = softmax(z).
-            Z.sub_(Z.amax(-1, keepdim=True))
-            lab = lab.expand(G_b, N, Qc, 1)
-            z_y = Z.gather(-1, lab)
-            P = Z.exp_()
-            s = P.sum(-1, keepdim=True)
-            l_b = (s.log() - z_y).sum(1).view(G_b, Qc) / N
-            P.div_(s)
-            c_b = (1 - P.square().sum(-1)).sum(1) / (N * n_cls)
-            P.scatter_add_(-1, lab, torch.full(lab.shape, -1.0, dtype=P.dtype, device=P.device))  # softmax - onehot
-            g_b = torch.bmm(X_b.transpose(1, 2), P.view(G_b, N, Qc * K)).view(G_b, d1, Qc, K).div_(N)
+            th = th.reshape(G_b, d1, Qc * K)
+            l_b = c_b = g_b = None
+            for r0, r1, X in row_chunks(X_b):  # one chunk: the whole block
+                n = r1 - r0
+                Z = torch.bmm(X, th).view(G_b, n, Qc, K)
+                if self.any_masked:
+                    Z.masked_fill_(neg_mask, float("-inf"))
+                # In-place softmax (much faster than log_softmax over a short last dim):
+                # loss_n = log sum_k exp(z_k - m) - (z_y - m), P = softmax(z).
+                Z.sub_(Z.amax(-1, keepdim=True))
+                lab_c = lab[:, r0:r1].expand(G_b, n, Qc, 1)
+                z_y = Z.gather(-1, lab_c)
+                P = Z.exp_()
+                s = P.sum(-1, keepdim=True)
+                loss_c = (s.log() - z_y).sum(1).view(G_b, Qc)
+                P.div_(s)
+                curv_c = (1 - P.square().sum(-1)).sum(1)
+                P.scatter_add_(-1, lab_c, torch.full(lab_c.shape, -1.0, dtype=P.dtype, device=P.device))  # softmax - onehot
+                grad_c = torch.bmm(X.transpose(1, 2), P.view(G_b, n, Qc * K)).view(G_b, d1, Qc, K)
+                l_b, c_b, g_b = (loss_c, curv_c, grad_c) if l_b is None else (l_b + loss_c, c_b + curv_c, g_b.add_(grad_c))
+            l_b, c_b, g_b = l_b / N, c_b / (N * n_cls), g_b.div_(N)
             if cols is None:
                 loss[g0:g1], curv[g0:g1], grad[g0:g1, :d1] = l_b, c_b, g_b
             else:
@@ -163,7 +175,10 @@ class _Precond:
         self.parts = []
         g0 = 0
         for X_b, (ev, V) in zip(blocks, eigen):
-            live = torch.stack([(X_b[g, :, 1:] != 0).any(0) for g in range(X_b.shape[0])])  # [G_b, D_b]
+            live = None
+            for _, _, X in row_chunks(X_b):
+                seen = torch.stack([(X[g, :, 1:] != 0).any(0) for g in range(X.shape[0])])  # [G_b, D_b]
+                live = seen if live is None else live | seen
             live = None if bool(live.all()) else live[:, :, None, None].to(X_b.dtype)
             self.parts.append((g0, g0 + X_b.shape[0], ev, V, live))
             g0 += X_b.shape[0]
@@ -197,7 +212,7 @@ def _bc(m: torch.Tensor) -> torch.Tensor:
 
 
 def lbfgs_softmax(
-    X: torch.Tensor | Blocks,
+    X: Block | Blocks,
     labels: torch.Tensor,
     class_mask: torch.Tensor,
     lam: torch.Tensor,
@@ -338,16 +353,20 @@ def lbfgs_softmax(
     return SolveResult(theta=x, loss=f, grad_inf=ginf, converged=converged, n_iter=n_iter, n_evals=fg.n_evals)
 
 
-def predict(X: torch.Tensor | Blocks, theta: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
+def predict(X: Block | Blocks, theta: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
     """Argmax class [G, N, Q] of the (masked) logits; X packed like the solver's input."""
     Q, K = class_mask.shape
     neg = ~class_mask.to(theta.device)
     preds, g0 = [], 0
     for X_b in _as_blocks(X):
         G_b, N, d1 = X_b.shape
-        Z = torch.bmm(X_b, theta[g0 : g0 + G_b, :d1].reshape(G_b, d1, Q * K)).view(G_b, N, Q, K)
-        Z.masked_fill_(neg, float("-inf"))
-        preds.append(Z.argmax(-1))
+        th = theta[g0 : g0 + G_b, :d1].reshape(G_b, d1, Q * K)
+        parts = []
+        for r0, r1, X_c in row_chunks(X_b):
+            Z = torch.bmm(X_c, th).view(G_b, r1 - r0, Q, K)
+            Z.masked_fill_(neg, float("-inf"))
+            parts.append(Z.argmax(-1))
+        preds.append(parts[0] if len(parts) == 1 else torch.cat(parts, 1))
         g0 += G_b
     return torch.cat(preds, 0)
 
