@@ -41,9 +41,8 @@ from .data.decode import resolve_decoder
 from .data.loading import batch_starts, read_batches
 from .device import resolve_device
 from .distributed import World
-from .forward import AUTO_BATCH_MODES, CutForward, auto_batch_size, use_channels_last, use_compile
+from .forward import CutForward, auto_batch_size, use_auto_batch, use_channels_last, use_compile
 from .models import Cut, Model
-from .errors import GRExplorerError
 from .progress import Progress, Reporter, ShouldStop
 
 STORAGE_DTYPES = ("float32", "float16")
@@ -103,8 +102,7 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
     device = resolve_device(device)
     world = world or World.current()
     wanted = model.resolve_cuts(cuts)
-    if auto_batch not in AUTO_BATCH_MODES:
-        raise GRExplorerError(f"auto_batch={auto_batch!r} is invalid. Valid: {', '.join(AUTO_BATCH_MODES)}.")
+    grow_batch = use_auto_batch(auto_batch, device)
     streams = any(getattr(dataset.splits[s], "streams", False) for s in SPLITS)
     decoder = resolve_decoder(decoder, device) if streams else "pil"
     store = _scratch_store() if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache())
@@ -122,15 +120,15 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
         forward = CutForward(model, [c.name for c in missing], device,
                              compile=use_compile(compile, device, n_images // world.size),
                              channels_last=use_channels_last(channels_last, model, device))
-        if auto_batch == "auto" and device.type == "cuda":  # every rank must cut the same batches
+        if grow_batch:  # every rank must cut the same batches
             batch_size = world.agree_min(auto_batch_size(forward, dataset.splits["train"].shape, batch_size,
                                                          max(dataset.n_train, dataset.n_test)), device)
+        forward.graph_batch = batch_size  # one compiled graph for every batch of both splits
     n_batches = {s: len(batch_starts(_n(dataset, s), batch_size, world.rank, world.size)) for s in SPLITS}
     total = sum(n_batches.values()) if missing else 1
     report = Reporter(progress if world.rank == 0 else None, should_stop, "extract", total, model.name)
     report.emit(f"{view} view" if view != BASE else "")
     if missing:
-        names = [c.name for c in missing]
         keys = {c.name: content_key({"base": key, "cut": c.name}) for c in missing}
         try:
             written = _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world, report)

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
 from .device import autocast
 from .errors import ConfigError
@@ -83,6 +84,12 @@ def use_channels_last(mode: str, model: Model, device: torch.device) -> bool:
     return mode == "on" or (mode == "auto" and device.type == "cuda" and is_convolutional(model))
 
 
+def use_auto_batch(mode: str, device: torch.device) -> bool:
+    """auto: grow the batch on CUDA (the CPU keeps the batch size it was given); off: never."""
+    _check("auto_batch", mode, AUTO_BATCH_MODES)
+    return mode == "auto" and device.type == "cuda"
+
+
 class CutForward:
     """uint8 batch on the device -> {cut: [B, dim]} under the device's autocast, compiled or eager.
 
@@ -98,7 +105,8 @@ class CutForward:
         if channels_last:
             model.to(memory_format=torch.channels_last)
         self.compiled: Callable | None = torch.compile(self.eager, backend=backend, dynamic=False) if compile else None
-        self.graph_batch: int | None = None  # batch size the compiled graph was built for
+        #: the batch size the compiled graph is built for (smaller batches are padded to it); None: the first one's
+        self.graph_batch: int | None = None
 
     @property
     def is_compiled(self) -> bool:
@@ -195,8 +203,6 @@ def attention_kernels(model: Model, device: torch.device | str = "cpu", batch: i
     """{kernel: calls} of the scaled-dot-product-attention kernels one forward of `batch` images runs, under the
     device's autocast; {"none": n} counts softmax calls when attention is computed without SDPA (e.g. timm's
     `fused_attn=False`), and {} means the model has no attention."""
-    from torch.profiler import ProfilerActivity, profile
-
     device = torch.device(device)
     fwd = CutForward(model, [model.cut_names[-1]], device)
     s = model.preprocessing.input_size

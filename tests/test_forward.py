@@ -136,7 +136,11 @@ def test_auto_batch_size_rule(case, start, cap, per_image, oom_above, budget, wa
     assert tried == tries, case
 
 
-def test_auto_batch_keeps_the_given_batch_on_the_cpu():
+def test_auto_batch_is_for_cuda_and_keeps_the_given_batch_on_the_cpu():
+    assert fwd.use_auto_batch("auto", torch.device("cuda")) and not fwd.use_auto_batch("auto", CPU)
+    assert not fwd.use_auto_batch("off", torch.device("cuda"))
+    with pytest.raises(ConfigError, match=r"auto_batch='on' is invalid\. Valid: auto, off"):
+        extract_features(tiny_model(), random_dataset(), cache=False, auto_batch="on")
     model = tiny_model()
     assert fwd.auto_batch_size(CutForward(model, model.cut_names, CPU), (3, 16, 16), 37, 10**6) == 37
 

@@ -35,6 +35,9 @@ from ..errors import ConfigError
 from ..threads import map_ordered
 from .resize import resize_crop, resize_pil
 
+# torchvision.io is imported where it is used: loading it costs about a second that listing a folder, or a
+# PIL-decoded run, need not pay (as in resize.py).
+
 DECODERS = ("auto", "pil", "torchvision-cpu", "torchvision-cuda")
 
 _SOF_OTHER = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # lossless, hierarchical, arithmetic

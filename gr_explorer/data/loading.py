@@ -18,6 +18,7 @@ import torch
 
 from ..errors import DatasetError
 from .base import BASE, Dataset
+from .decode import CudaJpegBatches
 
 
 def default_workers() -> int:
@@ -78,8 +79,6 @@ def read_batches(dataset: Dataset, split: str, batch_size: int, view: str = BASE
 
     workers = default_workers() if workers is None else workers
     if decoder == "torchvision-cuda":
-        from .decode import CudaJpegBatches
-
         loader = ((x, failed) for _, x, failed in CudaJpegBatches(images, device, workers)(starts, batch_size))
     else:
         loader = torch.utils.data.DataLoader(
