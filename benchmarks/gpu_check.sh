@@ -17,7 +17,7 @@
 # The call (device tool):  run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
 # Locally, a smoke test of the CPU-capable parts at tiny sizes:  bash benchmarks/gpu_check.sh --smoke /tmp/smoke
 #
-# Each step has its own time limit, shortened when the whole budget ($GPU_CHECK_BUDGET seconds, default 540) runs
+# Each step has its own time limit, shortened when the whole budget ($GPU_CHECK_BUDGET seconds, default 550) runs
 # low; a step that fails or runs out of time is listed at the end and the others still run. Each figure is written
 # to results.jsonl as soon as it is measured, so a step cut short keeps what it measured. What comes back under
 # $OUT (8 files, the most that come back): gpu.txt, forward.log, jpeg.log, probes.log, sweep_50k.log, tests_cuda.log,

@@ -241,8 +241,8 @@ def _stream_plan(train_shape, n_test: int, k_max: int, chunk_size: int, budget: 
     In memory the search holds the normalised train features and their fit / val copies (2 N D), the test
     features, and a chunk's similarities and top-k workspace against the whole bank (2 x chunk_size x N), in
     float32. Streamed, a quarter of the budget holds a block of normalised queries and their running top k_max
-    (value and index, 12 bytes each), half the bank chunk (raw
-    gather and normalised copy, 8 D bytes a row) and the similarities (8 x chunk_size bytes a row)."""
+    (value and index, 12 bytes each), half the bank chunk (raw gather and normalised copy, 8 D bytes a row) and
+    the similarities (8 x chunk_size bytes a row)."""
     n, d = int(train_shape[0]), int(train_shape[1])
     if bank_chunk is None:
         if budget is None or 4 * (2 * n * d + n_test * d + 2 * chunk_size * n) <= budget:

@@ -66,6 +66,8 @@ ACTIVATION_COPIES = 4
 PARAM_COPIES = 12
 #: streamed chunks: the fewest rows per chunk planned for (fewer would make every evaluation a long loop)
 MIN_ROWS = 1024
+#: streamed chunks: rows per chunk of the float64 column statistics
+STATS_ROWS = 65536
 
 
 # ----------------------------------------------------------------------------------------------
@@ -84,9 +86,10 @@ def standardize(train: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tenso
 def _stats(x: torch.Tensor | RowSource) -> tuple[torch.Tensor, torch.Tensor]:
     """Column mean and 1/std (0 where std == 0), computed in float64 (a RowSource chunk by chunk, two passes),
     returned in float32."""
-    if isinstance(x, RowSource):
-        mean = sum(c.to(torch.float64).sum(0) for _, _, c in x.chunks()) / x.n
-        var = sum((c.to(torch.float64) - mean).square_().sum(0) for _, _, c in x.chunks()) / x.n
+    if isinstance(x, RowSource):  # float64 chunks of at most STATS_ROWS rows: a small share of any budget
+        step = min(x.chunk, STATS_ROWS)
+        mean = sum(c.to(torch.float64).sum(0) for _, _, c in x.chunks(step)) / x.n
+        var = sum((c.to(torch.float64) - mean).square_().sum(0) for _, _, c in x.chunks(step)) / x.n
     else:
         x64 = x.to(torch.float64)
         mean = x64.mean(0)

@@ -47,9 +47,11 @@ class RowSource:
         idx = positions if self.rows is None else self.rows[positions]
         return self.x[idx].to(device=self.device, dtype=torch.float32)
 
-    def chunks(self) -> Iterator[tuple[int, int, torch.Tensor]]:
-        for start in range(0, self.n, self.chunk):
-            stop = min(start + self.chunk, self.n)
+    def chunks(self, rows: int | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """(start, stop, float32 rows) in chunks of `rows` (default: the source's chunk)."""
+        step = rows or self.chunk
+        for start in range(0, self.n, step):
+            stop = min(start + step, self.n)
             yield start, stop, self.read(start, stop)
 
 
