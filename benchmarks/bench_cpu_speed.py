@@ -89,7 +89,7 @@ def bench_decode(n: int, repeats: int, threads: int) -> None:
     import torch
 
     from common import best_of
-    from gr_explorer.data.decode import CudaJpegBatches, decode_file
+    from gr_explorer.data.decoders import CudaJpegBatches, decode_file
 
     root = Path(tempfile.gettempdir()) / "gr_bench_jpegs"
     paths = make_jpegs(root, n)

@@ -81,7 +81,7 @@ if ((smoke)); then  # tiny sizes, the CPU, a stand-in compile backend: proves th
     --budget-gib 0.01 --knn-budget-gib 0.002 --eval-rows 4096 --store "$scratch/probes"
   step sweep_50k 300 python3 benchmarks/bench_gpu_sweep.py --device cpu --model resnet18 --n-train 200 --n-test 100 \
     --cache-dir "$scratch/cache"
-  step tests_cuda 300 python3 -m pytest -q -p no:cacheprovider tests/test_forward.py tests/test_decode.py \
+  step tests_cuda 300 python3 -m pytest -q -p no:cacheprovider tests/test_forward.py tests/test_decoders.py \
     tests/test_probe_streaming.py
 else
   step forward 170 "${bench[@]}" forward "${json[@]}"
@@ -89,7 +89,7 @@ else
   step probes 140 "${bench[@]}" probes "${json[@]}" --store "$scratch/probes"
   step sweep_50k 50 python3 benchmarks/bench_gpu_sweep.py --device cuda --cache-dir "$scratch/cache"
   # the suites whose code has a CUDA path (the app and browser suites have none); the new ones first
-  step tests_cuda 110 python3 -m pytest -q -p no:cacheprovider tests/test_forward.py tests/test_decode.py \
+  step tests_cuda 110 python3 -m pytest -q -p no:cacheprovider tests/test_forward.py tests/test_decoders.py \
     tests/test_probe_streaming.py tests/test_scale.py tests/test_features.py tests/test_sweep.py tests/test_probes.py \
     tests/test_models.py tests/test_training.py tests/test_diagnostics.py
 fi

@@ -24,7 +24,7 @@ BASELINES = ("random-init", "pixels")
 #: label-free diagnostics (gr_explorer.diagnostics.METRICS, repeated here so that reading a config imports no torch)
 METRICS = ("rankme", "alpha_req", "stable_rank", "nesum", "cka", "invariance")
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-#: the extraction speed settings' choices (forward.py and data/decode.py own them; repeated so that reading a
+#: the extraction speed settings' choices (forward.py and data/decoders.py own them; repeated so that reading a
 #: config imports no torch)
 AUTO_ON_OFF = ("auto", "on", "off")
 AUTO_OFF = ("auto", "off")

@@ -17,7 +17,7 @@ H100; benchmarks/README.md). Under torchrun, rank r extracts batches r, r+W,
 them to its own staging files, and rank 0 merges them into the entry that
 everyone then reads. The forward itself (torch.compile, channels_last, a batch
 that fills the GPU) is forward.py's; decoding streamed JPEGs on the GPU is
-data/decode.py's.
+data/decoders.py's.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 
 from .cache import DTYPES, SPLITS, EntryWriter, FeatureCache, content_key
 from .data.base import BASE, Dataset
-from .data.decode import resolve_decoder
+from .data.decoders import resolve_decoder
 from .data.loading import batch_starts, read_batches
 from .device import resolve_device
 from .distributed import World
@@ -95,7 +95,7 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
     `storage`: float32, or float16 (half the disk; probes compute in float32). `workers`: decode workers for
     streamed image folders (None: automatic). `compile`, `channels_last`: auto|on|off, `auto_batch`: auto|off
     (see forward.py; all off here unless asked, a sweep's settings default to auto). `decoder`: how streamed
-    image folders are decoded, auto|pil|torchvision-cpu|torchvision-cuda (see data/decode.py). Reports
+    image folders are decoded, auto|pil|torchvision-cpu|torchvision-cuda (see data/decoders.py). Reports
     ProgressEvent('extract', batches, total, model) and stops between batches when `should_stop()` is true
     (progress.Cancelled; cuts already stored stay stored).
     """

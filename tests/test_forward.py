@@ -159,7 +159,7 @@ def test_attention_kernel_report_reads_the_profiler():
 def test_sweep_settings_name_the_library_choices():
     assert config_module.AUTO_ON_OFF == fwd.COMPILE_MODES == fwd.CHANNELS_LAST_MODES
     assert config_module.AUTO_OFF == fwd.AUTO_BATCH_MODES
-    from gr_explorer.data.decode import DECODERS
+    from gr_explorer.data.decoders import DECODERS
 
     assert config_module.DECODERS == DECODERS
     help_text = {f.name: f.metadata["help"] for f in __import__("dataclasses").fields(SweepConfig)}

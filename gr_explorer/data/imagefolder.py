@@ -34,7 +34,7 @@ from PIL import Image
 from ..errors import DatasetError
 from ..hashing import json_digest
 from .base import Images, stratified_indices
-from .decode import decode_file
+from .decoders import decode_file
 from .resize import resize_pil
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -238,7 +238,7 @@ class FileImages(Images):
         return 3, h, w
 
     def decode_one(self, i: int, decoder: str = "pil") -> np.ndarray | Exception:
-        """Image i as HWC uint8 with a CPU decoder (data/decode.py), or the exception that decoding raised."""
+        """Image i as HWC uint8 with a CPU decoder (data/decoders.py), or the exception that decoding raised."""
         arr = decode_file(self.root / self.rel_paths[i], self.size, decoder)
         if isinstance(arr, np.ndarray) and self.size is None and arr.shape[:2] != self._native:
             arr = np.asarray(resize_pil(Image.fromarray(arr), DEFAULT_SIZE))  # pragma: no cover - header lied

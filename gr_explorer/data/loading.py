@@ -18,7 +18,7 @@ import torch
 
 from ..errors import DatasetError
 from .base import BASE, Dataset
-from .decode import CudaJpegBatches
+from .decoders import CudaJpegBatches
 
 
 def default_workers() -> int:
@@ -59,7 +59,7 @@ def read_batches(dataset: Dataset, split: str, batch_size: int, view: str = BASE
                  device: torch.device | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """(first index, uint8 batch [B, 3, H, W]) for this rank's batches of a split, in order.
 
-    `decoder`: a resolved decoder of data/decode.py for streamed folders; `torchvision-cuda` yields batches
+    `decoder`: a resolved decoder of data/decoders.py for streamed folders; `torchvision-cuda` yields batches
     already on `device` (files read on `workers` threads), the others decode in DataLoader workers."""
     images = dataset.splits[split]
     n = len(images)

@@ -1,7 +1,7 @@
 """One rule for making image sizes uniform: resize the shorter side, then centre-crop a square.
 
 Shared by the tensor loaders, the PIL decoder of image folders and the GPU
-decoder (data/decode.py), so that `image_size` means the same thing for every
+decoder (data/decoders.py), so that `image_size` means the same thing for every
 dataset: the same resized size and crop window (`_geometry`), with PIL's or
 torch's antialiased bilinear filter (they differ by rounding, at most a grey level).
 """

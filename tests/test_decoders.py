@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gr_explorer.data import decode, load_dataset
-from gr_explorer.data.decode import CudaJpegBatches, decode_file, jpeg_frame, resolve_decoder
+from gr_explorer.data import decoders as decode
+from gr_explorer.data import load_dataset
+from gr_explorer.data.decoders import CudaJpegBatches, decode_file, jpeg_frame, resolve_decoder
 from gr_explorer.errors import ConfigError, DatasetError
 from gr_explorer.features import extract_features
 from helpers import tiny_model
