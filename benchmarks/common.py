@@ -52,3 +52,26 @@ class Timer:
 def sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def best_of(fns: dict, repeats: int, device: torch.device | None = None) -> dict[str, float]:
+    """Seconds of each zero-argument function, best of `repeats`, run interleaved so that drift or other jobs'
+    load hit all alike (the GPU is synchronised around each run when `device` is CUDA)."""
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            if device is not None:
+                sync(device)
+            t = time.perf_counter()
+            fn()
+            if device is not None:
+                sync(device)
+            best[k] = min(best[k], time.perf_counter() - t)
+    return best
+
+
+def proc_status(field: str) -> int:
+    """Bytes of a /proc/self/status memory field: VmRSS now, VmHWM its peak (unlike ru_maxrss, VmHWM is not
+    inherited across exec, so a child process reports its own peak)."""
+    with open("/proc/self/status") as f:
+        return 1024 * next(int(line.split()[1]) for line in f if line.startswith(field + ":"))

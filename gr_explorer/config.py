@@ -14,7 +14,18 @@ import re
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .names import BASELINES, FINGERPRINTS, METRICS, PROBES, READOUTS, SCHEMES, STORAGE_DTYPES
+from .names import (
+    AUTO_OFF,
+    AUTO_ON_OFF,
+    BASELINES,
+    DECODERS,
+    FINGERPRINTS,
+    METRICS,
+    PROBES,
+    READOUTS,
+    SCHEMES,
+    STORAGE_DTYPES,
+)
 from .settings import DEVICE, Interval, Items, Null, Options, Settings, Text, setting
 
 #: run.json schema version written by this code; versions read: RUN_VERSIONS.
@@ -109,6 +120,17 @@ class SweepConfig(Settings):
         "time; trusts that a file rewritten with the same size and mtime is unchanged, and reuses its old features) or "
         "content (a hash of every chosen file's bytes, read in parallel: catches such edits)",
         Options(FINGERPRINTS), app=False)
+    compile: str = setting(
+        "auto", "torch.compile the extraction forward: auto (on CUDA, for runs of 250,000+ images), on, off; a model "
+        "that fails to compile runs eagerly (warned once)", Options(AUTO_ON_OFF), app=False)
+    channels_last: str = setting(
+        "auto", "NHWC memory format for convolutional models: auto (on CUDA), on, off", Options(AUTO_ON_OFF), app=False)
+    auto_batch: str = setting(
+        "auto", "on CUDA, grow the extraction batch from --batch-size while it fits in ~80% of the GPU's memory: auto, "
+        "off", Options(AUTO_OFF), app=False)
+    decoder: str = setting(
+        "auto", "how image-folder files are decoded: auto (JPEGs on the GPU when extracting on CUDA, else pil), pil, "
+        "torchvision-cpu, torchvision-cuda", Options(DECODERS), app=False)
 
     def cross_checks(self):
         if self.weights == "random" and "random-init" in self.baselines:

@@ -6,6 +6,11 @@ LOCAL_RANK and the rendezvous, and tears the whole job down when one process
 fails. Each rank extracts a disjoint share of the batches (features.py); rank
 0 merges them in the shared cache folder, fits the probes and writes the
 outputs, so results and run.json are those of a single process.
+
+Backends: NCCL between the GPUs (each rank binds its GPU, LOCAL_RANK, before the
+group is formed, so collectives never touch another rank's GPU), gloo on CPUs.
+A one-process torchrun job forms its group of one too, so the NCCL path runs
+even where one GPU is all there is.
 """
 
 from __future__ import annotations
@@ -49,9 +54,21 @@ class World:
         dist.all_gather_object(out, value)
         return out
 
+    def agree_min(self, value: int, device: torch.device) -> int:
+        """The smallest `value` of all ranks (e.g. a batch size each chose from its own GPU's memory)."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return value
+        t = torch.tensor([value], dtype=torch.int64, device=device if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return int(t.item())
+
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def backend_for(device: torch.device) -> str:
+    return "nccl" if device.type == "cuda" else "gloo"
 
 
 def join(device: torch.device) -> World:
@@ -60,9 +77,14 @@ def join(device: torch.device) -> World:
         return World()
 
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        backend = backend_for(device)
+        options = {}
+        if backend == "nccl":  # bind this rank's GPU first: NCCL's communicator belongs to one device
+            local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(local)
+            options["device_id"] = local
         try:
-            dist.init_process_group(backend)
+            dist.init_process_group(backend, **options)
         except Exception as e:  # missing MASTER_ADDR, unreachable rendezvous ...
             raise GRExplorerError(f"Could not join the torchrun job ({type(e).__name__}: {e}). Start it with "
                                   "torchrun --nproc_per_node=N -m gr_explorer sweep ... (see README, 'Many GPUs').") from e

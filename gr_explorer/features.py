@@ -17,7 +17,9 @@ disk (all cuts cost 1.06x a plain forward for ViT-B/16 and ResNet-50 on an
 H100; benchmarks/README.md). Under torchrun, rank r extracts batches r, r+W,
 ... (the same batch boundaries as one process, no padded duplicates), writes
 them to its own staging files in a folder named for this job, and rank 0
-merges them into the entry that everyone then reads.
+merges them into the entry that everyone then reads. The forward itself
+(torch.compile, channels_last, a batch that fills the GPU) is forward.py's;
+decoding streamed JPEGs on the GPU is data/decoders.py's.
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ import torch
 
 from .cache import DTYPES, SPLITS, FeatureCache, content_key
 from .data.base import BASE, Dataset
+from .data.decoders import resolve_decoder
 from .data.loading import batch_starts, read_batches
-from .device import autocast, numerics, resolve_device
+from .device import numerics, resolve_device
 from .distributed import World
 from .errors import CacheError
 from .files import owned_name
+from .forward import CutForward, auto_batch_size, use_auto_batch, use_channels_last, use_compile
 from .hashing import module_config_digest
 from .models import Cut, Model
 from .progress import Progress, Reporter, ShouldStop
@@ -63,7 +67,8 @@ class Features:
 
 
 def base_key(model: Model, dataset: Dataset, device: torch.device, view: str = BASE, storage: str = "float32",
-             batch_size: int = 256, job_numerics: list[dict] | None = None) -> str:
+             batch_size: int = 256, job_numerics: list[dict] | None = None, decoder: str = "pil",
+             auto_batch: bool = False) -> str:
     """The content key of one model's features on one view: every input that can change a feature byte.
 
     Weights, architecture (its settings too: `module_config_digest`), readout and preprocessing, the view's pixels,
@@ -76,8 +81,12 @@ def base_key(model: Model, dataset: Dataset, device: torch.device, view: str = B
     resnet18 and vit_tiny; the key does not rely on that.) The thread count is not in the key: measured bitwise
     equal as above, and torchrun ranks (one thread each) must share entries with a one-process run. Under torchrun
     `job_numerics` is the set of every rank's numerics (one entry when all machines are alike, as for one process).
+    With an automatic batch size (CUDA only, forward.py) the key holds the requested size and the marker: the size
+    used follows the GPU's free memory and is recorded in the entry's meta. Streamed JPEGs decoded on the GPU
+    (`decoder='torchvision-cuda'`) differ from PIL's pixels by a grey level or two, so they key apart; the CPU
+    decoders give PIL's pixels and share its entries.
     """
-    return content_key({
+    parts = {
         "weights": model.weights_hash(),
         "model": model.describe(),
         "modules": module_config_digest(model.backbone.module, model.projector),
@@ -86,7 +95,12 @@ def base_key(model: Model, dataset: Dataset, device: torch.device, view: str = B
         "storage": storage,
         "batch_size": batch_size,
         "numerics": job_numerics or [numerics(device)],
-    })
+    }
+    if auto_batch:
+        parts["auto_batch"] = True
+    if decoder == "torchvision-cuda":
+        parts["decoder"] = decoder
+    return content_key(parts)
 
 
 def _scratch_store() -> FeatureCache:
@@ -101,21 +115,29 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
                      device: str | torch.device | None = None, batch_size: int = 256,
                      cache: FeatureCache | None | bool = None, progress: Progress | None = None,
                      should_stop: ShouldStop | None = None, workers: int | None = None, storage: str = "float32",
-                     world: World | None = None) -> Features:
+                     world: World | None = None, compile: str = "off", channels_last: str = "off",
+                     auto_batch: str = "off", decoder: str = "pil") -> Features:
     """Features at `cuts` (all when None) of one view. `cache=False`: a private scratch store, not reused.
 
     `storage`: float32, or float16 (half the disk; probes compute in float32). `workers`: decode workers for
-    streamed image folders (None: automatic). Reports ProgressEvent('extract', batches, total, model) and
-    stops between batches when `should_stop()` is true (progress.Cancelled; cuts already stored stay stored).
+    streamed image folders (None: automatic). `compile`, `channels_last`: auto|on|off, `auto_batch`: auto|off
+    (see forward.py; all off here unless asked, a sweep's settings default to auto). `decoder`: how streamed
+    image folders are decoded, auto|pil|torchvision-cpu|torchvision-cuda (see data/decoders.py). Reports
+    ProgressEvent('extract', batches, total, model) and stops between batches when `should_stop()` is true
+    (progress.Cancelled; cuts already stored stay stored).
     """
     device = resolve_device(device)
     world = world or World.current()
     wanted = model.resolve_cuts(cuts)
+    grow_batch = use_auto_batch(auto_batch, device)
+    streams = any(dataset.splits[s].streams for s in SPLITS)
+    decoder = resolve_decoder(decoder, device) if streams else "pil"
     store = _scratch_store() if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache())
     # Every rank's arithmetic, and a staging name all ranks of this job share (rank 0's: unique per job and call).
     shared = world.gather((numerics(device), owned_name("job")))
     job_numerics = sorted({json.dumps(n, sort_keys=True) for n, _ in shared})
-    key = base_key(model, dataset, device, view, storage, batch_size, [json.loads(n) for n in job_numerics])
+    key = base_key(model, dataset, device, view, storage, batch_size, [json.loads(n) for n in job_numerics], decoder,
+                   grow_batch)
     train, test, cached = {}, {}, []
     for c in wanted:
         hit = store.get(content_key({"base": key, "cut": c.name}))
@@ -134,15 +156,24 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
             train[name], test[name] = hit["train"], hit["test"]
         cached = [c.name for c in wanted if c.name in agreed]
     missing = [c for c in wanted if c.name not in cached]
+    forward = None
+    if missing:
+        n_images = dataset.n_train + dataset.n_test
+        forward = CutForward(model, [c.name for c in missing], device,
+                             compile=use_compile(compile, device, n_images // world.size),
+                             channels_last=use_channels_last(channels_last, model, device))
+        if grow_batch:  # every rank must cut the same batches
+            batch_size = world.agree_min(auto_batch_size(forward, dataset.splits["train"].shape, batch_size,
+                                                         max(dataset.n_train, dataset.n_test)), device)
+        forward.graph_batch = batch_size  # one compiled graph for every batch of both splits
     n_batches = {s: len(batch_starts(_n(dataset, s), batch_size, world.rank, world.size)) for s in SPLITS}
     total = sum(n_batches.values()) if missing else 1
     report = Reporter(progress if world.rank == 0 else None, should_stop, "extract", total, model.name)
     report.emit(f"{view} view" if view != BASE else "")
     if missing:
-        names = [c.name for c in missing]
         keys = {c.name: content_key({"base": key, "cut": c.name}) for c in missing}
         try:
-            written = _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world,
+            written = _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world,
                                report, shared[0][1])
         except OSError as e:  # the store cannot be written: warn, and recompute into a scratch store
             if cache is False or world.size > 1:  # torchrun ranks hand over their rows through the shared folder
@@ -150,7 +181,7 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
             warnings.warn(f"The feature cache {str(store.root)!r} could not be written ({e.strerror or e}); "
                           "features are computed but not cached.", stacklevel=2)
             store = _scratch_store()
-            written = _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world,
+            written = _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world,
                                report, shared[0][1])
         for c in missing:
             train[c.name], test[c.name] = written[c.name]["train"], written[c.name]["test"]
@@ -165,13 +196,15 @@ def _n(dataset: Dataset, split: str) -> int:
     return dataset.n_train if split == "train" else dataset.n_test
 
 
-def _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report, job):
+def _extract(forward: CutForward, dataset, view, keys, batch_size, store, storage, workers, decoder, world, report,
+             job):
     """Run the batches of this rank, write them, publish the entries (rank 0 merges under torchrun); read them back.
 
     Under torchrun the ranks' shards go to `.staging/<job>/`, a folder named by rank 0 for this job and call, so
     jobs sharing a cache folder (even with the same key) never read each other's rows; it is removed when the
     entries are published or the extraction fails.
     """
+    model, names = forward.model, forward.names
     meta = {c: {"model": model.name, "dataset": dataset.name, "view": view, "cut": c, "batch_size": batch_size}
             for c in names}
     job_dir = store.staging_dir() / job
@@ -179,7 +212,7 @@ def _extract(model, dataset, view, names, keys, device, batch_size, store, stora
         {c: ShardWriter(job_dir, keys[c], world.rank, storage) for c in names}
     try:
         for split in SPLITS:
-            _run(model, dataset, split, view, names, writers, device, batch_size, storage, workers, world, report)
+            _run(forward, dataset, split, view, writers, batch_size, storage, workers, decoder, world, report)
         if world.size == 1:
             for c in names:
                 writers[c].commit()
@@ -209,13 +242,14 @@ def _extract(model, dataset, view, names, keys, device, batch_size, store, stora
 
 
 @torch.no_grad()
-def _run(model: Model, dataset: Dataset, split: str, view: str, names: list[str], writers: dict, device: torch.device,
-         batch_size: int, storage: str, workers: int | None, world, report: Reporter) -> None:
-    model.eval().to(device)
+def _run(forward: CutForward, dataset: Dataset, split: str, view: str, writers: dict, batch_size: int, storage: str,
+         workers: int | None, decoder: str, world, report: Reporter) -> None:
+    device = forward.device
     n = _n(dataset, split)
     cuda = device.type == "cuda"
     sink = _AsyncSink(writers, split, n, storage) if cuda else _DirectSink(writers, split, n)
-    batches = read_batches(dataset, split, batch_size, view, workers=workers, pin=cuda, rank=world.rank, world=world.size)
+    batches = read_batches(dataset, split, batch_size, view, workers=workers, pin=cuda, rank=world.rank, world=world.size,
+                           decoder=decoder, device=device)
     try:
         nxt = next(batches, None)
         if nxt is not None:
@@ -225,9 +259,7 @@ def _run(model: Model, dataset: Dataset, split: str, view: str, names: list[str]
             nxt = next(batches, None)
             if nxt is not None:  # queue the next copy before computing on this batch
                 nxt = (nxt[0], nxt[1].to(device, non_blocking=True))
-            with autocast(device):
-                feats = model.forward_cuts(model.preprocessing(x), names)
-            sink.put(start, feats)
+            sink.put(start, forward(x))
             report.tick(1, f"{split} batch")
     except BaseException:
         sink.stop()  # no write may still be running when the caller removes the entries

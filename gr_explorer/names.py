@@ -104,3 +104,8 @@ PROJECTOR_ACTS = ("relu", "gelu")
 STORAGE_DTYPES = ("float32", "float16")
 #: how an image folder's files are recognised in the feature cache: path, size and mtime; or their bytes
 FINGERPRINTS = ("stat", "content")
+#: extraction speed switches (forward.py): auto (decided from the device and the run), on, off
+AUTO_ON_OFF = ("auto", "on", "off")
+AUTO_OFF = ("auto", "off")
+#: how image-folder files are decoded (data/decoders.py)
+DECODERS = ("auto", "pil", "torchvision-cpu", "torchvision-cuda")

@@ -170,7 +170,9 @@ class _Sweep:
             feats = extract_features(model, dataset, None if model.kind == "pixels" else config.cuts, view=view,
                                      device=self.device, batch_size=config.batch_size, cache=self.cache,
                                      progress=self.progress, should_stop=self.should_stop, workers=config.workers,
-                                     storage=config.feature_dtype, world=self.world)
+                                     storage=config.feature_dtype, world=self.world, compile=config.compile,
+                                     channels_last=config.channels_last, auto_batch=config.auto_batch,
+                                     decoder=config.decoder)
             self.features[model.name][view] = feats
             if not self.world.is_main:
                 continue  # rank 0 fits the probes on the merged features

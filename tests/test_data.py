@@ -408,8 +408,8 @@ def test_imagefolder_sizes(tmp_path):
 def test_imagefolder_decodes_only_the_subsample(tmp_path, monkeypatch):
     root = _flat_folder(tmp_path / "big", per_class=20)
     calls = []
-    real = imagefolder._decode
-    monkeypatch.setattr(imagefolder, "_decode", lambda p, s: calls.append(p) or real(p, s))
+    real = imagefolder.decode_file
+    monkeypatch.setattr(imagefolder, "decode_file", lambda p, s, d: calls.append(p) or real(p, s, d))
     ds = load_dataset(f"imagefolder:{root}", n_train=6, n_test=3)
     assert len(calls) == 0  # listing and subsampling decode nothing; pixels are read when used
     ds.train_images, ds.test_images

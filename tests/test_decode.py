@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from gr_explorer.data import decode, load_dataset
-from gr_explorer.data.imagefolder import _decode
+from gr_explorer.data.decoders import decode_pil
 from gr_explorer.errors import DatasetError
 
 SIZE = (16, 12)  # width, height: 16 is a whole number of bytes for mode 1
@@ -197,7 +197,7 @@ def test_every_mode_through_every_format_pillow_writes(tmp_path, mode, fmt):
     if not _write(sample(mode), path, fmt):
         assert (mode, fmt) not in MUST_WRITE
         pytest.skip(f"Pillow cannot write mode {mode} as {fmt}")
-    got = _decode(path, None)
+    got = decode_pil(path, None)
     assert isinstance(got, np.ndarray), got
     with Image.open(path) as stored:
         stored.load()
@@ -207,7 +207,7 @@ def test_every_mode_through_every_format_pillow_writes(tmp_path, mode, fmt):
 def test_the_issue_case_a_float_tiff_in_unit_range_is_not_black(tmp_path):
     v = np.linspace(0, 1, W * H, dtype=np.float32).reshape(H, W)
     Image.frombytes("F", SIZE, v.tobytes()).save(tmp_path / "f.tif")
-    got = _decode(tmp_path / "f.tif", None)
+    got = decode_pil(tmp_path / "f.tif", None)
     assert np.array_equal(got[..., 0], np.rint(v.astype(float) * 255).astype(np.uint8)) and got.max() == 255
     assert len(np.unique(got)) > 100  # not {0, 255}: PIL's convert("RGB") gave black and white
 
@@ -220,7 +220,7 @@ def test_multi_frame_files_give_their_first_frame(tmp_path, fmt, frames_kw):
     with Image.open(path) as img:
         assert getattr(img, "n_frames", 1) == 2
         ref = np.asarray(img.convert("RGB")).copy()  # frame 0 as stored (GIF quantises it)
-    got = _decode(path, None)
+    got = decode_pil(path, None)
     assert np.array_equal(got, ref) and abs(int(got[0, 0, 1]) - 30) <= 8
 
 

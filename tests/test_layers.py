@@ -23,7 +23,7 @@ LAYERS = [
      "augment", "distributed"],  # plain tools and the names every layer speaks
     ["config", "cache"],  # the sweep's settings; the feature store
     ["data", "models"],  # inputs
-    ["features", "probes"],  # one forward pass for all cuts; heads on the features
+    ["forward", "features", "probes"],  # one forward pass for all cuts; heads on the features
     ["diagnostics", "summary", "plots"],  # label-free measures; reading and drawing a results table
     ["run"],  # a sweep
     ["training"],  # a training run (its held-out evaluation is a sweep)

@@ -178,3 +178,44 @@ def test_two_torchrun_jobs_on_one_cache_never_mix_rows_and_a_rerun_equals_a_fres
             assert np.array_equal(rerun_feats[name], fresh_feats[name]), name  # bit-identical
         pd.testing.assert_frame_equal(rerun, fresh)
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / f"job{sizes.index(bs)}" / "results.csv"), fresh)
+@pytest.mark.parametrize("device, backend, bound", [("cuda", "nccl", "cuda:1"), ("cpu", "gloo", None)])
+def test_a_torchrun_rank_binds_its_gpu_before_forming_the_group(monkeypatch, device, backend, bound):
+    """NCCL on GPUs (each rank's communicator bound to its own GPU, LOCAL_RANK, before any collective), gloo on
+    CPUs; a one-process torchrun job (TORCHELASTIC_RUN_ID set, WORLD_SIZE 1) forms its group of one too."""
+    import torch.distributed as dist
+
+    from gr_explorer import distributed
+
+    calls = []
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: calls.append(("init", backend, kw)))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", str(d))))
+    assert distributed.launched_by_torchrun()
+    world = distributed.join(torch.device(device))
+    assert world == distributed.World()  # is_initialized() stays False here: the group is not queried
+    if bound:
+        assert calls == [("set_device", bound), ("init", backend, {"device_id": torch.device(bound)})]
+    else:
+        assert calls == [("init", backend, {})]
+    assert world.agree_min(512, torch.device(device)) == 512  # no group: the value itself
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_torchrun_with_nccl_on_the_gpus_equals_one_process(tmp_path):
+    """torchrun over every GPU there is (one is enough: NCCL forms a group of one, binds the GPU, and the batch
+    size is agreed through an all-reduce); results.csv equal to a plain run on the same device."""
+    _, path = saved_tiny(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    common = ["sweep", "--model", f"file:{path}", "--tasks", "shape,color", "--n-train", "600", "--n-test", "200",
+              "--batch-size", "64", "--device", "cuda", "--probe", "linear,knn", "--quiet"]
+    one = subprocess.run([sys.executable, "-m", "gr_explorer", *common, "--cache-dir", str(tmp_path / "c1"),
+                          "--out", str(tmp_path / "one")], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    nccl = _torchrun([*common, "--cache-dir", str(tmp_path / "c2"), "--out", str(tmp_path / "nccl")], env,
+                     nproc=min(2, torch.cuda.device_count()))
+    assert nccl.returncode == 0, nccl.stderr[-3000:]
+    a, b = pd.read_csv(tmp_path / "one" / "results.csv"), pd.read_csv(tmp_path / "nccl" / "results.csv")
+    pd.testing.assert_frame_equal(a, b, atol=0.02, rtol=0)  # bf16 extraction: the same kernels, maybe another GPU

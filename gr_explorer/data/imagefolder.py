@@ -46,6 +46,7 @@ from ..hashing import file_digest, json_digest
 from ..names import FINGERPRINTS
 from . import decode
 from .base import Images, stratified_indices
+from .decoders import decode_file
 from .resize import resize_pil
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -194,18 +195,6 @@ def scan(path: str) -> Listing:
     return Listing(root, f"train/{test_dir}" if split_layout else "fixed-hash-split", classes, files, labels, digest)
 
 
-def _decode(path: Path, image_size: int | None) -> np.ndarray | Exception:
-    try:
-        with Image.open(path) as img:
-            img.load()  # the first frame of a multi-frame file
-            arr = decode.to_rgb8(img)
-        if image_size is not None and arr.shape[:2] != (image_size, image_size):
-            arr = np.asarray(resize_pil(Image.fromarray(arr), image_size))
-        return arr
-    except Exception as e:  # PIL raises OSError, ValueError, SyntaxError ... for bad files
-        return e
-
-
 def _header_size(path: Path) -> tuple[int, int] | Exception:
     """(height, width) from the file header alone (no pixel decoding), or why it cannot be read."""
     try:
@@ -265,8 +254,9 @@ class FileImages(Images):
     def failure(self, failed: list[tuple[int, str]]) -> DatasetError:
         return failed_files(self.root, [(self.rel_paths[i], why) for i, why in failed])
 
-    def decode_one(self, i: int) -> np.ndarray | Exception:
-        arr = _decode(self.root / self.rel_paths[i], self.size)
+    def decode_one(self, i: int, decoder: str = "pil") -> np.ndarray | Exception:
+        """Image i as HWC uint8 with a CPU decoder (data/decoders.py), or the exception that decoding raised."""
+        arr = decode_file(self.root / self.rel_paths[i], self.size, decoder)
         if isinstance(arr, np.ndarray) and self.size is None and arr.shape[:2] != self._native:
             arr = np.asarray(resize_pil(Image.fromarray(arr), DEFAULT_SIZE))  # pragma: no cover - header lied
         return arr

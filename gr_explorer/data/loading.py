@@ -19,6 +19,7 @@ import torch
 
 from ..errors import DatasetError
 from .base import BASE, Dataset
+from .decoders import CudaJpegBatches
 
 
 def default_workers() -> int:
@@ -29,14 +30,14 @@ def default_workers() -> int:
 class _Items(torch.utils.data.Dataset):
     """Item i of a streamed split: the decoded HWC array, or the exception that decoding raised (reported by name)."""
 
-    def __init__(self, images):
-        self.images = images
+    def __init__(self, images, decoder: str = "pil"):
+        self.images, self.decoder = images, decoder
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int):
-        return i, self.images.decode_one(i)
+        return i, self.images.decode_one(i, self.decoder)
 
 
 def _collate(items):
@@ -53,8 +54,12 @@ def batch_starts(n: int, batch_size: int, rank: int = 0, world: int = 1) -> list
 
 
 def read_batches(dataset: Dataset, split: str, batch_size: int, view: str = BASE, *, workers: int | None = None,
-                 pin: bool = False, rank: int = 0, world: int = 1) -> Iterator[tuple[int, torch.Tensor]]:
-    """(first index, uint8 batch [B, 3, H, W]) for this rank's batches of a split, in order."""
+                 pin: bool = False, rank: int = 0, world: int = 1, decoder: str = "pil",
+                 device: torch.device | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first index, uint8 batch [B, 3, H, W]) for this rank's batches of a split, in order.
+
+    `decoder`: a resolved decoder of data/decoders.py for streamed folders; `torchvision-cuda` yields batches
+    already on `device` (files read on `workers` threads), the others decode in DataLoader workers."""
     images = dataset.splits[split]
     n = len(images)
     starts = batch_starts(n, batch_size, rank, world)
@@ -63,16 +68,20 @@ def read_batches(dataset: Dataset, split: str, batch_size: int, view: str = BASE
     def finish(start: int, x: torch.Tensor) -> torch.Tensor:
         if marks is not None:
             x = dataset.transform_view(view, x, marks[start:start + x.shape[0]])
-        return x.pin_memory() if pin and not x.is_pinned() else x
+        return x.pin_memory() if pin and x.device.type == "cpu" and not x.is_pinned() else x
 
     if not images.streams:
         for s in starts:
             yield s, finish(s, images.get(slice(s, min(s + batch_size, n))))
         return
     workers = default_workers() if workers is None else workers
-    loader = torch.utils.data.DataLoader(
-        _Items(images), batch_sampler=[list(range(s, min(s + batch_size, n))) for s in starts], num_workers=workers,
-        collate_fn=_collate, pin_memory=pin and marks is None, prefetch_factor=4 if workers else None)
+    if decoder == "torchvision-cuda":
+        loader = ((x, failed) for _, x, failed in CudaJpegBatches(images, device, workers)(starts, batch_size))
+    else:
+        loader = torch.utils.data.DataLoader(
+            _Items(images, decoder), batch_sampler=[list(range(s, min(s + batch_size, n))) for s in starts],
+            num_workers=workers, collate_fn=_collate, pin_memory=pin and marks is None,
+            prefetch_factor=4 if workers else None)
     try:
         for s, (x, failed) in zip(starts, loader):
             if failed:

@@ -49,6 +49,7 @@ from .linear import (
     fit_linear_probes,
     standardize,
 )
+from .rows import all_finite, count_nonfinite_rows
 from .solver import lbfgs_softmax
 from .split import validation_split
 
@@ -97,8 +98,8 @@ def _check_features(split: str, feats: Mapping[str, torch.Tensor]) -> None:
         if x.is_complex() or x.dtype == torch.bool:
             raise ProbeError(f"Cut {cut!r}: {split} features have dtype {x.dtype}. Valid: a real floating dtype "
                              "(float32, float16, bfloat16, float64).")
-        if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
-            bad = int((~torch.isfinite(x)).any(1).sum())
+        if x.dtype.is_floating_point and not all_finite(x):  # row chunks: no N x D mask at a million images
+            bad = count_nonfinite_rows(x)
             raise ProbeError(f"Cut {cut!r}: {split} features contain NaN or inf ({bad} of {x.shape[0]} samples). "
                              "Valid: finite values only.")
 
@@ -188,17 +189,21 @@ def run_probes(
     linear_tol: float = 1e-4,
     linear_memory_budget: int = DEFAULT_MEMORY_BUDGET,
     knn_chunk_size: int = 1024,
+    knn_memory_budget: int | None = None,
 ) -> list[ProbeResult]:
     """Fit every probe for every (cut, task); one ProbeResult per (cut, task, probe).
 
     Results are ordered by cut (dict order), then task, then probe (order given).
     Reports ProgressEvent('probe', done, total, model) after every chunk of cuts and
     stops between chunks (progress.Cancelled) when `should_stop()` says so. A linear
-    fit that hit its iteration limit is flagged `converged=False` and warned about.
+    fit that hit its iteration limit is flagged `converged=False` and warned about. Both probes
+    stream features that do not fit their memory budget in row chunks (`knn_memory_budget`
+    defaults to the linear probe's).
     """
     probes, n_classes = _validate(probes, train_feats, train_labels, test_feats, test_labels, val_fraction)
     heads = {"linear": LinearHead(_check_grid(linear_grid), linear_max_iter, linear_tol, linear_memory_budget),
-             "knn": KnnHead(_check_ks(knn_ks), _check_temperature(knn_temperature), knn_chunk_size)}
+             "knn": KnnHead(_check_ks(knn_ks), _check_temperature(knn_temperature), knn_chunk_size,
+                            linear_memory_budget if knn_memory_budget is None else knn_memory_budget)}
     device = resolve_device(device)
     fit_idx, val_idx = validation_split(train_labels, val_fraction, seed)
     cuts, tasks = list(train_feats), list(train_labels)

@@ -5,6 +5,12 @@ highest cosine similarity, and neighbour j votes for its class with weight
 exp(sim_j / T). Several k are scored from ONE top-k_max search, queries are
 processed in chunks (memory ~ chunk_size x bank size), and every task is voted
 from the same neighbour list.
+
+At a million images (when the normalised bank and a chunk's similarities would
+exceed `memory_budget`) the search is streamed: the bank is read in chunks from
+where the features live (a float16 memory map), normalised on the device, and
+each query's running top-k is merged with every bank chunk's (exact top-k by
+blocked matmul, one pass over the bank per block of queries that fits).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Head, ProbeResult
+from .rows import RowSource
 
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20, 50)
 DEFAULT_TEMPERATURE = 0.07
@@ -35,6 +42,29 @@ def _neighbours(
         sims = queries[start : start + chunk_size] @ bank.T
         top, idx = sims.topk(k_max, dim=1, largest=True, sorted=True)
         yield start, top, idx
+
+
+def _neighbours_streamed(
+    bank: RowSource, queries: RowSource, k_max: int, chunk_size: int, query_block: int
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """`_neighbours` over raw (unnormalised) row sources: for each block of queries, one pass over the bank's
+    chunks, each query's top k_max so far merged with the chunk's. The same neighbours as the one-shot search
+    (up to the order of exactly tied similarities)."""
+    k_max = min(k_max, bank.n)
+    for q0 in range(0, queries.n, query_block):
+        q = F.normalize(queries.read(q0, min(q0 + query_block, queries.n)), dim=1)
+        top = torch.full((q.shape[0], k_max), float("-inf"), device=q.device)
+        idx = torch.zeros((q.shape[0], k_max), dtype=torch.long, device=q.device)
+        for b0, b1, b in bank.chunks():
+            b = F.normalize(b, dim=1)
+            for s in range(0, q.shape[0], chunk_size):
+                e = min(s + chunk_size, q.shape[0])
+                t, i = (q[s:e] @ b.T).topk(min(k_max, b1 - b0), dim=1, largest=True, sorted=True)
+                both_t, both_i = torch.cat([top[s:e], t], 1), torch.cat([idx[s:e], i + b0], 1)
+                top[s:e], pos = both_t.topk(k_max, dim=1, largest=True, sorted=True)
+                idx[s:e] = both_i.gather(1, pos)
+        for s in range(0, q.shape[0], chunk_size):
+            yield q0 + s, top[s : s + chunk_size], idx[s : s + chunk_size]
 
 
 def _vote(
@@ -101,20 +131,25 @@ class KnnProbeResult:
 
 
 def _multi_task_correct(
-    bank: torch.Tensor,
+    bank: torch.Tensor | RowSource,
     bank_y: torch.Tensor,
-    queries: torch.Tensor,
+    queries: torch.Tensor | RowSource,
     query_y: torch.Tensor,
     ks_per_task: Sequence[Sequence[int]],
     temperature: float,
     n_classes: Sequence[int],
     chunk_size: int,
+    query_block: int = 0,
 ) -> list[dict[int, torch.Tensor]]:
-    """Per-query hits (bool [Nq]) per task per k; one neighbour search for all tasks. bank_y [Nb, T], query_y [Nq, T]."""
+    """Per-query hits (bool [Nq]) per task per k; one neighbour search for all tasks. bank_y [Nb, T], query_y [Nq, T].
+    `bank`, `queries`: normalised tensors, or RowSources searched streamed (`query_block` queries per bank pass)."""
     k_max = max(max(ks) for ks in ks_per_task)
-    nq = queries.shape[0]
-    hits = [{int(k): torch.zeros(nq, dtype=torch.bool, device=bank.device) for k in ks} for ks in ks_per_task]
-    for start, sims, idx in _neighbours(bank, queries, k_max, chunk_size):
+    streamed = isinstance(bank, RowSource)
+    nq = queries.n if streamed else queries.shape[0]
+    hits = [{int(k): torch.zeros(nq, dtype=torch.bool, device=bank_y.device) for k in ks} for ks in ks_per_task]
+    search = _neighbours_streamed(bank, queries, k_max, chunk_size, query_block) if streamed else \
+        _neighbours(bank, queries, k_max, chunk_size)
+    for start, sims, idx in search:
         nb = bank_y[idx]  # [c, k, T]
         yq = query_y[start : start + sims.shape[0]]
         for ti, ks in enumerate(ks_per_task):
@@ -136,14 +171,18 @@ def fit_knn_probes(
     n_classes: Mapping[str, int] | None = None,
     device: torch.device | str = "cpu",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    memory_budget: int | None = None,
+    bank_chunk: int | None = None,
     progress: Callable[[int, str], None] | None = None,
 ) -> dict[tuple[str, str], KnnProbeResult]:
     """Fit the k-NN probe for every (cut, task); inputs are assumed validated (see run_probes).
 
     k is chosen per (cut, task) with bank = train[fit_idx], queries = train[val_idx]
     (best accuracy; ties -> the larger k, the smoother vote), then test queries are
-    scored against the full train bank with that k. `progress(n_done, message)` is
-    called after each cut; it may raise to stop before the next cut.
+    scored against the full train bank with that k. A cut whose in-memory search would
+    exceed `memory_budget` bytes (None: no limit) is searched streamed (see the module
+    docstring; `bank_chunk` forces that, with that many bank rows per chunk).
+    `progress(n_done, message)` is called after each cut; it may raise to stop before the next cut.
     """
     device = torch.device(device)
     ks = sorted({int(k) for k in (DEFAULT_KS if ks is None else ks)})
@@ -157,20 +196,29 @@ def fit_knn_probes(
     n_val = len(val_idx)
     results: dict[tuple[str, str], KnnProbeResult] = {}
     for cut in cuts:
-        train_n = _normalize(train_feats[cut], device)
+        plan = _stream_plan(train_feats[cut].shape, test_feats[cut].shape[0], max(ks), chunk_size, memory_budget,
+                            bank_chunk)
+        if plan is None:  # in memory: normalised tensors on the device
+            train_n, block = _normalize(train_feats[cut], device), 0
+            bank, fit_bank, val_queries = train_n, train_n[fit_d], train_n[val_d]
+            test_queries = _normalize(test_feats[cut], device)
+        else:  # streamed: row sources read chunk by chunk from where the features live
+            chunk, block = plan
+            bank = RowSource(train_feats[cut], device, chunk)
+            fit_bank, val_queries = bank.subset(fit_idx.cpu()), bank.subset(val_idx.cpu())
+            test_queries = RowSource(test_feats[cut], device, chunk)
         val_hits = _multi_task_correct(
-            train_n[fit_d], y_train[fit_d], train_n[val_d], y_train[val_d], [ks] * len(tasks), temperature, nc, chunk_size
+            fit_bank, y_train[fit_d], val_queries, y_train[val_d], [ks] * len(tasks), temperature, nc, chunk_size, block
         )
         val_correct = [{k: int(h.sum()) for k, h in per_k.items()} for per_k in val_hits]
         chosen = []
         for ti in range(len(tasks)):
             # max over (count, k): ties -> larger k
             chosen.append(max(ks, key=lambda k: (val_correct[ti][k], k)))
-        test_n = _normalize(test_feats[cut], device)
         test_hits = _multi_task_correct(
-            train_n, y_train, test_n, y_test, [[k] for k in chosen], temperature, nc, chunk_size
+            bank, y_train, test_queries, y_test, [[k] for k in chosen], temperature, nc, chunk_size, block
         )
-        n_test = test_n.shape[0]
+        n_test, n_bank = y_test.shape[0], y_train.shape[0]
         for ti, task in enumerate(tasks):
             k = chosen[ti]
             hits = test_hits[ti][k].cpu()
@@ -179,12 +227,30 @@ def fit_knn_probes(
                 val_accuracy=val_correct[ti][k] / n_val,
                 accuracy=float(hits.sum()) / n_test,
                 val_accuracies={kk: val_correct[ti][kk] / n_val for kk in ks},
-                k_used=min(k, train_n.shape[0]),
+                k_used=min(k, n_bank),
                 correct=hits,
             )
         if progress is not None:
             progress(len(tasks), f"knn: {cut}")
     return results
+
+
+def _stream_plan(train_shape, n_test: int, k_max: int, chunk_size: int, budget: int | None,
+                 bank_chunk: int | None) -> tuple[int, int] | None:
+    """(bank rows per chunk, queries per bank pass) when a cut must be searched streamed, else None.
+
+    In memory the search holds the normalised train features and their fit / val copies (2 N D), the test
+    features, and a chunk's similarities and top-k workspace against the whole bank (2 x chunk_size x N), in
+    float32. Streamed, a quarter of the budget holds a block of normalised queries and their running top k_max
+    (value and index, 12 bytes each), half the bank chunk (raw gather and normalised copy, 8 D bytes a row) and
+    the similarities (8 x chunk_size bytes a row)."""
+    n, d = int(train_shape[0]), int(train_shape[1])
+    if bank_chunk is None:
+        if budget is None or 4 * (2 * n * d + n_test * d + 2 * chunk_size * n) <= budget:
+            return None
+        bank_chunk = max(chunk_size, budget // 2 // (8 * d + 8 * chunk_size))
+    query_block = n if budget is None else max(chunk_size, budget // 4 // (4 * d + 12 * k_max))
+    return int(bank_chunk), int(query_block)
 
 
 class KnnHead(Head):
@@ -193,13 +259,13 @@ class KnnHead(Head):
     name, hparam = "knn", "k"
 
     def __init__(self, ks: Sequence[int] | None = None, temperature: float = DEFAULT_TEMPERATURE,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE):
-        self.ks, self.temperature, self.chunk_size = ks, temperature, chunk_size
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, memory_budget: int | None = None):
+        self.ks, self.temperature, self.chunk_size, self.memory_budget = ks, temperature, chunk_size, memory_budget
 
     def fit(self, train_feats, train_labels, test_feats, test_labels, *, fit_idx, val_idx, n_classes, device, tick):
         res = fit_knn_probes(train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx,
                              ks=self.ks, temperature=self.temperature, n_classes=n_classes, device=device,
-                             chunk_size=self.chunk_size, progress=tick)
+                             chunk_size=self.chunk_size, memory_budget=self.memory_budget, progress=tick)
         return {(cut, task): ProbeResult(cut, task, self.name, r.accuracy, r.val_accuracy, self.hparam, float(r.k),
                                          int(r.k_used), n_classes[task],
                                          search={float(k): v for k, v in r.val_accuracies.items()}, correct=r.correct)

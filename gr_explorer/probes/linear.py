@@ -27,6 +27,13 @@ Batching (the DINOv2 linear-evaluation idea: many heads on the same features):
 * chunks: cuts are solved in chunks, one after the other, each under a memory
   budget (see ``chunk_bytes``); a chunk is the unit of progress reporting and
   of cancellation.
+* rows (a million images): when even one cut's packed features and activations
+  exceed the budget, chunks are solved *streamed* (see ``streamed_bytes``): the
+  features stay in their storage dtype (float16 on disk, memory-mapped), copied
+  once to the device when they fit there, and every function evaluation of the
+  same full-batch L-BFGS sums the loss and gradient over row chunks that are
+  standardised and packed as they are read (rows.PackedRows). Same objective,
+  same iterates up to the order of float sums; memory is set by the row chunk.
 
 By default (``warm_start=False``) all (cut x task x C) problems of a chunk are
 one solver call from zero; ``warm_start=True`` walks the grid from strong to
@@ -47,6 +54,7 @@ import numpy as np
 import torch
 
 from .base import Head, ProbeResult
+from .rows import PackedRows, RowSource, pack
 from .solver import feature_eigen, lbfgs_softmax, predict
 
 DEFAULT_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-3, 2, 6))  # 0.001 ... 100
@@ -57,6 +65,10 @@ DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per chunk of cuts solved together
 ACTIVATION_COPIES = 4
 #: parameter-sized [G, 1 + D, Q, K] tensors besides the L-BFGS history: iterate, gradient, trial point, direction ...
 PARAM_COPIES = 12
+#: streamed chunks: the fewest rows per chunk planned for (fewer would make every evaluation a long loop)
+MIN_ROWS = 1024
+#: streamed chunks: rows per chunk of the float64 column statistics
+STATS_ROWS = 65536
 
 
 # ----------------------------------------------------------------------------------------------
@@ -72,34 +84,22 @@ def standardize(train: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tenso
     return tuple(((t.to(torch.float32) - mean) * inv) for t in (train, *others))
 
 
-def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Column mean and 1/std (0 where std == 0), computed in float64, returned in float32."""
-    x64 = x.to(torch.float64)
-    mean = x64.mean(0)
-    var = (x64 - mean).square_().mean(0)
+def _stats(x: torch.Tensor | RowSource) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column mean and 1/std (0 where std == 0), computed in float64 (a RowSource chunk by chunk, two passes),
+    returned in float32."""
+    if isinstance(x, RowSource):  # float64 chunks of at most STATS_ROWS rows: a small share of any budget
+        step = min(x.chunk, STATS_ROWS)
+        mean = sum(c.to(torch.float64).sum(0) for _, _, c in x.chunks(step)) / x.n
+        var = sum((c.to(torch.float64) - mean).square_().sum(0) for _, _, c in x.chunks(step)) / x.n
+    else:
+        x64 = x.to(torch.float64)
+        mean = x64.mean(0)
+        var = (x64 - mean).square_().mean(0)
     std = var.sqrt()
     # A column constant up to float rounding counts as constant.
     const = std <= 1e-7 * mean.abs().clamp_min(1e-30) + 1e-12
     inv = torch.where(const, torch.zeros_like(std), 1.0 / torch.where(const, torch.ones_like(std), std))
     return mean.to(torch.float32), inv.to(torch.float32)
-
-
-def _pack(
-    feats: Sequence[torch.Tensor],
-    stats: Sequence[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """Standardise each cut with its stats and pack into [G, N, 1 + D_max]: column 0 is the
-    constant 1 of the bias, then the features, zero-padded on the right for smaller cuts."""
-    n = feats[0].shape[0]
-    d_max = max(x.shape[1] for x in feats)
-    out = torch.zeros((len(feats), n, 1 + d_max), dtype=dtype, device=device)
-    out[:, :, 0] = 1.0
-    for g, (x, (mean, inv)) in enumerate(zip(feats, stats)):
-        d = x.shape[1]
-        out[g, :, 1 : 1 + d] = (x.to(device=device, dtype=torch.float32) - mean.to(device)) * inv.to(device)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,6 +166,31 @@ def chunk_bytes(blocks: list[list[int]], *, n_fit: int, n_val: int, n_train: int
     return itemsize * (max(stage1, stage2) + eig)
 
 
+def streamed_bytes(blocks: list[list[int]], *, rows: int, resident: bool, n_val: int, n_train: int, n_test: int,
+                   n_grid: int, n_tasks: int, n_classes: int, history: int, warm_start: bool, precondition: bool,
+                   itemsize: int, storage_itemsize: int) -> int:
+    """Peak bytes of one chunk solved in row chunks of `rows`: one block's packed chunk and activations at a time,
+    the L-BFGS state and per-C solutions, the preconditioner, the predictions ([G, N_val, problems] int64), and,
+    when `resident`, the cuts' train and test features copied to the device in their storage dtype."""
+    q1 = n_tasks if warm_start else n_tasks * n_grid
+    G = sum(len(b) for b in blocks)
+    d1 = 1 + max(max(b) for b in blocks)
+    packed = max(len(b) * (1 + max(b)) for b in blocks) * rows
+    act = max(len(b) for b in blocks) * ACTIVATION_COPIES * rows * q1 * n_classes
+    state = (2 * history + PARAM_COPIES) * G * d1 * q1 * n_classes + n_grid * G * d1 * n_tasks * n_classes
+    eig = sum(len(b) * max(b) ** 2 for b in blocks) if precondition else 0
+    preds = 8 * G * max(n_val * q1, n_test * n_tasks)
+    raw = (n_train + n_test) * sum(sum(b) for b in blocks) * storage_itemsize if resident else 0
+    return itemsize * (packed + act + state + eig) + preds + raw
+
+
+def _rows_within(bytes_at: Callable[[int], int], budget: int, n: int) -> int:
+    """The most rows per chunk (MIN_ROWS to n) whose bytes stay within budget (bytes grow linearly with rows)."""
+    base, per_row = bytes_at(0), bytes_at(1) - bytes_at(0)
+    fit = (budget - base) // per_row if per_row > 0 else n
+    return int(min(n, max(MIN_ROWS, fit)))
+
+
 def fit_linear_probes(
     train_feats: Mapping[str, torch.Tensor],
     train_labels: Mapping[str, torch.Tensor],
@@ -185,6 +210,7 @@ def fit_linear_probes(
     precondition: bool = True,
     pad_ratio: float | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    rows_per_chunk: int | None = None,
     progress: Callable[[int, str], None] | None = None,
 ) -> dict[tuple[str, str], LinearProbeResult]:
     """Fit the linear probe for every (cut, task); inputs are assumed validated (see run_probes).
@@ -195,119 +221,203 @@ def fit_linear_probes(
     (cut, task, C) from zero. `pad_ratio`: cuts whose D is at least this fraction of the
     largest D in their block share one zero-padded feature tensor (one bmm); default 0 on CUDA
     (all cuts of a chunk in one tensor) and 1 elsewhere (only equal D share, no wasted flops on
-    CPU). `memory_budget` (bytes) bounds one chunk of cuts; chunks run one after the other.
+    CPU). `memory_budget` (bytes) bounds one chunk of cuts; chunks run one after the other; when
+    one cut alone would not fit, the chunks are solved streamed, in row chunks (see the module
+    docstring; `rows_per_chunk` forces that, with that many rows per chunk).
     `progress(n_done, message)` is called after each chunk with the (cut, task) results it
     finished; it may raise to stop before the next chunk.
     """
     device = torch.device(device)
-    grid = sorted(float(c) for c in (DEFAULT_GRID if grid is None else grid))
-    if pad_ratio is None:
-        pad_ratio = 0.0 if device.type == "cuda" else 1.0
-    cuts = list(train_feats)
-    tasks = list(train_labels)
-    if n_classes is None:
-        n_classes = {t: int(max(train_labels[t].max(), test_labels[t].max())) + 1 for t in tasks}
-    T, K = len(tasks), max(n_classes[t] for t in tasks)
-    class_mask_t = torch.zeros((T, K), dtype=torch.bool)
-    for i, t in enumerate(tasks):
-        class_mask_t[i, : n_classes[t]] = True
-    fit_idx = fit_idx.cpu()
-    val_idx = val_idx.cpu()
-    n_fit, n_val = len(fit_idx), len(val_idx)
-    n_train = next(iter(train_feats.values())).shape[0]
-    n_test = next(iter(test_feats.values())).shape[0]
-    y_train = torch.stack([train_labels[t].cpu().long() for t in tasks], 1)  # [N, T]
-    y_test = torch.stack([test_labels[t].cpu().long() for t in tasks], 1).to(device)
-    y_fit, y_val = y_train[fit_idx], y_train[val_idx].to(device)
-    nC = len(grid)
-
-    def bytes_for(blocks: list[list[int]]) -> int:
-        return chunk_bytes(blocks, n_fit=n_fit, n_val=n_val, n_train=n_train, n_test=n_test, n_grid=nC, n_tasks=T,
-                           n_classes=K, history=history, warm_start=warm_start, precondition=precondition,
-                           itemsize=torch.finfo(dtype).bits // 8)
-
-    dims = {c: int(train_feats[c].shape[1]) for c in cuts}
-    chunks = _plan(dims, bytes_for, memory_budget, pad_ratio, block_per_chunk=device.type != "cuda")
+    pad_ratio = (0.0 if device.type == "cuda" else 1.0) if pad_ratio is None else pad_ratio
+    problem = _Problem(train_feats, train_labels, test_feats, test_labels, fit_idx, val_idx, grid, n_classes, device,
+                       dtype, dict(max_iter=max_iter, tol=tol, history=history), warm_start, precondition)
+    chunks, streams = _plan_chunks(problem, memory_budget, pad_ratio, rows_per_chunk)
     results: dict[tuple[str, str], LinearProbeResult] = {}
-    for blocks in chunks:
-        chunk = [c for b in blocks for c in b]
-        G = len(chunk)
-        d1 = 1 + max(dims[c] for c in chunk)
-        # ---- stage 1: choose C on the validation split ----
-        stats = {c: _stats(train_feats[c][fit_idx].to(device)) for c in chunk}
-        X_fit = [_pack([train_feats[c][fit_idx] for c in b], [stats[c] for c in b], device, dtype) for b in blocks]
-        X_val = [_pack([train_feats[c][val_idx] for c in b], [stats[c] for c in b], device, dtype) for b in blocks]
-        eigen = feature_eigen(X_fit) if precondition else False
-        correct = torch.zeros((nC, G, T), dtype=torch.long, device=device)
-        thetas = torch.zeros((nC, G, d1, T, K), dtype=dtype, device=device)
-        iters = torch.zeros((G, T), dtype=torch.long, device=device)
-        conv = torch.ones((G, T), dtype=torch.bool, device=device)
-        solve = dict(precondition=eigen, max_iter=max_iter, tol=tol, history=history)
-        if warm_start:
-            theta = None
-            for ci, C in enumerate(grid):
-                lam = torch.full((G, T), 1.0 / (C * n_fit), dtype=dtype, device=device)
-                res = lbfgs_softmax(X_fit, y_fit, class_mask_t, lam, init=theta, **solve)
-                theta = res.theta
-                thetas[ci] = theta
-                iters += res.n_iter
-                conv &= res.converged
-                correct[ci] = (predict(X_val, theta, class_mask_t) == y_val.unsqueeze(0)).sum(1)
-        else:
-            lam = torch.tensor([1.0 / (C * n_fit) for C in grid], dtype=dtype, device=device)
-            lam = lam.repeat_interleave(T).view(1, nC * T).expand(G, nC * T).contiguous()  # column q = ci*T + t
-            res = lbfgs_softmax(X_fit, y_fit.repeat(1, nC), class_mask_t.repeat(nC, 1), lam, **solve)
-            thetas = res.theta.view(G, d1, nC, T, K).permute(2, 0, 1, 3, 4).contiguous()
-            iters += res.n_iter.view(G, nC, T).sum(1)
-            conv &= res.converged.view(G, nC, T).all(1)
-            pred = predict(X_val, res.theta, class_mask_t.repeat(nC, 1))
-            correct = (pred == y_val.repeat(1, nC).unsqueeze(0)).sum(1).view(G, nC, T).permute(1, 0, 2)
-        del X_fit, X_val
-        # Best validation accuracy; ties -> the smallest C (strongest regularisation): argmax takes the first max.
-        best = correct.argmax(0)  # [G, T]
-        C_best = torch.tensor(grid, dtype=dtype, device=device)[best]
-        ar_g = torch.arange(G, device=device)[:, None]
-        ar_t = torch.arange(T, device=device)[None, :]
-        init = thetas[best, ar_g, :, ar_t, :].permute(0, 2, 1, 3).contiguous()  # [G, T, D1, K] -> [G, D1, T, K]
-        del thetas
-        # ---- stage 2: refit on all train data with the chosen C (warm start), score on test ----
-        fit_stats = stats
-        stats = {c: _stats(train_feats[c].to(device)) for c in chunk}
-        for gi, c in enumerate(chunk):
-            # Same logits under the new standardisation: w' = w inv_fit / inv_train, b' = b + w inv_fit . (m_train - m_fit).
-            (m_f, inv_f), (m_t, inv_t) = fit_stats[c], stats[c]
-            d = dims[c]
-            w = init[gi, 1 : 1 + d] * inv_f[:, None, None].to(dtype)
-            init[gi, 0] += (w * (m_t - m_f)[:, None, None].to(dtype)).sum(0)
-            safe = torch.where(inv_t > 0, inv_t, torch.ones_like(inv_t)).to(dtype)
-            init[gi, 1 : 1 + d] = torch.where((inv_t > 0)[:, None, None], w / safe[:, None, None], torch.zeros_like(w))
-        X_train = [_pack([train_feats[c] for c in b], [stats[c] for c in b], device, dtype) for b in blocks]
-        lam = 1.0 / (C_best * n_train)
-        res = lbfgs_softmax(X_train, y_train, class_mask_t, lam, init=init, **solve)
-        del X_train
-        iters += res.n_iter
-        conv &= res.converged
-        X_test = [_pack([test_feats[c] for c in b], [stats[c] for c in b], device, dtype) for b in blocks]
-        test_hits = (predict(X_test, res.theta, class_mask_t) == y_test.unsqueeze(0)).cpu()  # [G, N_test, T]
-        del X_test
-        correct_c, best_c = correct.cpu(), best.cpu()
-        iters_c, conv_c = iters.cpu(), conv.cpu()
-        for gi, cut in enumerate(chunk):
-            for ti, task in enumerate(tasks):
-                b = int(best_c[gi, ti])
-                hits = test_hits[gi, :, ti].clone()
-                results[(cut, task)] = LinearProbeResult(
-                    C=grid[b],
-                    val_accuracy=float(correct_c[b, gi, ti]) / n_val,
-                    accuracy=float(hits.sum()) / n_test,
-                    val_accuracies={C: float(correct_c[ci, gi, ti]) / n_val for ci, C in enumerate(grid)},
-                    n_iter=int(iters_c[gi, ti]),
-                    converged=bool(conv_c[gi, ti]),
-                    correct=hits,
-                )
+    for i, blocks in enumerate(chunks):
+        rows = _Rows(problem, [c for b in blocks for c in b], streams.get(i))
+        results.update(_fit_chunk(problem, blocks, rows))
         if progress is not None:
-            progress(G * T, f"linear: {', '.join(chunk)}")
-    return {(c, t): results[(c, t)] for c in cuts for t in tasks}
+            progress(len(rows.chunk) * len(problem.tasks), f"linear: {', '.join(rows.chunk)}")
+    return {(c, t): results[(c, t)] for c in problem.cuts for t in problem.tasks}
+
+
+class _Problem:
+    """What every chunk of cuts shares: tasks and their class masks, labels of each split, the C grid, solver settings."""
+
+    def __init__(self, train_feats, train_labels, test_feats, test_labels, fit_idx, val_idx, grid, n_classes, device,
+                 dtype, solve: dict, warm_start: bool, precondition: bool):
+        self.train_feats, self.test_feats = train_feats, test_feats
+        self.device, self.dtype, self.solve, self.warm_start, self.precondition = device, dtype, solve, warm_start, \
+            precondition
+        self.grid = sorted(float(c) for c in (DEFAULT_GRID if grid is None else grid))
+        self.cuts, self.tasks = list(train_feats), list(train_labels)
+        if n_classes is None:
+            n_classes = {t: int(max(train_labels[t].max(), test_labels[t].max())) + 1 for t in self.tasks}
+        self.T, self.K = len(self.tasks), max(n_classes[t] for t in self.tasks)
+        self.class_mask = torch.zeros((self.T, self.K), dtype=torch.bool)
+        for i, t in enumerate(self.tasks):
+            self.class_mask[i, : n_classes[t]] = True
+        self.fit_idx, self.val_idx = fit_idx.cpu(), val_idx.cpu()
+        self.n_fit, self.n_val = len(self.fit_idx), len(self.val_idx)
+        self.n_train = next(iter(train_feats.values())).shape[0]
+        self.n_test = next(iter(test_feats.values())).shape[0]
+        self.y_train = torch.stack([train_labels[t].cpu().long() for t in self.tasks], 1)  # [N, T]
+        self.y_test = torch.stack([test_labels[t].cpu().long() for t in self.tasks], 1).to(device)
+        self.y_fit, self.y_val = self.y_train[self.fit_idx], self.y_train[self.val_idx].to(device)
+        self.dims = {c: int(train_feats[c].shape[1]) for c in self.cuts}
+
+    def chunk_bytes(self, blocks: list[list[int]]) -> int:
+        return chunk_bytes(blocks, n_fit=self.n_fit, n_val=self.n_val, n_train=self.n_train, n_test=self.n_test,
+                           n_grid=len(self.grid), n_tasks=self.T, n_classes=self.K, history=self.solve["history"],
+                           warm_start=self.warm_start, precondition=self.precondition, itemsize=self.itemsize)
+
+    def streamed_bytes(self, blocks: list[list[int]], rows: int, resident: bool) -> int:
+        storage = max(self.train_feats[c].element_size() for c in self.cuts)
+        return streamed_bytes(blocks, rows=rows, resident=resident, n_val=self.n_val, n_train=self.n_train,
+                              n_test=self.n_test, n_grid=len(self.grid), n_tasks=self.T, n_classes=self.K,
+                              history=self.solve["history"], warm_start=self.warm_start,
+                              precondition=self.precondition, itemsize=self.itemsize, storage_itemsize=storage)
+
+    @property
+    def itemsize(self) -> int:
+        return torch.finfo(self.dtype).bits // 8
+
+    def shape(self, blocks: list[list[str]]) -> list[list[int]]:
+        return [[self.dims[c] for c in b] for b in blocks]
+
+
+def _plan_chunks(p: _Problem, budget: int, pad_ratio: float, rows_per_chunk: int | None):
+    """(chunks of blocks of cuts, {chunk index: (rows per row chunk, features resident on the device)} for the
+    chunks that must be solved streamed)."""
+    block_per_chunk = p.device.type != "cuda"
+    chunks = _plan(p.dims, p.chunk_bytes, budget, pad_ratio, block_per_chunk)
+    streams: dict[int, tuple[int, bool]] = {}
+    if rows_per_chunk is None and all(p.chunk_bytes(p.shape(b)) <= budget for b in chunks):
+        return chunks, streams
+    chunks = _plan(p.dims, lambda shape: p.streamed_bytes(shape, MIN_ROWS, True), budget, pad_ratio, block_per_chunk)
+    for i, blocks in enumerate(chunks):
+        shape = p.shape(blocks)
+        resident = p.streamed_bytes(shape, MIN_ROWS, True) <= budget
+        rows = rows_per_chunk or _rows_within(lambda r, s=shape, res=resident: p.streamed_bytes(s, r, res), budget,
+                                              max(p.n_train, p.n_test))
+        streams[i] = (rows, resident)
+    return chunks, streams
+
+
+class _Rows:
+    """One chunk's features: in memory (packed on the device) or streamed (RowSources packed as they are read)."""
+
+    def __init__(self, p: _Problem, chunk: list[str], stream: tuple[int, bool] | None):
+        self.p, self.chunk = p, chunk
+        self.src = None  # streamed: RowSources over each split's features, fit/val rows as subsets of train
+        if stream is not None:
+            rows, resident = stream
+            self.src = {split: {c: RowSource(f[c], p.device, rows, resident) for c in chunk}
+                        for split, f in (("train", p.train_feats), ("test", p.test_feats))}
+
+    def part(self, split: str, c: str, idx: torch.Tensor | None):
+        if self.src is not None:
+            return self.src[split][c] if idx is None else self.src[split][c].subset(idx)
+        x = (self.p.train_feats if split == "train" else self.p.test_feats)[c]
+        return x if idx is None else x[idx]
+
+    def stats(self, split: str, idx: torch.Tensor | None) -> dict:
+        return {c: _stats(self.part(split, c, idx) if self.src is not None else self.part(split, c, idx).to(self.p.device))
+                for c in self.chunk}
+
+    def packed(self, blocks: list[list[str]], split: str, idx: torch.Tensor | None, stats: dict) -> list:
+        out = []
+        for b in blocks:
+            parts, st = [self.part(split, c, idx) for c in b], [stats[c] for c in b]
+            out.append(PackedRows(parts, st, self.p.dtype) if self.src is not None
+                       else pack(parts, st, self.p.device, self.p.dtype))
+        return out
+
+
+def _fit_chunk(p: _Problem, blocks: list[list[str]], rows: _Rows) -> dict[tuple[str, str], LinearProbeResult]:
+    """Choose C on validation for every (cut, task) of a chunk, refit on all train data, score on test."""
+    fit_stats = rows.stats("train", p.fit_idx)
+    correct, best, init, iters, conv, eigen = _choose_C(p, blocks, rows, fit_stats)
+    # ---- stage 2: refit on all train data with the chosen C (warm start), score on test ----
+    stats = rows.stats("train", None)
+    _restandardise(init, rows.chunk, p.dims, fit_stats, stats, p.dtype)
+    C_best = torch.tensor(p.grid, dtype=p.dtype, device=p.device)[best]
+    X_train = rows.packed(blocks, "train", None, stats)
+    res = lbfgs_softmax(X_train, p.y_train, p.class_mask, 1.0 / (C_best * p.n_train), init=init, precondition=eigen,
+                        **p.solve)
+    del X_train
+    iters += res.n_iter
+    conv &= res.converged
+    X_test = rows.packed(blocks, "test", None, stats)
+    test_hits = (predict(X_test, res.theta, p.class_mask) == p.y_test.unsqueeze(0)).cpu()  # [G, N_test, T]
+    del X_test
+    correct_c, best_c, iters_c, conv_c = correct.cpu(), best.cpu(), iters.cpu(), conv.cpu()
+    out = {}
+    for gi, cut in enumerate(rows.chunk):
+        for ti, task in enumerate(p.tasks):
+            b = int(best_c[gi, ti])
+            hits = test_hits[gi, :, ti].clone()
+            out[(cut, task)] = LinearProbeResult(
+                C=p.grid[b], val_accuracy=float(correct_c[b, gi, ti]) / p.n_val, accuracy=float(hits.sum()) / p.n_test,
+                val_accuracies={C: float(correct_c[ci, gi, ti]) / p.n_val for ci, C in enumerate(p.grid)},
+                n_iter=int(iters_c[gi, ti]), converged=bool(conv_c[gi, ti]), correct=hits)
+    return out
+
+
+def _choose_C(p: _Problem, blocks: list[list[str]], rows: _Rows, stats: dict):
+    """Stage 1: every (cut, task, C) fitted on the fit rows and scored on the validation rows.
+
+    Returns (validation hits [C, G, T], chosen C index [G, T], the chosen solutions [G, D1, T, K] to warm-start the
+    refit, iterations [G, T], converged [G, T], the preconditioner)."""
+    G, T, K, nC = len(rows.chunk), p.T, p.K, len(p.grid)
+    d1 = 1 + max(p.dims[c] for c in rows.chunk)
+    X_fit = rows.packed(blocks, "train", p.fit_idx, stats)
+    X_val = rows.packed(blocks, "train", p.val_idx, stats)
+    eigen = feature_eigen(X_fit) if p.precondition else False
+    iters = torch.zeros((G, T), dtype=torch.long, device=p.device)
+    conv = torch.ones((G, T), dtype=torch.bool, device=p.device)
+    if p.warm_start:
+        correct = torch.zeros((nC, G, T), dtype=torch.long, device=p.device)
+        thetas = torch.zeros((nC, G, d1, T, K), dtype=p.dtype, device=p.device)
+        theta = None
+        for ci, C in enumerate(p.grid):
+            lam = torch.full((G, T), 1.0 / (C * p.n_fit), dtype=p.dtype, device=p.device)
+            res = lbfgs_softmax(X_fit, p.y_fit, p.class_mask, lam, init=theta, precondition=eigen, **p.solve)
+            theta = res.theta
+            thetas[ci] = theta
+            iters += res.n_iter
+            conv &= res.converged
+            correct[ci] = (predict(X_val, theta, p.class_mask) == p.y_val.unsqueeze(0)).sum(1)
+    else:
+        lam = torch.tensor([1.0 / (C * p.n_fit) for C in p.grid], dtype=p.dtype, device=p.device)
+        lam = lam.repeat_interleave(T).view(1, nC * T).expand(G, nC * T).contiguous()  # column q = ci*T + t
+        res = lbfgs_softmax(X_fit, p.y_fit.repeat(1, nC), p.class_mask.repeat(nC, 1), lam, precondition=eigen,
+                            **p.solve)
+        thetas = res.theta.view(G, d1, nC, T, K).permute(2, 0, 1, 3, 4).contiguous()
+        iters += res.n_iter.view(G, nC, T).sum(1)
+        conv &= res.converged.view(G, nC, T).all(1)
+        pred = predict(X_val, res.theta, p.class_mask.repeat(nC, 1))
+        correct = (pred == p.y_val.repeat(1, nC).unsqueeze(0)).sum(1).view(G, nC, T).permute(1, 0, 2)
+    del X_fit, X_val
+    # Best validation accuracy; ties -> the smallest C (strongest regularisation): argmax takes the first max.
+    best = correct.argmax(0)  # [G, T]
+    ar_g = torch.arange(G, device=p.device)[:, None]
+    ar_t = torch.arange(T, device=p.device)[None, :]
+    init = thetas[best, ar_g, :, ar_t, :].permute(0, 2, 1, 3).contiguous()  # [G, T, D1, K] -> [G, D1, T, K]
+    return correct, best, init, iters, conv, eigen
+
+
+def _restandardise(init: torch.Tensor, chunk: list[str], dims: dict, fit_stats: dict, stats: dict,
+                   dtype: torch.dtype) -> None:
+    """Re-express solutions found on fit-standardised features for train-standardised ones (same logits):
+    w' = w inv_fit / inv_train, b' = b + w inv_fit . (m_train - m_fit)."""
+    for gi, c in enumerate(chunk):
+        (m_f, inv_f), (m_t, inv_t) = fit_stats[c], stats[c]
+        d = dims[c]
+        w = init[gi, 1 : 1 + d] * inv_f[:, None, None].to(dtype)
+        init[gi, 0] += (w * (m_t - m_f)[:, None, None].to(dtype)).sum(0)
+        safe = torch.where(inv_t > 0, inv_t, torch.ones_like(inv_t)).to(dtype)
+        init[gi, 1 : 1 + d] = torch.where((inv_t > 0)[:, None, None], w / safe[:, None, None], torch.zeros_like(w))
 
 
 class LinearHead(Head):
@@ -337,4 +447,5 @@ __all__ = [
     "chunk_bytes",
     "fit_linear_probes",
     "standardize",
+    "streamed_bytes",
 ]

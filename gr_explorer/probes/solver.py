@@ -17,6 +17,10 @@ Preconditioning: the two-loop's initial inverse Hessian is, per problem,
 feature second moments (c = current mean softmax curvature). Real features
 have power-law spectra, which makes plain L-BFGS (and sklearn's lbfgs) crawl;
 this cuts the iterations several-fold for one small eigh per cut.
+
+A block may also be a `rows.PackedRows`, which exists only chunk by chunk: every
+function evaluation then sums the loss, gradient and curvature over row chunks,
+so the [N, problems, classes] activations never exist whole (a million images).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+
+from .rows import Block, PackedRows, row_chunks, strided_rows
 
 
 @dataclass
@@ -37,14 +43,14 @@ class SolveResult:
     n_evals: int  # batched function evaluations (each = 2 matmuls per block)
 
 
-Blocks = Sequence[torch.Tensor]
+Blocks = Sequence[Block]
 
 
-def _as_blocks(X: torch.Tensor | Blocks) -> list[torch.Tensor]:
-    return [X] if isinstance(X, torch.Tensor) else list(X)
+def _as_blocks(X: Block | Blocks) -> list[Block]:
+    return [X] if isinstance(X, (torch.Tensor, PackedRows)) else list(X)
 
 
-def feature_eigen(X: torch.Tensor | Blocks, max_rows: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def feature_eigen(X: Block | Blocks, max_rows: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per block: eigen-decomposition (eigvals [G_b, r], eigvecs [G_b, D_b, r]) of the feature
     second-moment matrix X^T X / n (bias column excluded), from an evenly strided subsample of
     at most `max_rows` rows (default max(1024, 4 D)). Used to precondition the solver.
@@ -58,7 +64,7 @@ def feature_eigen(X: torch.Tensor | Blocks, max_rows: int | None = None) -> list
         d = D1 - 1
         rows = max(1024, 4 * d) if max_rows is None else max_rows
         step = max(1, N // rows)
-        F_ = X_b[:, ::step, 1:]
+        F_ = strided_rows(X_b, step)[:, :, 1:]
         n = F_.shape[1]
         try:
             if n < d:
@@ -125,21 +131,27 @@ class _Objective:
                 th = th.index_select(2, cols)
                 lab, neg_mask, n_cls = lab[:, :, cols], neg_mask[cols], n_cls[cols]
             Qc = th.shape[2]
-            Z = torch.bmm(X_b, th.reshape(G_b, d1, Qc * K)).view(G_b, N, Qc, K)
-            if self.any_masked:
-                Z.masked_fill_(neg_mask, float("-inf"))
-            # In-place softmax (much faster than log_softmax over a short last dim):
-            # loss_n = log sum_k exp(z_k - m) - (z_y - m), P = softmax(z).
-            Z.sub_(Z.amax(-1, keepdim=True))
-            lab = lab.expand(G_b, N, Qc, 1)
-            z_y = Z.gather(-1, lab)
-            P = Z.exp_()
-            s = P.sum(-1, keepdim=True)
-            l_b = (s.log() - z_y).sum(1).view(G_b, Qc) / N
-            P.div_(s)
-            c_b = (1 - P.square().sum(-1)).sum(1) / (N * n_cls)
-            P.scatter_add_(-1, lab, torch.full(lab.shape, -1.0, dtype=P.dtype, device=P.device))  # softmax - onehot
-            g_b = torch.bmm(X_b.transpose(1, 2), P.view(G_b, N, Qc * K)).view(G_b, d1, Qc, K).div_(N)
+            th = th.reshape(G_b, d1, Qc * K)
+            l_b = c_b = g_b = None
+            for r0, r1, X in row_chunks(X_b):  # one chunk: the whole block
+                n = r1 - r0
+                Z = torch.bmm(X, th).view(G_b, n, Qc, K)
+                if self.any_masked:
+                    Z.masked_fill_(neg_mask, float("-inf"))
+                # In-place softmax (much faster than log_softmax over a short last dim):
+                # loss_n = log sum_k exp(z_k - m) - (z_y - m), P = softmax(z).
+                Z.sub_(Z.amax(-1, keepdim=True))
+                lab_c = lab[:, r0:r1].expand(G_b, n, Qc, 1)
+                z_y = Z.gather(-1, lab_c)
+                P = Z.exp_()
+                s = P.sum(-1, keepdim=True)
+                loss_c = (s.log() - z_y).sum(1).view(G_b, Qc)
+                P.div_(s)
+                curv_c = (1 - P.square().sum(-1)).sum(1)
+                P.scatter_add_(-1, lab_c, torch.full(lab_c.shape, -1.0, dtype=P.dtype, device=P.device))  # softmax - onehot
+                grad_c = torch.bmm(X.transpose(1, 2), P.view(G_b, n, Qc * K)).view(G_b, d1, Qc, K)
+                l_b, c_b, g_b = (loss_c, curv_c, grad_c) if l_b is None else (l_b + loss_c, c_b + curv_c, g_b.add_(grad_c))
+            l_b, c_b, g_b = l_b / N, c_b / (N * n_cls), g_b.div_(N)
             if cols is None:
                 loss[g0:g1], curv[g0:g1], grad[g0:g1, :d1] = l_b, c_b, g_b
             else:
@@ -163,7 +175,10 @@ class _Precond:
         self.parts = []
         g0 = 0
         for X_b, (ev, V) in zip(blocks, eigen):
-            live = torch.stack([(X_b[g, :, 1:] != 0).any(0) for g in range(X_b.shape[0])])  # [G_b, D_b]
+            live = None
+            for _, _, X in row_chunks(X_b):
+                seen = torch.stack([(X[g, :, 1:] != 0).any(0) for g in range(X.shape[0])])  # [G_b, D_b]
+                live = seen if live is None else live | seen
             live = None if bool(live.all()) else live[:, :, None, None].to(X_b.dtype)
             self.parts.append((g0, g0 + X_b.shape[0], ev, V, live))
             g0 += X_b.shape[0]
@@ -197,7 +212,7 @@ def _bc(m: torch.Tensor) -> torch.Tensor:
 
 
 def lbfgs_softmax(
-    X: torch.Tensor | Blocks,
+    X: Block | Blocks,
     labels: torch.Tensor,
     class_mask: torch.Tensor,
     lam: torch.Tensor,
@@ -232,101 +247,29 @@ def lbfgs_softmax(
     fg = _Objective(blocks, labels, class_mask, lam)
     G, D1 = fg.G, fg.D1
     dev, dt = fg.device, fg.dtype
-    lam = fg.lam
     eps = torch.finfo(dt).eps
     if ftol is None:
         ftol = 10 * eps
     H0 = None
     if precondition is not False and precondition is not None:
         eigen = feature_eigen(blocks) if precondition is True else precondition
-        H0 = _Precond(blocks, eigen, lam, Q, K)
+        H0 = _Precond(blocks, eigen, fg.lam, Q, K)
     x = torch.zeros((G, D1, Q, K), dtype=dt, device=dev) if init is None else init.to(device=dev, dtype=dt).clone()
     f, g, curv = fg(x)
     ginf = g.abs().amax((1, 3))
     done = ginf <= tol
     converged = done.clone()
     n_iter = torch.zeros((G, Q), dtype=torch.long, device=dev)
-    S = torch.zeros((history, G, D1, Q, K), dtype=dt, device=dev)
-    Y = torch.zeros_like(S)
-    rho = torch.zeros((history, G, Q), dtype=dt, device=dev)
-    order: list[int] = []  # ring-buffer slots, oldest first (all problems advance in lockstep)
-    gamma = torch.ones((G, Q), dtype=dt, device=dev)
-    has_hist = torch.zeros((G, Q), dtype=torch.bool, device=dev)
-    c1 = 1e-4
-
+    memory = _Memory(history, G, D1, Q, K, dt, dev, H0)
     for _it in range(max_iter):
         active = ~done
         if not bool(active.any()):
             break
-        c = curv.clamp_min(1e-6)
-        # --- two-loop recursion (slots with rho = 0 contribute nothing) ---
-        q = g.clone()
-        alphas = {}
-        for j in reversed(order):
-            a = rho[j] * _dot(S[j], q)
-            alphas[j] = a
-            q.sub_(_bc(a) * Y[j])
-        gnorm = g.square().sum((1, 3)).sqrt()
-        if H0 is None:
-            r = q.mul_(_bc(torch.where(has_hist, gamma, 1.0 / gnorm.clamp_min(1.0))))
-        else:
-            r = H0(q, c).mul_(_bc(torch.where(has_hist, gamma, torch.ones_like(gamma))))
-        for j in order:
-            b = rho[j] * _dot(Y[j], r)
-            r.add_(_bc(alphas[j] - b) * S[j])
-        d = r.neg_()
-        gd = _dot(g, d)
-        # Not a descent direction (should not happen with rho > 0 pairs): reset to steepest descent.
-        bad = active & ~(gd < 0)
-        if bool(bad.any()):
-            sd = -g * _bc(1.0 / gnorm.clamp_min(1.0))
-            d = torch.where(_bc(bad), sd, d)
-            rho[:, bad] = 0
-            has_hist = has_hist & ~bad
-            gd = _dot(g, d)
-        # --- vectorised backtracking Armijo line search ---
-        t = torch.where(active, torch.ones_like(f), torch.zeros_like(f))
-        pending = active.clone()
-        x_new, f_new, g_new, c_new = x.clone(), f.clone(), g.clone(), curv.clone()
-        slack = 4 * eps * f.abs()  # accept a non-increase within rounding
-        for _ls in range(max_ls):
-            x_try = torch.where(_bc(pending), x + _bc(t) * d, x_new)
-            f_try, g_try, c_try = fg(x_try, pending)
-            ok = pending & torch.isfinite(f_try) & (f_try <= f + c1 * t * gd + slack)
-            okb = _bc(ok)
-            x_new = torch.where(okb, x_try, x_new)
-            g_new = torch.where(okb, g_try, g_new)
-            f_new = torch.where(ok, f_try, f_new)
-            c_new = torch.where(ok, c_try, c_new)
-            pending = pending & ~ok
-            if not bool(pending.any()):
-                break
-            # Quadratic interpolation of the step, safeguarded to [0.1 t, 0.5 t].
-            denom = 2 * (f_try - f - gd * t)
-            t_q = torch.where(torch.isfinite(denom) & (denom > 0), -gd * t * t / denom, 0.5 * t)
-            t = torch.where(pending, torch.minimum(torch.maximum(t_q, 0.1 * t), 0.5 * t), t)
-        stalled = pending  # line search failed: we are at the precision limit
-        moved = active & ~stalled
+        d, gd = memory.direction(g, curv.clamp_min(1e-6), active)
+        x_new, f_new, g_new, c_new, stalled = _line_search(fg, x, f, g, curv, d, gd, active, max_ls, eps)
+        moved = active & ~stalled  # a failed line search: we are at the precision limit
         n_iter += moved.long()
-        # --- curvature pair ---
-        s = x_new - x
-        yv = g_new - g
-        sy = _dot(s, yv)
-        if H0 is None:
-            yHy = _dot(yv, yv)
-        else:
-            yHy = _dot(yv, H0(yv, c_new.clamp_min(1e-6)))
-        valid = moved & (sy > eps * yHy) & (yHy > 0)
-        if len(order) < history:
-            slot = len(order)
-        else:
-            slot = order.pop(0)
-        order.append(slot)
-        S[slot] = s
-        Y[slot] = yv
-        rho[slot] = torch.where(valid, 1.0 / torch.where(valid, sy, torch.ones_like(sy)), torch.zeros_like(sy))
-        gamma = torch.where(valid, sy / torch.where(valid, yHy, torch.ones_like(yHy)), gamma)
-        has_hist = has_hist | valid
+        memory.push(x_new - x, g_new - g, moved, c_new)
         # --- convergence ---
         ginf_new = g_new.abs().amax((1, 3))
         small_g = moved & (ginf_new <= tol)
@@ -338,16 +281,103 @@ def lbfgs_softmax(
     return SolveResult(theta=x, loss=f, grad_inf=ginf, converged=converged, n_iter=n_iter, n_evals=fg.n_evals)
 
 
-def predict(X: torch.Tensor | Blocks, theta: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
+class _Memory:
+    """L-BFGS memory of every problem: the last `history` curvature pairs (ring buffer, all problems in lockstep),
+    the two-loop recursion that turns a gradient into a direction, and the H0 scaling."""
+
+    def __init__(self, history: int, G: int, D1: int, Q: int, K: int, dt: torch.dtype, dev: torch.device, H0):
+        self.history, self.H0, self.eps = history, H0, torch.finfo(dt).eps
+        self.S = torch.zeros((history, G, D1, Q, K), dtype=dt, device=dev)
+        self.Y = torch.zeros_like(self.S)
+        self.rho = torch.zeros((history, G, Q), dtype=dt, device=dev)
+        self.order: list[int] = []  # ring-buffer slots, oldest first
+        self.gamma = torch.ones((G, Q), dtype=dt, device=dev)
+        self.has_hist = torch.zeros((G, Q), dtype=torch.bool, device=dev)
+
+    def direction(self, g: torch.Tensor, c: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(descent direction, its slope g.d) by the two-loop recursion (slots with rho = 0 contribute nothing)."""
+        q = g.clone()
+        alphas = {}
+        for j in reversed(self.order):
+            a = self.rho[j] * _dot(self.S[j], q)
+            alphas[j] = a
+            q.sub_(_bc(a) * self.Y[j])
+        gnorm = g.square().sum((1, 3)).sqrt()
+        if self.H0 is None:
+            r = q.mul_(_bc(torch.where(self.has_hist, self.gamma, 1.0 / gnorm.clamp_min(1.0))))
+        else:
+            r = self.H0(q, c).mul_(_bc(torch.where(self.has_hist, self.gamma, torch.ones_like(self.gamma))))
+        for j in self.order:
+            b = self.rho[j] * _dot(self.Y[j], r)
+            r.add_(_bc(alphas[j] - b) * self.S[j])
+        d = r.neg_()
+        gd = _dot(g, d)
+        # Not a descent direction (should not happen with rho > 0 pairs): reset to steepest descent.
+        bad = active & ~(gd < 0)
+        if bool(bad.any()):
+            sd = -g * _bc(1.0 / gnorm.clamp_min(1.0))
+            d = torch.where(_bc(bad), sd, d)
+            self.rho[:, bad] = 0
+            self.has_hist = self.has_hist & ~bad
+            gd = _dot(g, d)
+        return d, gd
+
+    def push(self, s: torch.Tensor, yv: torch.Tensor, moved: torch.Tensor, c_new: torch.Tensor) -> None:
+        """Store the step's curvature pair where it is valid (sy > eps y.H0.y), and the H0 scale gamma = sy / yHy."""
+        sy = _dot(s, yv)
+        yHy = _dot(yv, yv) if self.H0 is None else _dot(yv, self.H0(yv, c_new.clamp_min(1e-6)))
+        valid = moved & (sy > self.eps * yHy) & (yHy > 0)
+        slot = len(self.order) if len(self.order) < self.history else self.order.pop(0)
+        self.order.append(slot)
+        self.S[slot] = s
+        self.Y[slot] = yv
+        self.rho[slot] = torch.where(valid, 1.0 / torch.where(valid, sy, torch.ones_like(sy)), torch.zeros_like(sy))
+        self.gamma = torch.where(valid, sy / torch.where(valid, yHy, torch.ones_like(yHy)), self.gamma)
+        self.has_hist = self.has_hist | valid
+
+
+def _line_search(fg, x, f, g, curv, d, gd, active, max_ls: int, eps: float):
+    """Vectorised backtracking Armijo line search of every active problem along d.
+
+    Returns (x, f, g, curvature) after the step, and which problems found no acceptable step (stalled)."""
+    c1 = 1e-4
+    t = torch.where(active, torch.ones_like(f), torch.zeros_like(f))
+    pending = active.clone()
+    x_new, f_new, g_new, c_new = x.clone(), f.clone(), g.clone(), curv.clone()
+    slack = 4 * eps * f.abs()  # accept a non-increase within rounding
+    for _ls in range(max_ls):
+        x_try = torch.where(_bc(pending), x + _bc(t) * d, x_new)
+        f_try, g_try, c_try = fg(x_try, pending)
+        ok = pending & torch.isfinite(f_try) & (f_try <= f + c1 * t * gd + slack)
+        okb = _bc(ok)
+        x_new = torch.where(okb, x_try, x_new)
+        g_new = torch.where(okb, g_try, g_new)
+        f_new = torch.where(ok, f_try, f_new)
+        c_new = torch.where(ok, c_try, c_new)
+        pending = pending & ~ok
+        if not bool(pending.any()):
+            break
+        # Quadratic interpolation of the step, safeguarded to [0.1 t, 0.5 t].
+        denom = 2 * (f_try - f - gd * t)
+        t_q = torch.where(torch.isfinite(denom) & (denom > 0), -gd * t * t / denom, 0.5 * t)
+        t = torch.where(pending, torch.minimum(torch.maximum(t_q, 0.1 * t), 0.5 * t), t)
+    return x_new, f_new, g_new, c_new, pending
+
+
+def predict(X: Block | Blocks, theta: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
     """Argmax class [G, N, Q] of the (masked) logits; X packed like the solver's input."""
     Q, K = class_mask.shape
     neg = ~class_mask.to(theta.device)
     preds, g0 = [], 0
     for X_b in _as_blocks(X):
         G_b, N, d1 = X_b.shape
-        Z = torch.bmm(X_b, theta[g0 : g0 + G_b, :d1].reshape(G_b, d1, Q * K)).view(G_b, N, Q, K)
-        Z.masked_fill_(neg, float("-inf"))
-        preds.append(Z.argmax(-1))
+        th = theta[g0 : g0 + G_b, :d1].reshape(G_b, d1, Q * K)
+        parts = []
+        for r0, r1, X_c in row_chunks(X_b):
+            Z = torch.bmm(X_c, th).view(G_b, r1 - r0, Q, K)
+            Z.masked_fill_(neg, float("-inf"))
+            parts.append(Z.argmax(-1))
+        preds.append(parts[0] if len(parts) == 1 else torch.cat(parts, 1))
         g0 += G_b
     return torch.cat(preds, 0)
 
