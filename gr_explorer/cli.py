@@ -30,10 +30,44 @@ def _add_sweep(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+#: the sweep settings `embed` shares (same flags, defaults and checks, so an embed reuses a sweep's cached features)
+EMBED_SETTINGS = ("models", "dataset", "cuts", "n_train", "n_test", "seed", "device", "batch_size", "readout", "weights",
+                  "data_root", "image_size", "workers", "feature_dtype", "figures")
+
+
+def _add_embed(sub):
+    from .config import config_fields
+    from .embedding import DEFAULT_K, DEFAULT_MAX_POINTS, METHODS
+
+    p = sub.add_parser("embed", help="2-D maps of one model's features at every cut, aligned across cuts",
+                       description="Extract (or read from the cache) one model's features at every cut, reduce each cut "
+                                   "to a 2-D map of the same images, align the maps across cuts and score each cut's "
+                                   "neighbourhoods (k-NN label agreement with a 95%% interval and chance).")
+    p.set_defaults(config=None)
+    for name, kind, help_text, default, flag, _ in config_fields():
+        if name in EMBED_SETTINGS:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else ("all" if default is None and kind == "count" else default)
+            text = help_text + (f" (default: {shown})" if shown not in (None, "") else "")
+            p.add_argument(flag, dest=name, default=None, metavar=kind.upper(), help=text.replace("%", "%%"),
+                           **({"action": "append"} if name == "models" else {}))
+    p.add_argument("--task", help="the task that colours the points and stratifies the sample (default: the dataset's first)")
+    p.add_argument("--method", default="pca", choices=METHODS, help="pca (default) or tsne (the optional extra 'tsne')")
+    p.add_argument("--split", default="test", choices=("test", "train"), help="the images drawn (default: test)")
+    p.add_argument("--max-points", default="auto", metavar="N|all|auto",
+                   help="draw a seeded sample of at most N images, stratified by --task (auto: " +
+                        ", ".join(f"{k} for {m}" for m, k in DEFAULT_MAX_POINTS.items()) + ")")
+    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"neighbours of the agreement score (default: {DEFAULT_K})")
+    p.add_argument("--out", required=True, help="folder for embedding.csv, scores.csv, embedding.* and embedding_cuts.*")
+    p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/gr_explorer/features or $GR_EXPLORER_CACHE)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gr-explorer", description="Where in an SSL network do the useful features live?")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_sweep(sub)
+    _add_embed(sub)
     c = sub.add_parser("cuts", help="list a model's cuts in forward order")
     c.add_argument("--model", required=True)
     c.add_argument("--weights")
@@ -98,9 +132,10 @@ class _Bars:
 
 
 def write_outputs(result, out: Path, save_features: bool) -> list[Path]:
-    """results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html (+ features/<model>.npz)."""
+    """results.csv, summary.csv, search.csv, run.json, figure.*, heatmap.* (config.figures) (+ features/<model>.npz)."""
     import numpy as np
 
+    from .export import save_figure
     from .files import atomic_write, slug
     from .plots import accuracy_vs_depth, cut_task_heatmap
     from .run import COLUMNS
@@ -119,8 +154,8 @@ def write_outputs(result, out: Path, save_features: bool) -> list[Path]:
         put("cka.csv", result.cka.to_csv(index=False))
         put("metric_selection.csv", result.metric_selection.to_csv(index=False))
     put("run.json", result.config.to_json())
-    put("figure.html", accuracy_vs_depth(result.table, summary=result.summary).to_html(include_plotlyjs=True))
-    put("heatmap.html", cut_task_heatmap(result.table).to_html(include_plotlyjs=True))
+    written += save_figure(accuracy_vs_depth(result.table, summary=result.summary), out / "figure", result.config.figures)
+    written += save_figure(cut_task_heatmap(result.table), out / "heatmap", result.config.figures)
     if save_features:
         ds = result.dataset
         names: set[str] = set()
@@ -187,11 +222,14 @@ def _ci(acc, lo, hi) -> list[str]:
 
 def cmd_sweep(a) -> int:
     from .cache import FeatureCache
+    from .export import check_export
     from .files import check_writable
     from .run import run_sweep
 
     config = config_from_args(a)
     out = check_writable(a.out, "output folder (--out)") if a.out else None
+    if out is not None:
+        check_export(config.figures)
     cache = False
     if not a.no_cache:
         cache = FeatureCache(a.cache_dir)
@@ -208,6 +246,36 @@ def cmd_sweep(a) -> int:
     if out is not None:
         for p in write_outputs(result, out, a.save_features):
             print(f"wrote {p}")
+    return 0
+
+
+def cmd_embed(a) -> int:
+    from .cache import FeatureCache
+    from .embed import run_embedding, write_embedding
+    from .export import check_export
+    from .files import check_writable
+    from .flags import parse_flag
+
+    config = config_from_args(a)
+    max_points = None if a.max_points == "all" else a.max_points if a.max_points == "auto" else \
+        parse_flag("int", a.max_points, "--max-points")
+    out = check_writable(a.out, "output folder (--out)")
+    check_export(config.figures)
+    cache = False if a.no_cache else FeatureCache(a.cache_dir)
+    if cache:
+        check_writable(cache.root, "feature cache folder (--cache-dir / $GR_EXPLORER_CACHE)")
+    bars = _Bars(a.quiet)
+    try:
+        run = run_embedding(config, task=a.task, method=a.method, split=a.split, max_points=max_points, k=a.k,
+                            cache=cache, progress=bars)
+    finally:
+        bars.close()
+    emb = run.embedding
+    print(emb.scores[emb.scores["task"] == emb.stratify].round(3).to_string(index=False))
+    print(f"\n{emb.n_drawn:,} of {emb.n_total:,} {emb.split} images; reduce {emb.seconds['reduce']:.1f} s, "
+          f"score {emb.seconds['score']:.1f} s")
+    for p in write_embedding(run, out, config.figures):
+        print(f"wrote {p}")
     return 0
 
 
@@ -255,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     from .models.convert import cmd_convert
 
-    handlers = {"sweep": cmd_sweep, "cuts": cmd_cuts, "zoo": cmd_zoo, "datasets": cmd_datasets, "convert": cmd_convert}
+    handlers = {"sweep": cmd_sweep, "embed": cmd_embed, "cuts": cmd_cuts, "zoo": cmd_zoo, "datasets": cmd_datasets, "convert": cmd_convert}
     try:
         if a.command == "train":
             from .training.cli import cmd_train

@@ -23,6 +23,8 @@ RUN_VERSIONS = (1, 2)
 BASELINES = ("random-init", "pixels")
 #: label-free diagnostics (gr_explorer.diagnostics.METRICS, repeated here so that reading a config imports no torch)
 METRICS = ("rankme", "alpha_req", "stable_rank", "nesum", "cka", "invariance")
+#: formats of the figures a sweep writes (gr_explorer.export.FORMATS, repeated so that reading a config imports no plotly)
+FIGURE_FORMATS = ("html", "png", "svg")
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -199,6 +201,9 @@ class SweepConfig:
                             "compute in float32)", "str", check=_feature_dtype)
     memory_budget: int = _f(2 * 2**30, "bytes one chunk of probe fits may use; bigger sweeps run in more chunks", "int",
                             check=_int_at_least(2**20, 2 * 2**30), app=False)
+    figures: tuple[str, ...] = _f(["html"], "comma-separated formats of the figures written to --out (figure.*, "
+                                  "heatmap.*): html, png, svg (png and svg need Chrome or Chromium)", "strs",
+                                  check=_strings("figure formats", FIGURE_FORMATS, example="png,svg,html"), app=False)
 
     def __post_init__(self):
         for f in fields(self):

@@ -13,7 +13,7 @@ from typing import Callable
 
 from .errors import GRExplorerError
 
-STAGES = ("load", "extract", "probe", "metrics")
+STAGES = ("load", "extract", "probe", "metrics", "embed")
 
 
 @dataclass(frozen=True)
