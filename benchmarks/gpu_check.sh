@@ -27,7 +27,7 @@ step() {  # step NAME SECONDS COMMAND...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.txt" 2>&1; cat "$out/gpu.txt"
 # the suites whose code has a CUDA path (the app and browser suites have none)
 step tests_cuda 210 python3 -m pytest -q -p no:cacheprovider tests/test_features.py tests/test_sweep.py tests/test_scale.py \
-  tests/test_probes.py tests/test_models.py tests/test_training.py tests/test_diagnostics.py
+  tests/test_probes.py tests/test_models.py tests/test_training.py tests/test_diagnostics.py tests/test_embedding.py
 step extraction 200 python3 benchmarks/bench_extraction.py --data shapes --models vit_base_patch16_224,resnet50 \
   --size 224 --n 10000 --batch-size 256 --device cuda --repeats 3 --channels-last
 step sweep_50k 120 python3 benchmarks/bench_gpu_sweep.py --device cuda --cache-dir "$out/cache"

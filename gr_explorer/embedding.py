@@ -14,13 +14,15 @@ Methods:
   there is one): exact (eigendecomposition of the d x d covariance, accumulated in float64) up to
   EXACT_PCA_MAX_DIM dimensions, ``torch.pca_lowrank`` above. Linear, so distances along the axes mean something,
   and fast: 100,000 points x 9 cuts in seconds on 2 CPU cores (benchmarks/README.md).
-* ``tsne``: openTSNE (FFT-accelerated t-SNE), the optional extra ``tsne``. Chosen over umap-learn and
-  scikit-learn's TSNE on 20,000 128-d shapes features (layer4 of zoo:simclr) on 2 shared CPU cores: openTSNE
-  53-61 s, deterministic with a seed while using both cores, 13 MB installed and no dependency beyond
-  numpy/scipy/scikit-learn; umap-learn 38 s but plus 17 s of numba compilation in each new process, seeded runs
-  forced onto one core, and about 210 MB installed (llvmlite, numba, pynndescent); scikit-learn's Barnes-Hut
-  TSNE 190 s. 2-D 10-NN shape agreement of the maps: openTSNE 0.684, scikit-learn 0.681, UMAP 0.630. t-SNE
-  needs a minute per cut at 20,000 points here, so it draws at most 5,000 points by default.
+* ``tsne``: openTSNE (FFT-accelerated t-SNE, cosine affinities), the optional extra ``tsne``. Measured against
+  umap-learn and scikit-learn's TSNE by `benchmarks/bench_embedding.py --methods-only` on 20,000 128-d
+  features (layer4 of zoo:simclr on shapes; 2 CPU cores shared with other jobs, load ~6): openTSNE 150 s,
+  umap-learn 86 s, scikit-learn 262 s; 10-NN shape agreement of the 2-D maps 0.693, 0.636 and 0.692. UMAP
+  is faster on one map, but it installs about 210 MB (numba, llvmlite, pynndescent) against openTSNE's 13 MB
+  (numpy, scipy and scikit-learn, which we have), compiles with numba in a fresh environment (17 s for the
+  first import here) and runs on one thread when seeded, while openTSNE gives the same map for the same seed
+  on every core and keeps more of each point's neighbourhood. t-SNE costs minutes per cut at 20,000 points
+  on 2 cores, so it draws at most 5,000 by default.
 
 Above a method's threshold (DEFAULT_MAX_POINTS) a seeded sample stratified by the colouring task is drawn,
 and the figure says how many of how many images it shows.
@@ -52,10 +54,21 @@ METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
 DEFAULT_MAX_POINTS = {"pca": 20_000, "tsne": 5_000}
 DEFAULT_K = 10
 #: the neighbourhood score's query points (their neighbours are searched among all drawn points)
-SCORE_QUERIES = 5_000
+SCORE_QUERIES = 2_000
 #: exact PCA (d x d covariance) up to this feature dimension, randomised low-rank PCA above
 EXACT_PCA_MAX_DIM = 2048
 _CHUNK = 4096
+
+
+def _eigh_one_thread(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.linalg.eigh on one thread: a d x d eigenproblem (d <= 2048) takes 0.05-2 s alone, but 10-100x as long
+    when its threads compete with other work for a busy CPU (measured on the 2-core machine, d = 512)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.linalg.eigh(a)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def pca_2d(x: torch.Tensor, device: str | torch.device | None = None, seed: int = 0) -> np.ndarray:
@@ -73,22 +86,26 @@ def pca_2d(x: torch.Tensor, device: str | torch.device | None = None, seed: int 
     acc = torch.float32 if dev.type == "mps" else torch.float64  # MPS has no float64
     mean = torch.zeros(d, dtype=acc, device=dev)
     for s in range(0, n, _CHUNK):
-        mean += x[s:s + _CHUNK].to(dev, acc).sum(0)
-    mean /= n
+        mean += x[s:s + _CHUNK].to(dev).sum(0, dtype=acc)
+    mean = (mean / n).float()
+
+    def centred(s: int) -> torch.Tensor:  # float32 products per chunk of rows, summed in float64: 2-4x faster
+        return x[s:s + _CHUNK].to(dev, torch.float32) - mean
+
     if d <= EXACT_PCA_MAX_DIM:
         cov = torch.zeros((d, d), dtype=acc, device=dev)
         for s in range(0, n, _CHUNK):
-            xc = x[s:s + _CHUNK].to(dev, acc) - mean
-            cov += xc.T @ xc
-        _, vecs = torch.linalg.eigh(cov.cpu().double())  # ascending eigenvalues
+            xc = centred(s)
+            cov += (xc.T @ xc).to(acc)
+        _, vecs = _eigh_one_thread(cov.cpu().double())  # ascending eigenvalues
         comps = vecs[:, -2:].flip(1) if d >= 2 else torch.cat([vecs, torch.zeros_like(vecs)], 1)
     else:
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):  # seeded, the caller's RNG untouched
             torch.manual_seed(seed)
             _, _, v = torch.pca_lowrank(x.to(dev, torch.float32), q=min(d, 20), center=True, niter=8)
         comps = v[:, :2].cpu().double()
-    comps = comps.to(dev, acc)
-    scores = torch.cat([(x[s:s + _CHUNK].to(dev, acc) - mean) @ comps for s in range(0, n, _CHUNK)])
+    comps = comps.to(dev, torch.float32)
+    scores = torch.cat([centred(s) @ comps for s in range(0, n, _CHUNK)])
     scores = scores.cpu().double().numpy()
     flip = np.sign(scores[np.argmax(np.abs(scores), axis=0), [0, 1]])
     return scores * np.where(flip == 0, 1.0, flip)

@@ -123,7 +123,8 @@ def embedding_figure(emb: Embedding, task: str | None = None, *, model: str = ""
     hover = "image %{customdata[1]}<br>" + "<br>".join(f"{t}: %{{customdata[{2 + i}]}}" for i, t in enumerate(tasks))
 
     fig = go.Figure()
-    m0 = emb.maps[start]
+    maps = {cut: m.astype(np.float32) for cut, m in emb.maps.items()}  # half the bytes; a map needs no more digits
+    m0 = maps[start]
     for cls, rows in groups:
         custom = np.column_stack([positions[rows], emb.index[rows], label_cols[rows]]).astype(object)
         if thumbnails is not None:
@@ -133,7 +134,7 @@ def embedding_figure(emb: Embedding, task: str | None = None, *, model: str = ""
             marker=dict(size=size, color=colours[cls], opacity=0.75, line=dict(width=0)),
             hovertemplate=hover + "<extra></extra>"))
     fig.frames = [go.Frame(name=cut, traces=list(range(len(groups))),
-                           data=[go.Scattergl(x=emb.maps[cut][rows, 0], y=emb.maps[cut][rows, 1]) for _, rows in groups],
+                           data=[go.Scattergl(x=maps[cut][rows, 0], y=maps[cut][rows, 1]) for _, rows in groups],
                            layout=dict(title=dict(text=_frame_title(emb, cut, task, model))))
                   for cut in cuts]
     lim = _view_limit(emb.maps.values())
@@ -144,13 +145,13 @@ def embedding_figure(emb: Embedding, task: str | None = None, *, model: str = ""
         xaxis=dict(range=[-lim, lim], zeroline=False, showticklabels=False),
         yaxis=dict(range=[-lim, lim], zeroline=False, showticklabels=False, scaleanchor="x", scaleratio=1),
         legend=dict(title=dict(text=task, font=dict(size=14)), font=dict(size=13), itemsizing="constant"),
-        margin=dict(t=80, b=120, l=50, r=10),
-        annotations=[dict(text=_sample_note(emb), xref="paper", yref="paper", x=0, y=-0.01, xanchor="left", align="left",
+        margin=dict(t=80, b=150, l=20, r=10),
+        annotations=[dict(text=_sample_note(emb), xref="paper", yref="paper", x=0, y=-0.005, xanchor="left", align="left",
                           yanchor="top", showarrow=False, font=dict(size=12, color="rgb(90,90,90)"))],
-        sliders=[dict(active=cuts.index(start), x=0.1, len=0.9, y=-0.06, yanchor="top", pad=dict(t=10),
+        sliders=[dict(active=cuts.index(start), x=0.1, len=0.9, y=-0.085, yanchor="top", pad=dict(t=10),
                       currentvalue=dict(prefix="cut: ", font=dict(size=14)),
                       steps=[dict(label=cut, method="animate", args=[[cut], step]) for cut in cuts])],
-        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.06, xanchor="left", yanchor="top",
+        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.085, xanchor="left", yanchor="top",
                           pad=dict(t=10), showactive=False,
                           buttons=[dict(label="▶", method="animate",
                                         args=[None, dict(step, frame=dict(duration=900, redraw=True), fromcurrent=True)]),
@@ -223,7 +224,7 @@ def embedding_grid(emb: Embedding, task: str | None = None, *, model: str = "", 
 
 def hover_script(size: int = 96) -> str:
     """JavaScript for Plotly's to_html(post_script=...): shows the hovered point's thumbnail (customdata's last
-    entry, a data URI) beside the pointer, `size` pixels wide, pixelated rather than blurred."""
+    entry, a data URI) left of the pointer, `size` pixels wide, pixelated rather than blurred."""
     return ("""
 var gd = document.getElementById('{plot_id}');
 var box = document.createElement('img');
@@ -236,8 +237,9 @@ gd.on('plotly_hover', function (ev) {
   if (typeof uri !== 'string' || uri.indexOf('data:image/') !== 0) { return; }
   box.src = uri;
   var e = ev.event || {clientX: 0, clientY: 0};
-  box.style.left = (e.clientX + 16) + 'px';
-  box.style.top = Math.max(0, e.clientY - SIZE - 8) + 'px';
+  var left = e.clientX - SIZE - 20;  // left of the pointer: Plotly's hover label opens to its right
+  box.style.left = (left >= 0 ? left : e.clientX + 20) + 'px';
+  box.style.top = Math.max(0, e.clientY - SIZE / 2) + 'px';
   box.style.display = 'block';
 });
 gd.on('plotly_unhover', function () { box.style.display = 'none'; });

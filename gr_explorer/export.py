@@ -60,7 +60,8 @@ def figure_bytes(fig: go.Figure, fmt: str, width: int = WIDTH, height: int = HEI
     """The figure as a PNG, SVG or HTML file's bytes (what the app's download buttons serve)."""
     check_export([fmt])
     if fmt == "html":
-        return fig.to_html(include_plotlyjs=True, full_html=True, config=HTML_CONFIG, post_script=post_script).encode()
+        return fig.to_html(include_plotlyjs=True, full_html=True, config=HTML_CONFIG, post_script=post_script,
+                           auto_play=False).encode()  # animation frames wait for the slider or Play
     browser = find_browser()
     with _lock:
         try:
