@@ -17,7 +17,7 @@ from typing import Sequence
 
 import kaleido
 import plotly.graph_objects as go
-from choreographer.browsers.chromium import Chromium
+from choreographer.browsers import Chromium
 
 from .errors import ExportError
 from .files import atomic_write
@@ -33,7 +33,9 @@ _server = {"started": False}
 
 
 def find_browser() -> str | None:
-    """The Chrome/Chromium kaleido would use ($BROWSER_PATH, else the usual names on PATH), or None."""
+    """The Chrome/Chromium kaleido would use ($BROWSER_PATH, else the usual names and places), or None.
+
+    Asked of choreographer, the browser driver kaleido itself uses, so the answer is the one kaleido acts on."""
     return Chromium.find_browser(skip_local=False)
 
 
