@@ -91,7 +91,7 @@ else
   # the suites whose code has a CUDA path (the app and browser suites have none); the new ones first
   step tests_cuda 110 python3 -m pytest -q -p no:cacheprovider tests/test_forward.py tests/test_decoders.py \
     tests/test_probe_streaming.py tests/test_scale.py tests/test_features.py tests/test_sweep.py tests/test_probes.py \
-    tests/test_models.py tests/test_training.py tests/test_diagnostics.py
+    tests/test_models.py tests/test_training.py tests/test_diagnostics.py tests/test_embedding.py
 fi
 {
   "${bench[@]}" summary "${json[@]}"

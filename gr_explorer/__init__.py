@@ -20,6 +20,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "SweepConfig": "config",
     "Dataset": "data", "load_dataset": "data",
+    "run_embedding": "embed", "Embedding": "embedding", "embed_cuts": "embedding", "embedding_figure": "embedding_plots",
+    "save_figure": "export",
     "GRExplorerError": "errors",
     "Features": "features", "extract_features": "features",
     "Cut": "models", "Model": "models", "load_model": "models", "wrap_module": "models",

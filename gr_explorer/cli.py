@@ -17,7 +17,10 @@ from tqdm import tqdm
 from .cache import FeatureCache
 from .config import SweepConfig
 from .data import dataset_tasks, list_datasets
+from .embed import run_embedding, write_embedding
+from .embedding import DEFAULT_K, DEFAULT_MAX_POINTS, METHODS
 from .errors import GRExplorerError
+from .export import check_export
 from .files import atomic_write, check_output_folder, check_writable
 from .models import list_zoo, model_for_cuts, zoo_dir
 from .models.convert import add_convert_parser, cmd_convert, print_formats
@@ -25,6 +28,7 @@ from .names import DERIVED_TASKS
 from .outputs import OUTPUTS, write_outputs
 from .run import SweepResult, run_sweep
 from .seeds import SeedView, seed_view
+from .settings import parse_flag
 from .summary import summary_view
 from .training.cli import add_train_parser, cmd_train
 from .verdict import seeds_gain_text
@@ -48,6 +52,36 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+#: the sweep settings `embed` shares (same flags, defaults and checks, so an embed reuses a sweep's cached features)
+EMBED_SETTINGS = ("models", "dataset", "cuts", "n_train", "n_test", "seed", "device", "batch_size", "readout", "weights",
+                  "data_root", "image_size", "workers", "feature_dtype", "figures")
+
+
+#: the sweep settings an embedding view uses (the rest are a probe's)
+EMBED_SETTINGS = ("models", "dataset", "cuts", "n_train", "n_test", "seed", "device", "batch_size", "readout", "weights",
+                  "data_root", "image_size", "workers", "feature_dtype", "figures")
+
+
+def _add_embed(sub):
+    p = sub.add_parser("embed", help="2-D maps of one model's features at every cut, aligned across cuts",
+                       description="Extract (or read from the cache) one model's features at every cut, reduce each cut "
+                                   "to a 2-D map of the same images, align the maps across cuts and score each cut's "
+                                   "neighbourhoods (k-NN label agreement with a 95% interval and chance).")
+    p.set_defaults(config=None)
+    SweepConfig.add_flags(p, repeat=("models",), only=EMBED_SETTINGS)
+    p.add_argument("--task", help="the task that colours the points and stratifies the sample (default: the dataset's first)")
+    p.add_argument("--method", default="pca", choices=METHODS, help="pca (default) or tsne (the optional extra 'tsne')")
+    p.add_argument("--split", default="test", choices=("test", "train"), help="the images drawn (default: test)")
+    p.add_argument("--max-points", default="auto", metavar="N|all|auto",
+                   help="draw a seeded sample of at most N images, stratified by --task (auto: " +
+                        ", ".join(f"{k} for {m}" for m, k in DEFAULT_MAX_POINTS.items()) + ")")
+    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"neighbours of the agreement score (default: {DEFAULT_K})")
+    p.add_argument("--out", required=True, help="folder for embedding.csv, scores.csv, embedding.* and embedding_cuts.*")
+    p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/gr_explorer/features or $GR_EXPLORER_CACHE)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gr-explorer", description="Where in an SSL network do the useful features live?")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     description=SWEEP_HELP))
     _add_sweep_flags(sub.add_parser("compare", help="sweep several models; seeds of one design read as one result",
                                     description=COMPARE_HELP))
+    _add_embed(sub)
     c = sub.add_parser("cuts", help="list a model's cuts in forward order")
     c.add_argument("--model", required=True)
     c.add_argument("--weights")
@@ -148,6 +183,8 @@ def print_seeds(view: SeedView) -> None:
 def _sweep(a) -> tuple[SweepResult | None, object]:
     config = config_from_args(a)
     out = check_output_folder(a.out, "output folder (--out)", OUTPUTS) if a.out else None
+    if out is not None:
+        check_export(config.figures)
     cache = False
     if not a.no_cache:
         cache = FeatureCache(a.cache_dir)
@@ -176,6 +213,30 @@ def cmd_sweep(a) -> int:
         return 0
     print_tables(result)
     return _finish(a, result, out)
+
+
+def cmd_embed(a) -> int:
+    config = config_from_args(a)
+    max_points = None if a.max_points == "all" else a.max_points if a.max_points == "auto" else \
+        parse_flag("int", a.max_points, "--max-points")
+    out = check_writable(a.out, "output folder (--out)")
+    check_export(config.figures)
+    cache = False if a.no_cache else FeatureCache(a.cache_dir)
+    if cache:
+        check_writable(cache.root, "feature cache folder (--cache-dir / $GR_EXPLORER_CACHE)")
+    bars = _Bars(a.quiet)
+    try:
+        run = run_embedding(config, task=a.task, method=a.method, split=a.split, max_points=max_points, k=a.k,
+                            cache=cache, progress=bars)
+    finally:
+        bars.close()
+    emb = run.embedding
+    print(emb.scores[emb.scores["task"] == emb.stratify].round(3).to_string(index=False))
+    print(f"\n{emb.n_drawn:,} of {emb.n_total:,} {emb.split} images; reduce {emb.seconds['reduce']:.1f} s, "
+          f"score {emb.seconds['score']:.1f} s")
+    for p in write_embedding(run, out, config.figures):
+        print(f"wrote {p}")
+    return 0
 
 
 def cmd_compare(a) -> int:
@@ -222,7 +283,7 @@ def cmd_datasets(a) -> int:
     return 0
 
 
-HANDLERS = {"sweep": cmd_sweep, "compare": cmd_compare, "cuts": cmd_cuts, "zoo": cmd_zoo, "datasets": cmd_datasets,
+HANDLERS = {"sweep": cmd_sweep, "compare": cmd_compare, "embed": cmd_embed, "cuts": cmd_cuts, "zoo": cmd_zoo, "datasets": cmd_datasets,
             "convert": cmd_convert, "train": cmd_train}
 
 

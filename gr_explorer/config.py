@@ -19,6 +19,7 @@ from .names import (
     AUTO_ON_OFF,
     BASELINES,
     DECODERS,
+    FIGURE_FORMATS,
     FINGERPRINTS,
     METRICS,
     PROBES,
@@ -131,6 +132,10 @@ class SweepConfig(Settings):
     decoder: str = setting(
         "auto", "how image-folder files are decoded: auto (JPEGs on the GPU when extracting on CUDA, else pil), pil, "
         "torchvision-cpu, torchvision-cuda", Options(DECODERS), app=False)
+    figures: tuple[str, ...] = setting(
+        ("html",), "comma-separated formats of the figures written to --out (figure.*, heatmap.*): html, png, svg (png "
+        "and svg need Chrome or Chromium)", Items(Options(FIGURE_FORMATS), "figure formats", example="png,svg,html"),
+        app=False, bookkeeping=True)
 
     def cross_checks(self):
         if self.weights == "random" and "random-init" in self.baselines:

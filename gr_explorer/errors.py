@@ -56,6 +56,14 @@ class OfflineError(GRExplorerError, RuntimeError):
     """Something had to be downloaded and could not be; says how to supply it."""
 
 
+class MissingExtraError(GRExplorerError, ImportError):
+    """An optional dependency is not installed; says which extra installs it and what works without it."""
+
+
+class ExportError(GRExplorerError, RuntimeError):
+    """A figure could not be written as an image (no browser for the renderer, an unknown format)."""
+
+
 def did_you_mean(name: str, valid) -> str:
     """A short 'valid: ...' suffix listing the options (closest first)."""
 

@@ -107,5 +107,7 @@ FINGERPRINTS = ("stat", "content")
 #: extraction speed switches (forward.py): auto (decided from the device and the run), on, off
 AUTO_ON_OFF = ("auto", "on", "off")
 AUTO_OFF = ("auto", "off")
+#: formats a figure can be written in (export.py): png and svg need Chrome or Chromium
+FIGURE_FORMATS = ("html", "png", "svg")
 #: how image-folder files are decoded (data/decoders.py)
 DECODERS = ("auto", "pil", "torchvision-cpu", "torchvision-cuda")

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .export import save_figure
 from .files import atomic_write, publish_folder, slug
+from .names import FIGURE_FORMATS
 from .plots import accuracy_vs_depth, cut_task_heatmap
 from .run import COLUMNS, SweepResult
 
 #: what `write_outputs` may write into --out (an older output folder holding only these may be replaced)
 OUTPUTS = ("results.csv", "summary.csv", "search.csv", "metrics.csv", "cka.csv", "metric_selection.csv", "run.json",
-           "figure.html", "heatmap.html", "features")
+           *(f"{name}.{fmt}" for name in ("figure", "heatmap") for fmt in FIGURE_FORMATS), "features")
 
 
 def write_outputs(result: SweepResult, out: Path, save_features: bool = False) -> list[Path]:
@@ -26,7 +28,8 @@ def write_outputs(result: SweepResult, out: Path, save_features: bool = False) -
 
 
 def _write_outputs_into(result: SweepResult, out: Path, save_features: bool) -> list[Path]:
-    """results.csv, summary.csv, search.csv, run.json, figure.html, heatmap.html (+ features/<model>.npz)."""
+    """results.csv, summary.csv, search.csv, run.json, figure.* and heatmap.* in the config's `figures` formats
+    (+ features/<model>.npz)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
 
@@ -41,8 +44,8 @@ def _write_outputs_into(result: SweepResult, out: Path, save_features: bool) -> 
         put("cka.csv", result.cka.to_csv(index=False))
         put("metric_selection.csv", result.metric_selection.to_csv(index=False))
     put("run.json", result.config.to_json())
-    put("figure.html", accuracy_vs_depth(result.table, summary=result.summary).to_html(include_plotlyjs=True))
-    put("heatmap.html", cut_task_heatmap(result.table).to_html(include_plotlyjs=True))
+    written += save_figure(accuracy_vs_depth(result.table, summary=result.summary), out / "figure", result.config.figures)
+    written += save_figure(cut_task_heatmap(result.table), out / "heatmap", result.config.figures)
     if save_features:
         ds = result.dataset
         names: set[str] = set()

@@ -420,13 +420,15 @@ class Settings:
 
     # -- command line ----------------------------------------------------------------------------
     @classmethod
-    def add_flags(cls, parser: argparse.ArgumentParser, *, repeat: tuple[str, ...] = ()) -> None:
-        """One flag per setting, its help ending with the default; `repeat` names settings whose flag may repeat.
+    def add_flags(cls, parser: argparse.ArgumentParser, *, repeat: tuple[str, ...] = (),
+                  only: tuple[str, ...] | None = None) -> None:
+        """One flag per setting (or per setting named in `only`), its help ending with the default; `repeat` names
+        settings whose flag may repeat.
 
         Every flag defaults to None, meaning 'not given', so a run.json or the declaration supplies the value.
         """
         for name, spec in cls.declared():
-            if not spec.cli:
+            if not spec.cli or (only is not None and name not in only):
                 continue
             shown = spec.default_text()
             text = spec.help + (f" (default: {shown})" if shown and "(default:" not in spec.help else "")

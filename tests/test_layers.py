@@ -20,14 +20,15 @@ PACKAGE = ROOT / "gr_explorer"
 #: or a package (all of its submodules), named relative to gr_explorer.
 LAYERS = [
     ["errors", "names", "settings", "hashing", "threads", "files", "progress", "stats", "verdict", "device",
-     "augment", "distributed"],  # plain tools and the names every layer speaks
+     "augment", "distributed", "export"],  # plain tools and the names every layer speaks
     ["config", "cache"],  # the sweep's settings; the feature store
     ["data", "models"],  # inputs
     ["forward", "features", "probes"],  # one forward pass for all cuts; heads on the features
-    ["diagnostics", "summary", "plots"],  # label-free measures; reading and drawing a results table
+    ["diagnostics", "summary", "plots", "embedding", "embedding_plots"],  # label-free measures and maps; reading
+    # and drawing a results table
     ["run"],  # a sweep
     ["training"],  # a training run (its held-out evaluation is a sweep)
-    ["seeds", "outputs", "uploads"],  # designs over seeds; a sweep's files; checked uploads
+    ["seeds", "outputs", "uploads", "embed"],  # designs over seeds; a sweep's files; checked uploads; embedding runs
     ["cli", "app", "__main__", ""],  # the faces: command line, Streamlit app, the package's lazy exports
 ]
 
