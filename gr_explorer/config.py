@@ -81,7 +81,7 @@ def _maybe_empty(check):
 def _models(v):
     from .models import SCHEMES
 
-    base = "a non-empty list of model specs: zoo:<name>, timm:<name>[.<tag>], file:<path>"
+    base = "a non-empty list of model specs: zoo:<name>, timm:<name>[.<tag>], file:<path>, py:<file.py>:<function>"
     if not isinstance(v, tuple) or not v or not all(isinstance(s, str) for s in v):
         return base
     for s in v:
@@ -106,9 +106,18 @@ def _device(v):
 
 
 def _readout(v):
-    from .models.cuts import READOUTS
+    from .models.readout import READOUTS
 
-    return None if v is None or v in READOUTS else "null (the checkpoint's own, else cls), " + ", ".join(READOUTS)
+    return _strings("readouts", READOUTS, optional=True, example="cls,mean")(v)
+
+
+def _choice(*options):
+    return lambda v: None if v in options else ", ".join(options)
+
+
+def _stages(v):
+    return None if v is None or (isinstance(v, tuple) and v and all(isinstance(s, str) and s.strip() for s in v)) \
+        else "null, or a non-empty list of submodule names of the py: model (e.g. layer1,layer2,layer3)"
 
 
 def _weights(v):
@@ -159,7 +168,8 @@ def _probes():
 class SweepConfig:
     """The whole run as data: run.json holds it, and running it again gives the same numbers."""
 
-    models: tuple[str, ...] = _f(MISSING, "model spec: zoo:<name>, timm:<name>[.<tag>], file:<path> (repeat or comma-separate)",
+    models: tuple[str, ...] = _f(MISSING, "model spec: zoo:<name>, timm:<name>[.<tag>], file:<path>, py:<file.py>:<function> (repeat or "
+                                 "comma-separate)",
                                  "strs", flag="--model", check=_models)
     dataset: str = _f("shapes", "dataset spec: shapes, digits, cifar10, cifar100, stl10, fashion_mnist, imagefolder:<path>",
                       "str", check=_dataset)
@@ -174,10 +184,13 @@ class SweepConfig:
                    check=_int_at_least(0, 0))
     device: str = _f("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps", "str", check=_device)
     batch_size: int = _f(256, "images per forward pass", "int", check=_int_at_least(1, 256))
-    readout: str | None = _f(None, "ViT token readout per cut: cls, mean, cls+mean (default: the checkpoint's own, else cls)",
-                             "str", check=_readout)
-    weights: str | None = _f(None, "timm weights: pretrained (default), random (seeded by --seed), or a file path", "str",
-                             check=_weights)
+    readout: tuple[str, ...] | None = _f(None, "comma-separated readouts, one curve each from the same forward pass: "
+                                         "cls, mean, cls+mean, max, registers, all-tokens-mean for token cuts; avg, max "
+                                         "for CNN stages (default: the model's own: the checkpoint's, else cls, avg for "
+                                         "CNNs)", "strs", check=_readout)
+    weights: str | None = _f(None, "timm weights: pretrained (default), random (seeded by --seed), or a file path; py: "
+                             "models: a .pth/.safetensors state dict (default: the weights build() gives) or random",
+                             "str", check=_weights)
     data_root: str | None = _f(None, "where torchvision datasets live / are downloaded", "str", check=_optional_str, app=False)
     image_size: int | None = _f(None, "resize images to this size before the model's own preprocessing", "int",
                                 check=_image_size)
@@ -199,6 +212,15 @@ class SweepConfig:
                             "compute in float32)", "str", check=_feature_dtype)
     memory_budget: int = _f(2 * 2**30, "bytes one chunk of probe fits may use; bigger sweeps run in more chunks", "int",
                             check=_int_at_least(2**20, 2 * 2**30), app=False)
+    cut_detail: str = _f("block", "which cuts 'all cuts' means: block (block/stage outputs, pool, projector) or sub-block "
+                         "(also <block>.attn_out and <block>.mlp_hidden inside each transformer block)", "str",
+                         check=_choice("block", "sub-block"))
+    readout_norm: str = _f("off", "apply the model's final norm to block outputs and attn_out before the readout: off, "
+                           "on, or both (two curves from the same forward pass)", "str", check=_choice("off", "on", "both"))
+    stages: tuple[str, ...] | None = _f(None, "py: models: comma-separated submodule names whose outputs are cuts",
+                                        "strs", check=_stages, app=False)
+    projector: str | None = _f(None, "py: models: the submodule that is the projector (its input is the pool cut, each "
+                               "of its layers a cut)", "str", check=_optional_str, app=False)
 
     def __post_init__(self):
         for f in fields(self):
@@ -232,6 +254,9 @@ class SweepConfig:
             bad = [t for t in self.tasks if t not in valid]
             if bad:
                 out.append(f"tasks: {bad[0]!r} is not a task of dataset {self.dataset!r}. {did_you_mean(bad[0], valid)}")
+        if (self.stages is not None or self.projector is not None) and not any(m.startswith("py:") for m in self.models):
+            out.append("stages/projector name the cuts of a py: model; no model here is one. Valid: leave them unset, "
+                       "or add --model py:<file.py>:<function>.")
         if self.weights == "random" and "random-init" in self.baselines:
             out.append("baselines=random-init with weights=random would measure the same random network twice. "
                        "Valid: drop one of them.")

@@ -38,7 +38,7 @@ from .data.base import BASE, Dataset
 from .data.loading import batch_starts, read_batches
 from .device import autocast, resolve_device
 from .distributed import World
-from .models import Cut, Model
+from .models import Column, Cut, Model
 from .progress import Progress, Reporter, ShouldStop
 
 STORAGE_DTYPES = ("float32", "float16")
@@ -46,7 +46,12 @@ STORAGE_DTYPES = ("float32", "float16")
 
 @dataclass
 class Features:
-    """Pooled features of one model on one view of a dataset: {cut: [N, dim]} for train and test (memory-mapped)."""
+    """Pooled features of one model on one view of a dataset: {column: [N, dim]} for train and test (memory-mapped).
+
+    A column is a cut read out one way (models.Column); with one readout and the norm off (the default) there
+    is one column per cut, named after the cut. `entries` maps each column to its cache entry: columns that
+    compute the same thing (a vector cut in several readout curves) share one entry and one tensor.
+    """
 
     cuts: list[Cut]
     train: dict[str, torch.Tensor]
@@ -55,6 +60,8 @@ class Features:
     view: str = BASE
     cached_cuts: list[str] = field(default_factory=list)
     forward_batches: int = 0
+    columns: list[Column] = field(default_factory=list)
+    entries: dict[str, str] = field(default_factory=dict)
 
 
 def base_key(model: Model, dataset: Dataset, device: torch.device, view: str = BASE, storage: str = "float32") -> str:
@@ -80,62 +87,72 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
                      device: str | torch.device | None = None, batch_size: int = 256,
                      cache: FeatureCache | None | bool = None, progress: Progress | None = None,
                      should_stop: ShouldStop | None = None, workers: int | None = None, storage: str = "float32",
-                     world: World | None = None) -> Features:
-    """Features at `cuts` (all when None) of one view. `cache=False`: a private scratch store, not reused.
+                     world: World | None = None, detail: str = "block", readouts: Sequence[str] | None = None,
+                     norm: str = "off") -> Features:
+    """Features at `cuts` (all cuts of `detail` when None) of one view. `cache=False`: a private scratch store.
 
+    `readouts` (None: the model's own) and `norm` (off, on, both) make one column per (readout, norm, cut), all
+    from the same forward pass (Model.columns says which combinations a model supports).
     `storage`: float32, or float16 (half the disk; probes compute in float32). `workers`: decode workers for
     streamed image folders (None: automatic). Reports ProgressEvent('extract', batches, total, model) and
     stops between batches when `should_stop()` is true (progress.Cancelled; cuts already stored stay stored).
     """
     device = resolve_device(device)
     world = world or World.current()
-    wanted = model.resolve_cuts(cuts)
+    wanted = model.resolve_cuts(cuts, detail)
+    columns = model.columns(wanted, readouts, norm)
     store = _scratch_store() if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache())
     key = base_key(model, dataset, device, view, storage)
-    train, test, cached = {}, {}, []
-    for c in wanted:
-        hit = store.get(content_key({"base": key, "cut": c.name}))
+    entries = {c.name: content_key({"base": key, "cut": c.cut.name, "readout": c.applied.pooling, "norm": c.applied.norm})
+               for c in columns}
+    unique = {}  # entry key -> the first column that needs it
+    for c in columns:
+        unique.setdefault(entries[c.name], c)
+    got, cached = {}, []
+    for k, c in unique.items():
+        hit = store.get(k)
         if hit is not None:
-            train[c.name], test[c.name] = hit["train"], hit["test"]
+            got[k] = hit
             cached.append(c.name)
-    missing = [c for c in wanted if c.name not in cached]
+    missing = [c for k, c in unique.items() if k not in got]
     n_batches = {s: len(batch_starts(_n(dataset, s), batch_size, world.rank, world.size)) for s in SPLITS}
     total = sum(n_batches.values()) if missing else 1
     report = Reporter(progress if world.rank == 0 else None, should_stop, "extract", total, model.name)
     report.emit(f"{view} view" if view != BASE else "")
     if missing:
-        names = [c.name for c in missing]
-        keys = {c.name: content_key({"base": key, "cut": c.name}) for c in missing}
+        keys = {c.name: entries[c.name] for c in missing}
         try:
-            written = _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report)
+            written = _extract(model, dataset, view, missing, keys, device, batch_size, store, storage, workers, world, report)
         except OSError as e:  # the store cannot be written: warn, and recompute into a scratch store
             if cache is False:
                 raise
             warnings.warn(f"The feature cache {str(store.root)!r} could not be written ({e.strerror or e}); "
                           "features are computed but not cached.", stacklevel=2)
             store = _scratch_store()
-            written = _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report)
+            written = _extract(model, dataset, view, missing, keys, device, batch_size, store, storage, workers, world, report)
         for c in missing:
-            train[c.name], test[c.name] = written[c.name]["train"], written[c.name]["test"]
+            got[entries[c.name]] = written[c.name]
     else:
         report.tick(1, "all cuts from the cache")
-    order = [c.name for c in wanted]
-    return Features(wanted, {n: train[n] for n in order}, {n: test[n] for n in order}, key, view, cached,
-                    report.done if missing else 0)
+    return Features(wanted, {c.name: got[entries[c.name]]["train"] for c in columns},
+                    {c.name: got[entries[c.name]]["test"] for c in columns}, key, view, cached,
+                    report.done if missing else 0, columns, entries)
 
 
 def _n(dataset: Dataset, split: str) -> int:
     return dataset.n_train if split == "train" else dataset.n_test
 
 
-def _extract(model, dataset, view, names, keys, device, batch_size, store, storage, workers, world, report):
+def _extract(model, dataset, view, columns, keys, device, batch_size, store, storage, workers, world, report):
     """Run the batches of this rank, write them, publish the entries (rank 0 merges under torchrun); read them back."""
-    meta = {c: {"model": model.name, "dataset": dataset.name, "view": view, "cut": c} for c in names}
+    names = [c.name for c in columns]
+    meta = {c.name: {"model": model.name, "dataset": dataset.name, "view": view, "cut": c.cut.name,
+                     "readout": c.applied.pooling, "norm": c.applied.norm} for c in columns}
     writers = {c: store.writer(keys[c], meta[c], storage) for c in names} if world.size == 1 else \
         {c: ShardWriter(store, keys[c], world.rank, storage) for c in names}
     try:
         for split in SPLITS:
-            _run(model, dataset, split, view, names, writers, device, batch_size, storage, workers, world, report)
+            _run(model, dataset, split, view, columns, writers, device, batch_size, storage, workers, world, report)
         if world.size == 1:
             for c in names:
                 writers[c].commit()
@@ -162,7 +179,7 @@ def _extract(model, dataset, view, names, keys, device, batch_size, store, stora
 
 
 @torch.no_grad()
-def _run(model: Model, dataset: Dataset, split: str, view: str, names: list[str], writers: dict, device: torch.device,
+def _run(model: Model, dataset: Dataset, split: str, view: str, columns: list[Column], writers: dict, device: torch.device,
          batch_size: int, storage: str, workers: int | None, world, report: Reporter) -> None:
     model.eval().to(device)
     n = _n(dataset, split)
@@ -179,8 +196,8 @@ def _run(model: Model, dataset: Dataset, split: str, view: str, names: list[str]
             if nxt is not None:  # queue the next copy before computing on this batch
                 nxt = (nxt[0], nxt[1].to(device, non_blocking=True))
             with autocast(device):
-                feats = model.forward_cuts(model.preprocessing(x), names)
-            sink.put(start, feats)
+                out = model.forward_readouts(model.preprocessing(x), columns)
+            sink.put(start, {c.name: out[(c.cut.name, c.applied)] for c in columns})
             report.tick(1, f"{split} batch")
     except BaseException:
         sink.stop()  # no write may still be running when the caller removes the entries

@@ -40,6 +40,25 @@ def _ticks(table: pd.DataFrame) -> tuple[list[int], list[str]]:
     return depths, ["/".join(names[d]) for d in depths]
 
 
+def fold_curves(df: pd.DataFrame) -> pd.DataFrame:
+    """With several readout curves per model (readouts, norm off/on), each drawn as a model of its own:
+    `<model> · <readout>[ · norm]` (the random-init suffix kept last, so twins still pair up). Pixels stay one."""
+    if df.empty or not {"readout", "norm"} <= set(df.columns):
+        return df
+    curves = df.loc[df["model"] != "pixels", ["readout", "norm"]].drop_duplicates()
+    if len(curves) <= 1:
+        return df
+    suffix = " [random init]"
+
+    def label(model, readout, norm):
+        if model == "pixels":
+            return model
+        base = model.removesuffix(suffix)
+        return f"{base} · {readout}" + (" · norm" if norm == "on" else "") + (suffix if model != base else "")
+
+    return df.assign(model=[label(*v) for v in df[["model", "readout", "norm"]].itertuples(index=False)])
+
+
 def probes_title(table: pd.DataFrame) -> str:
     probes = [PROBE_NAMES.get(p, p) for p in dict.fromkeys(table["probe"])]
     return " and ".join(probes) + (" probe" if len(probes) == 1 else " probes")
@@ -75,6 +94,8 @@ def accuracy_vs_depth(table: pd.DataFrame, title: str | None = None, summary: pd
     if table.empty:
         fig.update_layout(title=title or "no results")
         return fig
+    table = fold_curves(table)
+    summary = fold_curves(summary) if summary is not None else None
     base = _baseline_of(table)
     main, refs = table[base == ""], table[base != ""]
     if main.empty:

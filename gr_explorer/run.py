@@ -11,7 +11,7 @@ validation-selected summary, and the hyper-parameter search table.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import pandas as pd
@@ -32,10 +32,10 @@ from .stats import Resampler
 from .summary import guillotine_summary
 
 #: results.csv columns, in order (the in-memory table also carries `correct`, per-image test hits)
-COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "depth", "part", "dim", "task", "probe", "accuracy",
+COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "readout", "norm", "depth", "part", "dim", "task", "probe", "accuracy",
            "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance", "hparam", "converged", "n_iter", "n_classes",
            "n_train", "n_test"]
-SEARCH_COLUMNS = ["model", "cut", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen"]
+SEARCH_COLUMNS = ["model", "cut", "readout", "norm", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen"]
 
 
 @dataclass
@@ -93,11 +93,15 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
                 feats = extract_features(model, dataset, None if baseline == "pixels" else config.cuts, view=view,
                                          device=device, batch_size=config.batch_size, cache=cache, progress=progress,
                                          should_stop=should_stop, workers=config.workers,
-                                         storage=config.feature_dtype, world=world)
+                                         storage=config.feature_dtype, world=world, detail=config.cut_detail,
+                                         readouts=None if baseline == "pixels" else config.readout,
+                                         norm="off" if baseline == "pixels" else config.readout_norm)
                 feats_by_model[model.name][view] = feats
                 if not world.is_main:
                     continue  # rank 0 fits the probes on the merged features
-                results = run_probes(config.probes, feats.train, dataset.view_labels(view, "train"), feats.test,
+                fit = list(dict.fromkeys(distinct_columns(feats).values()))
+                results = run_probes(config.probes, {n: feats.train[n] for n in fit}, dataset.view_labels(view, "train"),
+                                     {n: feats.test[n] for n in fit},
                                      dataset.view_labels(view, "test"), device=device, seed=config.seed,
                                      val_fraction=config.val_fraction, linear_grid=config.linear_grid,
                                      knn_ks=config.knn_ks, knn_temperature=config.knn_temperature, progress=progress,
@@ -123,8 +127,18 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
 
         result.metrics = pd.concat(metrics, ignore_index=True)
         result.cka = pd.concat(ckas, ignore_index=True)
-        result.metric_selection = metric_vs_accuracy(table, result.metrics)
+        result.metric_selection = metric_vs_accuracy(first_curves(table), result.metrics)
     return result
+
+
+def first_curves(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each model's first (readout, norm) curve: the one its label-free diagnostics describe."""
+    if table.empty:
+        return table
+    first = table.groupby("model", sort=False)[["readout", "norm"]].first()
+    keep = (table["readout"].to_numpy() == first.loc[table["model"], "readout"].to_numpy()) & \
+           (table["norm"].to_numpy() == first.loc[table["model"], "norm"].to_numpy())
+    return table[keep]
 
 
 def dataset_args(config: SweepConfig) -> dict:
@@ -136,7 +150,10 @@ def dataset_args(config: SweepConfig) -> dict:
 
 def model_args(config: SweepConfig, spec: str) -> dict:
     """`load_model` keyword arguments for one model spec of a config (see dataset_args)."""
-    return dict(spec=spec, weights=config.weights, readout=config.readout, seed=config.seed)
+    args = dict(spec=spec, weights=config.weights, readout=None, seed=config.seed)  # readouts apply per cut (features)
+    if spec.startswith("py:"):
+        args.update(stages=config.stages, projector=config.projector)
+    return args
 
 
 def _diagnostics(config: SweepConfig, model: Model, feats: Features, dataset: Dataset, device: torch.device, cache,
@@ -147,8 +164,12 @@ def _diagnostics(config: SweepConfig, model: Model, feats: Features, dataset: Da
     from .training.augment import AugmentConfig
 
     store = None if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache())
+    first = [c for c in feats.columns if c.name == c.cut.name]  # the first readout curve: what the metrics describe
+    feats = replace(feats, train={c.name: feats.train[c.name] for c in first}, test={c.name: feats.test[c.name] for c in first},
+                    columns=first)
     key = content_key({"base": feats.key, "cuts": [c.name for c in feats.cuts], "metrics": list(config.metrics),
-                       "seed": config.seed, "augmentations": model.card.get("augmentations")})
+                       "seed": config.seed, "augmentations": model.card.get("augmentations"),
+                       "curve": [first[0].readout, first[0].norm]})
     if store is not None:
         m, c = store.get_table(key + "-metrics"), store.get_table(key + "-cka")
         if m is not None and c is not None:
@@ -182,13 +203,29 @@ def weights_label(model: Model) -> str:
     return model.weights_source
 
 
-def _rows(model: Model, baseline: str, dataset: Dataset, feats: Features, results) -> list[dict]:
-    cuts = {c.name: c for c in feats.cuts}
-    out = []
+def distinct_columns(feats: Features) -> dict[str, str]:
+    """{column name: the column whose fit it shares}: columns with the same cache entry compute the same features
+    (a vector cut in several readout curves), so their probes are fitted once."""
+    first: dict[str, str] = {}
+    return {c.name: first.setdefault(feats.entries.get(c.name, c.name), c.name) for c in feats.columns}
+
+
+def _expand(feats: Features, results) -> list:
+    """(column, result) for every column, in column order, from the results of the distinct columns."""
+    shared = distinct_columns(feats)
+    by_column: dict[str, list] = {}
     for r in results:
-        c = cuts[r.cut]
+        by_column.setdefault(r.cut, []).append(r)
+    return [(c, r) for c in feats.columns for r in by_column[shared[c.name]]]
+
+
+def _rows(model: Model, baseline: str, dataset: Dataset, feats: Features, results) -> list[dict]:
+    out = []
+    for col, r in _expand(feats, results):
+        c = col.cut
         out.append({"model": model.name, "baseline": baseline, "weights": weights_label(model), "dataset": dataset.name,
-                    "cut": c.name, "depth": c.depth, "part": c.part, "dim": c.dim, "task": r.task, "probe": r.probe,
+                    "cut": c.name, "readout": col.readout, "norm": col.norm, "depth": c.depth, "part": c.part,
+                    "dim": int(feats.train[col.name].shape[1]), "task": r.task, "probe": r.probe,
                     "accuracy": r.accuracy, "accuracy_ci_low": float("nan"), "accuracy_ci_high": float("nan"),
                     "val_accuracy": r.val_accuracy, "chance": dataset.chance(r.task), "hparam": r.hparam,
                     "converged": r.converged, "n_iter": r.n_iter, "n_classes": r.n_classes, "n_train": dataset.n_train,
@@ -197,12 +234,12 @@ def _rows(model: Model, baseline: str, dataset: Dataset, feats: Features, result
 
 
 def _search_rows(model: Model, feats: Features, results) -> list[dict]:
-    depth = {c.name: c.depth for c in feats.cuts}
     out = []
-    for r in results:
+    for col, r in _expand(feats, results):
         name, _, chosen = r.hparam.partition("=")
         for value, acc in r.search.items():
-            out.append({"model": model.name, "cut": r.cut, "depth": depth[r.cut], "task": r.task, "probe": r.probe,
+            out.append({"model": model.name, "cut": col.cut.name, "readout": col.readout, "norm": col.norm,
+                        "depth": col.cut.depth, "task": r.task, "probe": r.probe,
                         "hparam": name, "value": value, "val_accuracy": acc, "chosen": float(chosen) == value})
     return out
 
@@ -229,7 +266,6 @@ def sweep(models: str | Model | Sequence[str | Model], dataset: str | Dataset = 
     objs = None
     if any(isinstance(m, Model) for m in models):  # objects given: load the specs beside them here, once
         objs = [m if isinstance(m, Model) else load_model(m, weights=options.get("weights"),
-                                                          readout=options.get("readout"),
                                                           seed=options.get("seed", 0)) for m in models]
     ds_obj = dataset if isinstance(dataset, Dataset) else None
     names = [m.name if isinstance(m, Model) else m for m in objs or models]

@@ -18,7 +18,9 @@ import pandas as pd
 from .stats import Resampler
 
 CURVE = ["model", "task", "probe"]
-SUMMARY_COLUMNS = CURVE + [
+#: which readout curve of a model a row belongs to (a token/pooling readout, the final norm off or on)
+VARIANT = ["readout", "norm"]
+SUMMARY_COLUMNS = CURVE + VARIANT + [
     "baseline", "chance", "best_cut", "best_depth", "best_val_accuracy", "best_accuracy", "best_ci_low", "best_ci_high",
     "last_cut", "last_accuracy", "last_ci_low", "last_ci_high", "gain", "gain_ci_low", "gain_ci_high", "clear_gain",
     "random_init_accuracy", "over_random_init", "over_random_init_ci_low", "over_random_init_ci_high", "pixels_accuracy",
@@ -39,14 +41,16 @@ def guillotine_summary(table: pd.DataFrame, resamples: int = 1000, seed: int = 0
     """
     if table.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    table = with_variant(table)
+    keys = CURVE + VARIANT
     has_correct = "correct" in table.columns and table["correct"].notna().all()
     resampler = Resampler(int(table["n_test"].iloc[0]), resamples, seed) if has_correct else None
     rows, picks = [], {}
-    for key, g in table.groupby(CURVE, sort=False):
+    for key, g in table.groupby(keys, sort=False):
         g = g.sort_values("depth", kind="stable")
         best, last = best_row(g), g.iloc[-1]
         picks[key] = best
-        row = {**dict(zip(CURVE, key)), "baseline": _baseline(g), "chance": _first(g, "chance"),
+        row = {**dict(zip(keys, key)), "baseline": _baseline(g), "chance": _first(g, "chance"),
                "best_cut": best["cut"], "best_depth": int(best["depth"]), "best_val_accuracy": float(best["val_accuracy"]),
                "best_accuracy": float(best["accuracy"]), "best_ci_low": _first_of(best, "accuracy_ci_low"),
                "best_ci_high": _first_of(best, "accuracy_ci_high"), "last_cut": last["cut"],
@@ -62,8 +66,15 @@ def guillotine_summary(table: pd.DataFrame, resamples: int = 1000, seed: int = 0
     return out[SUMMARY_COLUMNS]
 
 
+def with_variant(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with `readout` and `norm` columns (a table written before they existed is one curve per model)."""
+    missing = {c: v for c, v in (("readout", ""), ("norm", "off")) if c not in table.columns}
+    return table.assign(**missing) if missing else table
+
+
 def _compare_with_baselines(out: pd.DataFrame, picks: dict, resampler: Resampler | None) -> None:
-    """Fill random_init_* (the model's random-init twin, paired over the same images) and pixels_accuracy."""
+    """Fill random_init_* (the model's random-init twin, same readout curve, paired over the same images) and
+    pixels_accuracy (the pixels baseline has one curve, whatever the readouts)."""
     from .models.random_init import random_label
 
     for col in ("random_init_accuracy", "over_random_init", "over_random_init_ci_low", "over_random_init_ci_high",
@@ -72,15 +83,15 @@ def _compare_with_baselines(out: pd.DataFrame, picks: dict, resampler: Resampler
     for i, r in out.iterrows():
         if r["baseline"]:
             continue
-        twin = picks.get((random_label(r["model"]), r["task"], r["probe"]))
+        twin = picks.get((random_label(r["model"]), r["task"], r["probe"], r["readout"], r["norm"]))
         if twin is not None and r["model"] != random_label(r["model"]):
-            best = picks[(r["model"], r["task"], r["probe"])]
+            best = picks[(r["model"], r["task"], r["probe"], r["readout"], r["norm"])]
             out.at[i, "random_init_accuracy"] = float(twin["accuracy"])
             out.at[i, "over_random_init"] = float(best["accuracy"] - twin["accuracy"])
             if resampler is not None:
                 lo, hi = resampler.difference_interval(best["correct"], twin["correct"])
                 out.at[i, "over_random_init_ci_low"], out.at[i, "over_random_init_ci_high"] = lo, hi
-        pix = picks.get(("pixels", r["task"], r["probe"]))
+        pix = next((p for k, p in picks.items() if k[:3] == ("pixels", r["task"], r["probe"])), None)
         if pix is not None:
             out.at[i, "pixels_accuracy"] = float(pix["accuracy"])
 

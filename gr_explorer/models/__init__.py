@@ -12,18 +12,21 @@ from torch import nn
 from ..errors import ModelSpecError, did_you_mean
 from .backbones import HookBackbone, IntermediatesBackbone
 from .checkpoint import build_model, load_checkpoint, read_card, save_checkpoint
-from .cuts import READOUTS, Cut
+from .cuts import Column, Cut
+from .readout import READOUTS
 from .model import POOL, Model
 from .preprocessing import Preprocessing
 from .pixels import pixels_model
 from .projector import build_projector, group_into_blocks, parse_projector_spec
+from .pyspec import load_py_model
 from .random_init import random_init, random_label
 from .resnet_small import SmallResNet
 
-#: model spec schemes; `custom:<name>` records a Model object built in Python (wrap_module) in run.json
-SCHEMES = ("zoo", "timm", "file", "custom")
+#: model spec schemes; `custom:<name>` records a Model object built in Python (wrap_module) in run.json;
+#: `py:<file.py>:<function>` builds one from a Python file (models/pyspec.py)
+SCHEMES = ("zoo", "timm", "file", "custom", "py")
 
-__all__ = ["SCHEMES", "Cut", "Model", "Preprocessing", "SmallResNet", "POOL", "READOUTS", "load_model", "wrap_module",
+__all__ = ["SCHEMES", "Column", "Cut", "Model", "Preprocessing", "SmallResNet", "POOL", "READOUTS", "load_model", "wrap_module",
            "list_zoo", "zoo_dir", "build_model", "pixels_model", "random_init", "random_label", "build_projector",
            "parse_projector_spec", "load_checkpoint", "save_checkpoint", "read_card", "group_into_blocks", "model_for_cuts"]
 
@@ -46,20 +49,25 @@ def list_zoo() -> dict[str, str]:
     return out
 
 
-def load_model(spec: str, *, weights: str | None = None, readout: str | None = None, seed: int = 0) -> Model:
+def load_model(spec: str, *, weights: str | None = None, readout: str | None = None, seed: int = 0,
+               stages: Sequence[str] | None = None, projector: str | None = None) -> Model:
     """`zoo:<name>`, `timm:<name>[.<tag>]` or `file:<path>` -> Model with ordered cuts.
 
     `weights` applies to timm models (pretrained, random, or a file); random weights are drawn from `seed`.
     `readout` (ViT tokens: cls, mean, cls+mean): None keeps the checkpoint card's, or cls.
+    `stages` / `projector` name the cuts of a `py:` model (see pyspec).
     """
     if isinstance(spec, Model):
         return spec
     scheme, _, rest = str(spec).partition(":")
     if not rest or scheme not in SCHEMES:
         raise ModelSpecError(f"Bad model spec {spec!r}. Valid forms: zoo:<name> (one of: {', '.join(list_zoo()) or 'none shipped'}), "
-                             "timm:<name>[.<tag>] (e.g. timm:resnet18.a1_in1k), file:<path to .safetensors>.")
+                             "timm:<name>[.<tag>] (e.g. timm:resnet18.a1_in1k), file:<path to .safetensors>, "
+                             "py:<file.py>:<function>.")
     if readout is not None and readout not in READOUTS:
         raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
+    if scheme == "py":
+        return load_py_model(rest, weights=weights, stages=stages, projector=projector, readout=readout, seed=seed)
     if scheme == "custom":
         raise ModelSpecError(f"{spec!r} names a model built in Python (wrap_module); it cannot be loaded from a spec. "
                              "Pass the Model object itself (sweep(model, ...) / run_sweep(config, models=[model])).")
@@ -80,7 +88,7 @@ def load_model(spec: str, *, weights: str | None = None, readout: str | None = N
     return load_timm(rest, weights=weights, readout=readout or "cls", seed=seed)
 
 
-def model_for_cuts(spec: str, *, weights: str | None = None, readout: str | None = None, seed: int = 0) -> Model:
+def model_for_cuts(spec: str, *, weights: str | None = None, readout: str | None = None, seed: int = 0, **py) -> Model:
     """The model as far as listing its cuts needs: a timm model without `weights` is built on the
     meta device (no download, works offline, dims still exact); other specs load as usual."""
     scheme, _, rest = str(spec).partition(":")
@@ -90,12 +98,12 @@ def model_for_cuts(spec: str, *, weights: str | None = None, readout: str | None
         if readout is not None and readout not in READOUTS:
             raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
         return load_timm(rest, weights="meta", readout=readout or "cls")
-    return load_model(spec, weights=weights, readout=readout, seed=seed)
+    return load_model(spec, weights=weights, readout=readout, seed=seed, **py)
 
 
 def wrap_module(backbone: nn.Module, stages: Sequence[str] | None = None, projector: nn.Sequential | None = None, *,
                 preprocessing: Preprocessing | None = None, pool: str | None = None, readout: str = "mean",
-                num_prefix_tokens: int = 0, name: str = "custom", weights_source: str = "in-memory module") -> Model:
+                num_prefix_tokens: int | None = None, name: str = "custom", weights_source: str = "in-memory module") -> Model:
     """Your own architecture as a Model.
 
     `stages` names submodules whose outputs become cuts (ignored when the

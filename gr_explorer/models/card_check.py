@@ -48,7 +48,7 @@ def check_card(card: dict, where: str) -> None:
     _check_projector(arch.get("projector"), where)
     _check_preprocessing(card, where)
     readout = card.get("readout", "cls")
-    from .cuts import READOUTS
+    from .readout import READOUTS
 
     if readout not in READOUTS:
         raise _fail(where, "readout", readout, ", ".join(READOUTS))
