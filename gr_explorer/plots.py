@@ -45,9 +45,8 @@ def fold_curves(df: pd.DataFrame) -> pd.DataFrame:
     `<model> · <readout>[ · norm]` (the random-init suffix kept last, so twins still pair up). Pixels stay one."""
     if df.empty or not {"readout", "norm"} <= set(df.columns):
         return df
-    curves = df.loc[df["model"] != "pixels", ["readout", "norm"]].drop_duplicates()
-    if len(curves) <= 1:
-        return df
+    if df[["model", "readout", "norm"]].astype(str).drop_duplicates()["model"].duplicated().sum() == 0:
+        return df  # every model has one curve: nothing to tell apart
     suffix = " [random init]"
 
     def label(model, readout, norm):
@@ -235,7 +234,8 @@ def _task_selector(fig: go.Figure, tasks: list[str]) -> None:
 
 
 def cut_task_heatmap(table: pd.DataFrame, model: str | None = None, probe: str | None = None) -> go.Figure:
-    """Accuracy of one model and probe, tasks x cuts (cuts in forward order)."""
+    """Accuracy of one model (its first readout curve when it has several) and probe, tasks x cuts (forward order)."""
+    table = fold_curves(table)
     model = model or table["model"].iloc[0]
     probe = probe or table["probe"].iloc[0]
     t = table[(table["model"] == model) & (table["probe"] == probe)]

@@ -93,7 +93,8 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
                 feats = extract_features(model, dataset, None if baseline == "pixels" else config.cuts, view=view,
                                          device=device, batch_size=config.batch_size, cache=cache, progress=progress,
                                          should_stop=should_stop, workers=config.workers,
-                                         storage=config.feature_dtype, world=world, detail=config.cut_detail,
+                                         storage=config.feature_dtype, world=world,
+                                         detail="block" if baseline == "pixels" else config.cut_detail,
                                          readouts=None if baseline == "pixels" else config.readout,
                                          norm="off" if baseline == "pixels" else config.readout_norm)
                 feats_by_model[model.name][view] = feats

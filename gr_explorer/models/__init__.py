@@ -13,7 +13,7 @@ from ..errors import ModelSpecError, did_you_mean
 from .backbones import HookBackbone, IntermediatesBackbone
 from .checkpoint import build_model, load_checkpoint, read_card, save_checkpoint
 from .cuts import Column, Cut
-from .readout import READOUTS
+from .readout import READOUTS, TOKEN_READOUTS
 from .model import POOL, Model
 from .preprocessing import Preprocessing
 from .pixels import pixels_model
@@ -64,8 +64,8 @@ def load_model(spec: str, *, weights: str | None = None, readout: str | None = N
         raise ModelSpecError(f"Bad model spec {spec!r}. Valid forms: zoo:<name> (one of: {', '.join(list_zoo()) or 'none shipped'}), "
                              "timm:<name>[.<tag>] (e.g. timm:resnet18.a1_in1k), file:<path to .safetensors>, "
                              "py:<file.py>:<function>.")
-    if readout is not None and readout not in READOUTS:
-        raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
+    if readout is not None and readout not in TOKEN_READOUTS:
+        raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(TOKEN_READOUTS)}.")
     if scheme == "py":
         return load_py_model(rest, weights=weights, stages=stages, projector=projector, readout=readout, seed=seed)
     if scheme == "custom":
@@ -95,8 +95,8 @@ def model_for_cuts(spec: str, *, weights: str | None = None, readout: str | None
     if scheme == "timm" and rest and weights in (None, ""):
         from .timm_models import load_timm
 
-        if readout is not None and readout not in READOUTS:
-            raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
+        if readout is not None and readout not in TOKEN_READOUTS:
+            raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(TOKEN_READOUTS)}.")
         return load_timm(rest, weights="meta", readout=readout or "cls")
     return load_model(spec, weights=weights, readout=readout, seed=seed, **py)
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import CutError, ModelSpecError, did_you_mean
-from .readout import READOUTS, Readout, TokenLayout, final_norm, kind_of, read, token_layout
+from .readout import TOKEN_READOUTS, Readout, TokenLayout, final_norm, kind_of, read, token_layout
 from .subblock import capture_inputs, parent_stage, sub_block_points
 
 #: reduce(cut name, raw output) -> what the adapter stores for that cut (see Model.forward_readouts)
@@ -71,8 +71,8 @@ class BackboneAdapter(nn.Module):
 
 
 def _check_readout(readout: str) -> None:
-    if readout not in READOUTS:
-        raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
+    if readout not in TOKEN_READOUTS:
+        raise ModelSpecError(f"Unknown token readout {readout!r}. Valid: {', '.join(TOKEN_READOUTS)}.")
 
 
 class IntermediatesBackbone(BackboneAdapter):

@@ -48,10 +48,10 @@ def check_card(card: dict, where: str) -> None:
     _check_projector(arch.get("projector"), where)
     _check_preprocessing(card, where)
     readout = card.get("readout", "cls")
-    from .readout import READOUTS
+    from .readout import TOKEN_READOUTS
 
-    if readout not in READOUTS:
-        raise _fail(where, "readout", readout, ", ".join(READOUTS))
+    if readout not in TOKEN_READOUTS:
+        raise _fail(where, "readout", readout, ", ".join(TOKEN_READOUTS))
 
 
 def _check_backbone(bb: dict, where: str) -> None:

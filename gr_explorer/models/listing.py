@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..errors import CutError
 from .model import Model
 
@@ -19,7 +21,7 @@ def print_cuts(model: Model, detail: str = "block") -> None:
         for c in cuts:
             print(f"{c.depth:>5}  {c.name:20s} {c.part:10s} {c.dim:>6}")
         if extra:
-            print(f"(+{extra} sub-block cuts inside the transformer blocks: --detail)")
+            print(f"(+{extra} sub-block cuts inside the transformer blocks: --detail)", file=sys.stderr)
         return
     bb = model.backbone
     norm = bb.norm

@@ -231,6 +231,11 @@ class Model(nn.Module):
         feats = self._forward(x, list(plan), lambda name, raw: read(raw, plan[name], layout, norm))
         return {(name, r): v for name, got in feats.items() for r, v in got.items()}
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Projector output (or the pooled backbone output without projector): what an SSL loss sees."""
+        h = self.backbone(x)
+        return self.projector(h) if self.projector is not None else h
+
     # -- identity -------------------------------------------------------------
     def export_state_dict(self) -> dict[str, torch.Tensor]:
         """Flat `backbone.*` / `projector.*` state dict: the checkpoint layout."""
