@@ -350,3 +350,17 @@ def test_cli_sub_block_sweep_gives_a_row_per_cut_readout_and_norm(tmp_path, caps
         g = t[t["cut"] == cut].set_index(["readout", "norm"])["accuracy"]
         assert g[("cls", "off")] == g[("cls", "on")] and g[("mean", "off")] == g[("mean", "on")]
     assert (t.loc[t["cut"] == "blocks.1.mlp_hidden", "dim"] == 768).all()
+
+
+def test_python_sweep_with_sub_block_cuts_readouts_and_both_norms():
+    from gr_explorer import guillotine_summary, sweep
+
+    torch.manual_seed(0)
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=16, patch_size=8, depth=2)
+    model = wrap_module(net, preprocessing=Preprocessing(input_size=16), name="vit")
+    table = sweep(model, "shapes", tasks=["shape"], n_train=60, n_test=30, image_size=16, cut_detail="sub-block",
+                  readout=["cls", "mean"], readout_norm="both", cache=False, bootstrap=200)
+    assert len(table) == 4 * 7 and table.groupby(["readout", "norm"]).size().tolist() == [7] * 4
+    assert table["depth"].max() == 6 and table.loc[table["cut"] == "blocks.1", "depth"].iloc[0] == 5
+    summary = guillotine_summary(table, 200)
+    assert len(summary) == 4 and set(summary["last_cut"]) == {"pool"}

@@ -35,6 +35,5 @@ def print_cuts(model: Model, detail: str = "block") -> None:
                             if norm is not None else "none (readout_norm=on is refused)"))
     print(f"{'depth':>5}  {'cut':24s} {'part':10s} {'kind':7s} {'width':>6} {'dim':>6}  norm")
     for c in cuts:
-        kind, width = model._shape[c.name]
-        print(f"{c.depth:>5}  {c.name:24s} {c.part:10s} {kind:7s} {width:>6} {c.dim:>6}  "
+        print(f"{c.depth:>5}  {c.name:24s} {c.part:10s} {model.kind(c.name):7s} {model.width(c.name):>6} {c.dim:>6}  "
               f"{'applies' if model.norm_applies(c) else '-'}")

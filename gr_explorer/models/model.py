@@ -25,6 +25,8 @@ class Model(nn.Module):
 
     Cut order: backbone stages, then `pool` (the pooled backbone output, the
     projector's input), then `proj1..projL` (see projector.py for the convention).
+    `cut_list("sub-block")` adds `<block>.attn_out` and `<block>.mlp_hidden` before each transformer
+    block (subblock.py); `columns` reads each cut out one or more ways (readout.py).
 
     `weights_source` says where the weights came from, for tables and plots:
     `pretrained (...)`, `random init`, `<file> sha256:<12 hex>`, or
@@ -129,6 +131,10 @@ class Model(nn.Module):
         """tokens, map or vector: what the cut's raw output is (a resolved cut's name)."""
         return self._shape[cut][0]
 
+    def width(self, cut: str) -> int:
+        """The cut's channel width before any readout (4x the model width for mlp_hidden)."""
+        return self._shape[cut][1]
+
     # -- readouts -------------------------------------------------------------
     def own_readout(self) -> str:
         """The readout the model uses when a sweep asks for none: its token readout, `avg` for maps, `-` for vectors."""
@@ -146,7 +152,7 @@ class Model(nn.Module):
         as the norm. mlp_hidden (not in the stream), pool (already normalised by the model's head), projector
         layers, feature maps and models without a final norm pass through unchanged."""
         norm = self.backbone.norm
-        kind, width = self._shape[cut.name]
+        kind, width = self.kind(cut.name), self.width(cut.name)
         return (norm is not None and kind == TOKENS and cut.part == "backbone" and cut.name != POOL
                 and not cut.name.endswith(f".{MLP_HIDDEN}") and width == norm.width)
 
@@ -161,6 +167,10 @@ class Model(nn.Module):
             raise ReadoutError(f"Unknown readout_norm {norm!r}. Valid: {', '.join(NORMS)}.")
         kinds = {c.name: self.kind(c.name) for c in cuts}
         if all(k == VECTOR_KIND for k in kinds.values()):
+            if readouts or norm != "off":
+                raise ReadoutError(f"The requested cuts of {self.name!r} ({', '.join(kinds)}) are vectors already: readouts "
+                                   "and the final norm act on token and feature-map cuts only. Valid: no readout and "
+                                   "readout_norm=off, or ask for block/stage cuts too.")
             return [Column(c.name, c, VECTOR, "off", Readout(VECTOR)) for c in cuts]
         asked = list(dict.fromkeys(readouts)) if readouts else None
         for r in asked or []:

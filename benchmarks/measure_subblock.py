@@ -1,0 +1,107 @@
+"""Measurement (not a speed benchmark): what sub-block cuts, readouts and the final norm show on one model.
+
+    OMP_NUM_THREADS=1 python -u benchmarks/measure_subblock.py --model timm:vit_tiny_patch16_224 --weights random \
+        --dataset shapes --tasks shape,color,texture --n-train 1000 --n-test 500 --out runs/subblock_tiny
+
+One run_sweep (linear probe, every sub-block cut, readouts cls and mean, the final norm off and on, the pixels
+baseline) and, from its per-image correctness, paired comparisons on the same test images (bootstrap, 95%):
+
+* per (task, curve): the validation-chosen best cut, its test accuracy and interval, the gain over the last cut;
+* per (task, curve): the best cut of each kind (attn_out, mlp_hidden, block output), each chosen on validation,
+  and each kind's accuracy minus the block outputs';
+* per (task, readout): the norm-on curve's validation-chosen best minus the norm-off curve's;
+* per (task, norm): the `mean` curve's best minus the `cls` curve's.
+
+Every "best" is chosen on validation accuracy (ties: the shallower cut); every figure is test accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from gr_explorer import SweepConfig, run_sweep
+from gr_explorer.stats import Resampler
+from gr_explorer.summary import best_row
+
+
+def kind(cut: str) -> str:
+    return "attn_out" if cut.endswith(".attn_out") else "mlp_hidden" if cut.endswith(".mlp_hidden") else \
+        "block" if cut.startswith("blocks.") else cut
+
+
+def paired(res: Resampler, a: pd.Series, b: pd.Series) -> str:
+    lo, hi = res.difference_interval(a["correct"], b["correct"])
+    d = a["accuracy"] - b["accuracy"]
+    return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" + ("" if lo > 0 or hi < 0 else " (n.s.)")
+
+
+def ci(row: pd.Series) -> str:
+    return f"{row['accuracy']:.3f} [{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}]"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="timm:vit_tiny_patch16_224")
+    ap.add_argument("--weights", default="random")
+    ap.add_argument("--dataset", default="shapes")
+    ap.add_argument("--tasks", default="shape,color,texture")
+    ap.add_argument("--n-train", type=int, default=1000)
+    ap.add_argument("--n-test", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--readouts", default="cls,mean")
+    ap.add_argument("--detail", default="sub-block", help="block for a CNN (no sub-block cuts)")
+    ap.add_argument("--norm", default="both", help="off for a model without a final norm (CNN)")
+    ap.add_argument("--baselines", default="pixels")
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args()
+    config = SweepConfig(models=[a.model], weights=a.weights, dataset=a.dataset, tasks=a.tasks.split(","),
+                         n_train=a.n_train, n_test=a.n_test, seed=a.seed, cut_detail=a.detail,
+                         readout=a.readouts.split(","), readout_norm=a.norm, baselines=a.baselines.split(","),
+                         device="cpu")
+    result = run_sweep(config)
+    t = result.table
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        t.drop(columns="correct").to_csv(a.out / "results.csv", index=False)
+        result.summary.to_csv(a.out / "summary.csv", index=False)
+        (a.out / "run.json").write_text(config.to_json())
+    res = Resampler(int(t["n_test"].iloc[0]), config.bootstrap, config.seed)
+    main_rows = t[t["baseline"] == ""]
+    twin = t[t["baseline"] == "random-init"]
+    pixels = t[t["baseline"] == "pixels"].set_index("task")
+    print(f"{a.model} ({main_rows['weights'].iloc[0]}) on {a.dataset}: {a.n_train} train / {a.n_test} test images, "
+          f"{main_rows['cut'].nunique()} cuts, linear probe, {result.seconds:.0f} s")
+    for task, g in main_rows.groupby("task", sort=False):
+        print(f"\n== {task}: chance {g['chance'].iloc[0]:.3f}, raw pixels {ci(pixels.loc[task])}")
+        best = {}
+        for (readout, norm), c in g.groupby(["readout", "norm"], sort=False):
+            c = c.sort_values("depth", kind="stable")
+            b, last = best_row(c), c.iloc[-1]
+            best[(readout, norm)] = b
+            kinds = {k: best_row(c[c["cut"].map(kind) == k]) for k in ("attn_out", "mlp_hidden", "block")}
+            print(f"  {readout:5s} norm {norm:3s}: best {b['cut']:20s} {ci(b)}  vs last ({last['cut']}) "
+                  f"{paired(res, b, last)}  vs pixels {paired(res, b, pixels.loc[task])}")
+            tw = twin[(twin["task"] == task) & (twin["readout"] == readout) & (twin["norm"] == norm)]
+            if len(tw):
+                tb = best_row(tw.sort_values("depth", kind="stable"))
+                print(f"      random-init twin: best {tb['cut']} {ci(tb)}; model minus twin {paired(res, b, tb)}")
+            if not (c["cut"].map(kind) == "attn_out").any():
+                continue
+            print("      best of each kind: " + "; ".join(
+                f"{k} {r['cut']} {r['accuracy']:.3f}" + ("" if k == "block" else f" ({paired(res, r, kinds['block'])} vs block)")
+                for k, r in kinds.items()))
+        for readout in dict.fromkeys(r for r, _ in best):
+            if (readout, "on") in best:
+                print(f"  norm on minus off, {readout}: {paired(res, best[(readout, 'on')], best[(readout, 'off')])}")
+        readouts = list(dict.fromkeys(r for r, _ in best))
+        for norm in ("off", "on"):
+            if len(readouts) == 2 and (readouts[1], norm) in best:
+                print(f"  {readouts[1]} minus {readouts[0]}, norm {norm}: "
+                      f"{paired(res, best[(readouts[1], norm)], best[(readouts[0], norm)])}")
+
+
+if __name__ == "__main__":
+    main()
