@@ -9,7 +9,8 @@ baseline) and, from its per-image correctness, paired comparisons on the same te
 * per (task, curve): the validation-chosen best cut, its test accuracy and interval, the gain over the last cut;
 * per (task, curve): the best cut of each kind (attn_out, mlp_hidden, block output), each chosen on validation,
   and each kind's accuracy minus the block outputs';
-* per (task, readout): the norm-on curve's validation-chosen best minus the norm-off curve's;
+* per (task, readout): the norm-on curve's validation-chosen best minus the norm-off curve's, over all cuts, over
+  the residual-stream cuts only (block outputs and attn_out: where the norm acts), and at the last block;
 * per (task, norm): the `mean` curve's best minus the `cls` curve's.
 
 Every "best" is chosen on validation accuracy (ties: the shallower cut); every figure is test accuracy.
@@ -55,8 +56,14 @@ def main():
     ap.add_argument("--detail", default="sub-block", help="block for a CNN (no sub-block cuts)")
     ap.add_argument("--norm", default="both", help="off for a model without a final norm (CNN)")
     ap.add_argument("--baselines", default="pixels")
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--out", type=Path, help="writes results.csv, summary.csv, run.json and table.pkl (with the "
+                    "per-image correctness) there")
+    ap.add_argument("--reanalyse", type=Path, help="print the comparisons of an earlier --out folder's table.pkl")
     a = ap.parse_args()
+    if a.reanalyse:
+        t = pd.read_pickle(a.reanalyse / "table.pkl")
+        analyse(t, SweepConfig.load(a.reanalyse / "run.json"))
+        return
     config = SweepConfig(models=[a.model], weights=a.weights, dataset=a.dataset, tasks=a.tasks.split(","),
                          n_train=a.n_train, n_test=a.n_test, seed=a.seed, cut_detail=a.detail,
                          readout=a.readouts.split(","), readout_norm=a.norm, baselines=a.baselines.split(","),
@@ -66,14 +73,20 @@ def main():
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
         t.drop(columns="correct").to_csv(a.out / "results.csv", index=False)
+        t.to_pickle(a.out / "table.pkl")
         result.summary.to_csv(a.out / "summary.csv", index=False)
         (a.out / "run.json").write_text(config.to_json())
+    print(f"sweep: {result.seconds:.0f} s")
+    analyse(t, config)
+
+
+def analyse(t: pd.DataFrame, config: SweepConfig) -> None:
     res = Resampler(int(t["n_test"].iloc[0]), config.bootstrap, config.seed)
     main_rows = t[t["baseline"] == ""]
     twin = t[t["baseline"] == "random-init"]
     pixels = t[t["baseline"] == "pixels"].set_index("task")
-    print(f"{a.model} ({main_rows['weights'].iloc[0]}) on {a.dataset}: {a.n_train} train / {a.n_test} test images, "
-          f"{main_rows['cut'].nunique()} cuts, linear probe, {result.seconds:.0f} s")
+    print(f"{config.models[0]} ({main_rows['weights'].iloc[0]}) on {config.dataset}: {t['n_train'].iloc[0]} train / "
+          f"{t['n_test'].iloc[0]} test images, {main_rows['cut'].nunique()} cuts, linear probe")
     for task, g in main_rows.groupby("task", sort=False):
         print(f"\n== {task}: chance {g['chance'].iloc[0]:.3f}, raw pixels {ci(pixels.loc[task])}")
         best = {}
@@ -81,7 +94,6 @@ def main():
             c = c.sort_values("depth", kind="stable")
             b, last = best_row(c), c.iloc[-1]
             best[(readout, norm)] = b
-            kinds = {k: best_row(c[c["cut"].map(kind) == k]) for k in ("attn_out", "mlp_hidden", "block")}
             print(f"  {readout:5s} norm {norm:3s}: best {b['cut']:20s} {ci(b)}  vs last ({last['cut']}) "
                   f"{paired(res, b, last)}  vs pixels {paired(res, b, pixels.loc[task])}")
             tw = twin[(twin["task"] == task) & (twin["readout"] == readout) & (twin["norm"] == norm)]
@@ -90,12 +102,20 @@ def main():
                 print(f"      random-init twin: best {tb['cut']} {ci(tb)}; model minus twin {paired(res, b, tb)}")
             if not (c["cut"].map(kind) == "attn_out").any():
                 continue
+            kinds = {k: best_row(c[c["cut"].map(kind) == k]) for k in ("attn_out", "mlp_hidden", "block")}
             print("      best of each kind: " + "; ".join(
                 f"{k} {r['cut']} {r['accuracy']:.3f}" + ("" if k == "block" else f" ({paired(res, r, kinds['block'])} vs block)")
                 for k, r in kinds.items()))
         for readout in dict.fromkeys(r for r, _ in best):
             if (readout, "on") in best:
-                print(f"  norm on minus off, {readout}: {paired(res, best[(readout, 'on')], best[(readout, 'off')])}")
+                curve = {n: g[(g["readout"] == readout) & (g["norm"] == n)].sort_values("depth", kind="stable")
+                         for n in ("off", "on")}
+                stream = {n: best_row(c[c["cut"].map(kind).isin(["attn_out", "block"])]) for n, c in curve.items()}
+                last = {n: c[c["cut"].map(kind) == "block"].iloc[-1] for n, c in curve.items()}
+                print(f"  norm on minus off, {readout}: best of all cuts {paired(res, best[(readout, 'on')], best[(readout, 'off')])}"
+                      f"; best residual-stream cut ({stream['on']['cut']} vs {stream['off']['cut']}) "
+                      f"{paired(res, stream['on'], stream['off'])}; at {last['on']['cut']} "
+                      f"({last['on']['accuracy']:.3f} vs {last['off']['accuracy']:.3f}) {paired(res, last['on'], last['off'])}")
         readouts = list(dict.fromkeys(r for r, _ in best))
         for norm in ("off", "on"):
             if len(readouts) == 2 and (readouts[1], norm) in best:

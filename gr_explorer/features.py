@@ -27,7 +27,7 @@ import tempfile
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -62,6 +62,30 @@ class Features:
     forward_batches: int = 0
     columns: list[Column] = field(default_factory=list)
     entries: dict[str, str] = field(default_factory=dict)
+
+    def shared(self) -> dict[str, str]:
+        """{column: the first column with the same cache entry}: such columns hold the same features (a vector cut
+        in several readout curves), so one probe fit serves them all."""
+        first: dict[str, str] = {}
+        return {c.name: first.setdefault(self.entries.get(c.name, c.name), c.name) for c in self.columns}
+
+    def distinct(self) -> list[str]:
+        """The columns to fit probes on: one per distinct cache entry, in column order."""
+        return list(dict.fromkeys(self.shared().values()))
+
+    def expand(self, results) -> list:
+        """(column, result) for every column, in column order, from results (`.cut` = column name) of `distinct()`."""
+        shared = self.shared()
+        by_column: dict[str, list] = {}
+        for r in results:
+            by_column.setdefault(r.cut, []).append(r)
+        return [(c, r) for c in self.columns for r in by_column[shared[c.name]]]
+
+    def first_curve(self) -> "Features":
+        """Only the columns of the first readout curve (named after their cuts): what label-free diagnostics describe."""
+        first = [c for c in self.columns if c.name == c.cut.name]
+        return replace(self, train={c.name: self.train[c.name] for c in first},
+                       test={c.name: self.test[c.name] for c in first}, columns=first)
 
 
 def base_key(model: Model, dataset: Dataset, device: torch.device, view: str = BASE, storage: str = "float32") -> str:

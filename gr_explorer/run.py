@@ -11,7 +11,7 @@ validation-selected summary, and the hyper-parameter search table.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import pandas as pd
@@ -29,12 +29,12 @@ from .models import SCHEMES, Model, load_model, pixels_model, random_init
 from .probes import run_probes
 from .progress import Cancelled, Progress, ProgressEvent, ShouldStop
 from .stats import Resampler
-from .summary import guillotine_summary
+from .summary import first_curves, guillotine_summary
 
 #: results.csv columns, in order (the in-memory table also carries `correct`, per-image test hits)
-COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "readout", "norm", "depth", "part", "dim", "task", "probe", "accuracy",
-           "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance", "hparam", "converged", "n_iter", "n_classes",
-           "n_train", "n_test"]
+COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "readout", "norm", "depth", "part", "dim", "task", "probe",
+           "accuracy", "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance", "hparam", "converged", "n_iter",
+           "n_classes", "n_train", "n_test"]
 SEARCH_COLUMNS = ["model", "cut", "readout", "norm", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen"]
 
 
@@ -100,10 +100,10 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
                 feats_by_model[model.name][view] = feats
                 if not world.is_main:
                     continue  # rank 0 fits the probes on the merged features
-                fit = list(dict.fromkeys(distinct_columns(feats).values()))
+                fit = feats.distinct()  # columns that share features (vector cuts in several curves) are fitted once
                 results = run_probes(config.probes, {n: feats.train[n] for n in fit}, dataset.view_labels(view, "train"),
-                                     {n: feats.test[n] for n in fit},
-                                     dataset.view_labels(view, "test"), device=device, seed=config.seed,
+                                     {n: feats.test[n] for n in fit}, dataset.view_labels(view, "test"), device=device,
+                                     seed=config.seed,
                                      val_fraction=config.val_fraction, linear_grid=config.linear_grid,
                                      knn_ks=config.knn_ks, knn_temperature=config.knn_temperature, progress=progress,
                                      should_stop=should_stop, model=model.name, linear_memory_budget=config.memory_budget)
@@ -132,16 +132,6 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
     return result
 
 
-def first_curves(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each model's first (readout, norm) curve: the one its label-free diagnostics describe."""
-    if table.empty:
-        return table
-    first = table.groupby("model", sort=False)[["readout", "norm"]].first()
-    keep = (table["readout"].to_numpy() == first.loc[table["model"], "readout"].to_numpy()) & \
-           (table["norm"].to_numpy() == first.loc[table["model"], "norm"].to_numpy())
-    return table[keep]
-
-
 def dataset_args(config: SweepConfig) -> dict:
     """`load_dataset` keyword arguments for a config: what run_sweep loads (callers that cache loading key on this)."""
     return dict(spec=config.dataset, tasks=list(config.tasks) if config.tasks is not None else None,
@@ -165,12 +155,10 @@ def _diagnostics(config: SweepConfig, model: Model, feats: Features, dataset: Da
     from .training.augment import AugmentConfig
 
     store = None if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache())
-    first = [c for c in feats.columns if c.name == c.cut.name]  # the first readout curve: what the metrics describe
-    feats = replace(feats, train={c.name: feats.train[c.name] for c in first}, test={c.name: feats.test[c.name] for c in first},
-                    columns=first)
+    feats = feats.first_curve()
     key = content_key({"base": feats.key, "cuts": [c.name for c in feats.cuts], "metrics": list(config.metrics),
                        "seed": config.seed, "augmentations": model.card.get("augmentations"),
-                       "curve": [first[0].readout, first[0].norm]})
+                       "curve": [feats.columns[0].readout, feats.columns[0].norm]})
     if store is not None:
         m, c = store.get_table(key + "-metrics"), store.get_table(key + "-cka")
         if m is not None and c is not None:
@@ -204,25 +192,9 @@ def weights_label(model: Model) -> str:
     return model.weights_source
 
 
-def distinct_columns(feats: Features) -> dict[str, str]:
-    """{column name: the column whose fit it shares}: columns with the same cache entry compute the same features
-    (a vector cut in several readout curves), so their probes are fitted once."""
-    first: dict[str, str] = {}
-    return {c.name: first.setdefault(feats.entries.get(c.name, c.name), c.name) for c in feats.columns}
-
-
-def _expand(feats: Features, results) -> list:
-    """(column, result) for every column, in column order, from the results of the distinct columns."""
-    shared = distinct_columns(feats)
-    by_column: dict[str, list] = {}
-    for r in results:
-        by_column.setdefault(r.cut, []).append(r)
-    return [(c, r) for c in feats.columns for r in by_column[shared[c.name]]]
-
-
 def _rows(model: Model, baseline: str, dataset: Dataset, feats: Features, results) -> list[dict]:
     out = []
-    for col, r in _expand(feats, results):
+    for col, r in feats.expand(results):
         c = col.cut
         out.append({"model": model.name, "baseline": baseline, "weights": weights_label(model), "dataset": dataset.name,
                     "cut": c.name, "readout": col.readout, "norm": col.norm, "depth": c.depth, "part": c.part,
@@ -236,7 +208,7 @@ def _rows(model: Model, baseline: str, dataset: Dataset, feats: Features, result
 
 def _search_rows(model: Model, feats: Features, results) -> list[dict]:
     out = []
-    for col, r in _expand(feats, results):
+    for col, r in feats.expand(results):
         name, _, chosen = r.hparam.partition("=")
         for value, acc in r.search.items():
             out.append({"model": model.name, "cut": col.cut.name, "readout": col.readout, "norm": col.norm,

@@ -72,6 +72,18 @@ def with_variant(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(**missing) if missing else table
 
 
+def first_curves(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each model's first (readout, norm) curve: the one its label-free diagnostics describe."""
+    if table.empty:
+        return table
+    table = with_variant(table)
+    first = table.groupby("model", sort=False)[VARIANT].first()
+    keep = np.ones(len(table), dtype=bool)
+    for col in VARIANT:
+        keep &= table[col].to_numpy() == first.loc[table["model"], col].to_numpy()
+    return table[keep]
+
+
 def _compare_with_baselines(out: pd.DataFrame, picks: dict, resampler: Resampler | None) -> None:
     """Fill random_init_* (the model's random-init twin, same readout curve, paired over the same images) and
     pixels_accuracy (the pixels baseline has one curve, whatever the readouts)."""

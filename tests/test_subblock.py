@@ -13,6 +13,7 @@ norm) would give: those differ by O(0.1) or more.
 import math
 import re
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -364,3 +365,23 @@ def test_python_sweep_with_sub_block_cuts_readouts_and_both_norms():
     assert table["depth"].max() == 6 and table.loc[table["cut"] == "blocks.1", "depth"].iloc[0] == 5
     summary = guillotine_summary(table, 200)
     assert len(summary) == 4 and set(summary["last_cut"]) == {"pool"}
+
+
+def test_diagnostics_describe_the_first_readout_curve(tmp_path):
+    from gr_explorer import SweepConfig, run_sweep
+    from helpers import saved_tiny
+
+    _, path = saved_tiny(tmp_path)
+
+    def metrics(readout):
+        cfg = SweepConfig(models=[f"file:{path}"], tasks=["shape"], n_train=60, n_test=30, readout=readout,
+                          metrics=["rankme", "invariance"], bootstrap=100)
+        r = run_sweep(cfg, cache=False)
+        assert r.metrics.groupby(["cut", "metric", "augmentation"]).size().max() == 1
+        assert set(zip(r.metric_selection["model"], r.metric_selection["task"])) == {(r.table["model"].iloc[0], "shape")}
+        return r.metrics.sort_values(["cut", "metric", "augmentation"])["value"].to_numpy()
+
+    own, max_first, max_only = metrics(None), metrics(["max", "avg"]), metrics(["max"])
+    np.testing.assert_allclose(max_first, max_only)  # a second curve changes nothing about the first one's metrics
+    assert not np.allclose(own, max_first)  # ... and the first curve is what they describe (max, not the own avg)
+    np.testing.assert_allclose(metrics(["avg", "max"]), own)
