@@ -11,7 +11,8 @@ baseline) and, from its per-image correctness, paired comparisons on the same te
   and each kind's accuracy minus the block outputs';
 * per (task, readout): the norm-on curve's validation-chosen best minus the norm-off curve's, over all cuts, over
   the residual-stream cuts only (block outputs and attn_out: where the norm acts), and at the last block;
-* per (task, norm): the `mean` curve's best minus the `cls` curve's.
+* per (task, norm): the second readout's best minus the first's (`mean` minus `cls`), over all cuts and over the
+  cuts a readout acts on (pool and projector layers, the same in every curve, left out).
 
 Every "best" is chosen on validation accuracy (ties: the shallower cut); every figure is test accuracy.
 """
@@ -31,6 +32,11 @@ from gr_explorer.summary import best_row
 def kind(cut: str) -> str:
     return "attn_out" if cut.endswith(".attn_out") else "mlp_hidden" if cut.endswith(".mlp_hidden") else \
         "block" if cut.startswith("blocks.") else cut
+
+
+def read_out(cuts: pd.Series) -> pd.Series:
+    """The cuts a readout acts on (block/stage outputs and sub-block cuts), not the vectors (pool, projector)."""
+    return (cuts != "pool") & ~cuts.str.match(r"proj\d+$")
 
 
 def paired(res: Resampler, a: pd.Series, b: pd.Series) -> str:
@@ -119,8 +125,11 @@ def analyse(t: pd.DataFrame, config: SweepConfig) -> None:
         readouts = list(dict.fromkeys(r for r, _ in best))
         for norm in ("off", "on"):
             if len(readouts) == 2 and (readouts[1], norm) in best:
-                print(f"  {readouts[1]} minus {readouts[0]}, norm {norm}: "
-                      f"{paired(res, best[(readouts[1], norm)], best[(readouts[0], norm)])}")
+                own = {r: best_row(g[(g["readout"] == r) & (g["norm"] == norm) & read_out(g["cut"])].sort_values(
+                    "depth", kind="stable")) for r in readouts}
+                print(f"  {readouts[1]} minus {readouts[0]}, norm {norm}: best of all cuts "
+                      f"{paired(res, best[(readouts[1], norm)], best[(readouts[0], norm)])}; best of the cuts read out "
+                      f"({own[readouts[1]]['cut']} vs {own[readouts[0]]['cut']}) {paired(res, own[readouts[1]], own[readouts[0]])}")
 
 
 if __name__ == "__main__":

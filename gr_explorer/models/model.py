@@ -161,7 +161,8 @@ class Model(nn.Module):
 
         Refused (ReadoutError naming what is valid) where a readout does not exist for a requested cut's kind on
         this model (no class token, no registers, token readouts on feature maps) or where `norm` on/both would
-        change no requested cut. A model whose cuts are all vectors (the pixels baseline) has one curve, `-`.
+        change no requested cut. Requested cuts that are all vectors (the pixels baseline) make one curve, `-`, and
+        refuse readouts or the norm (they would change nothing).
         """
         if norm not in NORMS:
             raise ReadoutError(f"Unknown readout_norm {norm!r}. Valid: {', '.join(NORMS)}.")
