@@ -365,6 +365,14 @@ def test_python_sweep_with_sub_block_cuts_readouts_and_both_norms():
     assert table["depth"].max() == 6 and table.loc[table["cut"] == "blocks.1", "depth"].iloc[0] == 5
     summary = guillotine_summary(table, 200)
     assert len(summary) == 4 and set(summary["last_cut"]) == {"pool"}
+    from gr_explorer.plots import accuracy_vs_depth, cut_task_heatmap
+
+    curves = [t for t in accuracy_vs_depth(table, summary=summary).data if (t.meta or {}).get("role") == "curve"]
+    assert sorted(t.meta["model"] for t in curves) == ["vit · cls", "vit · cls · norm", "vit · mean", "vit · mean · norm"]
+    assert all(len(t.x) == 7 for t in curves)
+    heat = cut_task_heatmap(table, "vit")  # the model's first curve, not an average over its curves
+    first = table[(table["readout"] == "cls") & (table["norm"] == "off")].sort_values("depth")["accuracy"].to_numpy()
+    np.testing.assert_allclose(heat.data[0].z[0], first)
 
 
 def test_diagnostics_describe_the_first_readout_curve(tmp_path):
