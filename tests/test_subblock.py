@@ -175,6 +175,50 @@ def test_register_model_sub_block_cuts_and_registers_readout():
     assert not torch.allclose(net.blocks[0].ls1.gamma, torch.ones_like(net.blocks[0].ls1.gamma))
 
 
+def test_eva02_sub_block_cuts_with_rope_glu_mlp_and_fc_norm():
+    """EVA-02 (rotary embeddings in attention, a gated MLP, fc_norm after pooling): attention is called as the
+    block's own module (it needs the rope), everything after it is recomputed by hand."""
+    torch.manual_seed(0)
+    net = timm.create_model("eva02_tiny_patch14_224", pretrained=False, num_classes=0, img_size=56, depth=2)
+    model = wrap_module(net, preprocessing=Preprocessing(input_size=56))
+    assert model.backbone.norm.where == "pooled"  # global_pool='avg': an Identity `norm` and a real fc_norm
+    x = _x(2, 56)
+    ref = {}
+    with torch.no_grad():
+        t, rope = net._pos_embed(net.patch_embed(x))
+        for i, blk in enumerate(net.blocks):
+            a = t + blk.attn(_ln(blk.norm1, t), rope=rope) * (blk.gamma_1 if blk.gamma_1 is not None else 1)
+            h = _ln(blk.norm2, a) @ blk.mlp.fc1.weight.T + blk.mlp.fc1.bias
+            x1, x2 = h.chunk(2, dim=-1)
+            hidden = x1 * F.silu(x2) if blk.mlp.gate_last else F.silu(x1) * x2  # GluMlp: which half gates
+            t = a + (hidden @ blk.mlp.fc2.weight.T + blk.mlp.fc2.bias) * (blk.gamma_2 if blk.gamma_2 is not None else 1)
+            ref[f"blocks.{i}.attn_out"], ref[f"blocks.{i}.mlp_hidden"], ref[f"blocks.{i}"] = a, hidden, t
+    assert ref["blocks.0.mlp_hidden"].shape[-1] == 512
+    cols = model.columns(model.resolve_cuts(list(ref)), ["mean", "cls"], "both")
+    with torch.no_grad():
+        got = model.forward_readouts(x, cols)
+    for c in cols:
+        want = by_hand(ref[c.cut.name], c.applied.pooling, 1, 0)
+        if c.applied.norm:
+            want = _ln(net.fc_norm, want)
+        torch.testing.assert_close(got[(c.cut.name, c.applied)], want, atol=ATOL, rtol=ATOL, msg=c.name)
+    assert {c.cut.name for c in cols if c.applied.norm} == {"blocks.0.attn_out", "blocks.0", "blocks.1.attn_out", "blocks.1"}
+
+
+def test_deit_distilled_reads_the_class_token_first_and_leaves_both_prefix_tokens_out_of_the_mean():
+    torch.manual_seed(0)
+    net = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, num_classes=0, img_size=32, depth=2)
+    model = wrap_module(net, preprocessing=Preprocessing(input_size=32))
+    assert (net.num_prefix_tokens, model.backbone.layout.readouts()) == (2, ("cls", "mean", "cls+mean", "max", "all-tokens-mean"))
+    x = _x(2, 32)
+    with torch.no_grad():
+        ref = reference_tokens(net, x)
+        t0 = net._pos_embed(net.patch_embed(x))
+    torch.testing.assert_close(t0[:, 0], (net.cls_token + net.pos_embed[:, :1])[:, 0].expand(2, -1))  # class token first
+    check_columns(model, x, ["blocks.1.attn_out", "blocks.1.mlp_hidden", "blocks.1"], ["cls", "mean", "all-tokens-mean"],
+                  "both", ref, norm_fn=lambda t: _ln(net.norm, t))
+
+
 class OwnPreNormBlock(nn.Module):
     """A pre-norm block written from scratch (torch's MultiheadAttention), not a timm class."""
 
