@@ -24,6 +24,7 @@ from .export import check_export
 from .files import atomic_write, check_output_folder, check_writable
 from .models import list_zoo, model_for_cuts, zoo_dir
 from .models.convert import add_convert_parser, cmd_convert, print_formats
+from .models.listing import print_cuts
 from .names import DERIVED_TASKS
 from .outputs import OUTPUTS, write_outputs
 from .run import SweepResult, run_sweep
@@ -93,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cuts", help="list a model's cuts in forward order")
     c.add_argument("--model", required=True)
     c.add_argument("--weights")
-    c.add_argument("--readout", help=SweepConfig.spec("readout").help)
+    c.add_argument("--readout", help="the model's own token readout for the dims shown (default: the checkpoint's, else cls)")
+    c.add_argument("--detail", action="store_true", help="also the sub-block cuts (attn_out, mlp_hidden) inside each "
+                   "transformer block, with each cut's kind, width, readouts and whether the final norm applies")
+    c.add_argument("--stages", help="py: models: comma-separated submodule names whose outputs are cuts")
+    c.add_argument("--projector", help="py: models: the submodule that is the projector")
     c.add_argument("--seed", type=int, default=0, help="seed of --weights random")
     z = sub.add_parser("zoo", help="list the shipped models in pretrained/")
     z.add_argument("--formats", action="store_true", help="list the checkpoint layouts `convert` and file: read instead")
@@ -141,12 +146,13 @@ class _Bars:
 def print_tables(result: SweepResult) -> None:
     t = result.table
     with pd.option_context("display.width", 220, "display.max_columns", 60, "display.max_rows", 500):
-        wide = t.pivot_table(index=["model", "depth", "cut", "part", "dim"], columns=["task", "probe"], values="accuracy",
-                             sort=False)
+        curves = ["readout", "norm"] if len(t[["readout", "norm"]].drop_duplicates()) > 1 else []
+        wide = t.pivot_table(index=["model", *curves, "depth", "cut", "part", "dim"], columns=["task", "probe"],
+                             values="accuracy", sort=False)
         print(wide.round(3).to_string())
         print()
         print("Best cut (chosen on validation) and guillotine gain (best minus last cut), test accuracy [95% CI]:")
-        print(summary_view(result.summary).to_string(index=False))
+        print(summary_view(result.summary, curves).to_string(index=False))
     if not result.metric_selection.empty:
         ms = result.metric_selection
         ms = ms[ms["augmentation"].fillna("").isin(["", "hflip"])] if "augmentation" in ms.columns else ms
@@ -253,11 +259,10 @@ def cmd_compare(a) -> int:
 
 
 def cmd_cuts(a) -> int:
-    model = model_for_cuts(a.model, weights=a.weights, readout=a.readout, seed=a.seed)  # timm: no weights needed, offline
+    extra = {"stages": a.stages.split(",") if a.stages else None, "projector": a.projector} if a.model.startswith("py:") else {}
+    model = model_for_cuts(a.model, weights=a.weights, readout=a.readout, seed=a.seed, **extra)  # timm: no weights, offline
     print(f"weights: {model.weights_source}", file=sys.stderr)
-    print(f"{'depth':>5}  {'cut':20s} {'part':10s} {'dim':>6}")
-    for c in model.cuts:
-        print(f"{c.depth:>5}  {c.name:20s} {c.part:10s} {c.dim:>6}")
+    print_cuts(model, "sub-block" if a.detail else "block")
     return 0
 
 

@@ -18,14 +18,18 @@ from .names import (
     AUTO_OFF,
     AUTO_ON_OFF,
     BASELINES,
+    CUT_DETAILS,
     DECODERS,
     FIGURE_FORMATS,
     FINGERPRINTS,
+    MAP_READOUTS,
     METRICS,
     PROBES,
+    READOUT_NORMS,
     READOUTS,
     SCHEMES,
     STORAGE_DTYPES,
+    TOKEN_READOUTS,
 )
 from .settings import DEVICE, Interval, Items, Null, Options, Settings, Text, setting
 
@@ -47,8 +51,10 @@ class SweepConfig(Settings):
     what = "run config"
 
     models: tuple[str, ...] = setting(
-        None, "model spec: zoo:<name>, timm:<name>[.<tag>], file:<path> (repeat or comma-separate)",
-        Items(MODEL_SPEC, "model specs: zoo:<name>, timm:<name>[.<tag>], file:<path>"), required=True, flag="--model",
+        None, "model spec: zoo:<name>, timm:<name>[.<tag>], file:<path>, py:<file.py>:<function> (repeat or "
+              "comma-separate)",
+        Items(MODEL_SPEC, "model specs: zoo:<name>, timm:<name>[.<tag>], file:<path>, py:<file.py>:<function>"),
+        required=True, flag="--model",
         label="Models")
     dataset: str = setting(
         "shapes", "dataset spec: shapes, digits, cifar10, cifar100, stl10, fashion_mnist, imagefolder:<path>",
@@ -73,11 +79,14 @@ class SweepConfig(Settings):
         Interval(int, 0, None, example=0), label="Seed")
     device: str = setting("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps", DEVICE, label="Device")
     batch_size: int = setting(256, "images per forward pass", Interval(int, 1, None, example=256), label="Batch size")
-    readout: str | None = setting(
-        None, "ViT token readout per cut: " + ", ".join(READOUTS) + " (default: the checkpoint's own, else cls)",
-        Null("null (the checkpoint's own, else cls)"), Options(READOUTS), label="ViT token readout")
+    readout: tuple[str, ...] | None = setting(
+        None, "comma-separated readouts, one curve each from the same forward pass: " + ", ".join(TOKEN_READOUTS)
+        + " for token cuts; " + ", ".join(MAP_READOUTS) + " for CNN stages (default: the model's own: the "
+        "checkpoint's, else cls, avg for CNNs)",
+        Null("null (the model's own)"), Items(Options(READOUTS), "readouts", example="cls,mean"), label="Readouts")
     weights: str | None = setting(
-        None, "timm weights: pretrained (default), random (seeded by --seed), or a file path",
+        None, "timm weights: pretrained (default), random (seeded by --seed), or a file path; py: models: a state dict "
+        "file (.pth/.pt/.safetensors) or random",
         Null("null (pretrained)"), Text("'pretrained', 'random' or a weights file path"), label="Weights")
     data_root: str | None = setting(
         None, "where torchvision datasets live / are downloaded", Null(), Text(), app=False, bookkeeping=True)
@@ -132,6 +141,19 @@ class SweepConfig(Settings):
     decoder: str = setting(
         "auto", "how image-folder files are decoded: auto (JPEGs on the GPU when extracting on CUDA, else pil), pil, "
         "torchvision-cpu, torchvision-cuda", Options(DECODERS), app=False)
+    cut_detail: str = setting(
+        "block", "which cuts 'all cuts' means: block (block/stage outputs, pool, projector) or sub-block (also "
+        "<block>.attn_out and <block>.mlp_hidden inside each transformer block)", Options(CUT_DETAILS),
+        label="Cut detail")
+    readout_norm: str = setting(
+        "off", "apply the model's final norm to block outputs and attn_out before the readout: off, on, or both (two "
+        "curves from the same forward pass)", Options(READOUT_NORMS), label="Final norm")
+    stages: tuple[str, ...] | None = setting(
+        None, "py: models: comma-separated submodule names whose outputs are cuts", Null(),
+        Items(Text("a submodule name"), "submodule names of the py: model", example="layer1,layer2,layer3"), app=False)
+    projector: str | None = setting(
+        None, "py: models: the submodule that is the projector (its input is the pool cut, each of its layers a cut)",
+        Null(), Text("a submodule name"), app=False)
     figures: tuple[str, ...] = setting(
         ("html",), "comma-separated formats of the figures written to --out (figure.*, heatmap.*): html, png, svg (png "
         "and svg need Chrome or Chromium)", Items(Options(FIGURE_FORMATS), "figure formats", example="png,svg,html"),
@@ -141,3 +163,6 @@ class SweepConfig(Settings):
         if self.weights == "random" and "random-init" in self.baselines:
             yield ("baselines=random-init with weights=random would measure the same random network twice. "
                    "Valid: drop one of them.")
+        if (self.stages is not None or self.projector is not None) and not any(m.startswith("py:") for m in self.models):
+            yield ("stages/projector name the cuts of a py: model; no model here is one. Valid: leave them unset, or add "
+                   "--model py:<file.py>:<function>.")

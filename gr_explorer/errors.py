@@ -27,6 +27,10 @@ class CutError(GRExplorerError, ValueError):
     """A cut name that the model does not have."""
 
 
+class ReadoutError(GRExplorerError, ValueError):
+    """A readout or final-norm setting that a model's cuts do not support (no class token, no registers, no norm)."""
+
+
 class DatasetError(GRExplorerError, ValueError):
     """Unknown dataset, empty or malformed folder, unusable task."""
 

@@ -32,7 +32,7 @@ import tempfile
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -49,13 +49,18 @@ from .errors import CacheError
 from .files import owned_name
 from .forward import CutForward, auto_batch_size, use_auto_batch, use_channels_last, use_compile
 from .hashing import module_config_digest
-from .models import Cut, Model
+from .models import Column, Cut, Model
 from .progress import Progress, Reporter, ShouldStop
 
 
 @dataclass
 class Features:
-    """Pooled features of one model on one view of a dataset: {cut: [N, dim]} for train and test (memory-mapped)."""
+    """Pooled features of one model on one view of a dataset: {column: [N, dim]} for train and test (memory-mapped).
+
+    A column is a cut read out one way (models.Column); with one readout and the norm off (the default) there
+    is one column per cut, named after the cut. `entries` maps each column to its cache entry: columns that
+    compute the same thing (a vector cut in several readout curves) share one entry and one tensor.
+    """
 
     cuts: list[Cut]
     train: dict[str, torch.Tensor]
@@ -64,6 +69,32 @@ class Features:
     view: str = BASE
     cached_cuts: list[str] = field(default_factory=list)
     forward_batches: int = 0
+    columns: list[Column] = field(default_factory=list)
+    entries: dict[str, str] = field(default_factory=dict)
+
+    def shared(self) -> dict[str, str]:
+        """{column: the first column with the same cache entry}: such columns hold the same features (a vector cut
+        in several readout curves), so one probe fit serves them all."""
+        first: dict[str, str] = {}
+        return {c.name: first.setdefault(self.entries.get(c.name, c.name), c.name) for c in self.columns}
+
+    def distinct(self) -> list[str]:
+        """The columns to fit probes on: one per distinct cache entry, in column order."""
+        return list(dict.fromkeys(self.shared().values()))
+
+    def expand(self, results) -> list:
+        """(column, result) for every column, in column order, from results (`.cut` = column name) of `distinct()`."""
+        shared = self.shared()
+        by_column: dict[str, list] = {}
+        for r in results:
+            by_column.setdefault(r.cut, []).append(r)
+        return [(c, r) for c in self.columns for r in by_column[shared[c.name]]]
+
+    def first_curve(self) -> "Features":
+        """Only the columns of the first readout curve (named after their cuts): what label-free diagnostics describe."""
+        first = [c for c in self.columns if c.name == c.cut.name]
+        return replace(self, train={c.name: self.train[c.name] for c in first},
+                       test={c.name: self.test[c.name] for c in first}, columns=first)
 
 
 def base_key(model: Model, dataset: Dataset, device: torch.device, view: str = BASE, storage: str = "float32",
@@ -116,9 +147,12 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
                      cache: FeatureCache | None | bool = None, progress: Progress | None = None,
                      should_stop: ShouldStop | None = None, workers: int | None = None, storage: str = "float32",
                      world: World | None = None, compile: str = "off", channels_last: str = "off",
-                     auto_batch: str = "off", decoder: str = "pil") -> Features:
-    """Features at `cuts` (all when None) of one view. `cache=False`: a private scratch store, not reused.
+                     auto_batch: str = "off", decoder: str = "pil", detail: str = "block",
+                     readouts: Sequence[str] | None = None, norm: str = "off") -> Features:
+    """Features at `cuts` (all cuts of `detail` when None) of one view. `cache=False`: a private scratch store.
 
+    `readouts` (None: the model's own) and `norm` (off, on, both) make one column per (readout, norm, cut), all
+    from the same forward pass (Model.columns says which combinations a model supports).
     `storage`: float32, or float16 (half the disk; probes compute in float32). `workers`: decode workers for
     streamed image folders (None: automatic). `compile`, `channels_last`: auto|on|off, `auto_batch`: auto|off
     (see forward.py; all off here unless asked, a sweep's settings default to auto). `decoder`: how streamed
@@ -128,7 +162,8 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
     """
     device = resolve_device(device)
     world = world or World.current()
-    wanted = model.resolve_cuts(cuts)
+    wanted = model.resolve_cuts(cuts, detail)
+    columns = model.columns(wanted, readouts, norm)
     grow_batch = use_auto_batch(auto_batch, device)
     streams = any(dataset.splits[s].streams for s in SPLITS)
     decoder = resolve_decoder(decoder, device) if streams else "pil"
@@ -138,29 +173,33 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
     job_numerics = sorted({json.dumps(n, sort_keys=True) for n, _ in shared})
     key = base_key(model, dataset, device, view, storage, batch_size, [json.loads(n) for n in job_numerics], decoder,
                    grow_batch)
-    train, test, cached = {}, {}, []
-    for c in wanted:
-        hit = store.get(content_key({"base": key, "cut": c.name}))
+    entries = {c.name: content_key({"base": key, "cut": c.cut.name, "readout": c.applied.pooling, "norm": c.applied.norm})
+               for c in columns}
+    unique: dict[str, Column] = {}  # entry key -> the first column that needs it
+    for c in columns:
+        unique.setdefault(entries[c.name], c)
+    got, cached = {}, []
+    for k, c in unique.items():
+        hit = store.get(k)
         if hit is not None:
-            train[c.name], test[c.name] = hit["train"], hit["test"]
+            got[k] = hit
             cached.append(c.name)
     if world.size > 1:  # another job may publish an entry between two ranks' looks: rank 0's look decides for all
-        agreed = world.gather(cached)[0]
-        for name in set(cached) - set(agreed):
-            del train[name], test[name]
-        for name in set(agreed) - set(cached):
-            hit = store.get(content_key({"base": key, "cut": name}))
+        agreed = set(world.gather(cached)[0])
+        for name in set(cached) - agreed:
+            del got[entries[name]]
+        for name in agreed - set(cached):
+            hit = store.get(entries[name])
             if hit is None:
-                raise CacheError(f"The feature cache {str(store.root)!r}: rank 0 found the entry of cut {name!r} but "
+                raise CacheError(f"The feature cache {str(store.root)!r}: rank 0 found the entry of {name!r} but "
                                  f"rank {world.rank} does not; every rank must see the same cache folder.")
-            train[name], test[name] = hit["train"], hit["test"]
-        cached = [c.name for c in wanted if c.name in agreed]
-    missing = [c for c in wanted if c.name not in cached]
+            got[entries[name]] = hit
+        cached = [c.name for c in unique.values() if c.name in agreed]
+    missing = [c for k, c in unique.items() if k not in got]
     forward = None
     if missing:
         n_images = dataset.n_train + dataset.n_test
-        forward = CutForward(model, [c.name for c in missing], device,
-                             compile=use_compile(compile, device, n_images // world.size),
+        forward = CutForward(model, missing, device, compile=use_compile(compile, device, n_images // world.size),
                              channels_last=use_channels_last(channels_last, model, device))
         if grow_batch:  # every rank must cut the same batches
             batch_size = world.agree_min(auto_batch_size(forward, dataset.splits["train"].shape, batch_size,
@@ -171,7 +210,7 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
     report = Reporter(progress if world.rank == 0 else None, should_stop, "extract", total, model.name)
     report.emit(f"{view} view" if view != BASE else "")
     if missing:
-        keys = {c.name: content_key({"base": key, "cut": c.name}) for c in missing}
+        keys = {c.name: entries[c.name] for c in missing}
         try:
             written = _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world,
                                report, shared[0][1])
@@ -184,12 +223,12 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
             written = _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world,
                                report, shared[0][1])
         for c in missing:
-            train[c.name], test[c.name] = written[c.name]["train"], written[c.name]["test"]
+            got[entries[c.name]] = written[c.name]
     else:
         report.tick(1, "all cuts from the cache")
-    order = [c.name for c in wanted]
-    return Features(wanted, {n: train[n] for n in order}, {n: test[n] for n in order}, key, view, cached,
-                    report.done if missing else 0)
+    return Features(wanted, {c.name: got[entries[c.name]]["train"] for c in columns},
+                    {c.name: got[entries[c.name]]["test"] for c in columns}, key, view, cached,
+                    report.done if missing else 0, columns, entries)
 
 
 def _n(dataset: Dataset, split: str) -> int:
@@ -205,8 +244,9 @@ def _extract(forward: CutForward, dataset, view, keys, batch_size, store, storag
     entries are published or the extraction fails.
     """
     model, names = forward.model, forward.names
-    meta = {c: {"model": model.name, "dataset": dataset.name, "view": view, "cut": c, "batch_size": batch_size}
-            for c in names}
+    meta = {c.name: {"model": model.name, "dataset": dataset.name, "view": view, "cut": c.cut.name,
+                     "readout": c.applied.pooling, "norm": c.applied.norm, "batch_size": batch_size}
+            for c in forward.columns}
     job_dir = store.staging_dir() / job
     writers = {c: store.writer(keys[c], meta[c], storage) for c in names} if world.size == 1 else \
         {c: ShardWriter(job_dir, keys[c], world.rank, storage) for c in names}

@@ -32,7 +32,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from .device import autocast
 from .errors import ConfigError
-from .models import Model
+from .models import Column, Model
 from .names import AUTO_OFF, AUTO_ON_OFF
 
 COMPILE_MODES = CHANNELS_LAST_MODES = AUTO_ON_OFF  # declared in names.py
@@ -91,15 +91,18 @@ def use_auto_batch(mode: str, device: torch.device) -> bool:
 
 
 class CutForward:
-    """uint8 batch on the device -> {cut: [B, dim]} under the device's autocast, compiled or eager.
+    """uint8 batch on the device -> {column: [B, dim]} under the device's autocast, compiled or eager.
 
-    Built once per extraction (so a model compiles once per run, not once per split). `backend` is
+    `cuts`: the columns to compute (models.Column: a cut read out one way), or cut names (read out the model's
+    own way). Built once per extraction (so a model compiles once per run, not once per split). `backend` is
     torch.compile's (inductor; the tests also use aot_eager, which traces without generating code).
     """
 
-    def __init__(self, model: Model, names: Sequence[str], device: torch.device, *, compile: bool = False,
-                 channels_last: bool = False, backend: str = "inductor"):
-        self.model, self.names, self.device = model, list(names), device
+    def __init__(self, model: Model, cuts: Sequence[str] | Sequence[Column], device: torch.device, *,
+                 compile: bool = False, channels_last: bool = False, backend: str = "inductor"):
+        cuts = list(cuts)
+        self.columns = model.columns(model.resolve_cuts(cuts)) if cuts and isinstance(cuts[0], str) else cuts
+        self.model, self.names, self.device = model, [c.name for c in self.columns], device
         self.channels_last = channels_last
         model.eval().to(device)
         if channels_last:
@@ -117,7 +120,8 @@ class CutForward:
             x = self.model.preprocessing(x)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            return self.model.forward_cuts(x, self.names)
+            out = self.model.forward_readouts(x, self.columns)
+            return {c.name: out[(c.cut.name, c.applied)] for c in self.columns}
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -37,6 +37,7 @@ SCHEMES: dict[str, Entry] = {
     "timm": Entry("timm model", "timm:<name>[.<tag>], any timm model with forward_intermediates()"),
     "file": Entry("checkpoint file", "file:<path>, a gr-explorer checkpoint or an official SSL release"),
     "custom": Entry("built in Python", "custom:<name>, a Model object passed to sweep()/run_sweep() (wrap_module)"),
+    "py": Entry("a Python file", "py:<file.py>:<function>, a function that builds the module (models/pyspec.py)"),
 }
 
 PROBES: dict[str, Entry] = {
@@ -70,11 +71,22 @@ METRICS: dict[str, Entry] = {
 }
 SPECTRAL_METRICS = ("rankme", "alpha_req", "stable_rank", "nesum")
 
+#: how a cut's output becomes one vector (models/readout.py): token readouts for ViT blocks, pooling for CNN maps
 READOUTS: dict[str, Entry] = {
-    "cls": Entry("CLS token", "the first prefix token"),
-    "mean": Entry("mean of patches", "the mean of the patch tokens"),
+    "cls": Entry("CLS token", "the class token"),
+    "mean": Entry("mean of patches", "the mean of the patch tokens (class, distillation and register tokens left out)"),
     "cls+mean": Entry("CLS + mean", "both concatenated (DINOv2's linear evaluation)"),
+    "max": Entry("max", "per-channel max over the patch tokens (CNN maps: max pooling)"),
+    "registers": Entry("registers", "the mean of the register tokens"),
+    "all-tokens-mean": Entry("mean of all tokens", "the mean over every token, prefix included"),
+    "avg": Entry("average pooling", "CNN maps: spatial average"),
 }
+TOKEN_READOUTS = ("cls", "mean", "cls+mean", "max", "registers", "all-tokens-mean")
+MAP_READOUTS = ("avg", "max")
+#: the model's final norm on intermediate cuts: off, on, or both (two rows per cut from one forward pass)
+READOUT_NORMS = ("off", "on", "both")
+#: how finely a transformer is cut: block outputs, or inside blocks too (after attention, the MLP hidden activation)
+CUT_DETAILS = ("block", "sub-block")
 
 DERIVED_TASKS: dict[str, Entry] = {
     "hflip": Entry("hflip", "was the image flipped left-right?"),

@@ -44,6 +44,24 @@ def _ticks(table: pd.DataFrame) -> tuple[list[int], list[str]]:
     return depths, ["/".join(names[d]) for d in depths]
 
 
+def fold_curves(df: pd.DataFrame) -> pd.DataFrame:
+    """With several readout curves per model (readouts, norm off/on), each drawn as a model of its own:
+    `<model> · <readout>[ · norm]` (the random-init suffix kept last, so twins still pair up). Pixels stay one."""
+    if df.empty or not {"readout", "norm"} <= set(df.columns):
+        return df
+    if df[["model", "readout", "norm"]].astype(str).drop_duplicates()["model"].duplicated().sum() == 0:
+        return df  # every model has one curve: nothing to tell apart
+    suffix = " [random init]"
+
+    def label(model, readout, norm):
+        if model == "pixels":
+            return model
+        base = model.removesuffix(suffix)
+        return f"{base} · {readout}" + (" · norm" if norm == "on" else "") + (suffix if model != base else "")
+
+    return df.assign(model=[label(*v) for v in df[["model", "readout", "norm"]].itertuples(index=False)])
+
+
 def probes_title(table: pd.DataFrame) -> str:
     probes = [label_of(PROBES, p) for p in dict.fromkeys(table["probe"])]
     return " and ".join(probes) + (" probe" if len(probes) == 1 else " probes")
@@ -76,6 +94,8 @@ def accuracy_vs_depth(table: pd.DataFrame, title: str | None = None, summary: pd
     if table.empty:
         fig.update_layout(title=title or "no results")
         return fig
+    table = fold_curves(table)
+    summary = fold_curves(summary) if summary is not None else None
     base = _baseline_of(table)
     main, refs = table[base == ""], table[base != ""]
     if main.empty:
@@ -235,7 +255,12 @@ def _task_selector(fig: go.Figure, tasks: list[str]) -> None:
 
 
 def cut_task_heatmap(table: pd.DataFrame, model: str | None = None, probe: str | None = None) -> go.Figure:
-    """Accuracy of one model and probe, tasks x cuts (cuts in forward order)."""
+    """Accuracy of one model (its first readout curve when it has several) and probe, tasks x cuts (forward order)."""
+    table = fold_curves(table)
+    if model is not None and model not in set(table["model"]):  # a model with several curves: its first one
+        base, twin = model.removesuffix(" [random init]"), model.endswith(" [random init]")
+        model = next((m for m in table["model"] if m.startswith(f"{base} · ") and m.endswith(" [random init]") == twin),
+                     model)
     model = model or table["model"].iloc[0]
     probe = probe or table["probe"].iloc[0]
     t = table[(table["model"] == model) & (table["probe"] == probe)]

@@ -35,15 +35,15 @@ from .names import KIND_BASELINE, SCHEMES
 from .probes import ProbeResult, run_probes
 from .progress import Cancelled, Progress, ProgressEvent, ShouldStop
 from .stats import Resampler
-from .summary import guillotine_summary
+from .summary import first_curves, guillotine_summary
 
 #: results.csv columns, in order (the in-memory table also carries `correct`, per-image test hits, and
 #: `baseline_for`, the model a baseline row stands next to)
-COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "depth", "part", "dim", "task", "probe", "accuracy",
-           "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance", "hparam", "converged", "n_iter", "n_classes",
-           "n_train", "n_test"]
+COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "readout", "norm", "depth", "part", "dim", "task", "probe",
+           "accuracy", "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance", "hparam", "converged", "n_iter",
+           "n_classes", "n_train", "n_test"]
 MEMORY_COLUMNS = ["correct", "baseline_for"]
-SEARCH_COLUMNS = ["model", "cut", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen"]
+SEARCH_COLUMNS = ["model", "cut", "readout", "norm", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen"]
 
 
 @dataclass
@@ -167,17 +167,22 @@ class _Sweep:
             self.models.append(model)
         self.features[model.name] = {}
         for view in dataset.views:
-            feats = extract_features(model, dataset, None if model.kind == "pixels" else config.cuts, view=view,
+            pixels = model.kind == "pixels"  # one cut, one curve
+            feats = extract_features(model, dataset, None if pixels else config.cuts, view=view,
                                      device=self.device, batch_size=config.batch_size, cache=self.cache,
                                      progress=self.progress, should_stop=self.should_stop, workers=config.workers,
                                      storage=config.feature_dtype, world=self.world, compile=config.compile,
                                      channels_last=config.channels_last, auto_batch=config.auto_batch,
-                                     decoder=config.decoder)
+                                     decoder=config.decoder, detail="block" if pixels else config.cut_detail,
+                                     readouts=None if pixels else config.readout,
+                                     norm="off" if pixels else config.readout_norm)
             self.features[model.name][view] = feats
             if not self.world.is_main:
                 continue  # rank 0 fits the probes on the merged features
-            results = run_probes(config.probes, feats.train, dataset.view_labels(view, "train"), feats.test,
-                                 dataset.view_labels(view, "test"), device=self.device, seed=config.seed,
+            fit = feats.distinct()  # columns that share features (vector cuts in several curves) are fitted once
+            results = run_probes(config.probes, {n: feats.train[n] for n in fit}, dataset.view_labels(view, "train"),
+                                 {n: feats.test[n] for n in fit}, dataset.view_labels(view, "test"), device=self.device,
+                                 seed=config.seed,
                                  val_fraction=config.val_fraction, linear_grid=config.linear_grid,
                                  knn_ks=config.knn_ks, knn_temperature=config.knn_temperature, progress=self.progress,
                                  should_stop=self.should_stop, model=model.name,
@@ -200,7 +205,7 @@ class _Sweep:
         if self.metrics:
             result.metrics = pd.concat(self.metrics, ignore_index=True)
             result.cka = pd.concat(self.ckas, ignore_index=True)
-            result.metric_selection = metric_vs_accuracy(table, result.metrics)
+            result.metric_selection = metric_vs_accuracy(first_curves(table), result.metrics)
         return result
 
 
@@ -213,15 +218,20 @@ def dataset_args(config: SweepConfig) -> dict:
 
 def model_args(config: SweepConfig, spec: str) -> dict:
     """`load_model` keyword arguments for one model spec of a config (see dataset_args)."""
-    return dict(spec=spec, weights=config.weights, readout=config.readout, seed=config.seed)
+    args = dict(spec=spec, weights=config.weights, readout=None, seed=config.seed)  # readouts apply per cut (features)
+    if spec.startswith("py:"):
+        args.update(stages=config.stages, projector=config.projector)
+    return args
 
 
 def _diagnostics(config: SweepConfig, model: Model, feats: Features, dataset: Dataset, device: torch.device, cache,
                  progress, should_stop) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label-free metrics of one model's base-view features, cached with them (keyed on the features' own key)."""
     store = None if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache())
+    feats = feats.first_curve()
     key = content_key({"base": feats.key, "cuts": [c.name for c in feats.cuts], "metrics": list(config.metrics),
-                       "seed": config.seed, "augmentations": model.card.get("augmentations")})
+                       "seed": config.seed, "augmentations": model.card.get("augmentations"),
+                       "curve": [feats.columns[0].readout, feats.columns[0].norm]})
     if store is not None:
         m, c = store.get_table(key + "-metrics"), store.get_table(key + "-cka")
         if m is not None and c is not None:
@@ -251,27 +261,26 @@ def _models(config: SweepConfig, given: Sequence[Model] | None, dataset: Dataset
 
 
 def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeResult]) -> list[dict]:
-    cuts = {c.name: c for c in feats.cuts}
     out = []
-    for r in results:
-        c = cuts[r.cut]
+    for col, r in feats.expand(results):
+        c = col.cut
         out.append({"model": model.name, "baseline": KIND_BASELINE[model.kind], "weights": model.weights_source,
-                    "dataset": dataset.name, "cut": c.name, "depth": c.depth, "part": c.part, "dim": c.dim,
-                    "task": r.task, "probe": r.probe, "accuracy": r.accuracy, "accuracy_ci_low": float("nan"),
-                    "accuracy_ci_high": float("nan"), "val_accuracy": r.val_accuracy, "chance": dataset.chance(r.task),
-                    "hparam": r.setting, "converged": r.converged, "n_iter": r.n_iter, "n_classes": r.n_classes,
-                    "n_train": dataset.n_train, "n_test": dataset.n_test,
-                    "correct": r.correct.numpy() if r.correct is not None else None,
+                    "dataset": dataset.name, "cut": c.name, "readout": col.readout, "norm": col.norm, "depth": c.depth,
+                    "part": c.part, "dim": int(feats.train[col.name].shape[1]), "task": r.task, "probe": r.probe,
+                    "accuracy": r.accuracy, "accuracy_ci_low": float("nan"), "accuracy_ci_high": float("nan"),
+                    "val_accuracy": r.val_accuracy, "chance": dataset.chance(r.task), "hparam": r.setting,
+                    "converged": r.converged, "n_iter": r.n_iter, "n_classes": r.n_classes, "n_train": dataset.n_train,
+                    "n_test": dataset.n_test, "correct": r.correct.numpy() if r.correct is not None else None,
                     "baseline_for": model.baseline_for})
     return out
 
 
 def _search_rows(model: Model, feats: Features, results: list[ProbeResult]) -> list[dict]:
-    """Every hyper-parameter value tried, with its validation accuracy; exactly one chosen per (cut, task, probe)."""
-    depth = {c.name: c.depth for c in feats.cuts}
-    return [{"model": model.name, "cut": r.cut, "depth": depth[r.cut], "task": r.task, "probe": r.probe,
-             "hparam": r.hparam, "value": value, "val_accuracy": acc, "chosen": value == r.value}
-            for r in results for value, acc in r.search.items()]
+    """Every hyper-parameter value tried, with its validation accuracy; exactly one chosen per (column, task, probe)."""
+    return [{"model": model.name, "cut": col.cut.name, "readout": col.readout, "norm": col.norm, "depth": col.cut.depth,
+             "task": r.task, "probe": r.probe, "hparam": r.hparam, "value": value, "val_accuracy": acc,
+             "chosen": value == r.value}
+            for col, r in feats.expand(results) for value, acc in r.search.items()]
 
 
 def with_intervals(table: pd.DataFrame, resamples: int, seed: int) -> pd.DataFrame:
@@ -294,7 +303,6 @@ def sweep(models: str | Model | Sequence[str | Model], dataset: str | Dataset = 
     objs = None
     if any(isinstance(m, Model) for m in models):  # objects given: load the specs beside them here, once
         objs = [m if isinstance(m, Model) else load_model(m, weights=options.get("weights"),
-                                                          readout=options.get("readout"),
                                                           seed=options.get("seed", 0)) for m in models]
     ds_obj = dataset if isinstance(dataset, Dataset) else None
     names = [m.name if isinstance(m, Model) else m for m in objs or models]

@@ -19,7 +19,9 @@ from .stats import Resampler
 from .verdict import gain_text, interval_text
 
 CURVE = ["model", "task", "probe"]
-SUMMARY_COLUMNS = CURVE + [
+#: which readout curve of a model a row belongs to (a token/pooling readout, the final norm off or on)
+VARIANT = ["readout", "norm"]
+SUMMARY_COLUMNS = CURVE + VARIANT + [
     "baseline", "chance", "best_cut", "best_depth", "best_val_accuracy", "best_accuracy", "best_ci_low", "best_ci_high",
     "last_cut", "last_accuracy", "last_ci_low", "last_ci_high", "gain", "gain_ci_low", "gain_ci_high", "clear_gain",
     "random_init_accuracy", "over_random_init", "over_random_init_ci_low", "over_random_init_ci_high", "pixels_accuracy",
@@ -40,14 +42,16 @@ def guillotine_summary(table: pd.DataFrame, resamples: int = 1000, seed: int = 0
     """
     if table.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    table = with_variant(table)
+    keys = CURVE + VARIANT
     has_correct = "correct" in table.columns and table["correct"].notna().all()
     resampler = Resampler(int(table["n_test"].iloc[0]), resamples, seed) if has_correct else None
     rows, picks = [], {}
-    for key, g in table.groupby(CURVE, sort=False):
+    for key, g in table.groupby(keys, sort=False):
         g = g.sort_values("depth", kind="stable")
         best, last = best_row(g), g.iloc[-1]
         picks[key] = best
-        row = {**dict(zip(CURVE, key)), "baseline": _baseline(g), "chance": _first(g, "chance"),
+        row = {**dict(zip(keys, key)), "baseline": _baseline(g), "chance": _first(g, "chance"),
                "best_cut": best["cut"], "best_depth": int(best["depth"]), "best_val_accuracy": float(best["val_accuracy"]),
                "best_accuracy": float(best["accuracy"]), "best_ci_low": _first_of(best, "accuracy_ci_low"),
                "best_ci_high": _first_of(best, "accuracy_ci_high"), "last_cut": last["cut"],
@@ -63,8 +67,27 @@ def guillotine_summary(table: pd.DataFrame, resamples: int = 1000, seed: int = 0
     return out[SUMMARY_COLUMNS]
 
 
+def with_variant(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with `readout` and `norm` columns (a table written before they existed is one curve per model)."""
+    missing = {c: v for c, v in (("readout", ""), ("norm", "off")) if c not in table.columns}
+    return table.assign(**missing) if missing else table
+
+
+def first_curves(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each model's first (readout, norm) curve: the one its label-free diagnostics describe."""
+    if table.empty:
+        return table
+    table = with_variant(table)
+    first = table.groupby("model", sort=False)[VARIANT].first()
+    keep = np.ones(len(table), dtype=bool)
+    for col in VARIANT:
+        keep &= table[col].to_numpy() == first.loc[table["model"], col].to_numpy()
+    return table[keep]
+
+
 def _compare_with_baselines(out: pd.DataFrame, picks: dict, table: pd.DataFrame, resampler: Resampler | None) -> None:
-    """Fill random_init_* (the model's random-init twin, paired over the same images) and pixels_accuracy.
+    """Fill random_init_* (the model's random-init twin, same readout curve, paired over the same images) and
+    pixels_accuracy (the pixels baseline has one curve, whatever the readouts).
 
     A baseline row says which model it stands next to (`baseline_for`); the pixels baseline serves every model.
     """
@@ -77,15 +100,15 @@ def _compare_with_baselines(out: pd.DataFrame, picks: dict, table: pd.DataFrame,
     for i, r in out.iterrows():
         if r["baseline"]:
             continue
-        twin = picks.get((twins.get(r["model"]), r["task"], r["probe"]))
+        twin = picks.get((twins.get(r["model"]), r["task"], r["probe"], r["readout"], r["norm"]))
         if twin is not None:
-            best = picks[(r["model"], r["task"], r["probe"])]
+            best = picks[(r["model"], r["task"], r["probe"], r["readout"], r["norm"])]
             out.at[i, "random_init_accuracy"] = float(twin["accuracy"])
             out.at[i, "over_random_init"] = float(best["accuracy"] - twin["accuracy"])
             if resampler is not None:
                 lo, hi = resampler.difference_interval(best["correct"], twin["correct"])
                 out.at[i, "over_random_init_ci_low"], out.at[i, "over_random_init_ci_high"] = lo, hi
-        pix = picks.get((pixels, r["task"], r["probe"]))
+        pix = next((p for k, p in picks.items() if k[:3] == (pixels, r["task"], r["probe"])), None)
         if pix is not None:
             out.at[i, "pixels_accuracy"] = float(pix["accuracy"])
 
@@ -115,14 +138,18 @@ def _acc(acc, lo, hi) -> list[str]:
     return [f"{a:.3f}" if pd.isna(l) else f"{a:.3f} [{l:.3f}, {h:.3f}]" for a, l, h in zip(acc, lo, hi)]
 
 
-def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
+def summary_view(summary: pd.DataFrame, curves: list[str] | None = None) -> pd.DataFrame:
     """The summary as a compact table to print: one row per curve, every number with its interval.
 
-    `print(summary_view(guillotine_summary(table)).to_string(index=False))` shows what the CLI shows.
+    `curves`: the columns that tell a model's readout curves apart (default: readout and norm when a model has
+    several). `print(summary_view(guillotine_summary(table)).to_string(index=False))` shows what the CLI shows.
     """
-    s = summary
+    s = with_variant(summary)
+    if curves is None:
+        curves = VARIANT if len(s[VARIANT].drop_duplicates()) > 1 else []
     view = pd.DataFrame({
-        "model": s["model"], "task": s["task"], "probe": s["probe"], "chance": s["chance"].round(3),
+        "model": s["model"], **{c: s[c] for c in curves}, "task": s["task"], "probe": s["probe"],
+        "chance": s["chance"].round(3),
         "best cut": s["best_cut"], "best": _acc(s["best_accuracy"], s["best_ci_low"], s["best_ci_high"]),
         "last cut": s["last_cut"], "last": _acc(s["last_accuracy"], s["last_ci_low"], s["last_ci_high"]),
         "gain": [gain_text(g, lo, hi, c, style="suffix", unit="acc")

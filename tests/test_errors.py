@@ -32,7 +32,7 @@ FLAG_CASES = [
     (["--batch-size", "0"], r"batch_size=0 is invalid\. Valid: an integer >= 1"),
     (["--batch-size", "-3"], r"batch_size=-3 is invalid"),
     (["--batch-size", "big"], r"--batch-size 'big' is invalid\. Valid: an integer"),
-    (["--readout", "avg"], r"readout='avg' is invalid\. Valid: null .* cls, mean, cls\+mean"),
+    (["--readout", "average"], r"readout=\['average'\] is invalid\. Valid: .*cls, mean, cls\+mean, max, registers, all-tokens-mean, avg"),
     (["--image-size", "3"], r"image_size=3 is invalid\. Valid: an integer from 8 to 4096"),
     (["--val-fraction", "1.5"], r"val_fraction=1\.5 is invalid\. Valid: a number strictly between 0 and 1"),
     (["--linear-grid", "abc"], r"--linear-grid 'abc' is invalid\. Valid: comma-separated numbers"),
@@ -110,7 +110,7 @@ CARD_CASES = [
     (("architecture", "projector", "spec"), "32--16", r"architecture\.projector\.spec='32--16' is invalid"),
     (("architecture", "projector", "spec"), "32-999999", r"architecture\.projector\.spec='32-999999' is invalid"),
     (("architecture", "projector", "norm"), "gn", r"architecture\.projector\.norm='gn' is invalid\. Valid: bn, ln, none"),
-    (("readout",), "max", r"readout='max' is invalid\. Valid: cls, mean, cls\+mean"),
+    (("readout",), "avg", r"readout='avg' is invalid\. Valid: cls, mean, cls\+mean, max, registers, all-tokens-mean"),
     (("architecture",), None, r"architecture\.backbone=None is invalid"),
 ]
 

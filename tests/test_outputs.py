@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import gr_explorer.files as files
+import gr_explorer.export as export
 import gr_explorer.outputs as outputs
 from gr_explorer.cli import main
 from gr_explorer.errors import OutputError
@@ -160,7 +161,8 @@ def test_cli_a_later_file_that_fails_leaves_the_earlier_run_whole(tmp_path, monk
             raise OSError(errno.ENOSPC, "No space left on device", str(dest))
         return real(dest, data, mode)
 
-    monkeypatch.setattr(outputs, "atomic_write", full_disk_at_the_figure)
+    monkeypatch.setattr(outputs, "atomic_write", full_disk_at_the_figure)  # the tables
+    monkeypatch.setattr(export, "atomic_write", full_disk_at_the_figure)  # the figures
     assert _sweep(tmp_path, out, "--seed", "1") == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and "left as it was" in err and "Traceback" not in err

@@ -303,5 +303,5 @@ def pick_run_settings(prefix: str) -> dict:
                                 extra_help="Ignored by CNNs.")
         size = fields.number(SweepConfig, "image_size", key=f"{prefix}_image_size", step=16, zero_means_none=True,
                              label="Image size (0 = native)", extra_help="Shorter side + centre crop.")
-    return dict(n_train=n_train, n_test=n_test, device=device, seed=seed, batch_size=batch, readout=readout,
-                image_size=size)
+    return dict(n_train=n_train, n_test=n_test, device=device, seed=seed, batch_size=batch,
+                readout=None if readout is None else [readout], image_size=size)

@@ -117,7 +117,7 @@ def compute_diagnostics(model: Model | None, features: Features, dataset_images:
         t0 = time.perf_counter()
         res = augmentation_invariance(model, features.train, dataset_images, augmentations=augmentations, config=augment,
                                       n_images=n_images, seed=seed, device=device, batch_size=batch_size,
-                                      progress=report)
+                                      progress=report, columns=[c for c in features.columns if c.name in features.train])
         by_name = {c.name: c for c in cuts}
         for r in res.rows:
             add(by_name[r["cut"]], "invariance", r["invariance"], r["augmentation"])

@@ -40,7 +40,7 @@ from ..augment import (
 )
 from ..device import autocast, resolve_device
 from ..errors import DiagnosticError
-from ..models import Model
+from ..models import Column, Model
 from .moments import float64_device
 
 AUGMENTATIONS = ("crop", "flip", "color_jitter", "grayscale", "blur")
@@ -99,11 +99,13 @@ class InvarianceResult:
 def augmentation_invariance(model: Model, clean: Mapping[str, torch.Tensor], images: torch.Tensor, *,
                             augmentations: Sequence[str] = AUGMENTATIONS, config: AugmentConfig | None = None,
                             n_images: int = MAX_IMAGES, seed: int = 0, device: str | torch.device | None = None,
-                            batch_size: int = 256, progress: Callable[[int, int, str], None] | None = None) -> InvarianceResult:
+                            batch_size: int = 256, progress: Callable[[int, int, str], None] | None = None,
+                            columns: Sequence[Column] | None = None) -> InvarianceResult:
     """Invariance and retrieval of every cut in `clean` under each augmentation.
 
     `clean` maps cut -> features of `images` (row i = image i), e.g. a sweep's
     `Features.train`; `images` are the uint8 [N, 3, H, W] images they came from.
+    `columns`: how `clean` was read out (one per cut; Features.columns), when not the model's own readout.
     """
     cfg = config or AugmentConfig()
     for a in augmentations:
@@ -137,7 +139,11 @@ def augmentation_invariance(model: Model, clean: Mapping[str, torch.Tensor], ima
             x = images[idx[b * batch_size:(b + 1) * batch_size]].to(dev)
             x = pre.normalize(augmented_view(aug, pre.to_unit(x), cfg, g))
             with autocast(dev):
-                out = model.forward_cuts(x, names)
+                if columns:
+                    got = model.forward_readouts(x, columns)
+                    out = {c.name: got[(c.cut.name, c.applied)] for c in columns}
+                else:
+                    out = model.forward_cuts(x, names)
             for n in names:
                 views[n].append(out[n].float().cpu())
             result.forward_batches += 1

@@ -20,18 +20,21 @@ from .checkpoint import (
     read_card,
     save_checkpoint,
 )
-from .cuts import Cut, check_readout
+from .cuts import Column, Cut
 from .model import POOL, Model
 from .pixels import pixels_model
 from .preprocessing import Preprocessing
 from .projector import build_projector, group_into_blocks, parse_projector_spec
+from .pyspec import load_py_model
 from .random_init import random_init, random_label
+from .readout import check_token_readout
 from .resnet_small import SmallResNet
 from .timm_models import load_timm
 
-#: model spec schemes; `custom:<name>` records a Model object built in Python (wrap_module) in run.json
+#: model spec schemes (names.SCHEMES): `custom:<name>` records a Model object built in Python (wrap_module) in
+#: run.json; `py:<file.py>:<function>` builds one from a Python file (models/pyspec.py)
 
-__all__ = ["SCHEMES", "Cut", "Model", "Preprocessing", "SmallResNet", "POOL", "READOUTS", "load_model", "wrap_module",
+__all__ = ["SCHEMES", "Column", "Cut", "Model", "Preprocessing", "SmallResNet", "POOL", "READOUTS", "load_model", "wrap_module",
            "list_zoo", "zoo_dir", "build_model", "pixels_model", "random_init", "random_label", "build_projector",
            "parse_projector_spec", "load_checkpoint", "save_checkpoint", "read_card", "group_into_blocks", "model_for_cuts"]
 
@@ -54,19 +57,24 @@ def list_zoo() -> dict[str, str]:
     return out
 
 
-def load_model(spec: str, *, weights: str | None = None, readout: str | None = None, seed: int = 0) -> Model:
+def load_model(spec: str, *, weights: str | None = None, readout: str | None = None, seed: int = 0,
+               stages: Sequence[str] | None = None, projector: str | None = None) -> Model:
     """`zoo:<name>`, `timm:<name>[.<tag>]` or `file:<path>` -> Model with ordered cuts.
 
     `weights` applies to timm models (pretrained, random, or a file); random weights are drawn from `seed`.
     `readout` (ViT tokens: cls, mean, cls+mean): None keeps the checkpoint card's, or cls.
+    `stages` / `projector` name the cuts of a `py:` model (see pyspec).
     """
     if isinstance(spec, Model):
         return spec
     scheme, _, rest = str(spec).partition(":")
     if not rest or scheme not in SCHEMES:
         raise ModelSpecError(f"Bad model spec {spec!r}. Valid forms: zoo:<name> (one of: {', '.join(list_zoo()) or 'none shipped'}), "
-                             "timm:<name>[.<tag>] (e.g. timm:resnet18.a1_in1k), file:<path to .safetensors>.")
-    check_readout(readout)
+                             "timm:<name>[.<tag>] (e.g. timm:resnet18.a1_in1k), file:<path to .safetensors>, "
+                             "py:<file.py>:<function>.")
+    check_token_readout(readout)
+    if scheme == "py":
+        return load_py_model(rest, weights=weights, stages=stages, projector=projector, readout=readout, seed=seed)
     if scheme == "custom":
         raise ModelSpecError(f"{spec!r} names a model built in Python (wrap_module); it cannot be loaded from a spec. "
                              "Pass the Model object itself (sweep(model, ...) / run_sweep(config, models=[model])).")
@@ -88,19 +96,19 @@ def load_model(spec: str, *, weights: str | None = None, readout: str | None = N
     return load_timm(rest, weights=weights, readout=readout or "cls", seed=seed)
 
 
-def model_for_cuts(spec: str, *, weights: str | None = None, readout: str | None = None, seed: int = 0) -> Model:
+def model_for_cuts(spec: str, *, weights: str | None = None, readout: str | None = None, seed: int = 0, **py) -> Model:
     """The model as far as listing its cuts needs: a timm model without `weights` is built on the
     meta device (no download, works offline, dims still exact); other specs load as usual."""
     scheme, _, rest = str(spec).partition(":")
     if scheme == "timm" and rest and weights in (None, ""):
-        check_readout(readout)
+        check_token_readout(readout)
         return load_timm(rest, weights="meta", readout=readout or "cls")
-    return load_model(spec, weights=weights, readout=readout, seed=seed)
+    return load_model(spec, weights=weights, readout=readout, seed=seed, **py)
 
 
 def wrap_module(backbone: nn.Module, stages: Sequence[str] | None = None, projector: nn.Sequential | None = None, *,
                 preprocessing: Preprocessing | None = None, pool: str | None = None, readout: str = "mean",
-                num_prefix_tokens: int = 0, name: str = "custom", weights_source: str = "in-memory module") -> Model:
+                num_prefix_tokens: int | None = None, name: str = "custom", weights_source: str = "in-memory module") -> Model:
     """Your own architecture as a Model.
 
     `stages` names submodules whose outputs become cuts (ignored when the

@@ -7,13 +7,17 @@ other `nn.Module` by hooking the named submodules.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import CutError, ModelSpecError, did_you_mean
-from .cuts import check_readout, pool_map, pool_tokens
+from .readout import Readout, TokenLayout, check_token_readout, final_norm, kind_of, read, token_layout
+from .subblock import capture_inputs, parent_stage, sub_block_points
+
+#: reduce(cut name, raw output) -> what the adapter stores for that cut (see Model.forward_readouts)
+Reduce = Callable[[str, object], object]
 
 
 class _Stop(Exception):
@@ -21,22 +25,49 @@ class _Stop(Exception):
 
 
 class BackboneAdapter(nn.Module):
-    """Common surface: `stage_names`, `forward_cuts(x, stages, need_out)`, `forward(x)` -> pooled output."""
+    """Common surface: `stage_names`, `forward_cuts(x, stages, need_out, reduce)`, `forward(x)` -> pooled output.
+
+    `readout` is the model's own token readout (the checkpoint card's, else cls; mean where there is no class
+    token): the one used when a sweep asks for none, and for a token sequence that the backbone itself returns
+    as its output. `layout` and `norm` say where the prefix tokens are and which final norm the model has.
+    """
 
     module: nn.Module
     stage_names: list[str]
     readout: str = "mean"
+    layout: TokenLayout = TokenLayout()
+    norm = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_cuts(x, [], need_out=True)[1]
 
-    def forward_cuts(self, x, stages: Sequence[str], need_out: bool):  # pragma: no cover - interface
+    def forward_cuts(self, x, stages: Sequence[str], need_out: bool, reduce: Reduce | None = None):  # pragma: no cover
         raise NotImplementedError
+
+    def own_readout(self, kind: str) -> Readout:
+        """The model's own readout of a cut of this kind (tokens, map or vector)."""
+        if kind == "tokens":
+            r = self.readout if self.readout in self.layout.readouts() else "mean"
+            return Readout(r)
+        return Readout("avg" if kind == "map" else "-")
+
+    def pooled(self, name: str, raw):
+        """A cut read out the model's own way (what `reduce=None` stores)."""
+        if isinstance(raw, torch.Tensor) and raw.ndim not in (3, 4):
+            return raw if raw.ndim == 2 else raw.flatten(1)
+        r = self.own_readout(kind_of(raw))
+        return read(raw, [r], self.layout, self.norm)[r]
+
+    def detail(self) -> tuple[list[str], dict[str, nn.Module]]:
+        """(every cut name at sub-block detail, in forward order; {sub-block cut: the submodule whose input it is})."""
+        if getattr(self, "_detail", None) is None:
+            self._detail = sub_block_points(self.module, list(self.stage_names))
+        return self._detail
 
     def _check(self, stages: Sequence[str]) -> None:
         for s in stages:
-            if s not in self.stage_names:
-                raise CutError(f"Unknown backbone stage {s!r}. {did_you_mean(s, self.stage_names)}")
+            if s not in self.stage_names and s not in self.detail()[1]:
+                raise CutError(f"Unknown backbone stage {s!r}. {did_you_mean(s, self.detail()[0])}")
 
 
 class IntermediatesBackbone(BackboneAdapter):
@@ -47,31 +78,38 @@ class IntermediatesBackbone(BackboneAdapter):
                 f"{type(module).__name__} has no forward_intermediates(); wrap it with HookBackbone "
                 "(gr_explorer.models.wrap_module) and name the submodules to cut at."
             )
-        check_readout(readout)
+        check_token_readout(readout)
         self.module = module
         self.readout = readout
-        self.num_prefix_tokens = int(getattr(module, "num_prefix_tokens", 0) or 0)
+        self.layout = token_layout(module)
+        self.num_prefix_tokens = self.layout.num_prefix
+        self.norm = final_norm(module)
         self.tokens = hasattr(module, "blocks") and hasattr(module, "patch_embed")
         self.stage_names = [str(f["module"]) for f in _feature_info(module)]
 
-    def forward_cuts(self, x: torch.Tensor, stages: Sequence[str], need_out: bool):
+    def forward_cuts(self, x: torch.Tensor, stages: Sequence[str], need_out: bool, reduce: Reduce | None = None):
         self._check(stages)
-        idx = sorted(self.stage_names.index(s) for s in stages)
+        reduce = reduce or self.pooled
+        feats = {}
+        subs = {s: self.detail()[1][s] for s in stages if s not in self.stage_names}
+        whole = [s for s in stages if s in self.stage_names]
+        idx = sorted({self.stage_names.index(s) for s in whole} | {self.stage_names.index(parent_stage(s)) for s in subs})
         kwargs = dict(indices=idx or [0], stop_early=not need_out, intermediates_only=not need_out)
         if self.tokens:
             kwargs.update(output_fmt="NLC", return_prefix_tokens=self.num_prefix_tokens > 0)
-        res = self.module.forward_intermediates(x, **kwargs)
+        handles = capture_inputs(subs, lambda name, t: feats.__setitem__(name, reduce(name, t)))
+        try:
+            res = self.module.forward_intermediates(x, **kwargs)
+        finally:
+            for h in handles:
+                h.remove()
         final, inter = (None, res) if not need_out else res
-        feats = {}
         for i, t in zip(idx, inter):
-            if isinstance(t, (tuple, list)):  # (patch tokens, prefix tokens)
-                feats[self.stage_names[i]] = pool_tokens(t[0], t[1], self.readout)
-            else:
-                feats[self.stage_names[i]] = pool_map(t, self.readout, self.num_prefix_tokens)
+            if self.stage_names[i] in whole:
+                feats[self.stage_names[i]] = reduce(self.stage_names[i], t)
         out = None
         if need_out:
-            out = self.module.forward_head(final, pre_logits=True)
-            out = pool_map(out, self.readout, self.num_prefix_tokens)
+            out = self.pooled("pool", self.module.forward_head(final, pre_logits=True))
         return feats, out
 
 
@@ -89,14 +127,16 @@ class HookBackbone(BackboneAdapter):
 
     The pooled output is the output of the submodule named `pool` (e.g.
     `"avgpool"` of a torchvision ResNet; the forward stops there, so a
-    classifier or projector that the module still carries never runs), or,
-    without `pool`, whatever calling the module returns.
+    classifier or projector that the module still carries never runs), or its
+    input with `pool_input=True` (the input of a projector the module calls last),
+    or, without `pool`, whatever calling the module returns. `num_prefix_tokens`:
+    None reads it from the module (timm's attribute, else 0).
     """
 
-    def __init__(self, module: nn.Module, stages: Sequence[str], readout: str = "mean", num_prefix_tokens: int = 0,
-                 pool: str | None = None):
+    def __init__(self, module: nn.Module, stages: Sequence[str], readout: str = "mean", num_prefix_tokens: int | None = None,
+                 pool: str | None = None, pool_input: bool = False):
         super().__init__()
-        check_readout(readout)
+        check_token_readout(readout)
         names = dict(module.named_modules())
         for s in list(stages) + ([pool] if pool is not None else []):
             if s not in names or s == "":
@@ -104,13 +144,17 @@ class HookBackbone(BackboneAdapter):
         self.module = module
         self.stage_names = list(stages)
         self.readout = readout
-        self.num_prefix_tokens = num_prefix_tokens
+        self.layout = token_layout(module, num_prefix_tokens)
+        self.num_prefix_tokens = self.layout.num_prefix
+        self.norm = final_norm(module)
         self.pool = pool
+        self.pool_input = pool_input
         self._stage_modules = {s: names[s] for s in stages}  # plain dict: not re-registered as submodules
         self._pool_module = names[pool] if pool is not None else None
 
-    def forward_cuts(self, x: torch.Tensor, stages: Sequence[str], need_out: bool):
+    def forward_cuts(self, x: torch.Tensor, stages: Sequence[str], need_out: bool, reduce: Reduce | None = None):
         self._check(stages)
+        reduce = reduce or self.pooled
         wanted = set(stages)
         feats: dict[str, torch.Tensor] = {}
         pooled: list[torch.Tensor] = []
@@ -118,25 +162,30 @@ class HookBackbone(BackboneAdapter):
         def done() -> bool:
             return wanted.issubset(feats) and (not need_out or bool(pooled))
 
-        def make_hook(name):
-            def hook(_mod, _inp, output):
-                if isinstance(output, (tuple, list)):
-                    output = output[0]
-                feats[name] = pool_map(output, self.readout, self.num_prefix_tokens)
-                if (not need_out or self.pool is not None) and done():
-                    raise _Stop
-            return hook
+        def store(name, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            feats[name] = reduce(name, output)
+            if (not need_out or self.pool is not None) and done():
+                raise _Stop
 
-        def pool_hook(_mod, _inp, output):
+        def make_hook(name):
+            return lambda _mod, _inp, output: store(name, output)
+
+        def pool_hook(_mod, inp, output=None):
+            output = inp if self.pool_input else output
             if isinstance(output, (tuple, list)):
                 output = output[0]
             pooled.append(output)
             if done():
                 raise _Stop
 
-        handles = [self._stage_modules[s].register_forward_hook(make_hook(s)) for s in wanted]
+        subs = {s: self.detail()[1][s] for s in wanted if s not in self._stage_modules}
+        handles = [self._stage_modules[s].register_forward_hook(make_hook(s)) for s in wanted if s in self._stage_modules]
+        handles += capture_inputs(subs, store)
         if need_out and self._pool_module is not None:
-            handles.append(self._pool_module.register_forward_hook(pool_hook))
+            handles.append(self._pool_module.register_forward_pre_hook(pool_hook) if self.pool_input
+                           else self._pool_module.register_forward_hook(pool_hook))
         out = None
         try:
             out = self.module(x)
@@ -153,5 +202,5 @@ class HookBackbone(BackboneAdapter):
             if not torch.is_tensor(out):
                 raise ModelSpecError(f"{type(self.module).__name__}(x) must return a tensor to be used as a backbone, got "
                                      f"{type(out).__name__}; name the submodule whose output is the pooled feature with pool=...")
-            out = pool_map(out, self.readout, self.num_prefix_tokens)
+            out = self.pooled("pool", out)
         return feats, out

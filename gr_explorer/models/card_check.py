@@ -15,7 +15,7 @@ import warnings
 import timm
 
 from ..errors import CheckpointError
-from .cuts import READOUTS
+from ..names import TOKEN_READOUTS
 from .preprocessing import Preprocessing
 from .projector import ACTS, NORMS
 
@@ -54,8 +54,8 @@ def check_card(card: dict, where: str) -> None:
     _check_preprocessing(card, where)
     readout = card.get("readout", "cls")
 
-    if readout not in READOUTS:
-        raise _fail(where, "readout", readout, ", ".join(READOUTS))
+    if readout not in TOKEN_READOUTS:
+        raise _fail(where, "readout", readout, ", ".join(TOKEN_READOUTS))
 
 
 def _check_backbone(bb: dict, where: str) -> None:

@@ -1,13 +1,10 @@
-"""Cuts: the named places where a model can be cut, and how a cut's output becomes a vector."""
+"""Cuts: the named places where a model can be cut (how a cut's output becomes a vector: readout.py)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import torch
-
-from ..errors import ModelSpecError
-from ..names import READOUTS
+from .readout import Readout
 
 
 @dataclass(frozen=True)
@@ -23,36 +20,18 @@ class Cut:
         return asdict(self)
 
 
-def pool_map(x: torch.Tensor, readout: str = "mean", num_prefix_tokens: int = 0) -> torch.Tensor:
-    """Turn a cut's raw output into one vector per image.
+@dataclass(frozen=True)
+class Column:
+    """One feature column of a sweep: a cut read out one way. It gives one row per (task, probe) in the results.
 
-    NCHW maps are globally average-pooled; token sequences [B, L, C] use the
-    readout (`cls` = first prefix token, `mean` = mean of the patch tokens,
-    `cls+mean` = both concatenated); vectors pass through.
+    `readout` and `norm` name the curve the column belongs to (what was asked for); `applied` is what is
+    computed for this cut: a vector cut's pooling is `-`, and the norm is off where it does not apply, so
+    such a column's features are those of the same cut in the other curves (extracted and fitted once).
+    `name` keys the column in Features: the cut name for the first curve, `<cut>@<readout>[@norm]` for others.
     """
-    if x.ndim == 4:
-        return x.mean(dim=(2, 3))
-    if x.ndim == 3:
-        return pool_tokens(x[:, num_prefix_tokens:], x[:, :num_prefix_tokens], readout)
-    if x.ndim == 2:
-        return x
-    return x.flatten(1)
 
-
-def pool_tokens(patches: torch.Tensor, prefix: torch.Tensor, readout: str = "mean") -> torch.Tensor:
-    """The readout of a token sequence given as patch tokens [B, L, C] and prefix tokens [B, P, C] (P may be 0).
-
-    Models that hand the two back separately (timm's forward_intermediates) are pooled without first joining
-    them, which would copy every block's whole output.
-    """
-    if readout == "mean" or prefix.shape[1] == 0:
-        return patches.mean(dim=1)
-    if readout == "cls":
-        return prefix[:, 0]
-    return torch.cat([prefix[:, 0], patches.mean(dim=1)], dim=1)
-
-
-def check_readout(readout: str | None) -> None:
-    """The one check of a readout name on the model side (None: the checkpoint's own)."""
-    if readout is not None and readout not in READOUTS:
-        raise ModelSpecError(f"Unknown readout {readout!r}. Valid: {', '.join(READOUTS)}.")
+    name: str
+    cut: Cut
+    readout: str
+    norm: str  # "off" | "on"
+    applied: Readout

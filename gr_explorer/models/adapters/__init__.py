@@ -21,7 +21,7 @@ from ..model import Model
 from ..projector import describe_blocks
 from ..safe_load import safe_torch_load
 from . import barlow, dino, lightly, mocov3, simclr, solo, vicreg
-from .common import Release, describe_keys
+from .common import LOAD_WITH_CODE, Release, describe_keys
 
 #: Detection order: most specific layouts first (simclr accepts the most).
 LAYOUTS = (dino, mocov3, barlow, vicreg, lightly, solo, simclr)
@@ -37,8 +37,9 @@ def detect_layout(obj, path: str = "checkpoint"):
     raise CheckpointError(
         f"{path!r} has no gr-explorer card and matches none of the known layouts (tried: {', '.join(FORMATS)}). "
         f"Its top-level keys: {describe_keys(obj)}. Use `gr-explorer convert --format <layout> --arch <timm name>` "
-        "for a known layout with another backbone; a backbone-only state dict loads with --model timm:<name> "
-        "--weights <file>; any other architecture with wrap_module().")
+        "for a known layout with another timm backbone; a backbone-only state dict of a timm model loads with --model "
+        "timm:<name> --weights <file>; any other architecture with --model py:<file.py>:<function> --weights <file> "
+        "(or wrap_module() in Python).")
 
 
 def _extract(obj, path: Path, fmt: str, arch: str | None, branch: str | None) -> Release:
@@ -107,9 +108,11 @@ def convert_release(path: str | Path, *, format: str = "auto", arch: str | None 
     weights.update({f"projector.{k}": v for k, v in rel.projector_sd.items()})
     try:
         model = assemble(card, weights, name=name or str(path), readout=readout, where=str(path))
-    except CheckpointError as e:
-        raise CheckpointError(f"{e} Read as layout {rel.layout}; pass --arch <timm model name> if the backbone is "
-                              "another architecture, or --format for another layout.") from e
+    except (CheckpointError, RuntimeError) as e:  # RuntimeError: the head does not fit the backbone's output
+        what = str(e) if isinstance(e, CheckpointError) else f"The head does not fit the output of timm:{rel.backbone['name']} ({e})."
+        hint = (f"--arch {arch} does not fit these weights; for an architecture timm does not have, {LOAD_WITH_CODE}" if arch
+                else "Pass --arch <timm model name> if the backbone is another timm architecture, or --format for another layout.")
+        raise CheckpointError(f"{what} Read as layout {rel.layout}. {hint}") from e
     model.weights_source = f"{path.name} sha256:{digest[:12]}"
     return model, card
 

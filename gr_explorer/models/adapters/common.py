@@ -17,6 +17,11 @@ import torch
 from ...errors import CheckpointError
 from ..preprocessing import Preprocessing
 
+#: what to do with weights of an architecture that no timm model matches: load them with their own code
+LOAD_WITH_CODE = ("load the weights with the code that defines the network: gr-explorer sweep --model "
+                  "py:<file.py>:<function> --weights <this file> --stages <submodules to cut at> [--projector <head "
+                  "submodule>] (models/pyspec.py), or wrap_module() in Python.")
+OWN_CODE = "No timm model has this architecture, so --arch cannot load it; " + LOAD_WITH_CODE
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -94,7 +99,7 @@ def backbone_spec(sd: dict, *, arch: str | None = None, vit_heads: int | None = 
         spec = {"type": "timm", "name": arch, "kwargs": {}}
     else:
         raise CheckpointError("The backbone weights are neither a torchvision/timm ResNet nor a timm/DINO ViT "
-                              f"(keys start {', '.join(list(sd)[:5])}); pass --arch <timm model name>.")
+                              f"(keys start {', '.join(list(sd)[:5])}). {OWN_CODE}")
     return spec
 
 
@@ -105,8 +110,7 @@ def _resnet_spec(sd: dict, arch: str | None, cifar_padding: int) -> dict:
     width = sd["conv1.weight"].shape[0]
     if name is None or (arch is None and width != 64):
         raise CheckpointError(f"ResNet with {'bottleneck' if bottleneck else 'basic'} blocks {list(depths)} and a "
-                              f"{width}-channel stem is not one of {', '.join(sorted(set(_RESNETS.values())))}; "
-                              "pass --arch <timm model name> if timm has it.")
+                              f"{width}-channel stem is not one of {', '.join(sorted(set(_RESNETS.values())))}. {OWN_CODE}")
     spec = {"type": "timm", "name": name, "kwargs": {}}
     k = sd["conv1.weight"].shape[-1]
     if k != 7:  # CIFAR-style stem: small stride-1 conv and no max-pool (cannot be read from weights: padding per layout)
@@ -127,7 +131,7 @@ def _vit_spec(sd: dict, arch: str | None, vit_heads: int | None) -> dict:
         name = arch
     else:
         if embed not in _VIT_SIZES:
-            raise CheckpointError(f"ViT with width {embed} is not tiny/small/base/large (192/384/768/1024); pass --arch.")
+            raise CheckpointError(f"ViT with width {embed} is not tiny/small/base/large (192/384/768/1024). {OWN_CODE}")
         size, heads = _VIT_SIZES[embed]
 
         name = f"vit_{size}_patch{p}_224"
