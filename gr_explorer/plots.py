@@ -26,7 +26,8 @@ GREY = "rgb(120,120,120)"
 REGION_FILL = {"backbone": "rgba(31,119,180,0.06)", "projector": "rgba(255,127,14,0.10)"}
 
 
-def _rgba(colour: str, alpha: float) -> str:
+def rgba(colour: str, alpha: float) -> str:
+    """A hex or rgb() colour with an alpha channel."""
     if colour.startswith("#"):
         r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     else:
@@ -155,7 +156,7 @@ def _add_curve(fig: go.Figure, key: tuple, g: pd.DataFrame, s: pd.Series, c: str
     if "accuracy_ci_low" in g.columns and g["accuracy_ci_low"].notna().all():
         fig.add_trace(go.Scatter(
             x=list(g["depth"]) + list(g["depth"])[::-1], y=list(g["accuracy_ci_high"]) + list(g["accuracy_ci_low"])[::-1],
-            fill="toself", fillcolor=_rgba(c, 0.13), mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False,
+            fill="toself", fillcolor=rgba(c, 0.13), mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False,
             legendgroup=group, name=f"{name} 95% CI", meta={**meta, "role": "band"}))
     ci = (g[["accuracy_ci_low", "accuracy_ci_high"]].to_numpy() if "accuracy_ci_low" in g.columns else None)
     fig.add_trace(go.Scatter(
@@ -206,7 +207,7 @@ def _add_references(fig: go.Figure, refs: pd.DataFrame, pixels: pd.DataFrame, co
         model, task, probe = key
         g = g.sort_values("depth")
         of = g["baseline_for"].iloc[0] if "baseline_for" in g.columns else model
-        c = _rgba(colour.get(task if by_task else of, GREY), 0.6)
+        c = rgba(colour.get(task if by_task else of, GREY), 0.6)
         label = f"{model} · {task}" + (f" · {label_of(PROBES, probe)}" if several_probes else "")
         fig.add_trace(go.Scatter(
             x=g["depth"], y=g["accuracy"], mode="lines", name="random init (same network, dashed)",

@@ -24,7 +24,7 @@ LAYERS = [
     ["config", "cache"],  # the sweep's settings; the feature store
     ["data", "models"],  # inputs
     ["forward", "features", "probes"],  # one forward pass for all cuts; heads on the features
-    ["diagnostics", "summary", "plots", "embedding", "embedding_plots"],  # label-free measures and maps; reading
+    ["diagnostics", "summary", "plots", "embedding", "embedding_plots", "live_plots"],  # label-free measures and maps; reading
     # and drawing a results table
     ["run"],  # a sweep
     ["training"],  # a training run (its held-out evaluation is a sweep)

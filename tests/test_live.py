@@ -40,6 +40,7 @@ def test_the_last_probe_step_equals_a_sweep_of_the_saved_checkpoint(trained):
     s = summary[summary["epoch"] == 3.0].reset_index(drop=True)
     assert list(s["best_cut"]) == list(sweep.summary["best_cut"])
     assert list(s["gain_ci_low"].round(6)) == list(sweep.summary["gain_ci_low"].round(6))
+    assert res.path.with_suffix(".probes.html").stat().st_size > 10_000  # the figures of every probe step
     card = res.card["live_probes"]
     assert card["every_epochs"] == 2 and len(card["summary"]) == 3 * 2  # 3 steps x 2 tasks
     assert res.card["training"]["live_probe_seconds"] > 0
@@ -92,3 +93,20 @@ def test_bad_live_probe_settings_are_named():
     with pytest.raises(Exception, match=r"probe_every=0 is invalid"):
         TrainConfig(probe_every=0)
     assert "--probe-every" in TrainConfig(probe_every=2, out="runs/x.safetensors").to_command()
+
+
+def test_the_figures_show_every_probe_epoch_and_where_the_gain_opens():
+    from gr_explorer.live_plots import gain_over_training, probes_over_training
+
+    rows, summary = [], []
+    for epoch, gain_lo in ((0.0, -0.05), (2.0, 0.01), (4.0, 0.03)):
+        for depth, cut in enumerate(("stem", "layer1", "pool", "proj1")):
+            rows.append({"epoch": epoch, "task": "shape", "depth": depth, "cut": cut, "accuracy": 0.3 + 0.1 * depth})
+        summary.append({"epoch": epoch, "task": "shape", "best_depth": 2, "best_cut": "pool", "best_accuracy": 0.5,
+                        "gain": gain_lo + 0.04, "gain_ci_low": gain_lo, "gain_ci_high": gain_lo + 0.08})
+    table, summary = pd.DataFrame(rows), pd.DataFrame(summary)
+    fig = probes_over_training(table, summary)
+    assert [f.name for f in fig.frames] == ["0", "2", "4"] and len(fig.layout.sliders[0].steps) == 3
+    gain = gain_over_training(summary)
+    ring = [t for t in gain.data if t.marker and t.marker.symbol == "circle-open"]
+    assert len(ring) == 1 and list(ring[0].x) == [2.0]  # the first epoch whose interval excludes 0

@@ -21,6 +21,7 @@ import pandas as pd
 from ..config import SweepConfig
 from ..data import Dataset, load_dataset
 from ..files import atomic_write
+from ..live_plots import gain_over_training, probes_over_training
 from ..models import Model
 from ..progress import Cancelled, ShouldStop
 from ..run import MEMORY_COLUMNS, run_sweep
@@ -54,7 +55,8 @@ class LiveProbes:
                                              else None, n_train=config.probe_n_train, n_test=config.probe_n_test,
                                              seed=probe_seed(config), image_size=config.image_size)
         out = Path(config.out)
-        self.paths = {"table": out.with_suffix(".probes.csv"), "summary": out.with_suffix(".probes_summary.csv")}
+        self.paths = {"table": out.with_suffix(".probes.csv"), "summary": out.with_suffix(".probes_summary.csv"),
+                      "figures": out.with_suffix(".probes.html")}
         self.tables: list[pd.DataFrame] = []
         self.summaries: list[pd.DataFrame] = []
         self.seconds = 0.0
@@ -85,6 +87,16 @@ class LiveProbes:
         self.seconds += time.perf_counter() - t0
         if self.on_probe is not None:
             self.on_probe(table, summary)
+
+    def write_figures(self) -> None:
+        """`<out>.probes.html`: accuracy vs depth over the epochs (slider, Play) and the gain per epoch."""
+        if not self.tables:
+            return
+        table, summary = pd.concat(self.tables, ignore_index=True), pd.concat(self.summaries, ignore_index=True)
+        figs = [probes_over_training(table, summary, title=Path(self.config.out).stem), gain_over_training(summary)]
+        html = "".join(f.to_html(include_plotlyjs=(i == 0), full_html=False) for i, f in enumerate(figs))
+        atomic_write(self.paths["figures"], "<html><head><meta charset='utf-8'><title>live probes</title></head><body>"
+                                            + html + "</body></html>")
 
     def card(self) -> dict:
         """What the checkpoint's card keeps: how the probes were run and the per-epoch summary."""

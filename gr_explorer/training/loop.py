@@ -167,6 +167,7 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
     if run.interrupted:
         card["training"]["stopped_by"] = "KeyboardInterrupt"
     if live is not None:
+        live.write_figures()
         card["live_probes"] = live.card()
         card["training"]["live_probe_seconds"] = round(live.seconds, 2)
     path = save_checkpoint(model, config.out, card, config.save_dtype)
