@@ -108,12 +108,13 @@ def check_references(config: SweepConfig) -> None:
 
 def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dataset: Dataset | None = None,
               cache: FeatureCache | None | bool = None, progress: Progress | None = None,
-              should_stop: ShouldStop | None = None) -> SweepResult | None:
+              should_stop: ShouldStop | None = None, cached_only: bool = False) -> SweepResult | None:
     """Run a sweep. Pre-built `models`/`dataset` objects (the app's shared caches) replace loading the specs.
 
     `progress(ProgressEvent)` hears every stage; `should_stop()` is polled between batches and probe
     chunks, and stopping raises SweepCancelled carrying the rows finished so far. Under torchrun every
     rank extracts its share of the batches and rank 0 returns the result; the other ranks return None.
+    `cached_only`: raise errors.NotCached before any forward pass when a feature is not in the cache.
     """
     t0 = time.perf_counter()
     if dataset is None:
@@ -124,7 +125,7 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
     if world.size > 1 and cache is False:
         raise GRExplorerError("Under torchrun the ranks hand their features to rank 0 through the cache folder: "
                               "drop --no-cache (and give --cache-dir on a filesystem every machine sees).")
-    run = _Sweep(config, device, world, cache, progress, should_stop)
+    run = _Sweep(config, device, world, cache, progress, should_stop, cached_only)
     try:
         dataset = run.load_dataset(dataset)
         for model in _models(config, models, dataset, run.emit):
@@ -141,8 +142,9 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
 class _Sweep:
     """One sweep's state: the rows, search rows and diagnostics gathered model by model."""
 
-    def __init__(self, config: SweepConfig, device: torch.device, world, cache, progress, should_stop):
-        self.config, self.device, self.world, self.cache = config, device, world, cache
+    def __init__(self, config: SweepConfig, device: torch.device, world, cache, progress, should_stop,
+                 cached_only: bool = False):
+        self.config, self.device, self.world, self.cache, self.cached_only = config, device, world, cache, cached_only
         self.progress, self.should_stop = progress, should_stop
         self.emit = (progress or (lambda e: None)) if world.is_main else (lambda e: None)
         self.rows: list[dict] = []
@@ -175,7 +177,7 @@ class _Sweep:
                                      channels_last=config.channels_last, auto_batch=config.auto_batch,
                                      decoder=config.decoder, detail="block" if pixels else config.cut_detail,
                                      readouts=None if pixels else config.readout,
-                                     norm="off" if pixels else config.readout_norm)
+                                     norm="off" if pixels else config.readout_norm, cached_only=self.cached_only)
             self.features[model.name][view] = feats
             if not self.world.is_main:
                 continue  # rank 0 fits the probes on the merged features

@@ -8,11 +8,13 @@ import streamlit as st
 from ..config import SweepConfig
 from ..diagnostics.figures import cka_heatmap, invariance_heatmap, metric_curves
 from ..errors import GRExplorerError
+from ..export import HTML_CONFIG
 from ..files import slug
 from ..names import METRICS, SPECTRAL_METRICS, label_of
 from ..plots import accuracy_vs_depth, cut_task_heatmap
 from ..run import SweepResult
-from . import results, widgets
+from . import results, share, widgets
+from .embeddings import show_embedding
 from .figures import search_curve
 
 #: The teaching demo's preset: the default run shows the random-init twin (about 2x the run without baselines);
@@ -56,9 +58,11 @@ def render() -> None:
     st.title("Explore: where should you cut?")
     st.caption("Probe **every cut** of a self-supervised network (backbone stages, the pooled backbone output, each "
                "projector layer) and see which one transfers best to each task. **About** explains the plots.")
+    linked = share.restore("ex")
     with st.sidebar:
         config = settings()
-    results.sweep_flow("explore", "ex", config, title="Sweep", button="Run", show=show_explore,
+    share.publish(config)
+    results.sweep_flow("explore", "ex", config, title="Sweep", button="Run", show=show_explore, linked=linked,
                        empty_hint="Pick a model, a dataset and its tasks in the sidebar, then press **Run**. The default "
                                   "(zoo:simclr on shapes, all cuts, linear probe, random-init baseline) takes about "
                                   "half a minute on a busy 2-core CPU.")
@@ -77,7 +81,9 @@ def show_explore(record: SweepResult, key: str, current_config_json: str | None)
     view = results.view_of(table, tasks, probe)
     fig = accuracy_vs_depth(view, summary=summary, selector=False)
     fig.update_layout(height=CHART_HEIGHT, margin=dict(t=50, b=40, l=60, r=10))
-    st.plotly_chart(fig, key=f"{key}:chart", width="stretch")
+    st.plotly_chart(fig, key=f"{key}:chart", width="stretch", config=HTML_CONFIG)
+    results.image_downloads(lambda: accuracy_vs_depth(view, summary=summary, selector=False), key=f"{key}:chart_img",
+                            stem=slug(f"{record.models[0].split(':')[-1]}_accuracy_vs_depth"), html=False)
     st.caption("Each line is a task; its band is the 95% interval; ★ marks the best cut, chosen on validation images, "
                "and the number beside it the guillotine gain (best minus last cut) when its interval excludes 0. "
                "Dashed: the same network with random weights; ◆: a probe on the raw pixels; dotted: chance.")
@@ -86,7 +92,10 @@ def show_explore(record: SweepResult, key: str, current_config_json: str | None)
     st.table(results.summary_frame(summary[summary["probe"] == probe]), hide_index=True, border="horizontal")
     if not record.metrics.empty:
         show_diagnostics(record, tasks, probe, key)
-    tab_search, tab_heat, tab_table = st.tabs(["Probe validation", "Cut × task heatmap", "Results table"])
+    tab_embed, tab_search, tab_heat, tab_table = st.tabs(["Embedding per cut", "Probe validation", "Cut × task heatmap",
+                                                          "Results table"])
+    with tab_embed:
+        show_embedding(record, key)
     with tab_search:
         show_search(record, tasks, probe, key)
     with tab_heat:
