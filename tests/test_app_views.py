@@ -8,6 +8,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from gr_explorer.app.share import link_of
@@ -21,7 +22,8 @@ def _run(at: AppTest) -> None:
     no_errors(at)
 
 
-def test_the_embedding_tab_maps_every_cut_of_the_run_with_its_neighbourhood_score(zoo):
+@pytest.mark.usefixtures("zoo")
+def test_the_embedding_tab_maps_every_cut_of_the_run_with_its_neighbourhood_score():
     at = start()
     small(at, "ex", tasks=["shape", "color"])
     _run(at)
@@ -36,7 +38,8 @@ def test_the_embedding_tab_maps_every_cut_of_the_run_with_its_neighbourhood_scor
     assert "plotly_hover" in html[0] and "plotly_click" in html[0] and "data:image/png;base64" in html[0]
 
 
-def test_the_address_bar_carries_the_settings_and_a_link_restores_them_and_a_cached_result(zoo):
+@pytest.mark.usefixtures("zoo")
+def test_the_address_bar_carries_the_settings_and_a_link_restores_them_and_a_cached_result():
     at = start()
     small(at, "ex", tasks=["shape"])
     link = dict(at.query_params)
@@ -66,7 +69,8 @@ def test_the_address_bar_carries_the_settings_and_a_link_restores_them_and_a_cac
     assert all(s["batches"] == 0 for s in restored.cache_stats().values())  # no forward pass: all from the cache
 
 
-def test_a_bad_link_is_said_and_ignored(zoo):
+@pytest.mark.usefixtures("zoo")
+def test_a_bad_link_is_said_and_ignored():
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"models": "zoo:simclr", "n_train": "-5", "run": "1"})
     at.run()
