@@ -15,7 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from .names import PROBES, label_of
+from .models.subblock import ATTN_OUT, MLP_HIDDEN
+from .names import KINDS, PROBES, label_of
 from .summary import CURVE, guillotine_summary
 from .verdict import NO_CLEAR_GAIN, gain_text
 
@@ -36,8 +37,12 @@ def rgba(colour: str, alpha: float) -> str:
 
 
 def _ticks(table: pd.DataFrame) -> tuple[list[int], list[str]]:
+    """Tick positions and labels: every cut, or, with sub-block cuts, only the block outputs and the cuts after
+    them (the attention and MLP points of a block sit unlabelled between its neighbours; hover names them)."""
     names: dict[int, list[str]] = {}
     for d, c in table[["depth", "cut"]].drop_duplicates().itertuples(index=False):
+        if str(c).endswith(SUB_BLOCK):
+            continue
         names.setdefault(int(d), [])
         if c not in names[int(d)]:
             names[int(d)].append(c)
@@ -45,22 +50,34 @@ def _ticks(table: pd.DataFrame) -> tuple[list[int], list[str]]:
     return depths, ["/".join(names[d]) for d in depths]
 
 
+#: the names of the cuts inside a transformer block (models/subblock.py)
+SUB_BLOCK = (f".{ATTN_OUT}", f".{MLP_HIDDEN}")
+
+
 def fold_curves(df: pd.DataFrame) -> pd.DataFrame:
     """With several readout curves per model (readouts, norm off/on), each drawn as a model of its own:
-    `<model> · <readout>[ · norm]` (the random-init suffix kept last, so twins still pair up). Pixels stay one."""
+    `[<model> · ]<readout>[ · norm]` (the model named only when there are several), a random-init twin's curve
+    labelled after its model's (its `baseline_for` follows, so twins still pair up). Pixels stay one curve."""
     if df.empty or not {"readout", "norm"} <= set(df.columns):
         return df
     if df[["model", "readout", "norm"]].astype(str).drop_duplicates()["model"].duplicated().sum() == 0:
         return df  # every model has one curve: nothing to tell apart
-    suffix = " [random init]"
+    kind = df["baseline"].fillna("") if "baseline" in df.columns else pd.Series("", index=df.index)
+    of = df["baseline_for"].fillna("") if "baseline_for" in df.columns else pd.Series("", index=df.index)
+    base = [o if k == "random-init" and o else m for m, k, o in zip(df["model"], kind, of)]
+    several = len({b for b, k in zip(base, kind) if k != "pixels"}) > 1
 
     def label(model, readout, norm):
-        if model == "pixels":
-            return model
-        base = model.removesuffix(suffix)
-        return f"{base} · {readout}" + (" · norm" if norm == "on" else "") + (suffix if model != base else "")
+        curve = f"{readout}" + (" · norm" if norm == "on" else "")
+        return f"{model} · {curve}" if several else curve
 
-    return df.assign(model=[label(*v) for v in df[["model", "readout", "norm"]].itertuples(index=False)])
+    out = df.assign(model=[m if k == "pixels" else label(b, r, n) + (f" [{KINDS['random_init'].label}]"
+                                                                      if k == "random-init" else "")
+                           for m, k, b, r, n in zip(df["model"], kind, base, df["readout"], df["norm"])])
+    if "baseline_for" in df.columns:
+        out["baseline_for"] = [label(b, r, n) if k == "random-init" else o
+                               for k, b, r, n, o in zip(kind, base, df["readout"], df["norm"], of)]
+    return out
 
 
 def probes_title(table: pd.DataFrame) -> str:

@@ -196,7 +196,10 @@ def test_explore_default_run_equals_library_sweep_with_baselines_and_the_gain_ru
     best = s.loc[task, "best_cut"]
     rs = ref.search[(ref.search["model"] == "zoo:simclr") & (ref.search["cut"] == best) & (ref.search["task"] == task)]
     np.testing.assert_allclose(decode(spec["data"][0]["y"]), rs.sort_values("value")["val_accuracy"])
-    assert len(at.get("download_button")) == 3
+    labels = sorted(b.label for b in at.get("download_button"))
+    # the run's CSV, JSON and HTML; PNG and SVG of the chart; PNG, SVG and HTML of the embedding view
+    assert labels == sorted(["Results (CSV)", "Run config (JSON)", "Figure (HTML)", "Figure (PNG)", "Figure (SVG)",
+                             "Figure (PNG)", "Figure (SVG)", "Figure (HTML)"]), labels
 
 
 def test_explore_diagnostics_view(zoo):

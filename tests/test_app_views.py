@@ -87,3 +87,29 @@ def test_link_of_round_trips_through_the_declared_flag_words():
     back = {k: parse_flag(SweepConfig.spec(k).kind, v, k) for k, v in link.items()}
     assert SweepConfig.from_dict(back) == config
     assert parse_qs("&".join(f"{k}={v}" for k, v in link.items()))["tasks"] == ["shape,color"]
+
+
+@pytest.mark.usefixtures("zoo")
+def test_a_transformer_offers_cuts_inside_blocks_its_readouts_and_its_final_norm():
+    """Explore's reading controls come from the model: a ViT has sub-block cuts, token readouts and a final norm;
+    the choices reach the sweep's settings (read back from the address bar, which carries them)."""
+    at = start()
+    at.radio(key="ex_source").set_value("timm").run()
+    at.text_input(key="ex_timm").input("vit_tiny_patch16_224").run()
+    at.selectbox(key="ex_timm_weights").set_value("random").run()
+    no_errors(at)
+    model = "timm:vit_tiny_patch16_224 [random init]"  # the widgets follow the model loaded
+    assert at.multiselect(key=f"ex_readouts::{model}").options == ["CLS token", "mean of patches", "CLS + mean", "max",
+                                                                   "mean of all tokens"]  # no registers on this ViT
+    at.selectbox(key=f"ex_detail::{model}").set_value("sub-block").run()
+    at.multiselect(key=f"ex_readouts::{model}").set_value(["cls", "mean"]).run()
+    at.selectbox(key=f"ex_norm::{model}").set_value("both").run()
+    no_errors(at)
+    cuts = at.multiselect(key=f"ex_cuts::{model}::sub-block")
+    assert len(cuts.options) == 12 * 3 + 1  # attn_out, mlp_hidden and the output of 12 blocks, and pool
+    link = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert (link["cut_detail"], link["readout"], link["readout_norm"]) == ("sub-block", "cls,mean", "both")
+
+    cnn = start()  # a CNN: no cuts inside blocks, no final norm; its stages read by average or max pooling
+    assert "ex_detail::zoo:simclr" not in [w.key for w in cnn.selectbox]
+    assert cnn.multiselect(key="ex_readouts::zoo:simclr").options == ["average pooling", "max"]

@@ -36,10 +36,11 @@ def settings() -> SweepConfig | None:
     if weights == "random" and "random-init" in probing["baselines"]:
         probing["baselines"].remove("random-init")
         st.caption("The model itself is a random init, so it has no random-init baseline.")
-    cuts = None
+    cuts, reading = None, {}
     model = widgets.load_for_ui(spec, weights, run) if spec else None
     if model is not None:
-        cuts = widgets.pick_cuts("ex", model)
+        reading = widgets.pick_readouts("ex", model)
+        cuts = widgets.pick_cuts("ex", model, reading["cut_detail"])
     if model is None or not dataset or not tasks or cuts == []:
         return None
     if not probing["probes"]:
@@ -47,7 +48,7 @@ def settings() -> SweepConfig | None:
         return None
     try:
         return SweepConfig(models=[spec], dataset=dataset, tasks=tasks, cuts=cuts, weights=weights, **probing,
-                           **diagnostics, **run)
+                           **diagnostics, **run, **reading)
     except GRExplorerError as e:
         widgets.show_error(e)
         return None

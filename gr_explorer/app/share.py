@@ -83,8 +83,16 @@ def restore(prefix: str) -> SweepConfig | None:
         preset(f"{prefix}_folder", folder)
     if config.tasks is not None:
         preset(f"{prefix}_tasks::{kind}", list(config.tasks))
+    model = config.models[0]
+    if config.cut_detail != "block":
+        preset(f"{prefix}_detail::{model}", config.cut_detail)
     if config.cuts is not None:
-        preset(f"{prefix}_cuts::{config.models[0]}", list(config.cuts))
+        preset(f"{prefix}_cuts::{model}" + ("" if config.cut_detail == "block" else f"::{config.cut_detail}"),
+               list(config.cuts))
+    if config.readout is not None:
+        preset(f"{prefix}_readouts::{model}", list(config.readout))
+    if config.readout_norm != "off":
+        preset(f"{prefix}_norm::{model}", config.readout_norm)
     for setting, widget in WIDGETS.items():
         value = getattr(config, setting)
         if setting in ("n_train", "n_test", "image_size") and value is None:
