@@ -21,6 +21,7 @@ from ..run import SweepResult, run_sweep
 from ..verdict import difference_text, gain_text
 from . import resources
 from .jobs import Job, Snapshot, follow, is_cancel
+from .state import session_alive
 from .widgets import show_error
 
 CLI = "gr-explorer sweep --config run.json"
@@ -31,14 +32,14 @@ def start_sweep(config: SweepConfig, title: str) -> Job:
 
     def work(job: Job) -> SweepResult:
         job.progress(ProgressEvent("load", 0, 1, "", f"loading dataset {config.dataset}"))
-        dataset = resources.get_dataset(config)
+        dataset = resources.get_dataset(config, progress=job.progress, should_stop=job.should_stop)
         models = []
         for spec in config.models:
             job.progress(ProgressEvent("load", 0, 1, "", f"loading model {spec}"))
             models.append(resources.get_model(config, spec))
         return run_sweep(config, models=models, dataset=dataset, progress=job.progress, should_stop=job.should_stop)
 
-    return Job(title, work, meta={"config": config}).start()
+    return Job(title, work, meta={"config": config}, owner_alive=session_alive()).start()
 
 
 def record_from(job: Job, snap: Snapshot) -> tuple[SweepResult | None, BaseException | None]:
@@ -116,7 +117,7 @@ def sweep_flow(page: str, key: str, config: SweepConfig | None, *, title: str, b
     ss = st.session_state
     job_key, run_key, err_key = f"{page}:job", f"{page}:run", f"{page}:error"
     job = ss.get(job_key)
-    busy = job is not None and job.running and not job.detached
+    busy = job is not None and job.running
     c1, c2 = st.columns([3, 8], vertical_alignment="center")
     clicked = c1.button(button, type="primary", key=f"{key}_run", disabled=config is None or busy, width="stretch",
                         icon=":material/play_arrow:",
