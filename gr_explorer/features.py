@@ -201,31 +201,26 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
         raise NotCached(f"{model.name}: {len(missing)} of {len(unique)} feature columns are not in the cache "
                         f"({', '.join(c.name for c in missing[:4])}{' ...' if len(missing) > 4 else ''}).")
     forward = None
+    report = Reporter(progress if world.rank == 0 else None, should_stop, "extract", 1, model.name)
     if missing:
         n_images = dataset.n_train + dataset.n_test
         forward = CutForward(model, missing, device, compile=use_compile(compile, device, n_images // world.size),
-                             channels_last=use_channels_last(channels_last, model, device))
+                             channels_last=use_channels_last(channels_last, model, device),
+                             interrupt=None if should_stop is None else lambda: report.tick(0, "forward pass"))
         if grow_batch:  # every rank must cut the same batches
             batch_size = world.agree_min(auto_batch_size(forward, dataset.splits["train"].shape, batch_size,
                                                          max(dataset.n_train, dataset.n_test)), device)
         forward.graph_batch = batch_size  # one compiled graph for every batch of both splits
     n_batches = {s: len(batch_starts(_n(dataset, s), batch_size, world.rank, world.size)) for s in SPLITS}
-    total = sum(n_batches.values()) if missing else 1
-    report = Reporter(progress if world.rank == 0 else None, should_stop, "extract", total, model.name)
+    report.total = sum(n_batches.values()) if missing else 1
     report.emit(f"{view} view" if view != BASE else "")
     if missing:
         keys = {c.name: entries[c.name] for c in missing}
         try:
-            written = _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world,
-                               report, shared[0][1])
-        except OSError as e:  # the store cannot be written: warn, and recompute into a scratch store
-            if cache is False or world.size > 1:  # torchrun ranks hand over their rows through the shared folder
-                raise
-            warnings.warn(f"The feature cache {str(store.root)!r} could not be written ({e.strerror or e}); "
-                          "features are computed but not cached.", stacklevel=2)
-            store = _scratch_store()
-            written = _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world,
-                               report, shared[0][1])
+            written = _extract_once(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world,
+                                    report, shared[0][1], cache)
+        finally:
+            forward.close()
         for c in missing:
             got[entries[c.name]] = written[c.name]
     else:
@@ -233,6 +228,20 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
     return Features(wanted, {c.name: got[entries[c.name]]["train"] for c in columns},
                     {c.name: got[entries[c.name]]["test"] for c in columns}, key, view, cached,
                     report.done if missing else 0, columns, entries)
+
+
+def _extract_once(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world, report, job,
+                  cache):
+    """`_extract` into the store, or into a scratch store when the cache cannot be written (warned)."""
+    try:
+        return _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world, report, job)
+    except OSError as e:  # the store cannot be written: warn, and recompute into a scratch store
+        if cache is False or world.size > 1:  # torchrun ranks hand over their rows through the shared folder
+            raise
+        warnings.warn(f"The feature cache {str(store.root)!r} could not be written ({e.strerror or e}); "
+                      "features are computed but not cached.", stacklevel=3)
+        return _extract(forward, dataset, view, keys, batch_size, _scratch_store(), storage, workers, decoder, world,
+                        report, job)
 
 
 def _n(dataset: Dataset, split: str) -> int:

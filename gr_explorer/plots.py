@@ -18,7 +18,7 @@ from plotly.colors import qualitative
 from .models.subblock import ATTN_OUT, MLP_HIDDEN
 from .names import KINDS, PROBES, label_of
 from .summary import CURVE, guillotine_summary
-from .verdict import NO_CLEAR_GAIN, gain_text
+from .verdict import NO_CLEAR_GAIN, gain_label, gain_text
 
 PALETTE = qualitative.D3
 #: line style per probe; dotted is the chance level's, dashed the random-init twin's, so k-NN is dash-dot
@@ -192,7 +192,7 @@ def _add_curve(fig: go.Figure, key: tuple, g: pd.DataFrame, s: pd.Series, c: str
         marker=dict(symbol="star", size=18, color=c, line=dict(width=1, color="black")),
         hovertemplate=f"best cut {s['best_cut']} (chosen on validation)<br>test accuracy %{{y:.3f}}<br>"
                       f"{_gain_text(s)} vs the last cut {s['last_cut']}<extra>{name}</extra>"))
-    return (x, y, f"+{100 * s['gain']:.0f}", c, task) if s["clear_gain"] else None
+    return (x, y, gain_label(s["gain"]), c, task) if s["clear_gain"] else None
 
 
 def _layout(fig: go.Figure, table: pd.DataFrame, main: pd.DataFrame, pixels: pd.DataFrame, x_left: float,

@@ -12,6 +12,7 @@ outputs needs to show the run again.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -30,6 +31,7 @@ from .diagnostics import compute_diagnostics, metric_vs_accuracy
 from .distributed import join, rank_device
 from .errors import ConfigError, DatasetError, GRExplorerError, did_you_mean
 from .features import Features, extract_features
+from .limits import check_disk, check_sweep
 from .models import Model, load_model, pixels_model, random_init
 from .names import KIND_BASELINE, SCHEMES
 from .probes import ProbeResult, run_probes
@@ -93,11 +95,13 @@ class SweepCancelled(Cancelled):
 
 
 def check_references(config: SweepConfig) -> None:
-    """What the settings alone cannot check: the tasks asked for exist in the dataset."""
+    """What the settings alone cannot check: the tasks asked for exist in the dataset, and its images fit in this
+    machine's memory (limits.check_sweep)."""
     try:
         base = dataset_tasks(config.dataset)
     except DatasetError as e:
         raise ConfigError(f"dataset={config.dataset!r} is invalid: {e}") from None
+    check_sweep(config)
     if config.tasks is not None:
         valid = [*base, *DERIVED_TASKS]
         bad = [t for t in config.tasks if t not in valid]
@@ -157,7 +161,7 @@ class _Sweep:
     def load_dataset(self, dataset: Dataset | None) -> Dataset:
         self.emit(ProgressEvent("load", 0, 1, "", f"dataset {self.config.dataset}"))
         if dataset is None:
-            dataset = load_dataset(**dataset_args(self.config))
+            dataset = load_dataset(**dataset_args(self.config), progress=self.emit, should_stop=self.should_stop)
         self.emit(ProgressEvent("load", 1, 1, "", f"dataset {dataset.name}: {dataset.n_train} train / "
                                                    f"{dataset.n_test} test, tasks {', '.join(dataset.tasks)}"))
         return dataset
@@ -168,6 +172,8 @@ class _Sweep:
         if model.kind == "model":
             self.models.append(model)
         self.features[model.name] = {}
+        if self.world.is_main:  # the features must fit on the cache's disk, checked before extracting any
+            check_disk([model], config, dataset.n_train + dataset.n_test, cache_folder(self.cache))
         for view in dataset.views:
             pixels = model.kind == "pixels"  # one cut, one curve
             feats = extract_features(model, dataset, None if pixels else config.cuts, view=view,
@@ -209,6 +215,13 @@ class _Sweep:
             result.cka = pd.concat(self.ckas, ignore_index=True)
             result.metric_selection = metric_vs_accuracy(first_curves(table), result.metrics)
         return result
+
+
+def cache_folder(cache: FeatureCache | None | bool) -> str:
+    """Where a sweep's features go: the cache's folder, or the temporary folder of a scratch store (cache=False)."""
+    if cache is False:
+        return tempfile.gettempdir()
+    return str((cache if isinstance(cache, FeatureCache) else FeatureCache()).root)
 
 
 def dataset_args(config: SweepConfig) -> dict:

@@ -7,7 +7,6 @@ import streamlit as st
 
 from ..config import SweepConfig
 from ..diagnostics.figures import cka_heatmap, invariance_heatmap, metric_curves
-from ..errors import GRExplorerError
 from ..export import HTML_CONFIG
 from ..files import slug
 from ..names import METRICS, SPECTRAL_METRICS, label_of
@@ -46,12 +45,8 @@ def settings() -> SweepConfig | None:
     if not probing["probes"]:
         st.warning("Pick at least one probe.")
         return None
-    try:
-        return SweepConfig(models=[spec], dataset=dataset, tasks=tasks, cuts=cuts, weights=weights, **probing,
-                           **diagnostics, **run, **reading)
-    except GRExplorerError as e:
-        widgets.show_error(e)
-        return None
+    return widgets.sweep_config(models=[spec], dataset=dataset, tasks=tasks, cuts=cuts, weights=weights, **probing,
+                                **diagnostics, **run, **reading)
 
 
 def render() -> None:

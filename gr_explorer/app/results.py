@@ -23,6 +23,7 @@ from ..run import SweepResult, run_sweep
 from ..verdict import difference_text, gain_text
 from . import resources
 from .jobs import Job, Snapshot, follow, is_cancel
+from .state import session_alive
 from .widgets import show_error
 
 CLI = "gr-explorer sweep --config run.json"
@@ -34,7 +35,7 @@ def start_sweep(config: SweepConfig, title: str, cached_only: bool = False) -> J
 
     def work(job: Job) -> SweepResult:
         job.progress(ProgressEvent("load", 0, 1, "", f"loading dataset {config.dataset}"))
-        dataset = resources.get_dataset(config)
+        dataset = resources.get_dataset(config, progress=job.progress, should_stop=job.should_stop)
         models = []
         for spec in config.models:
             job.progress(ProgressEvent("load", 0, 1, "", f"loading model {spec}"))
@@ -42,7 +43,7 @@ def start_sweep(config: SweepConfig, title: str, cached_only: bool = False) -> J
         return run_sweep(config, models=models, dataset=dataset, progress=job.progress, should_stop=job.should_stop,
                          cached_only=cached_only)
 
-    return Job(title, work, meta={"config": config}).start()
+    return Job(title, work, meta={"config": config}, owner_alive=session_alive()).start()
 
 
 def record_from(job: Job, snap: Snapshot) -> tuple[SweepResult | None, BaseException | None]:
@@ -126,7 +127,7 @@ def sweep_flow(page: str, key: str, config: SweepConfig | None, *, title: str, b
     ss = st.session_state
     job_key, run_key, err_key = f"{page}:job", f"{page}:run", f"{page}:error"
     job = ss.get(job_key)
-    busy = job is not None and job.running and not job.detached
+    busy = job is not None and job.running
     c1, c2 = st.columns([3, 8], vertical_alignment="center")
     clicked = c1.button(button, type="primary", key=f"{key}_run", disabled=config is None or busy, width="stretch",
                         icon=":material/play_arrow:",

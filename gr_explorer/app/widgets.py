@@ -16,6 +16,7 @@ import torch
 from ..config import SweepConfig
 from ..data import dataset_tasks, list_datasets
 from ..errors import GRExplorerError
+from ..limits import check_sweep
 from ..models import Model
 from ..names import DERIVED_TASKS, METRICS, READOUTS, label_of
 from ..uploads import discard, store_checkpoint_upload
@@ -54,6 +55,18 @@ def show_error(e: BaseException, context: str = "") -> None:
         text = text[:300].rsplit(" ", 1)[0] + " ..."
     st.error(roots.redact(f"{prefix}Unexpected error ({type(e).__name__}){': ' + text if text else ''}. "
                           "The app is still usable; the details are in the server log."), icon=":material/error:")
+
+
+def sweep_config(**settings) -> SweepConfig | None:
+    """The SweepConfig of the sidebar's values, checked as the user types: its rules, and that its images fit in
+    this server's memory (limits.check_sweep). None, with the library's message shown, when it is refused."""
+    try:
+        config = SweepConfig(**settings)
+        check_sweep(config)
+        return config
+    except GRExplorerError as e:
+        show_error(e)
+        return None
 
 
 def guarded(render) -> None:
@@ -265,7 +278,7 @@ def pick_dataset(prefix: str) -> tuple[str | None, list[str] | None]:
             st.info("Type the name of a class-per-folder image directory.", icon=":material/folder:")
             return None, None
         try:
-            data_roots().resolve(folder, "image folder")
+            resources.image_folder(folder, data_roots())  # inside the data roots, and there: checked as it is typed
         except GRExplorerError as e:
             show_error(e)
             return None, None
