@@ -98,3 +98,11 @@ def gain_over_training(summary: pd.DataFrame, title: str | None = None) -> go.Fi
                       xaxis_title="epoch", yaxis_title="gain, pts (band: 95% CI)", template="plotly_white",
                       font=dict(size=14), margin=dict(t=60, b=50, l=60, r=10))
     return fig
+
+
+def gain_of_designs(summaries: dict[str, pd.DataFrame], task: str) -> go.Figure:
+    """Several trainings' guillotine gain on one task overlaid, one colour per design (name -> live summary), so two
+    designs trained one after the other (e.g. projector none vs 3 layers) can be compared epoch by epoch."""
+    rows = [s[s["task"] == task].assign(task=name) for name, s in summaries.items()]
+    return gain_over_training(pd.concat(rows, ignore_index=True),
+                              title=f"Guillotine gain on {task}, designs overlaid (○ where its interval first excludes 0)")
