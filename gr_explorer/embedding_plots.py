@@ -270,7 +270,7 @@ function cell(pos, title) {
 var shown = null;
 function show(pos) {
   shown = pos;
-  panel.innerHTML = '<div><b>Nearest images at ' + current + '</b> (cosine, the cut\'s own features)</div>';
+  panel.innerHTML = '<div><b>Nearest images at ' + current + '</b> (cosine, on the features of this cut)</div>';
   panel.appendChild(cell(pos, 'clicked: ' + NB.labels[pos]));
   NB.nb[current][pos].forEach(function (q) { panel.appendChild(cell(q, NB.labels[q])); });
 }
