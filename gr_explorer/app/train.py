@@ -326,6 +326,7 @@ def show_live(done: list[dict]) -> None:
     if not designs:
         return
     st.subheader("Live probes")
+    st.caption(train_live.CAPTION)
     task = None
     if len(designs) > 1:
         tasks = list(dict.fromkeys(t for _, s in designs.values() for t in s["task"]))
@@ -397,12 +398,12 @@ def render() -> None:
     job = ss.get(JOB)
     busy = job is not None and job.running
     pending = ss.setdefault(QUEUE, [])
-    c1, c2, c3 = st.columns([1.2, 1.2, 4], vertical_alignment="center")
+    c1, c2, c3 = st.columns([1.1, 1.5, 3.4], vertical_alignment="center")
     label = {0: "Train", 1: "Train the queued design"}.get(len(pending), f"Train {len(pending)} designs")
     clicked = c1.button(label, type="primary", key="tr_run",
                         disabled=(config is None and not pending) or busy, width="stretch",
                         icon=":material/model_training:")
-    c2.button("Queue this design", key="tr_queue", disabled=config is None, width="stretch",
+    c2.button("Add to queue", key="tr_queue", disabled=config is None, width="stretch",
               icon=":material/playlist_add:", on_click=queue_design, args=(config,),
               help="Train these settings after the designs before them (one after the other: the server's "
                    "cores are shared). Their live probe charts are drawn side by side.")

@@ -39,9 +39,9 @@ def design_figures(designs: Designs, task: str | None = None) -> tuple[list[tupl
     designs or more, their gains on `task` (default: the first task probed) overlaid."""
     pairs = []
     for label, (table, summary) in designs.items():
-        acc = probes_over_training(table, summary, title=label)
+        acc = probes_over_training(table, summary, title=label, height=HEIGHT)
         gain = gain_over_training(summary, title=f"{label}: guillotine gain (○ interval first excludes 0)")
-        for fig in (acc, gain):
+        for fig in (acc, gain):  # the legend above the plot: the slider and Play keep the space below
             fig.update_layout(height=HEIGHT, legend=LEGEND, title=dict(y=0.98, yanchor="top", font=dict(size=16)),
                               margin=dict(t=90, l=60, r=10))
         pairs.append((acc, gain))
@@ -61,7 +61,12 @@ def draw_designs(designs: Designs, key: str, task: str | None = None, waiting: l
     drawn again in the same script run would otherwise repeat an element id)."""
     pairs, overlay = design_figures(designs, task)
     labels = list(designs)
-    for row in range(0, len(pairs), 2):
+    if len(pairs) == 1:  # one design: its two charts side by side, the full width of the page
+        (acc, gain), label = pairs[0], labels[0]
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(acc, width="stretch", config=HTML_CONFIG, key=f"{key}:acc:{label}")
+        c2.plotly_chart(gain, width="stretch", config=HTML_CONFIG, key=f"{key}:gain:{label}")
+    for row in range(0, len(pairs) if len(pairs) > 1 else 0, 2):
         cols = st.columns(2)
         for col, label, (acc, gain) in zip(cols, labels[row:row + 2], pairs[row:row + 2]):
             col.plotly_chart(acc, width="stretch", config=HTML_CONFIG, key=f"{key}:acc:{label}")
@@ -72,11 +77,14 @@ def draw_designs(designs: Designs, key: str, task: str | None = None, waiting: l
         st.plotly_chart(overlay, width="stretch", config=HTML_CONFIG, key=f"{key}:overlay")
 
 
+CAPTION = ("Every cut probed on held-out images at each probe epoch (epoch 0: the random init). Drag the slider or "
+           "press ▶ to watch accuracy vs depth form; the gain chart shows when the best cut starts to beat the last "
+           "one (bands: 95% intervals).")
+
+
 def draw_live(slot, records: list[dict], waiting: list[str] = ()) -> None:
     """`follow`'s on_records: redraw the live charts from the probe steps recorded so far."""
     with slot.container():
         st.subheader("Live probes")
-        st.caption("Every cut probed on held-out images at each probe epoch (epoch 0: the random init). Drag the "
-                   "slider or press ▶ to watch accuracy vs depth form; the gain chart shows when the best cut starts "
-                   "to beat the last one. The charts grow as epochs arrive.")
+        st.caption(CAPTION + " The charts grow as epochs arrive.")
         draw_designs(from_records(records), f"tr_live:{len(records)}", waiting=[w for w in waiting if w not in {r["label"] for r in records}])
