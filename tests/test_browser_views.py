@@ -163,8 +163,17 @@ def test_the_train_page_draws_probe_curves_while_it_trains(playwright_api, serve
             assert running and 1 <= live_epochs <= 4
             # the slider animates the curves: back to epoch 0 (the random init), the curves change
             last = page.evaluate(f"() => Array.from({acc}._fullData[0].y)")
-            page.locator(".js-plotly-plot .slider-label", has_text="0").first.click(force=True)
-            page.wait_for_function(f"() => ({TITLE})({acc}).endsWith('epoch 0')", timeout=10_000)
+            # the chart in the middle of the screen (a click at the top edge lands on Streamlit's header bar)
+            page.evaluate(f"() => {acc}.scrollIntoView({{block: 'center'}})")
+            page.wait_for_timeout(500)
+            for attempt in range(3):  # a click that lands while Streamlit redraws the chart is lost: click again
+                page.locator(".js-plotly-plot .slider-label", has_text="0").first.click(force=True)
+                try:
+                    page.wait_for_function(f"() => ({TITLE})({acc}).endsWith('epoch 0')", timeout=5_000)
+                    break
+                except Exception:  # noqa: BLE001 -- playwright's TimeoutError; the last try fails below
+                    if attempt == 2:
+                        raise
             start = page.evaluate(f"() => Array.from({acc}._fullData[0].y)")
             assert len(start) == len(last) and start != last
             gain = page.evaluate(f"() => ({FIND})('1: my-simclr: guillotine gain').data.length")
