@@ -274,20 +274,20 @@ def _task_selector(fig: go.Figure, tasks: list[str]) -> None:
 
 def cut_task_heatmap(table: pd.DataFrame, model: str | None = None, probe: str | None = None) -> go.Figure:
     """Accuracy of one model (its first readout curve when it has several) and probe, tasks x cuts (forward order)."""
-    table = fold_curves(table)
-    if model is not None and model not in set(table["model"]):  # a model with several curves: its first one
-        base, twin = model.removesuffix(" [random init]"), model.endswith(" [random init]")
-        model = next((m for m in table["model"] if m.startswith(f"{base} · ") and m.endswith(" [random init]") == twin),
-                     model)
     model = model or table["model"].iloc[0]
     probe = probe or table["probe"].iloc[0]
     t = table[(table["model"] == model) & (table["probe"] == probe)]
+    name = model
+    if {"readout", "norm"} <= set(t.columns) and len(t[["readout", "norm"]].drop_duplicates()) > 1:
+        readout, norm = t[["readout", "norm"]].iloc[0]
+        t = t[(t["readout"] == readout) & (t["norm"] == norm)]
+        name = f"{model} · {readout}" + (" · norm" if norm == "on" else "")
     cuts = t.sort_values("depth")["cut"].drop_duplicates().tolist()
     grid = t.pivot_table(index="task", columns="cut", values="accuracy", sort=False).reindex(columns=cuts)
     fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=cuts, y=list(grid.index), colorscale="Viridis", zmin=0, zmax=1,
                                text=[[f"{v:.2f}" for v in row] for row in grid.to_numpy()], texttemplate="%{text}",
                                hovertemplate="task %{y}<br>cut %{x}<br>accuracy %{z:.3f}<extra></extra>",
                                colorbar=dict(title="accuracy")))
-    fig.update_layout(title=f"{model} ({label_of(PROBES, probe)} probe): test accuracy per cut and task",
+    fig.update_layout(title=f"{name} ({label_of(PROBES, probe)} probe): test accuracy per cut and task",
                       xaxis_title="cut", yaxis_title="task", template="plotly_white", font=dict(size=14))
     return fig

@@ -199,7 +199,7 @@ def test_explore_default_run_equals_library_sweep_with_baselines_and_the_gain_ru
     labels = sorted(b.label for b in at.get("download_button"))
     # the run's CSV, JSON and HTML; PNG and SVG of the chart; PNG, SVG and HTML of the embedding view
     assert labels == sorted(["Results (CSV)", "Run config (JSON)", "Figure (HTML)", "Figure (PNG)", "Figure (SVG)",
-                             "Figure (PNG)", "Figure (SVG)", "Figure (HTML)"]), labels
+                             "Map (PNG)", "Map (SVG)", "Map (HTML)"]), labels
 
 
 def test_explore_diagnostics_view(zoo):

@@ -195,21 +195,22 @@ def summary_frame(summary: pd.DataFrame, *, by: str = "task") -> pd.DataFrame:
     return out.drop(columns=drop).reset_index(drop=True)
 
 
-def image_downloads(figure, key: str, stem: str, where=st, html: bool = True) -> None:
+def image_downloads(figure, key: str, stem: str, where=st, html: bool = True, what: str = "Figure") -> None:
     """PNG and SVG (1200 x 800, rendered on the server by export.py's kaleido and Chromium) and, with `html`, HTML of
-    a figure; `figure` is a figure or a function that makes it (built only when a button is pressed)."""
+    a figure; `figure` is a figure or a function that makes it (built only when a button is pressed). `what` names
+    the buttons, so that two figures on one page never share a button's name."""
     make = figure if callable(figure) else (lambda: figure)
     c1, c2, c3 = where.columns(3)
     if find_browser() is None:
         c1.caption("PNG and SVG need Chrome or Chromium on the server; the HTML download (and its camera button) "
                    "saves a PNG in the browser.")
     else:
-        c1.download_button("Figure (PNG)", data=lambda: figure_bytes(make(), "png"), file_name=f"{stem}.png",
+        c1.download_button(f"{what} (PNG)", data=lambda: figure_bytes(make(), "png"), file_name=f"{stem}.png",
                            mime="image/png", key=f"{key}:png", icon=":material/image:", on_click="ignore")
-        c2.download_button("Figure (SVG)", data=lambda: figure_bytes(make(), "svg"), file_name=f"{stem}.svg",
+        c2.download_button(f"{what} (SVG)", data=lambda: figure_bytes(make(), "svg"), file_name=f"{stem}.svg",
                            mime="image/svg+xml", key=f"{key}:svg", icon=":material/draw:", on_click="ignore")
     if html:
-        c3.download_button("Figure (HTML)", data=lambda: figure_bytes(make(), "html"), file_name=f"{stem}.html",
+        c3.download_button(f"{what} (HTML)", data=lambda: figure_bytes(make(), "html"), file_name=f"{stem}.html",
                            mime="text/html", key=f"{key}:fightml", icon=":material/monitoring:", on_click="ignore")
 
 
