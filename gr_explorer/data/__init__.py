@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..errors import DatasetError, did_you_mean
 from ..names import FINGERPRINTS
 from . import cifar10_mini, digits, imagefolder, invariance, shapes, torchvision_sets
-from .base import Dataset, Images, stratified_indices
+from .base import Dataset, Images, check_fits, stratified_indices
 from .invariance import DERIVED_TASKS
 from .resize import resize_batch
 
@@ -91,6 +91,7 @@ def load_dataset(
     download: bool = True,
     image_size: int | None = None,
     fingerprint: str = "stat",
+    confine: tuple | None = None,
 ) -> Dataset:
     """Load a dataset by spec: shapes, digits, cifar10, cifar100, stl10, fashion_mnist, imagefolder:<path>.
 
@@ -98,7 +99,8 @@ def load_dataset(
     stratified subsample on the first base task (shapes: generated at exactly
     that size). image_size: resize shorter side + centre crop. fingerprint: how an image folder's files are
     recognised in the feature cache, "stat" (path, size, mtime) or "content" (their bytes; see data.imagefolder);
-    other datasets are always keyed on their pixels.
+    other datasets are always keyed on their pixels. confine: for an image folder, the only folders its symlinks may
+    lead into (the app's data roots; None: anywhere).
     """
     kind, path = _parse(spec)
     base = dataset_tasks(spec)
@@ -113,7 +115,7 @@ def load_dataset(
     common = dict(n_train=n_train, n_test=n_test, seed=seed, image_size=image_size, data_root=data_root, download=download)
     if kind == _IMAGEFOLDER:
         name = f"{_IMAGEFOLDER}:{path}"
-        raw = imagefolder.load(path, **common, fingerprint=fingerprint)
+        raw = imagefolder.load(path, **common, fingerprint=fingerprint, confine=confine)
     elif kind == "shapes":
         name, raw = kind, shapes.load(**common)
     elif kind == "digits":
@@ -125,6 +127,8 @@ def load_dataset(
     x_tr, x_te, y_tr, y_te, all_classes, extra = raw
 
     if image_size is not None and kind != _IMAGEFOLDER:  # image folders resize while decoding
+        check_fits(f"{name} at image_size={image_size}", len(x_tr) + len(x_te), image_size,
+                   "a smaller --image-size, --n-train or --n-test")
         x_tr, x_te = resize_batch(x_tr, image_size), resize_batch(x_te, image_size)
 
     train_labels, test_labels, classes = {}, {}, {}

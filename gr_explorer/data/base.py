@@ -9,6 +9,7 @@ view has its own content fingerprint for the feature cache.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 
 import numpy as np
@@ -197,6 +198,25 @@ class Dataset:
                     f"Dataset {self.name!r}: task {task!r} has only one class in the train split "
                     f"({self.classes.get(task, ['?'])[int(y[0])] if len(y) else '?'}); a probe needs at least two."
                 )
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM of this machine (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits(what: str, n_images: int, side: int, valid: str) -> None:
+    """DatasetError, before anything is allocated, when `n_images` uint8 RGB images of `side` px would take more than
+    half of this machine's memory (they would otherwise end in a MemoryError after minutes of work)."""
+    need, have = n_images * 3 * side * side, physical_memory()
+    if have is not None and need > have // 2:
+        most = have // 2 // (3 * side * side)
+        raise DatasetError(f"{what}: {n_images:,} images of {side} x {side} px need {need / 2**30:,.1f} GiB in memory, "
+                           f"more than half of this machine's {have / 2**30:,.1f} GiB. Valid: at most {most:,} images "
+                           f"here ({valid}).")
 
 
 def stratified_indices(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:

@@ -71,6 +71,7 @@ import numpy as np
 import torch
 
 from ..threads import map_ordered
+from .base import check_fits
 
 # Bump when the rendering changes: it is part of Dataset.params, so cached
 # features of older renderings are not reused.
@@ -323,6 +324,8 @@ def load(*, n_train: int | None, n_test: int | None, seed: int, **_):
     """Train and test come from two fixed streams of the same seed, at exactly the requested sizes."""
     n_train = DEFAULT_N_TRAIN if n_train is None else n_train
     n_test = DEFAULT_N_TEST if n_test is None else n_test
+    check_fits(f"shapes with n_train={n_train:,} and n_test={n_test:,}", n_train + n_test, IMAGE_SIZE,
+               "n_train + n_test; shapes are generated in memory at exactly that size")
     x_tr, y_tr, _ = generate(n_train, seed, stream=0)
     x_te, y_te, _ = generate(n_test, seed, stream=1)
     params = {"generator_version": GENERATOR_VERSION, "n_train": n_train, "n_test": n_test}

@@ -22,6 +22,7 @@ from ..augment import augment
 from ..data import dataset_tasks, load_dataset
 from ..device import autocast, resolve_device
 from ..errors import GRExplorerError, TrainingError, did_you_mean
+from ..files import check_writable, expand_user
 from ..models import Model, Preprocessing, build_model, save_checkpoint
 from .config import TrainConfig
 from .evaluate import evaluate
@@ -138,6 +139,16 @@ def plan(config: TrainConfig, n_images: int) -> tuple[int, int, int]:
 # the loop
 
 
+def check_output(config: TrainConfig) -> Path:
+    """Prove, before any work, that the checkpoint can be written at `config.out` (not a folder, its folder writable)."""
+    out = expand_user(config.out, "checkpoint path (--out)", TrainingError)
+    if out.is_dir():
+        raise TrainingError(f"The checkpoint path (--out) {config.out!r} is a folder. Valid: a file path such as "
+                            f"{str(out / 'model.safetensors')!r}.")
+    check_writable(out.parent, f"folder of the checkpoint path (--out) {config.out!r}, i.e.")
+    return out
+
+
 def train(config: TrainConfig, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
           dataset=None) -> TrainResult:
     """Train, save the checkpoint + card at `config.out`, optionally evaluate on held-out data.
@@ -147,6 +158,7 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
     `training.stopped_early` set in the card (and no --eval sweep). `dataset`
     replaces loading `config.dataset` (its train split is used).
     """
+    check_output(config)
     device = resolve_device(config.device)
     t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_train_dataset(config)
