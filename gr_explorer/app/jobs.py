@@ -70,6 +70,8 @@ class Job:
     raise_on_stop: bool = True
     #: after Cancel, how long the page waits for a stopping point before letting the work finish unseen (None: wait)
     detach_after: float | None = 3.0
+    #: wall-clock seconds the job may run (the server's limit, app/limits.py); past it, it stops like a Cancel
+    time_limit: float | None = None
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -84,6 +86,7 @@ class Job:
         self.collected = False
         self.cancel_time: float | None = None
         self.detached = False
+        self.timed_out = False  # stopped by `time_limit`, not by the user
         self._thread = threading.Thread(target=self._run, name=f"gr-explorer job: {self.title}", daemon=True)
 
     # -- worker side ------------------------------------------------------------
@@ -113,7 +116,7 @@ class Job:
             s.updated, s.done, s.total, s.message = now, int(done), int(total), str(message)
             if stage == "load" and message and not message.startswith("loading") and message not in self._log:
                 self._log.append(message)
-        if self.raise_on_stop and self._stop.is_set():
+        if self.raise_on_stop and self.should_stop():
             raise JobCancelled()
 
     def add_point(self, value: float) -> None:
@@ -122,6 +125,11 @@ class Job:
             self._series.append(float(value))
 
     def should_stop(self) -> bool:
+        """True after Cancel, or once the job has run past its time limit (which then counts as a Cancel)."""
+        if (not self._stop.is_set() and self.time_limit is not None
+                and time.perf_counter() - self.started > self.time_limit):
+            self.timed_out = True
+            self.cancel()
         return self._stop.is_set()
 
     # -- page side --------------------------------------------------------------
@@ -206,6 +214,7 @@ def follow(job: Job, *, key: str, on_series: Callable[[Any, list[float]], None] 
             on_series(chart, snap.series)
         if not snap.running:
             break
+        job.should_stop()  # the time limit also runs out while the job is inside a step that does not poll
         if (job.cancel_time is not None and job.detach_after is not None
                 and time.perf_counter() - job.cancel_time > job.detach_after):
             # The library is inside a step that cannot be interrupted (one batched probe fit):

@@ -24,6 +24,7 @@ from ..training.loop import plan
 from ..uploads import checkpoint_archive, publish_trained
 from . import fields, resources, widgets
 from .jobs import Job, follow, is_cancel
+from .limits import limits
 from .roots import data_roots
 from .state import add_session_model, kept, preset, session_id, session_models
 
@@ -134,7 +135,9 @@ def objective_and_data() -> dict:
         out["label_task"] = kept(st.selectbox, "Label task", key=f"tr_label_task::{dataset}", options=tasks, index=0)
         if objective == "label_aligned":
             out["p"] = fields.slider(TrainConfig, "p", key="tr_p", step=0.05)
-    out["n_train"] = fields.number(TrainConfig, "n_train", key="tr_n_train", step=1000)
+    most = limits().max_images  # the server's cap (limits.py); Train checks it again
+    out["n_train"] = fields.number(TrainConfig, "n_train", key="tr_n_train", step=1000, hi=most,
+                                   extra_help=f"At most {most:,} on this server.")
     out["epochs"] = fields.number(TrainConfig, "epochs", key="tr_epochs", step=1)
     return out
 
@@ -186,7 +189,12 @@ def optimisation() -> dict:
 
 
 def start_training(config) -> Job:
-    """Train `config` (its `out` a bare file name) in a Job; the checkpoint lands under trained/<digest>/."""
+    """Train `config` (its `out` a bare file name) in a Job; the checkpoint lands under trained/<digest>/.
+
+    The server's limits (limits.py) are checked first (ResourceError: nothing starts); the job stops, and still
+    saves, at its time limit."""
+    caps = limits()
+    caps.check_training(config)
 
     total = 0
     try:
@@ -207,7 +215,8 @@ def start_training(config) -> Job:
         return res
 
     # Stop must not abort: train() polls should_stop after each step and still saves the checkpoint.
-    return Job("Training", work, meta={"config": config}, raise_on_stop=False, detach_after=None).start()
+    return Job("Training", work, meta={"config": config}, raise_on_stop=False, detach_after=None,
+               time_limit=caps.job_seconds).start()
 
 
 def loss_figure(losses: list[float]) -> go.Figure:
@@ -237,6 +246,7 @@ def collect(job: Job, snap) -> None:
                       description=str(res.card.get("description", "")), kind="trained", path=res.path)
     ss[LAST] = {"spec": spec, "path": str(res.path), "losses": list(res.losses), "steps": res.steps,
                 "seconds": res.seconds, "stopped_early": res.stopped_early,
+                "time_limit": limits().time_text() if job.timed_out else "",
                 "command": job.meta["config"].to_command(), "description": res.card.get("description", "")}
     ss[ERROR] = None
 
@@ -256,6 +266,8 @@ def show_last(last: dict) -> None:
     state = "stopped early" if last["stopped_early"] else "finished"
     st.success(f"**trained: {name}** {state}: {last['steps']} steps in {last['seconds']:.1f} s. "
                "It is now in the model lists of Explore and Compare (this session only).", icon=":material/check_circle:")
+    if last.get("time_limit"):
+        st.warning(last["time_limit"], icon=":material/timer_off:")
     if last["losses"]:
         st.plotly_chart(loss_figure(last["losses"]), key="tr_loss_final", width="stretch")
     c1, c2, c3 = st.columns(3)
@@ -312,8 +324,11 @@ def render() -> None:
     else:
         c2.caption("Complete the settings in the sidebar.")
     if clicked and config is not None and not busy:
-        ss[JOB] = job = start_training(config)
         ss[ERROR] = None
+        try:
+            ss[JOB] = job = start_training(config)
+        except GRExplorerError as e:  # beyond the server's limits: refused before anything runs
+            ss[ERROR] = e
     if job is not None and not job.collected:
         snap = follow(job, key="tr_job", on_series=_draw_series, cancel_label="Stop",
                       cancel_help="End training after the current step; the checkpoint is still saved.")

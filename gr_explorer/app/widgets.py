@@ -20,6 +20,7 @@ from ..models import Model
 from ..names import DERIVED_TASKS, METRICS, READOUTS
 from ..uploads import discard, store_checkpoint_upload
 from . import fields, resources
+from .limits import limits
 from .roots import data_roots
 from .state import add_session_model, kept, session_models
 
@@ -227,12 +228,12 @@ def pick_dataset(prefix: str) -> tuple[str | None, list[str] | None]:
         if not folder.strip():
             st.info("Type the name of a class-per-folder image directory.", icon=":material/folder:")
             return None, None
-        try:
-            data_roots().resolve(folder, "image folder")
+        roots = data_roots()
+        try:  # named relative to its root everywhere (run.json, tables), even when typed as an absolute path
+            spec = f"{IMAGEFOLDER}:{roots.relative(roots.resolve(folder, 'image folder'))}"
         except GRExplorerError as e:
             show_error(e)
             return None, None
-        spec = f"{IMAGEFOLDER}:{folder.strip()}"
     else:
         spec = kind
     try:
@@ -287,10 +288,11 @@ def pick_diagnostics(prefix: str) -> dict:
 def pick_run_settings(prefix: str) -> dict:
     """Sample sizes, device and advanced options, as SweepConfig keyword arguments."""
     c1, c2 = st.columns(2)
+    most = limits().max_images  # the server's cap (limits.py); the start of a run checks it again
     n_train = fields.number(SweepConfig, "n_train", key=f"{prefix}_n_train", where=c1, step=500, zero_means_none=True,
-                            extra_help="0 = the whole split.")
+                            hi=most, extra_help=f"0 = the whole split. At most {most:,} on this server.")
     n_test = fields.number(SweepConfig, "n_test", key=f"{prefix}_n_test", where=c2, step=500, zero_means_none=True,
-                           extra_help="0 = the whole split.")
+                           hi=most, extra_help=f"0 = the whole split. At most {most:,} on this server.")
     device = fields.choice(SweepConfig, "device", key=f"{prefix}_device", options=devices(),
                            extra_help="Extraction and probes run there.")
     with st.expander("Advanced"):
