@@ -17,6 +17,7 @@ from plotly.colors import qualitative
 
 from .models.subblock import ATTN_OUT, MLP_HIDDEN
 from .names import KINDS, PROBES, label_of
+from .samples import NOT_ENOUGH
 from .summary import CURVE, guillotine_summary
 from .verdict import NO_CLEAR_GAIN, gain_label, gain_text
 
@@ -176,14 +177,18 @@ def _add_curve(fig: go.Figure, key: tuple, g: pd.DataFrame, s: pd.Series, c: str
             fill="toself", fillcolor=rgba(c, 0.13), mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False,
             legendgroup=group, name=f"{name} 95% CI", meta={**meta, "role": "band"}))
     ci = (g[["accuracy_ci_low", "accuracy_ci_high"]].to_numpy() if "accuracy_ci_low" in g.columns else None)
+    enough = bool(s.get("enough_data", True))  # not enough data: the curve is drawn, but no star and no gain
     fig.add_trace(go.Scatter(
-        x=g["depth"], y=g["accuracy"], mode="lines+markers", name=f"{name}: {_gain_text(s, short=True)}",
+        x=g["depth"], y=g["accuracy"], mode="lines+markers",
+        name=f"{name}: {_gain_text(s, short=True) if enough else NOT_ENOUGH}",
         legendgroup=group, line=dict(color=c, dash=PROBE_DASH.get(probe, "solid"), width=2.6), marker=dict(size=7),
         meta={**meta, "role": "curve"},
         customdata=[[cut, dim, part, *(ci[i] if ci is not None else (float("nan"),) * 2)]
                     for i, (cut, dim, part) in enumerate(g[["cut", "dim", "part"]].itertuples(index=False))],
         hovertemplate="cut %{customdata[0]} (%{customdata[2]}, dim %{customdata[1]})<br>accuracy %{y:.3f} "
                       "[95% CI %{customdata[3]:.3f}, %{customdata[4]:.3f}]<extra>" + name + "</extra>"))
+    if not enough:
+        return None
     x, y = float(s["best_depth"]), float(s["best_accuracy"])
     x += STAR_NUDGE * sum(1 for px, py in stars if abs(px - x) < STAR_NUDGE / 2 and abs(py - y) < 0.02)
     stars.append((x, y))

@@ -34,8 +34,9 @@ from .features import Features, extract_features
 from .limits import check_disk, check_sweep
 from .models import Model, load_model, pixels_model, random_init
 from .names import KIND_BASELINE, SCHEMES
-from .probes import ProbeResult, run_probes
+from .probes import ProbeResult, run_probes, validation_size
 from .progress import Cancelled, Progress, ProgressEvent, ShouldStop
+from .samples import check_bootstrap, clamp_notes, probe_clamps, task_shortfalls
 from .stats import Resampler
 from .summary import first_curves, guillotine_summary
 
@@ -43,7 +44,7 @@ from .summary import first_curves, guillotine_summary
 #: `baseline_for`, the model a baseline row stands next to)
 COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "readout", "norm", "depth", "part", "dim", "task", "probe",
            "accuracy", "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance", "hparam", "converged", "n_iter",
-           "n_classes", "n_train", "n_test"]
+           "n_classes", "n_train", "n_test", "note"]
 MEMORY_COLUMNS = ["correct", "baseline_for"]
 SEARCH_COLUMNS = ["model", "cut", "readout", "norm", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen"]
 
@@ -65,6 +66,7 @@ class SweepResult:
     models: list[str] = field(default_factory=list)  # the models asked for (not their baselines), in order
     cards: dict[str, dict] = field(default_factory=dict)  # each model's checkpoint card
     cancelled: bool = False  # stopped by the user: the table holds the (model, view)s finished before
+    notes: list[str] = field(default_factory=list)  # what the reader must know: clamped values, too little data
 
     @classmethod
     def partial(cls, config: SweepConfig, table: pd.DataFrame, seconds: float) -> "SweepResult":
@@ -157,6 +159,7 @@ class _Sweep:
         self.ckas: list[pd.DataFrame] = []
         self.features: dict[str, dict[str, Features]] = {}
         self.models: list[Model] = []
+        self.notes: list[str] = []
 
     def load_dataset(self, dataset: Dataset | None) -> Dataset:
         self.emit(ProgressEvent("load", 0, 1, "", f"dataset {self.config.dataset}"))
@@ -164,6 +167,15 @@ class _Sweep:
             dataset = load_dataset(**dataset_args(self.config), progress=self.emit, should_stop=self.should_stop)
         self.emit(ProgressEvent("load", 1, 1, "", f"dataset {dataset.name}: {dataset.n_train} train / "
                                                    f"{dataset.n_test} test, tasks {', '.join(dataset.tasks)}"))
+        check_bootstrap(self.config.bootstrap, dataset.n_test, self.config.memory_budget)  # before any work
+        self.notes += clamp_notes({"n_train": self.config.n_train, "n_test": self.config.n_test},
+                                  {"n_train": dataset.n_train, "n_test": dataset.n_test}, dataset.n_train,
+                                  self.config.val_fraction)
+        self.shortfalls = {}
+        for view in dataset.views:
+            self.shortfalls.update(task_shortfalls(dataset.view_labels(view, "train"), dataset.view_labels(view, "test"),
+                                                   dataset.classes, self.config.val_fraction, self.config.seed))
+        self.notes += [f"task {t!r}: {why}" for t, why in self.shortfalls.items()]
         return dataset
 
     def measure(self, model: Model, dataset: Dataset) -> None:
@@ -195,7 +207,9 @@ class _Sweep:
                                  knn_ks=config.knn_ks, knn_temperature=config.knn_temperature, progress=self.progress,
                                  should_stop=self.should_stop, model=model.name,
                                  linear_memory_budget=config.memory_budget)
-            self.rows += _rows(model, dataset, feats, results)
+            self.rows += _rows(model, dataset, feats, results, self.shortfalls)
+            n_fit = dataset.n_train - validation_size(dataset.n_train, config.val_fraction)
+            self.notes += [n for n in probe_clamps(results, n_fit, dataset.n_train) if n not in self.notes]
             self.search += _search_rows(model, feats, results)
             if config.metrics and view == BASE and model.kind != "pixels":
                 m, c = _diagnostics(config, model, feats, dataset, self.device, self.cache, self.progress,
@@ -209,7 +223,7 @@ class _Sweep:
         summary = guillotine_summary(table, config.bootstrap, config.seed)
         result = SweepResult(table, summary, pd.DataFrame(self.search, columns=SEARCH_COLUMNS), config, self.features,
                              dataset, seconds, models=[m.name for m in self.models],
-                             cards={m.name: dict(m.card or {}) for m in self.models})
+                             cards={m.name: dict(m.card or {}) for m in self.models}, notes=list(self.notes))
         if self.metrics:
             result.metrics = pd.concat(self.metrics, ignore_index=True)
             result.cka = pd.concat(self.ckas, ignore_index=True)
@@ -275,7 +289,7 @@ def _models(config: SweepConfig, given: Sequence[Model] | None, dataset: Dataset
         yield pixels_model(dataset.splits["train"].shape[-1])
 
 
-def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeResult]) -> list[dict]:
+def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeResult], notes: dict[str, str]) -> list[dict]:
     out = []
     for col, r in feats.expand(results):
         c = col.cut
@@ -285,7 +299,8 @@ def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeRe
                     "accuracy": r.accuracy, "accuracy_ci_low": float("nan"), "accuracy_ci_high": float("nan"),
                     "val_accuracy": r.val_accuracy, "chance": dataset.chance(r.task), "hparam": r.setting,
                     "converged": r.converged, "n_iter": r.n_iter, "n_classes": r.n_classes, "n_train": dataset.n_train,
-                    "n_test": dataset.n_test, "correct": r.correct.numpy() if r.correct is not None else None,
+                    "n_test": dataset.n_test, "note": notes.get(r.task, ""),
+                    "correct": r.correct.numpy() if r.correct is not None else None,
                     "baseline_for": model.baseline_for})
     return out
 
