@@ -316,9 +316,9 @@ def cut_task_heatmap(table: pd.DataFrame, model: str | None = None, probe: str |
     """Accuracy of one model (its first readout curve when it has several) and probe, tasks x cuts (forward order)."""
     table = fold_curves(table)
     if model is not None and model not in set(table["model"]):  # a model with several curves: its first one
-        base, twin = model.removesuffix(" [random init]"), model.endswith(" [random init]")
-        model = next((m for m in table["model"] if m.startswith(f"{base} · ") and m.endswith(" [random init]") == twin),
-                     model)
+        suffix = random_suffix(model)
+        base = model.removesuffix(suffix) if suffix else model
+        model = next((m for m in table["model"] if m.startswith(f"{base} · ") and random_suffix(m) == suffix), model)
     model = model or table["model"].iloc[0]
     probe = probe or table["probe"].iloc[0]
     t = table[(table["model"] == model) & (table["probe"] == probe)]

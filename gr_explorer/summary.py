@@ -87,8 +87,10 @@ def _has(table: pd.DataFrame, col: str) -> bool:
 
 
 def _curves(table: pd.DataFrame, resampler: Resampler | None, seed: int) -> dict[tuple, _Curve]:
-    """Every curve of a table; with per-image hits, its test resamples and (with `val_correct`) its cut choice."""
+    """Every curve of a table (index: positions 0..n-1); with per-image hits, its test resamples and (with
+    `val_correct`) its cut choice."""
     curves, val_resamplers = {}, {}
+    table = table.reset_index(drop=True)  # row labels are positions: a best row is found by its label
     with_val = resampler is not None and _has(table, "val_correct")
     for key, g in table.groupby(CURVE + VARIANT, sort=False):
         g = g.sort_values("depth", kind="stable")
@@ -112,13 +114,12 @@ def _resampler(table: pd.DataFrame, resamples: int, seed: int) -> Resampler | No
 def p_chosen(table: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> pd.Series:
     """Per row of a sweep table: the share of joint validation + test resamples in which its cut is the one chosen
     on its curve (choice.py); NaN without per-image hits."""
-    out = pd.Series(NAN, index=table.index, dtype=float)
-    if table.empty:
-        return out
-    for c in _curves(with_variant(table), _resampler(table, resamples, seed), seed).values():
-        if c.choice is not None:
-            out.loc[c.rows.index] = c.choice.p_chosen
-    return out
+    out = np.full(len(table), NAN)
+    if len(table):
+        for c in _curves(with_variant(table), _resampler(table, resamples, seed), seed).values():
+            if c.choice is not None:
+                out[c.rows.index.to_numpy()] = c.choice.p_chosen
+    return pd.Series(out, index=table.index)
 
 
 def guillotine_summary(table: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:

@@ -149,6 +149,7 @@ def test_p_chosen_is_one_for_a_dominant_cut():
     assert t["val_correct"].map(len).eq(80).all()
     p = p_chosen(t, 500, 0)
     assert p.tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert p_chosen(t.set_axis([7] * len(t)), 500, 0).tolist() == p.tolist()  # row labels need not be unique
     s = guillotine_summary(t, 500, 0).iloc[0]
     assert s["best_cut"] == "b" and s["p_chosen"] == 1.0
     assert (s["best_choice_ci_low"], s["best_choice_ci_high"]) == (s["best_ci_low"], s["best_ci_high"])
