@@ -265,6 +265,31 @@ def test_explore_diagnostics_view(zoo):
             assert f"RankMe: {r['metric_cut']}, loses {100 * r['accuracy_lost']:.1f} points {interval}" in text
 
 
+def test_explore_random_init_draws(zoo):
+    """The app's 'random init, 3 draws' choice: three twins, the table's random init as their mean ± sd, the chart's
+    dashed mean with the draws' range as a band; both random-init forms at once are refused."""
+    at = start()
+    small(at, "ex", tasks=["shape"])
+    at.multiselect(key="ex_baselines").set_value(["random-init:3"]).run()
+    at.button(key="ex_run").click().run()
+    no_errors(at)
+    ref = reference(at.session_state["explore:run"].config.to_json())
+    twins = [f"zoo:simclr [random init #{d}]" for d in (1, 2, 3)]
+    assert set(ref.table["model"]) == {"zoo:simclr", *twins}
+    s = ref.summary.set_index("model")
+    best = np.array([s.loc[m, "best_accuracy"] for m in twins])
+    row = frame(at, "guillotine gain").iloc[0]
+    assert row["random init"] == f"{best.mean():.3f} ± {best.std(ddof=1):.3f} (3 draws)"
+    spec = charts(at)[0]
+    acc = np.stack([ref.table[ref.table["model"] == m].sort_values("depth")["accuracy"] for m in twins])
+    _, y = traces(spec, "random-init")["shape"]
+    _, band = traces(spec, "random-init-band")["shape"]
+    np.testing.assert_allclose(y, acc.mean(0), atol=1e-12)
+    np.testing.assert_allclose(band, np.r_[acc.max(0), acc.min(0)[::-1]], atol=1e-12)
+    at.multiselect(key="ex_baselines").set_value(["random-init", "random-init:3"]).run()
+    assert "names the random-init baseline twice" in page_text(at)
+
+
 def test_explore_probe_change_reuses_cached_features_and_results_survive_reruns(zoo):
     at = start()
     small(at, "ex", tasks=["color"])

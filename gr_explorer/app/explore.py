@@ -9,7 +9,7 @@ from ..config import SweepConfig
 from ..diagnostics.figures import cka_heatmap, invariance_heatmap, metric_curves
 from ..errors import GRExplorerError
 from ..files import slug
-from ..names import METRICS, SPECTRAL_METRICS, label_of
+from ..names import METRICS, RANDOM_INIT, SPECTRAL_METRICS, label_of
 from ..plots import accuracy_vs_depth, cut_task_heatmap
 from ..run import MEMORY_COLUMNS, SweepResult
 from ..verdict import BORDERLINE_IMAGES, clear, interval_text
@@ -32,8 +32,9 @@ def settings() -> SweepConfig | None:
     probing = widgets.pick_probing("ex", baselines=EXPLORE_BASELINES)
     diagnostics = widgets.pick_diagnostics("ex")
     run = widgets.pick_run_settings("ex")
-    if weights == "random" and "random-init" in probing["baselines"]:
-        probing["baselines"].remove("random-init")
+    twins = [b for b in probing["baselines"] if b.partition(":")[0] == RANDOM_INIT]
+    if weights == "random" and twins:
+        probing["baselines"] = [b for b in probing["baselines"] if b not in twins]
         st.caption("The model itself is a random init, so it has no random-init baseline.")
     cuts = None
     model = widgets.load_for_ui(spec, weights, run) if spec else None
