@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from .errors import ConfigError
+from .limits import size_text
 from .probes import ProbeResult, validation_size, validation_split
 from .stats import Resampler
 
@@ -43,8 +44,8 @@ def check_bootstrap(resamples: int, n_test: int, budget: int) -> None:
     need = Resampler.nbytes(n_test, resamples)
     if need > budget:
         fit = max(0, budget // (8 * max(1, n_test)))
-        raise ConfigError(f"bootstrap={resamples:,} resamples of {n_test:,} test images need {need / 2**30:.1f} GiB for "
-                          f"their indices, more than memory_budget={budget / 2**30:.1f} GiB. Valid: at most "
+        raise ConfigError(f"bootstrap={resamples:,} resamples of {n_test:,} test images need {size_text(need)} for "
+                          f"their indices, more than memory_budget={budget:,} bytes ({size_text(budget)}). Valid: at most "
                           f"{fit:,} resamples for {n_test:,} test images (e.g. --bootstrap 1000), fewer test images, "
                           f"or a larger --memory-budget.")
 

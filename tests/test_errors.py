@@ -64,7 +64,8 @@ FLAG_CASES = [
      r"n_train=1,000 .* at image_size=4,096 is too large for this machine: .*would need about 101 GB of memory"),
     (["--bootstrap", "10000000000"], r"bootstrap=10000000000 is invalid\. Valid: an integer from 100 to 100000"),
     (["--bootstrap", "100000", "--memory-budget", "1048576"],
-     r"bootstrap=100,000 resamples of 20 test images need .* more than memory_budget=.*Valid: at most 6,553 resamples"),
+     r"bootstrap=100,000 resamples of 20 test images need 16\.0 MB for their indices, more than "
+     r"memory_budget=1,048,576 bytes \(1\.0 MB\)\. Valid: at most 6,553 resamples"),
     (["--seed", "9223372036854775808"], r"seed=9223372036854775808 is invalid\. Valid: an integer from 0 to 4294967295"),
     (["--seed", "9300000000000", "--metrics", "invariance"], r"seed=9300000000000 is invalid\. Valid: an integer from 0"),
     (["--seed", "4294967296"], r"seed=4294967296 is invalid\. Valid: an integer from 0 to 4294967295"),

@@ -134,7 +134,7 @@ def _check_stem(stem, where: str) -> None:
     if stem is None:
         return
     field = "architecture.backbone.stem"
-    valid = ("an object such as {\"kernel_size\": 3, \"stride\": 1, \"padding\": 1, \"maxpool\": false} (kernel_size "
+    valid = ("an object such as {\"kernel_size\": 3, \"stride\": 1, \"padding\": 1, \"maxpool\": false} ("
              + ", ".join(f"{k} {v[0]}-{v[1]}" for k, v in STEM_FIELDS.items() if isinstance(v, tuple)) + ")")
     if not isinstance(stem, dict) or "kernel_size" not in stem:
         raise _fail(where, field, stem, valid)
