@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from ..config import SweepConfig
+from ..names import PROBES, label_of
 from ..progress import ProgressEvent
 from ..run import SweepResult, run_sweep
 from ..verdict import difference_text, gain_text
@@ -199,7 +200,8 @@ def downloads(record: SweepResult, figure_html, key: str, stem: str) -> None:
 
 
 def pick_view(record: SweepResult, key: str, *, all_tasks: bool = True) -> tuple[list[str], str]:
-    """Task(s) and probe to draw, one click each: a projected chart is readable with one task at a time."""
+    """Task(s) and probe (head: linear, k-NN, attentive) to draw, one click each: a projected chart is readable with
+    one task at a time."""
     summary = record.summary
     main = summary[summary["baseline"].fillna("") == ""]
     tasks = list(dict.fromkeys(main["task"]))
@@ -210,7 +212,8 @@ def pick_view(record: SweepResult, key: str, *, all_tasks: bool = True) -> tuple
                                  help="One task at a time reads best on a projector.")
     probe = probes[0]
     if len(probes) > 1:
-        probe = c2.radio("Probe", probes, horizontal=True, key=f"{key}:probe", label_visibility="collapsed")
+        probe = c2.radio("Head", probes, horizontal=True, key=f"{key}:probe", label_visibility="collapsed",
+                         format_func=lambda p: label_of(PROBES, p), help="The probe head whose curves are drawn.")
     if shown is None:  # the selected pill clicked again
         shown = options[0]
     return (tasks if shown == "all tasks" else [shown]), probe
