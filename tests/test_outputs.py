@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import gr_explorer.files as files
 import gr_explorer.export as export
+import gr_explorer.files as files
 import gr_explorer.outputs as outputs
 from gr_explorer.cli import main
 from gr_explorer.errors import OutputError
