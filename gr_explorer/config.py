@@ -114,9 +114,9 @@ class SweepConfig(Settings):
     knn_temperature: float = setting(
         0.07, "k-NN vote temperature", Interval(float, 0, None, "neither", example=0.07), label="k-NN temperature")
     attentive_lr: tuple[float, ...] = setting(
-        (1e-3, 1e-2), "comma-separated AdamW learning rates the attentive probe tries (each with every weight decay; "
+        (0.03, 0.1), "comma-separated AdamW learning rates the attentive probe tries (each with every weight decay; "
                       "the pair is chosen on validation)",
-        Items(Interval(float, 0, None, "neither"), "positive numbers", example="0.001,0.01"),
+        Items(Interval(float, 0, None, "neither"), "positive numbers", example="0.01,0.1"),
         label="Attentive probe learning rates")
     attentive_wd: tuple[float, ...] = setting(
         (1e-4, 0.1), "comma-separated AdamW weight decays the attentive probe tries",

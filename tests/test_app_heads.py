@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-
 from test_app import charts, decode, no_errors, reference, small, start, traces, zoo  # noqa: F401 (zoo: a fixture)
 
 

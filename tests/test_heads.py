@@ -312,3 +312,45 @@ def test_shots_flag_takes_counts_and_all():
     for bad in (["--shots", "0"], ["--shots", "few"], ["--fractions", "1.5"], ["--tries", "0"]):
         with pytest.raises(ConfigError):
             config_from_args(build_parser().parse_args(["sweep", "--model", "zoo:simclr", *bad]))
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole issue from the CLI: one sweep, three heads, combined cuts, shot curves, a baseline
+
+
+@pytest.mark.slow  # ~5-10 s: a sweep with three heads, a baseline, combined cuts and 5 draws
+def test_one_cli_sweep_reports_every_head_combined_cuts_and_shot_curves(tmp_path, capsys):
+    from gr_explorer.cli import main
+    from helpers import saved_tiny
+
+    _, path = saved_tiny(tmp_path)
+    out = tmp_path / "heads"
+    assert main(["sweep", "--model", f"file:{path}", "--tasks", "color", "--probe", "linear,knn,attentive",
+                 "--baseline", "pixels", "--combine", "last4,best4", "--shots", "1,5,all", "--tries", "2",
+                 "--attentive-epochs", "6", "--n-train", "200", "--n-test", "100", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "Combined cuts" in printed and "Few-shot" in printed
+    res = pd.read_csv(out / "results.csv", keep_default_na=False)
+    single = res[res["cuts"] == ""]
+    cuts, me = ["stem", "layer1", "layer2", "layer3", "pool", "proj1", "proj2", "proj3"], f"file:{path}"
+    for probe in ("linear", "knn", "attentive"):  # every head at every cut of the model, and on the pixels
+        mine = single[(single["probe"] == probe) & (single["model"] == me)]
+        assert sorted(mine["cut"]) == sorted(cuts), probe
+        assert list(single[(single["probe"] == probe) & (single["model"] != me)]["model"]) == ["pixels"]
+        assert (mine["accuracy_ci_low"] <= mine["accuracy"]).all() and (mine["accuracy"] <= mine["accuracy_ci_high"]).all()
+    comb = res[(res["cuts"] != "") & (res["model"] == me)]  # on the pooled features: linear and k-NN
+    assert set(comb["combine"]) == {"last4", "best4"} and set(comb["probe"]) == {"linear", "knn"}
+    assert set(comb[comb["combine"] == "last4"]["cuts"]) == {"stem,layer1,layer2,layer3"}  # the backbone's stages
+    for probe in ("linear", "knn"):  # best4: the 4 best single cuts on validation (ties: the shallower cut)
+        s = single[(single["probe"] == probe) & (single["model"] == me)].sort_values("depth", kind="stable")
+        top = s.sort_values("val_accuracy", ascending=False, kind="stable")["cut"][:4]
+        (got,) = comb[(comb["combine"] == "best4") & (comb["probe"] == probe)]["cuts"]
+        assert got == ",".join(c for c in s["cut"] if c in set(top))
+    combined = pd.read_csv(out / "combined.csv")
+    assert {"best_cut", "over_best", "over_best_ci_low", "over_best_ci_high"} <= set(combined.columns)
+    shots = pd.read_csv(out / "shots.csv", dtype={"shots": str})
+    assert {"1", "5", "all"} <= set(shots["shots"]) and {"accuracy_ci_low", "accuracy_ci_high"} <= set(shots.columns)
+    best = pd.read_csv(out / "shots_best.csv", dtype={"shots": str})
+    assert set(best[best["model"] == me]["shots"]) == {"1", "5", "all"} and best["best_cuts"].notna().all()
+    search = pd.read_csv(out / "search.csv")
+    assert set(search["probe"]) == {"linear", "knn", "attentive"} and (out / "shots.html").exists()

@@ -104,6 +104,11 @@ def config_summary(config: SweepConfig) -> str:
     bits = [", ".join(config.models), f"{config.dataset} ({tasks})", cuts, probes]
     if config.baselines:
         bits.append("baselines: " + ", ".join(config.baselines))
+    if config.combine:
+        bits.append("combined cuts: " + ", ".join(config.combine))
+    if config.shots or config.fractions:
+        amounts = [f"{s}/class" if s != "all" else "all" for s in config.shots] + [f"{f:g}" for f in config.fractions]
+        bits.append(f"few-shot: {', '.join(amounts)} x {config.tries} tries")
     if config.metrics:
         bits.append("diagnostics")
     return " · ".join([*bits, n, f"device {config.device}"])

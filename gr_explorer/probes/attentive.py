@@ -129,10 +129,11 @@ class _Group:
         Q, W, b = params if params is not None else self.params
         G, B, T, Cp = X.shape
         P, M = self.P, self.M
-        scores = torch.bmm(X.reshape(G, B * T, Cp), Q.reshape(G, P * M, Cp).transpose(1, 2)) / math.sqrt(self.C)
-        att = scores.view(G, B, T, P, M).softmax(dim=2)
-        pooled = torch.einsum("gbtpm,gbtmd->gbpmd", att, X.view(G, B, T, M, Cp // M)).reshape(G, B, P, Cp)
-        return torch.einsum("gbpc,gpck->gpbk", pooled, W) + b[:, :, None, :]
+        # scores [G, P M, B T]: the softmax runs over the last, contiguous axis; the 1/sqrt(C) scale goes on Q (small)
+        scores = torch.bmm(Q.reshape(G, P * M, Cp) / math.sqrt(self.C), X.reshape(G, B * T, Cp).transpose(1, 2))
+        att = scores.view(G, P, M, B, T).softmax(dim=-1)
+        pooled = torch.einsum("gpmbt,gbtmd->gpbmd", att, X.view(G, B, T, M, Cp // M)).reshape(G, P, B, Cp)
+        return torch.einsum("gpbc,gpck->gpbk", pooled, W) + b[:, :, None, :]
 
     def step_bytes(self, batch: int) -> int:
         """Peak bytes of one training step (float32): tokens, attention scores and their gradients, pooled vectors."""
