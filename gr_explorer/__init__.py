@@ -29,7 +29,7 @@ _EXPORTS = {
     "PROBES": "probes", "ProbeResult": "probes", "run_probes": "probes",
     "ProgressEvent": "progress",
     "SweepCancelled": "run", "SweepResult": "run", "run_sweep": "run", "sweep": "run",
-    "guillotine_summary": "summary",
+    "guillotine_summary": "summary", "summary_view": "summary",
 }
 
 __all__ = sorted(_EXPORTS)

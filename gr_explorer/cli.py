@@ -9,7 +9,9 @@ live next to their code (training/cli.py, models/convert.py).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 import pandas as pd
 from tqdm import tqdm
@@ -302,8 +304,18 @@ HANDLERS = {"sweep": cmd_sweep, "compare": cmd_compare, "embed": cmd_embed, "cut
             "convert": cmd_convert, "train": cmd_train}
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread: the command unwinds (nothing half-written is published) and exits 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return HANDLERS[a.command](a)
     except GRExplorerError as e:
@@ -312,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; cached features are kept, a rerun resumes from them", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated (SIGTERM); nothing of this run was published (an earlier --out is whole), cached features "
+              "are kept", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

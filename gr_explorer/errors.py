@@ -56,6 +56,10 @@ class OutputError(GRExplorerError, OSError):
     """An output folder that cannot be written or switched in; the earlier outputs there are left as they were."""
 
 
+class NotCached(GRExplorerError):
+    """A run asked to use cached features only (a shared link) found some missing; nothing was computed."""
+
+
 class OfflineError(GRExplorerError, RuntimeError):
     """Something had to be downloaded and could not be; says how to supply it."""
 

@@ -45,7 +45,7 @@ from .data.decoders import resolve_decoder
 from .data.loading import batch_starts, read_batches
 from .device import numerics, resolve_device
 from .distributed import World
-from .errors import CacheError
+from .errors import CacheError, NotCached
 from .files import owned_name
 from .forward import CutForward, auto_batch_size, use_auto_batch, use_channels_last, use_compile
 from .hashing import module_config_digest
@@ -167,7 +167,8 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
                      should_stop: ShouldStop | None = None, workers: int | None = None, storage: str = "float32",
                      world: World | None = None, compile: str = "off", channels_last: str = "off",
                      auto_batch: str = "off", decoder: str = "pil", detail: str = "block",
-                     readouts: Sequence[str] | None = None, norm: str = "off", tokens: int | None = None) -> Features:
+                     readouts: Sequence[str] | None = None, norm: str = "off", tokens: int | None = None,
+                     cached_only: bool = False) -> Features:
     """Features at `cuts` (all cuts of `detail` when None) of one view. `cache=False`: a private scratch store.
 
     `readouts` (None: the model's own) and `norm` (off, on, both) make one column per (readout, norm, cut), all
@@ -179,7 +180,8 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
     ProgressEvent('extract', batches, total, model) and stops between batches when `should_stop()` is true
     (progress.Cancelled; cuts already stored stay stored). `tokens`: also keep each token or map cut's tokens
     (at most this many per image, see Model.token_columns), stored as float16, in `Features.tokens`, from the same
-    forward pass.
+    forward pass. `cached_only`: raise NotCached instead of running a forward pass when a column is not in the
+    cache (a page restoring a shared link).
     """
     device = resolve_device(device)
     world = world or World.current()
@@ -218,32 +220,30 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
             got[entries[name]] = hit
         cached = [c.name for c in unique.values() if c.name in agreed]
     missing = [c for k, c in unique.items() if k not in got]
+    if missing and cached_only:
+        raise NotCached(f"{model.name}: {len(missing)} of {len(unique)} feature columns are not in the cache "
+                        f"({', '.join(c.name for c in missing[:4])}{' ...' if len(missing) > 4 else ''}).")
     forward = None
+    report = Reporter(progress if world.rank == 0 else None, should_stop, "extract", 1, model.name)
     if missing:
         n_images = dataset.n_train + dataset.n_test
         forward = CutForward(model, missing, device, compile=use_compile(compile, device, n_images // world.size),
-                             channels_last=use_channels_last(channels_last, model, device))
+                             channels_last=use_channels_last(channels_last, model, device),
+                             interrupt=None if should_stop is None else lambda: report.tick(0, "forward pass"))
         if grow_batch:  # every rank must cut the same batches
             batch_size = world.agree_min(auto_batch_size(forward, dataset.splits["train"].shape, batch_size,
                                                          max(dataset.n_train, dataset.n_test)), device)
         forward.graph_batch = batch_size  # one compiled graph for every batch of both splits
     n_batches = {s: len(batch_starts(_n(dataset, s), batch_size, world.rank, world.size)) for s in SPLITS}
-    total = sum(n_batches.values()) if missing else 1
-    report = Reporter(progress if world.rank == 0 else None, should_stop, "extract", total, model.name)
+    report.total = sum(n_batches.values()) if missing else 1
     report.emit(f"{view} view" if view != BASE else "")
     if missing:
         keys = {c.name: entries[c.name] for c in missing}
         try:
-            written = _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world,
-                               report, shared[0][1])
-        except OSError as e:  # the store cannot be written: warn, and recompute into a scratch store
-            if cache is False or world.size > 1:  # torchrun ranks hand over their rows through the shared folder
-                raise
-            warnings.warn(f"The feature cache {str(store.root)!r} could not be written ({e.strerror or e}); "
-                          "features are computed but not cached.", stacklevel=2)
-            store = _scratch_store()
-            written = _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world,
-                               report, shared[0][1])
+            written = _extract_once(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world,
+                                    report, shared[0][1], cache)
+        finally:
+            forward.close()
         for c in missing:
             got[entries[c.name]] = written[c.name]
     else:
@@ -259,6 +259,20 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
 def _as_tokens(rows: torch.Tensor, channels: int) -> torch.Tensor:
     """Stored token rows [N, T x C] as [N, T, C] (a view: nothing is copied)."""
     return rows.view(rows.shape[0], rows.shape[1] // channels, channels)
+
+
+def _extract_once(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world, report, job,
+                  cache):
+    """`_extract` into the store, or into a scratch store when the cache cannot be written (warned)."""
+    try:
+        return _extract(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world, report, job)
+    except OSError as e:  # the store cannot be written: warn, and recompute into a scratch store
+        if cache is False or world.size > 1:  # torchrun ranks hand over their rows through the shared folder
+            raise
+        warnings.warn(f"The feature cache {str(store.root)!r} could not be written ({e.strerror or e}); "
+                      "features are computed but not cached.", stacklevel=3)
+        return _extract(forward, dataset, view, keys, batch_size, _scratch_store(), storage, workers, decoder, world,
+                        report, job)
 
 
 def _n(dataset: Dataset, split: str) -> int:

@@ -23,6 +23,7 @@ itself is what is left to speed up. What this module adds around `Model.forward_
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Callable, Sequence
 
@@ -99,7 +100,8 @@ class CutForward:
     """
 
     def __init__(self, model: Model, cuts: Sequence[str] | Sequence[Column], device: torch.device, *,
-                 compile: bool = False, channels_last: bool = False, backend: str = "inductor"):
+                 compile: bool = False, channels_last: bool = False, backend: str = "inductor",
+                 interrupt: Callable[[], None] | None = None):
         cuts = list(cuts)
         self.columns = model.columns(model.resolve_cuts(cuts)) if cuts and isinstance(cuts[0], str) else cuts
         self.model, self.names, self.device = model, [c.name for c in self.columns], device
@@ -110,6 +112,13 @@ class CutForward:
         self.compiled: Callable | None = torch.compile(self.eager, backend=backend, dynamic=False) if compile else None
         #: the batch size the compiled graph is built for (smaller batches are padded to it); None: the first one's
         self.graph_batch: int | None = None
+        self._hooks = [] if interrupt is None or compile else _interrupt_hooks(model, interrupt)
+
+    def close(self) -> None:
+        """Remove the interrupt hooks (the model may be shared with other runs)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
 
     @property
     def is_compiled(self) -> bool:
@@ -151,6 +160,22 @@ class CutForward:
             first = (str(cause).strip().splitlines() or [""])[0][:300]
             warnings.warn(f"torch.compile failed for {self.model.name} ({type(cause).__name__}: {first}); extracting "
                           "without it (same features, eager speed). Set compile=off to skip the attempt.", stacklevel=4)
+
+
+def _interrupt_hooks(model: Model, interrupt: Callable[[], None]) -> list:
+    """Call `interrupt()` (which raises to stop) before every module's forward, on this thread only.
+
+    Why: one batch of a large model on a CPU can take minutes, so a cancel checked between batches is not
+    enough. The hooks fire only for the thread that registered them, because a model is shared by every
+    session of the app and another session's forward must not stop on this one's cancel. The check costs
+    well under a microsecond per module; compiled graphs get no hooks (they would break the graph)."""
+    owner = threading.get_ident()
+
+    def hook(module, args) -> None:
+        if threading.get_ident() == owner:
+            interrupt()
+
+    return [m.register_forward_pre_hook(hook) for m in model.modules()]
 
 
 def fit_batch(try_batch: Callable[[int], int], start: int, cap: int, budget: int) -> int:

@@ -15,9 +15,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from .names import PROBES, label_of
+from .models.subblock import ATTN_OUT, MLP_HIDDEN
+from .names import KINDS, PROBES, label_of
 from .summary import CURVE, guillotine_summary
-from .verdict import NO_CLEAR_GAIN, difference_text, gain_text
+from .verdict import NO_CLEAR_GAIN, difference_text, gain_label, gain_text
 
 PALETTE = qualitative.D3
 #: line style per probe; dotted is the chance level's, dashed the random-init twin's, so k-NN is dash-dot
@@ -26,7 +27,8 @@ GREY = "rgb(120,120,120)"
 REGION_FILL = {"backbone": "rgba(31,119,180,0.06)", "projector": "rgba(255,127,14,0.10)"}
 
 
-def _rgba(colour: str, alpha: float) -> str:
+def rgba(colour: str, alpha: float) -> str:
+    """A hex or rgb() colour with an alpha channel."""
     if colour.startswith("#"):
         r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     else:
@@ -35,8 +37,12 @@ def _rgba(colour: str, alpha: float) -> str:
 
 
 def _ticks(table: pd.DataFrame) -> tuple[list[int], list[str]]:
+    """Tick positions and labels: every cut, or, with sub-block cuts, only the block outputs and the cuts after
+    them (the attention and MLP points of a block sit unlabelled between its neighbours; hover names them)."""
     names: dict[int, list[str]] = {}
     for d, c in table[["depth", "cut"]].drop_duplicates().itertuples(index=False):
+        if str(c).endswith(SUB_BLOCK):
+            continue
         names.setdefault(int(d), [])
         if c not in names[int(d)]:
             names[int(d)].append(c)
@@ -44,9 +50,21 @@ def _ticks(table: pd.DataFrame) -> tuple[list[int], list[str]]:
     return depths, ["/".join(names[d]) for d in depths]
 
 
+#: the names of the cuts inside a transformer block (models/subblock.py)
+SUB_BLOCK = (f".{ATTN_OUT}", f".{MLP_HIDDEN}")
+
+
+def _bases(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, list[str]]:
+    """Each row's baseline kind, the model a random-init twin stands for, and the model whose curve it is."""
+    kind = df["baseline"].fillna("") if "baseline" in df.columns else pd.Series("", index=df.index)
+    of = df["baseline_for"].fillna("") if "baseline_for" in df.columns else pd.Series("", index=df.index)
+    return kind, of, [o if k == "random-init" and o else m for m, k, o in zip(df["model"], kind, of)]
+
+
 def fold_curves(df: pd.DataFrame, like: pd.DataFrame | None = None) -> pd.DataFrame:
     """With several readout curves per model and probe (readouts, norm off/on), each drawn as a model of its own:
-    `<model> · <readout>[ · norm]` (the random-init suffix kept last, so twins still pair up). Pixels stay one.
+    `[<model> · ]<readout>[ · norm]` (the model named only when there are several), a random-init twin's curve
+    labelled after its model's (its `baseline_for` follows, so twins still pair up). Pixels stay one curve.
     `like`: the table whose curves decide whether to fold (the combined cuts drawn beside a results table)."""
     ref = df if like is None else like
     if df.empty or not {"readout", "norm"} <= set(df.columns) or not {"readout", "norm"} <= set(ref.columns):
@@ -54,15 +72,21 @@ def fold_curves(df: pd.DataFrame, like: pd.DataFrame | None = None) -> pd.DataFr
     keys = ["model", "probe"] if "probe" in ref.columns else ["model"]
     if ref[[*keys, "readout", "norm"]].astype(str).drop_duplicates()[keys].duplicated().sum() == 0:
         return df  # every model has one curve per probe: nothing to tell apart
-    suffix = " [random init]"
+    kind, of, base = _bases(df)
+    ref_kind, _, ref_base = _bases(ref)
+    several = len({b for b, k in zip(ref_base, ref_kind) if k != "pixels"}) > 1
 
     def label(model, readout, norm):
-        if model == "pixels":
-            return model
-        base = model.removesuffix(suffix)
-        return f"{base} · {readout}" + (" · norm" if norm == "on" else "") + (suffix if model != base else "")
+        curve = f"{readout}" + (" · norm" if norm == "on" else "")
+        return f"{model} · {curve}" if several else curve
 
-    return df.assign(model=[label(*v) for v in df[["model", "readout", "norm"]].itertuples(index=False)])
+    out = df.assign(model=[m if k == "pixels" else label(b, r, n) + (f" [{KINDS['random_init'].label}]"
+                                                                      if k == "random-init" else "")
+                           for m, k, b, r, n in zip(df["model"], kind, base, df["readout"], df["norm"])])
+    if "baseline_for" in df.columns:
+        out["baseline_for"] = [label(b, r, n) if k == "random-init" else o
+                               for k, b, r, n, o in zip(kind, base, df["readout"], df["norm"], of)]
+    return out
 
 
 def probes_title(table: pd.DataFrame) -> str:
@@ -168,7 +192,7 @@ def _add_curve(fig: go.Figure, key: tuple, g: pd.DataFrame, s: pd.Series, c: str
     if "accuracy_ci_low" in g.columns and g["accuracy_ci_low"].notna().all():
         fig.add_trace(go.Scatter(
             x=list(g["depth"]) + list(g["depth"])[::-1], y=list(g["accuracy_ci_high"]) + list(g["accuracy_ci_low"])[::-1],
-            fill="toself", fillcolor=_rgba(c, 0.13), mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False,
+            fill="toself", fillcolor=rgba(c, 0.13), mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False,
             legendgroup=group, name=f"{name} 95% CI", meta={**meta, "role": "band"}))
     ci = (g[["accuracy_ci_low", "accuracy_ci_high"]].to_numpy() if "accuracy_ci_low" in g.columns else None)
     fig.add_trace(go.Scatter(
@@ -187,7 +211,7 @@ def _add_curve(fig: go.Figure, key: tuple, g: pd.DataFrame, s: pd.Series, c: str
         marker=dict(symbol="star", size=18, color=c, line=dict(width=1, color="black")),
         hovertemplate=f"best cut {s['best_cut']} (chosen on validation)<br>test accuracy %{{y:.3f}}<br>"
                       f"{_gain_text(s)} vs the last cut {s['last_cut']}<extra>{name}</extra>"))
-    return (x, y, f"+{100 * s['gain']:.0f}", c, task) if s["clear_gain"] else None
+    return (x, y, gain_label(s["gain"]), c, task) if s["clear_gain"] else None
 
 
 def _layout(fig: go.Figure, table: pd.DataFrame, main: pd.DataFrame, pixels: pd.DataFrame, x_left: float,
@@ -219,7 +243,7 @@ def _add_references(fig: go.Figure, refs: pd.DataFrame, pixels: pd.DataFrame, co
         model, task, probe = key
         g = g.sort_values("depth")
         of = g["baseline_for"].iloc[0] if "baseline_for" in g.columns else model
-        c = _rgba(colour.get(task if by_task else of, GREY), 0.6)
+        c = rgba(colour.get(task if by_task else of, GREY), 0.6)
         label = f"{model} · {task}" + (f" · {label_of(PROBES, probe)}" if several_probes else "")
         fig.add_trace(go.Scatter(
             x=g["depth"], y=g["accuracy"], mode="lines", name="random init (same network, dashed)",

@@ -12,6 +12,7 @@ outputs needs to show the run again.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -31,6 +32,7 @@ from .diagnostics import compute_diagnostics, metric_vs_accuracy
 from .distributed import join, rank_device
 from .errors import ConfigError, DatasetError, GRExplorerError, did_you_mean
 from .features import Features, extract_features
+from .limits import check_disk, check_sweep
 from .models import Model, load_model, pixels_model, random_init
 from .names import KIND_BASELINE, SCHEMES
 from .probes import HEADS, AttentiveHead, ProbeResult, run_probes, validation_split
@@ -102,11 +104,13 @@ class SweepCancelled(Cancelled):
 
 
 def check_references(config: SweepConfig) -> None:
-    """What the settings alone cannot check: the tasks asked for exist in the dataset."""
+    """What the settings alone cannot check: the tasks asked for exist in the dataset, and its images fit in this
+    machine's memory (limits.check_sweep)."""
     try:
         base = dataset_tasks(config.dataset)
     except DatasetError as e:
         raise ConfigError(f"dataset={config.dataset!r} is invalid: {e}") from None
+    check_sweep(config)
     if config.tasks is not None:
         valid = [*base, *DERIVED_TASKS]
         bad = [t for t in config.tasks if t not in valid]
@@ -117,12 +121,13 @@ def check_references(config: SweepConfig) -> None:
 
 def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dataset: Dataset | None = None,
               cache: FeatureCache | None | bool = None, progress: Progress | None = None,
-              should_stop: ShouldStop | None = None) -> SweepResult | None:
+              should_stop: ShouldStop | None = None, cached_only: bool = False) -> SweepResult | None:
     """Run a sweep. Pre-built `models`/`dataset` objects (the app's shared caches) replace loading the specs.
 
     `progress(ProgressEvent)` hears every stage; `should_stop()` is polled between batches and probe
     chunks, and stopping raises SweepCancelled carrying the rows finished so far. Under torchrun every
     rank extracts its share of the batches and rank 0 returns the result; the other ranks return None.
+    `cached_only`: raise errors.NotCached before any forward pass when a feature is not in the cache.
     """
     t0 = time.perf_counter()
     if dataset is None:
@@ -133,7 +138,7 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
     if world.size > 1 and cache is False:
         raise GRExplorerError("Under torchrun the ranks hand their features to rank 0 through the cache folder: "
                               "drop --no-cache (and give --cache-dir on a filesystem every machine sees).")
-    run = _Sweep(config, device, world, cache, progress, should_stop)
+    run = _Sweep(config, device, world, cache, progress, should_stop, cached_only)
     try:
         dataset = run.load_dataset(dataset)
         for model in _models(config, models, dataset, run.emit):
@@ -150,8 +155,9 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
 class _Sweep:
     """One sweep's state: the rows, search rows and diagnostics gathered model by model."""
 
-    def __init__(self, config: SweepConfig, device: torch.device, world, cache, progress, should_stop):
-        self.config, self.device, self.world, self.cache = config, device, world, cache
+    def __init__(self, config: SweepConfig, device: torch.device, world, cache, progress, should_stop,
+                 cached_only: bool = False):
+        self.config, self.device, self.world, self.cache, self.cached_only = config, device, world, cache, cached_only
         self.progress, self.should_stop = progress, should_stop
         self.emit = (progress or (lambda e: None)) if world.is_main else (lambda e: None)
         self.rows: list[dict] = []
@@ -168,7 +174,7 @@ class _Sweep:
     def load_dataset(self, dataset: Dataset | None) -> Dataset:
         self.emit(ProgressEvent("load", 0, 1, "", f"dataset {self.config.dataset}"))
         if dataset is None:
-            dataset = load_dataset(**dataset_args(self.config))
+            dataset = load_dataset(**dataset_args(self.config), progress=self.emit, should_stop=self.should_stop)
         self.emit(ProgressEvent("load", 1, 1, "", f"dataset {dataset.name}: {dataset.n_train} train / "
                                                    f"{dataset.n_test} test, tasks {', '.join(dataset.tasks)}"))
         return dataset
@@ -183,6 +189,8 @@ class _Sweep:
         if config.combine and not pixels:  # before any work: a combined cut names cuts this sweep has
             check_forms(config.combine, model, model.resolve_cuts(config.cuts, config.cut_detail))
         tokens = config.attentive_tokens if "attentive" in config.probes and not pixels else None
+        if self.world.is_main:  # the features must fit on the cache's disk, checked before extracting any
+            check_disk([model], config, dataset.n_train + dataset.n_test, cache_folder(self.cache))
         for view in dataset.views:
             feats = extract_features(model, dataset, None if pixels else config.cuts, view=view,
                                      device=self.device, batch_size=config.batch_size, cache=self.cache,
@@ -191,7 +199,8 @@ class _Sweep:
                                      channels_last=config.channels_last, auto_batch=config.auto_batch,
                                      decoder=config.decoder, detail="block" if pixels else config.cut_detail,
                                      readouts=None if pixels else config.readout,
-                                     norm="off" if pixels else config.readout_norm, tokens=tokens)
+                                     norm="off" if pixels else config.readout_norm, tokens=tokens,
+                                     cached_only=self.cached_only)
             self.features[model.name][view] = feats
             if not self.world.is_main:
                 continue  # rank 0 fits the probes on the merged features
@@ -290,6 +299,13 @@ class _Sweep:
             result.cka = pd.concat(self.ckas, ignore_index=True)
             result.metric_selection = metric_vs_accuracy(first_curves(table), result.metrics)
         return result
+
+
+def cache_folder(cache: FeatureCache | None | bool) -> str:
+    """Where a sweep's features go: the cache's folder, or the temporary folder of a scratch store (cache=False)."""
+    if cache is False:
+        return tempfile.gettempdir()
+    return str((cache if isinstance(cache, FeatureCache) else FeatureCache()).root)
 
 
 def dataset_args(config: SweepConfig) -> dict:

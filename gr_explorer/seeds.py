@@ -8,6 +8,10 @@ cards say so,
   once the seeds and the bookkeeping are left out: `seed`, `data_seed`,
   `out`, `description` and the evaluation settings (`eval*`, `device`).
 
+A run that was stopped before its last step (its card says `complete: false`,
+or `training.stopped_early`) is no seed of its recipe: it stands alone, so a
+half-trained model is never averaged with finished ones.
+
 A design with two or more of the picked models is drawn as one mean curve
 whose band spans the seeds (min to max at each cut), and summarised by the
 mean and the standard deviation (ddof=1) over seeds of each seed's own
@@ -42,12 +46,21 @@ SEED_COLUMNS = ["design", "task", "probe", "n_seeds", "models", "best_cuts", "be
 def design_key(card: dict | None) -> str | None:
     """What identifies a model's design (None: the card does not say, so the model stands alone)."""
     card = card or {}
+    if incomplete(card):
+        return None
     if isinstance(card.get("design"), str) and card["design"].strip():
         return "design:" + card["design"].strip()
     config = card.get("config")
     if not isinstance(config, dict) or not config:
         return None
     return "config:" + json_digest({k: v for k, v in config.items() if k not in NOT_DESIGN}, length=16)
+
+
+def incomplete(card: dict | None) -> bool:
+    """Was the training that made this model stopped before its last planned step?"""
+    card = card or {}
+    training = card.get("training") if isinstance(card.get("training"), dict) else {}
+    return card.get("complete") is False or bool(training.get("stopped_early"))
 
 
 def _label(models: list[str], card: dict | None) -> str:

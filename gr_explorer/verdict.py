@@ -37,6 +37,15 @@ def _digits_for(lo: float, hi: float, digits: int) -> int:
     return digits
 
 
+def gain_label(v: float) -> str:
+    """A clear gain as the chart's label beside its star: whole points ('+12'), one decimal when that would
+    read '+0' ('+0.4')."""
+    digits = 0
+    while digits < 3 and v != 0 and round(100 * v, digits) == 0:
+        digits += 1
+    return pts(v, digits)
+
+
 def interval_text(v: float, lo: float, hi: float, *, unit: str = "pts", digits: int = 1) -> str:
     """'+12.3 [+8.1, +16.4]' (points) or '+0.123 [+0.081, +0.164]' (accuracy); no interval: the value alone."""
     if unit == "acc":

@@ -10,14 +10,16 @@ raw-pixel baseline, the best cut chosen on validation and 95% bootstrap interval
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+import pandas as pd  # noqa: E402
+
 from gr_explorer.seeds import seed_groups as groups_of  # noqa: E402 (the repository's copy, also when not installed)
-from gr_explorer.verdict import gain_text, interval_text  # noqa: E402
+from gr_explorer.seeds import seed_summary  # noqa: E402
+from gr_explorer.verdict import gain_text, interval_text, seeds_gain_text  # noqa: E402
 
 HEAD = """# The shipped zoo
 
@@ -75,20 +77,21 @@ def table(cards: dict[str, dict], task: str) -> list[str]:
 
 
 def seed_groups(cards: dict[str, dict], task: str) -> list[str]:
-    """Designs trained with several seeds (the library's rule, gr_explorer.seeds): mean +- sd over seeds."""
+    """Designs trained with several seeds, read at the level of the design (the library's rule, gr_explorer.seeds):
+    the mean over seeds of each seed's validation-selected gain with the 95% Student-t interval of that mean;
+    each seed's own gain is detail."""
+    groups = groups_of(cards)
+    summary = pd.DataFrame([{**r, "model": name} for name, card in cards.items() for r in card["results"]["summary"]
+                            if r["task"] == task and not r["baseline"]])
+    rows = seed_summary(summary, groups)
     lines = []
-    for label, members in groups_of(cards).items():
-        rows = [next(r for r in cards[m]["results"]["summary"] if r["task"] == task and not r["baseline"])
-                for m in members]
-        best = [r["best_accuracy"] for r in rows]
-        gain = [r["gain"] for r in rows]
-        clear = sum(r["clear_gain"] for r in rows)
-        lines.append(f"| {label} | {', '.join(f'`{m}`' for m in members)} | {statistics.mean(best):.3f} +- "
-                     f"{statistics.stdev(best):.3f} | {100 * statistics.mean(gain):+.1f} +- {100 * statistics.stdev(gain):.1f} "
-                     f"| {clear} of {len(rows)} |")
+    for r in rows.itertuples():
+        gain = seeds_gain_text(r.gain_mean, r.gain_sd, r.n_seeds, r.gain_ci_low, r.gain_ci_high, r.clear_gain)
+        lines.append(f"| {r.design} | {', '.join(f'`{m}`' for m in r.models)} | {r.best_accuracy_mean:.3f} +- "
+                     f"{r.best_accuracy_sd:.3f} | {gain} | {', '.join(f'{100 * g:+.1f}' for g in r.gains)} |")
     if lines:
-        lines = [f"| design | seeds | best {task} accuracy, mean +- sd | gain, pts, mean +- sd | seeds with a clear gain |",
-                 "|---|---|---|---|---|"] + lines
+        lines = [f"| design | seeds | best {task} accuracy, mean +- sd | gain over seeds, pts: mean ± sd [95% t interval "
+                 "of the mean] | gain per seed, pts |", "|---|---|---|---|---|"] + lines
     return lines
 
 

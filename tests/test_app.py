@@ -196,7 +196,10 @@ def test_explore_default_run_equals_library_sweep_with_baselines_and_the_gain_ru
     best = s.loc[task, "best_cut"]
     rs = ref.search[(ref.search["model"] == "zoo:simclr") & (ref.search["cut"] == best) & (ref.search["task"] == task)]
     np.testing.assert_allclose(decode(spec["data"][0]["y"]), rs.sort_values("value")["val_accuracy"])
-    assert len(at.get("download_button")) == 3
+    labels = sorted(b.label for b in at.get("download_button"))
+    # the run's CSV, JSON and HTML; PNG and SVG of the chart; PNG, SVG and HTML of the embedding view
+    assert labels == sorted(["Results (CSV)", "Run config (JSON)", "Figure (HTML)", "Figure (PNG)", "Figure (SVG)",
+                             "Figure (PNG)", "Figure (SVG)", "Figure (HTML)"]), labels
 
 
 def test_explore_diagnostics_view(zoo):
@@ -515,6 +518,23 @@ def test_compare_aggregates_the_seeds_of_one_design(zoo):
     np.testing.assert_allclose(band, np.r_[acc.max(0), acc.min(0)[::-1]], atol=1e-12)
 
 
+def test_compare_never_averages_a_stopped_training_as_a_seed(zoo):
+    """A fourth seed of the recipe whose training was stopped (its card says incomplete) stands alone."""
+    seeds = _seed_zoo(zoo)
+    card = {**tiny_card("32-32-16"), "config": {**RECIPE, "seed": 3, "out": "pretrained/rec_s3.safetensors"},
+            "complete": False, "training": {"steps": 18, "planned_steps": 1240, "stopped_early": True}}
+    save_checkpoint(tiny_model(projector="32-32-16", seed=13), zoo / "rec_s3.safetensors", card)
+    at = start("compare")
+    at.multiselect(key="cmp_models").set_value([*seeds, "zoo:rec_s3"]).run()
+    small(at, "cmp")
+    at.button(key="cmp_run").click().run()
+    no_errors(at)
+    shown = frame(at, "gain, mean ± sd (pts)")
+    assert set(shown["design"]) == {"zoo:rec (mean of 3 seeds)"} and "zoo:rec_s3" not in " ".join(shown["best cut per seed"])
+    (spec,) = [c for c in charts(at) if "Task:" in json.dumps(c["layout"]["title"])]
+    assert set(traces(spec, "curve", by="model")) == {"zoo:rec (mean of 3 seeds)", "zoo:rec_s3"}
+
+
 def test_seed_group_rule():
     from gr_explorer.seeds import seed_groups
 
@@ -523,6 +543,11 @@ def test_seed_group_rule():
              "zoo:b": {"config": {**base, "projector": "128"}}, "timm:resnet18": {}, "zoo:c1": {"design": "C"},
              "zoo:c2": {"design": "C", "config": {**base, "projector": "64"}}}
     assert seed_groups(cards) == {"zoo:a (mean of 2 seeds)": ["zoo:a_s0", "zoo:a_s1"], "C (mean of 2 seeds)": ["zoo:c1", "zoo:c2"]}
+    # a run stopped before its last step is no seed of its recipe, whichever way its card says so
+    stopped = {"zoo:a_s2": {"config": {**base, "seed": 2}, "complete": False},
+               "zoo:a_s3": {"config": {**base, "seed": 3}, "training": {"stopped_early": True}},
+               "zoo:c3": {"design": "C", "complete": False}}
+    assert seed_groups({**cards, **stopped}) == seed_groups(cards)
 
 
 def test_train_tiny_model_appears_in_explore_and_compare(zoo, tmp_path):
@@ -559,6 +584,53 @@ def test_train_tiny_model_appears_in_explore_and_compare(zoo, tmp_path):
     assert model.options[0].startswith("zoo:")  # the zoo is still listed
     at.switch_page(f"{PAGES}/compare.py").run()
     assert any(o.startswith("trained: tiny-run") for o in at.multiselect(key="cmp_models").options)
+
+
+def test_a_huge_number_of_images_is_refused_as_it_is_typed(zoo, monkeypatch):
+    """999,999,999 train images: the library's memory check speaks before any work, and Run stays disabled."""
+    import gr_explorer.data.shapes as shapes
+
+    monkeypatch.setattr(shapes, "generate", lambda *a, **k: pytest.fail("an image was generated"))
+    at = start()
+    at.number_input(key="ex_n_train").set_value(999_999_999).run()
+    assert not at.exception
+    (err,) = [e.value for e in at.error]
+    assert "n_train=999,999,999" in err and "is too large for this machine" in err and "Valid: at most about" in err
+    assert at.button(key="ex_run").disabled and "explore:job" not in at.session_state
+    monkeypatch.undo()  # the Train page times a few steps on a few real images
+    at.switch_page(f"{PAGES}/train.py").run()
+    at.number_input(key="tr_n_train").set_value(999_999_999).run()
+    assert any("n_train=999,999,999" in e.value for e in at.error) and at.button(key="tr_run").disabled
+
+
+def test_a_missing_image_folder_is_refused_as_it_is_typed(zoo, tmp_path):
+    _images(tmp_path / "data" / "pets")
+    at = start()
+    at.selectbox(key="ex_dataset").set_value("imagefolder").run()
+    at.text_input(key="ex_folder").input("pest").run()  # a typo
+    (err,) = [e.value for e in at.error]
+    assert "There is no folder 'pest'" in err and str(tmp_path) not in err
+    assert at.button(key="ex_run").disabled
+    at.text_input(key="ex_folder").input("pets").run()
+    assert not at.error and not at.button(key="ex_run").disabled
+
+
+def test_the_train_page_estimates_the_time_from_a_step_measured_here(zoo, monkeypatch):
+    import gr_explorer.app.train as train_page
+    from gr_explorer.progress import duration_text
+
+    timed = []
+    monkeypatch.setattr(train_page, "seconds_per_step", lambda config: timed.append(config) or 0.75)
+    train_page._step_seconds.clear()
+    at = start("train")
+    no_errors(at)
+    assert len(timed) == 1 and "train:job" not in at.session_state  # timed on drawing the page, before any run
+    steps = RECIPE["n_train"] // RECIPE["batch_size"] * RECIPE["epochs"]  # the recipe: 64 images, batch 16, 1 epoch
+    text = " ".join(c.value for c in at.caption)
+    assert f"{steps} steps of 16 images" in text and f"About {duration_text(steps * 0.75)} on this server" in text
+    assert "2-3 minutes" not in " ".join(m.value for m in at.markdown)
+    at.number_input(key="tr_epochs").set_value(7).run()  # more steps, the same step: timed once, estimate x7
+    assert len(timed) == 1 and f"About {duration_text(7 * steps * 0.75)}" in " ".join(c.value for c in at.caption)
 
 
 def test_train_bad_setting_shows_the_library_error(zoo):
@@ -613,6 +685,57 @@ def test_job_cancel_stops_at_the_next_progress_report():
     assert isinstance(job.error, JobCancelled) and job.result is None
     snap = job.snapshot()
     assert snap.stages[-1].name == "extract" and 0 < snap.stages[-1].done < 9_999
+
+
+def test_a_job_whose_session_is_gone_cancels_itself(monkeypatch):
+    import threading
+
+    import gr_explorer.app.jobs as jobs
+    from gr_explorer.progress import ProgressEvent
+
+    monkeypatch.setattr(jobs, "OWNER_GRACE_S", 0.3)
+    monkeypatch.setattr(jobs, "OWNER_CHECK_S", 0.05)
+    alive = threading.Event()
+    alive.set()
+    steps = []
+
+    def work(job):
+        while True:
+            steps.append(1)
+            job.progress(ProgressEvent("train", len(steps), 10**6))
+            threading.Event().wait(0.01)
+
+    job = jobs.Job("test", work, owner_alive=alive.is_set).start()
+    threading.Event().wait(0.5)
+    assert job.running  # its session is there: it goes on
+    alive.clear()  # the tab was closed
+    assert job.wait(10) and isinstance(job.error, jobs.JobCancelled)
+    assert job.cancel_reason == "its browser session ended"
+
+
+def test_a_cancelled_job_keeps_none_of_its_memory():
+    """The error a page keeps carries no frames, so nothing the work held (features, probe state) stays alive."""
+    import threading
+    import weakref
+
+    from gr_explorer.app.jobs import Job, JobCancelled
+    from gr_explorer.progress import ProgressEvent
+
+    refs, started = [], threading.Event()
+
+    def work(job):
+        big = torch.zeros(2**20)
+        refs.append(weakref.ref(big))
+        while True:
+            started.set()
+            job.progress(ProgressEvent("extract", 1, 2))
+            threading.Event().wait(0.01)
+
+    job = Job("test", work).start()
+    assert started.wait(10)
+    job.cancel()
+    assert job.wait(10) and isinstance(job.error, JobCancelled)
+    assert job.error.__traceback__ is None and refs[0]() is None
 
 
 def test_upload_helpers_round_trip(tmp_path):

@@ -9,7 +9,11 @@ import json
 
 import numpy as np
 import pytest
-from test_app import charts, decode, no_errors, reference, small, start, traces, zoo  # noqa: F401 (zoo: a fixture)
+from streamlit.testing.v1 import AppTest
+
+from gr_explorer.app.share import link_of
+from gr_explorer.config import SweepConfig
+from test_app import APP, TIMEOUT, charts, decode, no_errors, reference, small, start, traces, zoo  # noqa: F401 (zoo: a fixture)
 
 
 @pytest.mark.slow
@@ -50,3 +54,16 @@ def test_explore_head_selector_combined_cuts_and_shots_slider(zoo):  # noqa: F81
     np.testing.assert_allclose(y, s["accuracy"], atol=1e-12)
     _, band = traces(charts(at)[0], "band")["color"]
     np.testing.assert_allclose(band, np.r_[s["accuracy_ci_high"], s["accuracy_ci_low"][::-1]], atol=1e-12)
+
+
+def test_a_link_restores_the_combined_cuts_the_shots_and_the_tries(zoo):  # noqa: F811
+    link = link_of(SweepConfig(models=["zoo:simclr"], tasks=["color"], combine=["last2", "best2"], shots=[2, 5, "all"],
+                               tries=3))
+    assert (link["combine"], link["shots"], link["tries"]) == ("last2,best2", "2,5,all", "3")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(link)
+    at.run()
+    no_errors(at)
+    assert at.multiselect(key="ex_combine").value == ["last2", "best2"]
+    assert at.multiselect(key="ex_shots").value == [2, 5]  # 'all' is the ordinary sweep, always drawn
+    assert at.number_input(key="ex_tries").value == 3

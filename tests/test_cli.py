@@ -122,3 +122,41 @@ def test_every_command_has_help(command, capsys):
     # each flag states its default at most once, and never as 'None' (a flag whose default is 'not given')
     assert "(default: None)" not in out
     assert all(flag_help.count("(default:") <= 1 for flag_help in re.split(r" --?[a-z]", out))
+
+
+def test_sigterm_mid_sweep_exits_cleanly_and_leaves_the_earlier_out_whole(tmp_path):
+    """SIGTERM (a scheduler's time limit, `kill`) while the sweep works: exit code 143, a message instead of a
+    traceback, and the --out folder of the earlier run exactly as it was (nothing of the stopped run published)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+
+    _, path = saved_tiny(tmp_path)
+    out = tmp_path / "out"
+    args = ["sweep", "--model", f"file:{path}", "--dataset", "shapes", "--tasks", "shape,color", "--out", str(out)]
+    assert main([*args, "--n-train", "60", "--n-test", "30", "--quiet"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "gr_explorer", *args, "--n-train", "3000", "--n-test", "1500"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 300
+    while "extract" not in "".join(err) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # mid-sweep: the dataset is made and features are being extracted
+    assert proc.poll() is None, "".join(err)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 128 + signal.SIGTERM
+    reader.join(10)
+    text = "".join(err)
+    assert "terminated (SIGTERM)" in text and "Traceback" not in text
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "feature-cache")
+    assert left == sorted(["out", path.name, path.with_suffix(".json").name])  # no staging folder beside --out

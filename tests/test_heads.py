@@ -16,10 +16,13 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from gr_explorer.cli import build_parser, config_from_args, main
 from gr_explorer.combine import combinations, concatenate
 from gr_explorer.config import SweepConfig
+from gr_explorer.data import load_dataset
 from gr_explorer.errors import ConfigError, ProbeError
-from gr_explorer.features import Features
+from gr_explorer.features import Features, extract_features
+from gr_explorer.limits import feature_bytes
 from gr_explorer.models import Column, Cut
 from gr_explorer.models.readout import Readout
 from gr_explorer.plots import accuracy_vs_depth
@@ -28,7 +31,7 @@ from gr_explorer.probes.attentive import adamw_step, fit_attentive_probes
 from gr_explorer.run import run_sweep
 from gr_explorer.shots import Draw, draw_rows, plan
 from gr_explorer.stats import Resampler
-from helpers import tiny_model
+from helpers import saved_tiny, tiny_model
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -302,8 +305,6 @@ def test_few_shot_sweep_reproduces_from_run_json_and_all_is_the_ordinary_sweep()
 
 
 def test_shots_flag_takes_counts_and_all():
-    from gr_explorer.cli import build_parser, config_from_args
-
     a = build_parser().parse_args(["sweep", "--model", "zoo:simclr", "--shots", "1,5,all", "--fractions", "0.1",
                                    "--tries", "3", "--combine", "last4,best2"])
     c = config_from_args(a)
@@ -320,9 +321,6 @@ def test_shots_flag_takes_counts_and_all():
 
 @pytest.mark.slow  # ~5-10 s: a sweep with three heads, a baseline, combined cuts and 5 draws
 def test_one_cli_sweep_reports_every_head_combined_cuts_and_shot_curves(tmp_path, capsys):
-    from gr_explorer.cli import main
-    from helpers import saved_tiny
-
     _, path = saved_tiny(tmp_path)
     out = tmp_path / "heads"
     assert main(["sweep", "--model", f"file:{path}", "--tasks", "color", "--probe", "linear,knn,attentive",
@@ -354,3 +352,14 @@ def test_one_cli_sweep_reports_every_head_combined_cuts_and_shot_curves(tmp_path
     assert set(best[best["model"] == me]["shots"]) == {"1", "5", "all"} and best["best_cuts"].notna().all()
     search = pd.read_csv(out / "search.csv")
     assert set(search["probe"]) == {"linear", "knn", "attentive"} and (out / "shots.html").exists()
+
+
+def test_the_disk_check_counts_the_attentive_probes_token_features():
+    model = tiny_model()
+    plain = SweepConfig(models=["custom:tiny"], tasks=["color"], n_train=40, n_test=20)
+    att = SweepConfig(models=["custom:tiny"], tasks=["color"], n_train=40, n_test=20, probes=["linear", "attentive"],
+                      attentive_tokens=16)
+    ds = load_dataset("shapes", tasks=["color"], n_train=40, n_test=20, seed=0)
+    f = extract_features(model, ds, cache=False, tokens=16)
+    assert all(x.shape[1] == 16 for x in f.tokens["train"].values())  # every map cut has >= 16 positions here
+    assert feature_bytes(model, att, 60) - feature_bytes(model, plain, 60) == f.token_bytes()

@@ -23,9 +23,10 @@ LAYERS = [
      "augment", "distributed", "export"],  # plain tools and the names every layer speaks
     ["config", "cache"],  # the sweep's settings; the feature store
     ["data", "models"],  # inputs
-    ["forward", "features", "probes"],  # one forward pass for all cuts; heads on the features
-    ["diagnostics", "summary", "plots", "embedding", "embedding_plots", "combine", "shots"],  # label-free measures and maps; reading
-    # and drawing a results table; combined cuts and few-shot draws (heads over several cuts or draws)
+    ["forward", "features", "probes", "limits"],  # one forward pass for all cuts; heads on the features; will a run fit
+    ["diagnostics", "summary", "plots", "embedding", "embedding_plots", "live_plots", "combine", "shots"],  # label-free
+    # measures and maps; reading and drawing a results table; combined cuts and few-shot draws (heads over several cuts
+    # or draws)
     ["run"],  # a sweep
     ["training"],  # a training run (its held-out evaluation is a sweep)
     ["seeds", "outputs", "uploads", "embed"],  # designs over seeds; a sweep's files; checked uploads; embedding runs

@@ -1,5 +1,8 @@
 """Sweep, summary and plots: the tidy tables, validation-selected cuts, baselines, derived views, the README example."""
 
+import contextlib
+import io
+import json
 import re
 from pathlib import Path
 
@@ -221,7 +224,8 @@ def test_meaningless_derived_task_is_refused():
 # the README example, as written
 
 
-def test_readme_python_example_runs_verbatim(tmp_path, monkeypatch):
+@pytest.mark.slow  # a real sweep of 500 / 250 images with both probes and baselines: ~1 min on a busy 2-core CPU
+def test_readme_python_example_runs_verbatim(tmp_path, monkeypatch, capsys):
     text = README.read_text()
     block = re.search(r"## Python\n\n```python\n(.*?)```", text, re.S).group(1)
     monkeypatch.chdir(tmp_path)
@@ -230,6 +234,8 @@ def test_readme_python_example_runs_verbatim(tmp_path, monkeypatch):
     table = namespace["table"]
     assert {"accuracy_ci_low", "accuracy_ci_high", "chance"} <= set(table.columns)
     assert (tmp_path / "figure.html").exists()
+    printed = capsys.readouterr().out
+    assert "best cut" in printed and "vs random init" in printed and "..." not in printed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +278,76 @@ def test_figure_colours_tasks_styles_probes_and_selects_tasks():
     assert fig.layout.title.text.startswith("Linear and k-NN probes")
     labels = [b.label for b in fig.layout.updatemenus[0].buttons]
     assert labels == ["all tasks", "shape", "color"]
+
+
+def test_line_styles_tell_knn_chance_and_the_random_init_twin_apart():
+    """k-NN curves are dash-dot: dotted is the chance line's and dashed the random-init twin's (issue 29)."""
+    t = _fig_table()
+    a = t[t.model == "a"]
+    twin = a.assign(model="a [random init]", baseline="random-init", baseline_for="a")
+    t = pd.concat([a.assign(baseline_for=""), a.assign(probe="knn", baseline_for=""), twin])
+    fig = accuracy_vs_depth(t)
+    dash = {tr.meta["role"] + ":" + tr.meta.get("probe", ""): tr.line.dash for tr in fig.data
+            if tr.meta and tr.meta.get("role") in ("curve", "chance", "random-init")}
+    assert dash == {"curve:linear": "solid", "curve:knn": "dashdot", "chance:": "dot", "random-init:linear": "dash"}
+
+
+def test_stars_at_the_same_place_are_drawn_apart():
+    """Two tasks whose best cuts coincide (same cut, same accuracy) get two visible stars (plots.STAR_NUDGE)."""
+    from gr_explorer.plots import STAR_NUDGE
+
+    t = _table([0.5, 0.9, 0.7, 0.4], [0.5, 0.9, 0.7, 0.4])
+    t = pd.concat([t, t.assign(task="color"), t.assign(task="size", accuracy=t["accuracy"] - 0.3)])
+    stars = [(tr.x[0], tr.y[0]) for tr in accuracy_vs_depth(t).data if tr.meta and tr.meta.get("role") == "best"]
+    assert stars == [(1, 0.9), (1 + STAR_NUDGE, 0.9), (1, pytest.approx(0.6))]
+
+
+@pytest.mark.parametrize("gain, lo, hi, legend, label", [
+    (0.03, 0.004, 0.06, "+3.0 [+0.4, +6.0]", "+3"),
+    (0.03, 0.0004, 0.06, "+3.00 [+0.04, +6.00]", "+3"),  # a lower bound of 0.04 points never prints as +0.0
+    (0.004, 0.001, 0.007, "+0.4 [+0.1, +0.7]", "+0.4"),  # a clear gain under half a point is not labelled "+0"
+])
+def test_a_clear_gain_never_reads_as_touching_zero(gain, lo, hi, legend, label):
+    t = _table([0.5, 0.9, 0.7, 0.4], [0.5, 0.9, 0.7, 0.4])
+    summary = guillotine_summary(t).assign(gain=gain, gain_ci_low=lo, gain_ci_high=hi, clear_gain=True)
+    fig = accuracy_vs_depth(t, summary=summary)
+    (curve,) = [tr for tr in fig.data if tr.meta and tr.meta.get("role") == "curve"]
+    assert curve.name.endswith(legend)
+    assert [a.text for a in fig.layout.annotations if a.name == "shape"] == [label]
+
+
+def test_wrap_module_without_a_name_sweeps_and_records_a_valid_spec():
+    """A Python-built model named by default ('custom') is recorded as custom:custom, which the config accepts."""
+    from gr_explorer import wrap_module
+    from gr_explorer.models import Preprocessing
+
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                   torch.nn.Flatten())
+    model = wrap_module(backbone, stages=["1"], preprocessing=Preprocessing(32))
+    config = SweepConfig(models=["custom:custom"], dataset="shapes", tasks=["color"], n_train=60, n_test=30)
+    result = run_sweep(config, models=[model], cache=False)
+    assert json.loads(result.config.to_json())["models"] == ["custom:custom"]
+    assert set(result.table["model"]) == {"custom"} and list(result.table["cut"]) == ["1", "pool"]
+    table = sweep(model, "shapes", tasks=["color"], n_train=60, n_test=30, cache=False)
+    pd.testing.assert_frame_equal(table, result.table)
+
+
+def test_the_readme_summary_line_prints_every_column():
+    """The README's `print(...)` of the summary shows each column by name, none hidden behind '...'."""
+    from gr_explorer import summary_view
+
+    line = next(x for x in README.read_text().splitlines() if x.startswith("print(") and "guillotine_summary" in x)
+    t = _table([0.5, 0.9, 0.7, 0.4], [0.5, 0.9, 0.7, 0.4]).assign(accuracy_ci_low=0.3, accuracy_ci_high=0.95)
+    t = pd.concat([t, t.assign(model="a [random init]", baseline="random-init", baseline_for="a")])
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(line.split("#")[0], {"table": t, "guillotine_summary": guillotine_summary, "summary_view": summary_view})
+    printed = buf.getvalue()
+    header = printed.splitlines()[0]
+    view = summary_view(guillotine_summary(t))
+    assert "..." not in printed and all(c in header for c in ("best cut", "last cut", "gain", "vs random init"))
+    assert len(view.columns) >= 9 and all(str(v) in printed for v in view["gain"])
 
 
 def test_figure_html_renders_offline(tmp_path):

@@ -8,7 +8,6 @@ import streamlit as st
 from ..config import SweepConfig
 from ..device import resolve_device
 from ..diagnostics import cka_between_models
-from ..errors import GRExplorerError
 from ..files import slug
 from ..plots import accuracy_vs_depth
 from ..run import SweepResult
@@ -68,11 +67,7 @@ def settings() -> SweepConfig | None:
     if not probing["probes"]:
         st.warning("Pick at least one probe.")
         return None
-    try:
-        return SweepConfig(models=specs, dataset=dataset, tasks=tasks, **probing, **run)
-    except GRExplorerError as e:
-        widgets.show_error(e)
-        return None
+    return widgets.sweep_config(models=specs, dataset=dataset, tasks=tasks, **probing, **run)
 
 
 def render() -> None:

@@ -8,13 +8,14 @@ import streamlit as st
 from ..combine import combined_view
 from ..config import SweepConfig
 from ..diagnostics.figures import cka_heatmap, invariance_heatmap, metric_curves
-from ..errors import GRExplorerError
+from ..export import HTML_CONFIG
 from ..files import slug
 from ..names import METRICS, SPECTRAL_METRICS, label_of
 from ..plots import accuracy_vs_depth, cut_task_heatmap
 from ..run import SweepResult
 from ..shots import ALL, amount_text, best_view, shot_order
-from . import fields, results, widgets
+from . import fields, results, share, widgets
+from .embeddings import show_embedding
 from .figures import search_curve
 from .state import kept
 
@@ -41,21 +42,18 @@ def settings() -> SweepConfig | None:
     if weights == "random" and "random-init" in probing["baselines"]:
         probing["baselines"].remove("random-init")
         st.caption("The model itself is a random init, so it has no random-init baseline.")
-    cuts = None
+    cuts, reading = None, {}
     model = widgets.load_for_ui(spec, weights, run) if spec else None
     if model is not None:
-        cuts = widgets.pick_cuts("ex", model)
+        reading = widgets.pick_readouts("ex", model)
+        cuts = widgets.pick_cuts("ex", model, reading["cut_detail"])
     if model is None or not dataset or not tasks or cuts == []:
         return None
     if not probing["probes"]:
         st.warning("Pick at least one probe.")
         return None
-    try:
-        return SweepConfig(models=[spec], dataset=dataset, tasks=tasks, cuts=cuts, weights=weights, **probing,
-                           **diagnostics, **run)
-    except GRExplorerError as e:
-        widgets.show_error(e)
-        return None
+    return widgets.sweep_config(models=[spec], dataset=dataset, tasks=tasks, cuts=cuts, weights=weights, **probing,
+                                **diagnostics, **run, **reading)
 
 
 def pick_heads(prefix: str) -> dict:
@@ -88,9 +86,11 @@ def render() -> None:
     st.title("Explore: where should you cut?")
     st.caption("Probe **every cut** of a self-supervised network (backbone stages, the pooled backbone output, each "
                "projector layer) and see which one transfers best to each task. **About** explains the plots.")
+    linked = share.restore("ex")
     with st.sidebar:
         config = settings()
-    results.sweep_flow("explore", "ex", config, title="Sweep", button="Run", show=show_explore,
+    share.publish(config)
+    results.sweep_flow("explore", "ex", config, title="Sweep", button="Run", show=show_explore, linked=linked,
                        empty_hint="Pick a model, a dataset and its tasks in the sidebar, then press **Run**. The default "
                                   "(zoo:simclr on shapes, all cuts, linear probe, random-init baseline) takes about "
                                   "half a minute on a busy 2-core CPU.")
@@ -109,13 +109,20 @@ def show_explore(record: SweepResult, key: str, current_config_json: str | None)
     summary = record.summary
     if shot == ALL:
         view = results.view_of(table, tasks, probe)
-        fig = accuracy_vs_depth(view, summary=summary, selector=False, combined=record.combined_summary)
+
+        def draw():
+            return accuracy_vs_depth(view, summary=summary, selector=False, combined=record.combined_summary)
     else:
         view = results.view_of(record.shots[record.shots["shots"] == shot], tasks, probe)
-        fig = accuracy_vs_depth(view, selector=False, title=f"{amount_text(shot)}: test accuracy at every cut, mean "
-                                                            "over the draws")
+
+        def draw():
+            return accuracy_vs_depth(view, selector=False, title=f"{amount_text(shot)}: test accuracy at every cut, "
+                                                                 "mean over the draws")
+    fig = draw()
     fig.update_layout(height=CHART_HEIGHT, margin=dict(t=50, b=40, l=60, r=10))
-    st.plotly_chart(fig, key=f"{key}:chart", width="stretch")
+    st.plotly_chart(fig, key=f"{key}:chart", width="stretch", config=HTML_CONFIG)
+    results.image_downloads(draw, key=f"{key}:chart_img",
+                            stem=slug(f"{record.models[0].split(':')[-1]}_accuracy_vs_depth"), html=False)
     if shot == ALL:
         st.caption("Each line is a task; its band is the 95% interval; ★ marks the best cut, chosen on validation "
                    "images, and the number beside it the guillotine gain (best minus last cut) when its interval "
@@ -137,7 +144,10 @@ def show_explore(record: SweepResult, key: str, current_config_json: str | None)
         st.table(best_view(b[(b["probe"] == probe) & b["task"].isin(tasks)]), hide_index=True, border="horizontal")
     if not record.metrics.empty:
         show_diagnostics(record, tasks, probe, key)
-    tab_search, tab_heat, tab_table = st.tabs(["Probe validation", "Cut × task heatmap", "Results table"])
+    tab_embed, tab_search, tab_heat, tab_table = st.tabs(["Embedding per cut", "Probe validation", "Cut × task heatmap",
+                                                          "Results table"])
+    with tab_embed:
+        show_embedding(record, key)
     with tab_search:
         show_search(record, tasks, probe, key)
     with tab_heat:

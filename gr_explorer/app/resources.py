@@ -28,16 +28,20 @@ from pathlib import Path
 import streamlit as st
 
 from ..config import SweepConfig
-from ..data import Dataset, load_dataset
+from ..data import Dataset, image_bytes, load_dataset
 from ..device import resolve_device
 from ..errors import DatasetError, OfflineError
 from ..models import Model, list_zoo, load_model, zoo_dir
+from ..progress import Progress, ShouldStop
 from ..run import dataset_args, model_args
 from .roots import DataRoots, data_roots
 
 IMAGEFOLDER = "imagefolder"
 TORCHVISION_FOLDER = "torchvision"
 FAILURE_TTL_S = 60.0
+#: datasets larger than this are loaded for their run only, not kept in the shared cache: a big run's images go
+#: back to the operating system when it ends (or is cancelled) instead of staying in the server for good
+DATASET_CACHE_MAX_BYTES = 256 * 2**20
 _failures: dict[tuple, tuple[float, BaseException]] = {}
 _failures_lock = threading.Lock()
 
@@ -134,8 +138,8 @@ def offline_model_message(spec: str) -> str:
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
-def _dataset(frozen: tuple) -> Dataset:
-    return load_dataset(**dict(frozen))
+def _dataset(frozen: tuple, _progress: Progress | None = None, _should_stop: ShouldStop | None = None) -> Dataset:
+    return load_dataset(**dict(frozen), progress=_progress, should_stop=_should_stop)
 
 
 def torchvision_root(roots: DataRoots) -> Path:
@@ -146,25 +150,35 @@ def torchvision_root(roots: DataRoots) -> Path:
     return roots.folder(TORCHVISION_FOLDER)
 
 
-def get_dataset(config: SweepConfig) -> Dataset:
-    """The dataset of a sweep config, loaded as run_sweep loads it, from inside the data roots only."""
+def get_dataset(config: SweepConfig, progress: Progress | None = None, should_stop: ShouldStop | None = None
+                ) -> Dataset:
+    """The dataset of a sweep config, loaded as run_sweep loads it, from inside the data roots only (shared
+    between sessions up to DATASET_CACHE_MAX_BYTES; generating reports progress and stops when asked)."""
     roots = data_roots()
     args = dataset_args(config)
     spec = args["spec"]
     head, _, rest = spec.partition(":")
     try:
         if head.strip().lower() == IMAGEFOLDER:
-            folder = roots.resolve(rest, "image folder")
-            if not folder.is_dir():
-                raise DatasetError(f"There is no folder {rest.strip()!r} in the app's data folder. Valid: one of the "
-                                      "image folders the app lists.")
-            ds = load_dataset(**{**args, "spec": f"{IMAGEFOLDER}:{folder}"})
+            folder = image_folder(rest, roots)
+            ds = load_dataset(**{**args, "spec": f"{IMAGEFOLDER}:{folder}"}, progress=progress, should_stop=should_stop)
             ds.name = spec  # this load is not shared: the visible name for tables and messages
             return ds
         args["data_root"] = str(torchvision_root(roots))
-        return _dataset(_frozen(args))
+        if sum(image_bytes(spec, config.n_train, config.n_test, config.image_size)) > DATASET_CACHE_MAX_BYTES:
+            return load_dataset(**args, progress=progress, should_stop=should_stop)
+        return _dataset(_frozen(args), progress, should_stop)
     except OfflineError:
         raise OfflineError(offline_dataset_message(spec)) from None
+
+
+def image_folder(typed: str, roots: DataRoots) -> Path:
+    """The server folder of an image folder typed relative to the data roots: inside them (roots.resolve) and there."""
+    folder = roots.resolve(typed, "image folder")
+    if not folder.is_dir():
+        raise DatasetError(f"There is no folder {typed.strip()!r} in the app's data folder. Valid: one of the image "
+                           "folders the app lists.")
+    return folder
 
 
 def offline_dataset_message(spec: str) -> str:

@@ -16,30 +16,35 @@ import pandas as pd
 import streamlit as st
 
 from ..config import SweepConfig
+from ..errors import NotCached
+from ..export import figure_bytes, find_browser
 from ..names import PROBES, label_of
 from ..progress import ProgressEvent
 from ..run import SweepResult, run_sweep
 from ..verdict import difference_text, gain_text
 from . import resources
 from .jobs import Job, Snapshot, follow, is_cancel
+from .state import session_alive
 from .widgets import show_error
 
 CLI = "gr-explorer sweep --config run.json"
 
 
-def start_sweep(config: SweepConfig, title: str) -> Job:
-    """Run `config` with the library's run_sweep in a background Job (models and dataset from the shared caches)."""
+def start_sweep(config: SweepConfig, title: str, cached_only: bool = False) -> Job:
+    """Run `config` with the library's run_sweep in a background Job (models and dataset from the shared caches);
+    `cached_only`: only if every feature is in the cache (a shared link), else NotCached and nothing computed."""
 
     def work(job: Job) -> SweepResult:
         job.progress(ProgressEvent("load", 0, 1, "", f"loading dataset {config.dataset}"))
-        dataset = resources.get_dataset(config)
+        dataset = resources.get_dataset(config, progress=job.progress, should_stop=job.should_stop)
         models = []
         for spec in config.models:
             job.progress(ProgressEvent("load", 0, 1, "", f"loading model {spec}"))
             models.append(resources.get_model(config, spec))
-        return run_sweep(config, models=models, dataset=dataset, progress=job.progress, should_stop=job.should_stop)
+        return run_sweep(config, models=models, dataset=dataset, progress=job.progress, should_stop=job.should_stop,
+                         cached_only=cached_only)
 
-    return Job(title, work, meta={"config": config}).start()
+    return Job(title, work, meta={"config": config}, owner_alive=session_alive()).start()
 
 
 def record_from(job: Job, snap: Snapshot) -> tuple[SweepResult | None, BaseException | None]:
@@ -54,6 +59,10 @@ def record_from(job: Job, snap: Snapshot) -> tuple[SweepResult | None, BaseExcep
 
 def show_outcome(error: BaseException | None) -> None:
     if error is None:
+        return
+    if isinstance(error, NotCached):
+        st.info("This link's settings are restored; their features are not in this server's cache yet, so nothing "
+                "ran. Press **Run** to compute them.", icon=":material/link:")
         return
     if is_cancel(error):
         st.warning("Run cancelled. Features that were fully extracted are cached, so running again resumes from them.",
@@ -114,15 +123,17 @@ def config_summary(config: SweepConfig) -> str:
     return " · ".join([*bits, n, f"device {config.device}"])
 
 
-def sweep_flow(page: str, key: str, config: SweepConfig | None, *, title: str, button: str, show, empty_hint: str) -> None:
+def sweep_flow(page: str, key: str, config: SweepConfig | None, *, title: str, button: str, show, empty_hint: str,
+               linked: SweepConfig | None = None) -> None:
     """Run bar, the running job's progress, its outcome, and the last results (Explore and Compare share this).
 
-    Session state: `<page>:job` (the Job), `<page>:run` (the last run record), `<page>:error`.
+    `linked`: the config a shared link asked to run; it runs at once if the settings drawn are the link's and every
+    feature is cached. Session state: `<page>:job` (the Job), `<page>:run` (the last run record), `<page>:error`.
     """
     ss = st.session_state
     job_key, run_key, err_key = f"{page}:job", f"{page}:run", f"{page}:error"
     job = ss.get(job_key)
-    busy = job is not None and job.running and not job.detached
+    busy = job is not None and job.running
     c1, c2 = st.columns([3, 8], vertical_alignment="center")
     clicked = c1.button(button, type="primary", key=f"{key}_run", disabled=config is None or busy, width="stretch",
                         icon=":material/play_arrow:",
@@ -131,6 +142,8 @@ def sweep_flow(page: str, key: str, config: SweepConfig | None, *, title: str, b
     if clicked and config is not None and not busy:
         ss[job_key] = job = start_sweep(config, title)
         ss.pop(err_key, None)
+    elif linked is not None and config == linked and job is None:
+        ss[job_key] = job = start_sweep(config, title, cached_only=True)
     if job is not None and not job.collected:
         snap = follow(job, key=f"{key}_job")
         job.collected = True
@@ -186,6 +199,24 @@ def summary_frame(summary: pd.DataFrame, *, by: str = "task") -> pd.DataFrame:
     drop = [c for c, keep in (("model", by == "model" or s["model"].nunique() > 1), ("probe", s["probe"].nunique() > 1))
             if not keep]
     return out.drop(columns=drop).reset_index(drop=True)
+
+
+def image_downloads(figure, key: str, stem: str, where=st, html: bool = True) -> None:
+    """PNG and SVG (1200 x 800, rendered on the server by export.py's kaleido and Chromium) and, with `html`, HTML of
+    a figure; `figure` is a figure or a function that makes it (built only when a button is pressed)."""
+    make = figure if callable(figure) else (lambda: figure)
+    c1, c2, c3 = where.columns(3)
+    if find_browser() is None:
+        c1.caption("PNG and SVG need Chrome or Chromium on the server; the HTML download (and its camera button) "
+                   "saves a PNG in the browser.")
+    else:
+        c1.download_button("Figure (PNG)", data=lambda: figure_bytes(make(), "png"), file_name=f"{stem}.png",
+                           mime="image/png", key=f"{key}:png", icon=":material/image:", on_click="ignore")
+        c2.download_button("Figure (SVG)", data=lambda: figure_bytes(make(), "svg"), file_name=f"{stem}.svg",
+                           mime="image/svg+xml", key=f"{key}:svg", icon=":material/draw:", on_click="ignore")
+    if html:
+        c3.download_button("Figure (HTML)", data=lambda: figure_bytes(make(), "html"), file_name=f"{stem}.html",
+                           mime="text/html", key=f"{key}:fightml", icon=":material/monitoring:", on_click="ignore")
 
 
 def downloads(record: SweepResult, figure_html, key: str, stem: str) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 _KEEP = "_kept:"
 #: spec -> {"label": ..., "description": ..., "kind": "trained"|"uploaded", "path": ...}
@@ -56,6 +58,18 @@ def session_id() -> str:
     if "_session_uuid" not in ss:
         ss["_session_uuid"] = uuid.uuid4().hex[:12]
     return ss["_session_uuid"]
+
+
+def session_alive() -> Callable[[], bool] | None:
+    """For a Job: a check that this browser session is still connected (Runtime.is_active_session, safe on any
+    thread). None when there is no connected session to watch (AppTest, a bare script run)."""
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():
+        return None
+    runtime, sid = Runtime.instance(), ctx.session_id
+    if not runtime.is_active_session(sid):
+        return None
+    return lambda: runtime.is_active_session(sid)
 
 
 def session_models() -> dict[str, dict]:

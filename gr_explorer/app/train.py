@@ -7,6 +7,7 @@ in Explore and Compare for this session, and can be downloaded.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,14 +19,14 @@ from ..errors import GRExplorerError
 from ..files import slug
 from ..models import read_card, zoo_dir
 from ..names import LABELLED_OBJECTIVES
-from ..progress import ProgressEvent
+from ..progress import ProgressEvent, duration_text
 from ..training import TrainConfig, train
-from ..training.loop import plan
+from ..training.loop import check_train_memory, plan, seconds_per_step
 from ..uploads import checkpoint_archive, publish_trained
 from . import fields, resources, widgets
 from .jobs import Job, follow, is_cancel
 from .roots import data_roots
-from .state import add_session_model, kept, preset, session_id, session_models
+from .state import add_session_model, kept, preset, session_alive, session_id, session_models
 
 JOB, LAST, ERROR = "train:job", "train:last", "train:error"
 
@@ -99,7 +100,9 @@ def settings() -> TrainConfig | None:
     if chosen.get("depths") is None:
         return None
     try:
-        return TrainConfig.from_dict({**base, **chosen})
+        config = TrainConfig.from_dict({**base, **chosen})
+        check_train_memory(config)
+        return config
     except GRExplorerError as e:
         widgets.show_error(e)
         return None
@@ -206,8 +209,9 @@ def start_training(config) -> Job:
         res.path = publish_trained(res.path, data_roots().folder(TRAINED_FOLDER), config.out)
         return res
 
-    # Stop must not abort: train() polls should_stop after each step and still saves the checkpoint.
-    return Job("Training", work, meta={"config": config}, raise_on_stop=False, detach_after=None).start()
+    # Stop must not abort: train() polls should_stop after each step and still saves the checkpoint (marked
+    # incomplete). A closed tab stops it the same way (jobs.py).
+    return Job("Training", work, meta={"config": config}, raise_on_stop=False, owner_alive=session_alive()).start()
 
 
 def loss_figure(losses: list[float]) -> go.Figure:
@@ -228,12 +232,13 @@ def collect(job: Job, snap) -> None:
     if snap.error is not None and not is_cancel(snap.error):
         ss[ERROR] = snap.error
         return
-    if job.detached or snap.result is None:
+    if snap.result is None:
         ss[ERROR] = snap.error
         return
     res = snap.result
     spec = resources.visible_file_spec(res.path, data_roots())
-    add_session_model(spec, label=f"trained: {res.path.stem} ({res.path.parent.name[:8]})",
+    incomplete = "" if res.card.get("complete", True) else ", incomplete"
+    add_session_model(spec, label=f"trained: {res.path.stem} ({res.path.parent.name[:8]}{incomplete})",
                       description=str(res.card.get("description", "")), kind="trained", path=res.path)
     ss[LAST] = {"spec": spec, "path": str(res.path), "losses": list(res.losses), "steps": res.steps,
                 "seconds": res.seconds, "stopped_early": res.stopped_early,
@@ -253,9 +258,14 @@ def use_in(page: str, spec: str) -> None:
 
 def show_last(last: dict) -> None:
     name = Path(last["path"]).stem
-    state = "stopped early" if last["stopped_early"] else "finished"
-    st.success(f"**trained: {name}** {state}: {last['steps']} steps in {last['seconds']:.1f} s. "
-               "It is now in the model lists of Explore and Compare (this session only).", icon=":material/check_circle:")
+    if last["stopped_early"]:
+        st.warning(f"**trained: {name}** was stopped after {last['steps']} steps ({last['seconds']:.1f} s). Its "
+                   "checkpoint is marked incomplete: it is in the model lists of Explore and Compare (this session "
+                   "only), and Compare never averages it with finished runs of the recipe.", icon=":material/warning:")
+    else:
+        st.success(f"**trained: {name}** finished: {last['steps']} steps in {last['seconds']:.1f} s. "
+                   "It is now in the model lists of Explore and Compare (this session only).",
+                   icon=":material/check_circle:")
     if last["losses"]:
         st.plotly_chart(loss_figure(last["losses"]), key="tr_loss_final", width="stretch")
     c1, c2, c3 = st.columns(3)
@@ -297,8 +307,8 @@ def render() -> None:
     st.markdown("Train a small network with your own choice of objective, projector and augmentations (sidebar), "
                 "then probe it in **Explore** or **Compare**. Start from a shipped model's recipe and change one thing: "
                 "without colour jitter and grayscale, `color` should survive to the projector output; a deeper "
-                "projector should move the best cut further from the output. A shipped recipe takes 2-3 minutes on "
-                "2 CPU cores; fewer epochs or images are faster.")
+                "projector should move the best cut further from the output. The time it takes on this server is "
+                "estimated under the button from a few steps timed here; fewer epochs or images are faster.")
     with st.sidebar:
         config = settings()
     job = ss.get(JOB)
@@ -307,7 +317,7 @@ def render() -> None:
     clicked = c1.button("Train", type="primary", key="tr_run", disabled=config is None or busy, width="stretch",
                         icon=":material/model_training:")
     if config is not None:
-        c2.caption(plan_text(config) + " The same run from a terminal:")
+        c2.caption(plan_text(config) + " " + time_text(config) + " The same run from a terminal:")
         st.code(config.to_command(), language="bash", wrap_lines=True)
     else:
         c2.caption("Complete the settings in the sidebar.")
@@ -330,6 +340,32 @@ def render() -> None:
     if last is not None:
         show_last(last)
     trained_list()
+
+
+#: settings that change how many steps a run takes or what it learns, not what one step costs (the step time is
+#: measured once per combination of all the others)
+STEP_FREE = ("n_train", "data_seed", "epochs", "max_steps", "time_budget", "seed", "out", "description", "save_dtype",
+             "eval", "eval_n_train", "eval_n_test", "eval_seed", "eval_tasks", "lr", "weight_decay", "warmup_epochs",
+             "temperature", "p", "barlow_lambda", "sim_coeff", "std_coeff", "cov_coeff", "byol_tau")
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner="Timing a few training steps on this server ...")
+def _step_seconds(step_settings: str) -> float:
+    return seconds_per_step(TrainConfig.from_dict(json.loads(step_settings)))
+
+
+def time_text(config) -> str:
+    """The run's expected time from its steps and this server's step time, measured now (cached 10 minutes)."""
+    if not config.n_train:
+        return ""
+    try:
+        _, _, total = plan(config, int(config.n_train))
+        per_step = _step_seconds(json.dumps({k: v for k, v in config.as_dict().items() if k not in STEP_FREE},
+                                            sort_keys=True))
+    except GRExplorerError:
+        return ""
+    return (f"About {duration_text(total * per_step)} on this server: {per_step:.2f} s per step, timed here just now "
+            "(the time grows when other runs share the server).")
 
 
 def plan_text(config) -> str:

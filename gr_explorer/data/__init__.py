@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from ..errors import DatasetError, did_you_mean
 from ..names import FINGERPRINTS
+from ..progress import Progress, ShouldStop
 from . import cifar10_mini, digits, imagefolder, invariance, shapes, torchvision_sets
 from .base import Dataset, Images, stratified_indices
 from .invariance import DERIVED_TASKS
 from .resize import resize_batch
 
-__all__ = ["Dataset", "DERIVED_TASKS", "dataset_tasks", "list_datasets", "load_dataset", "stratified_indices"]
+__all__ = ["Dataset", "DERIVED_TASKS", "dataset_tasks", "image_bytes", "list_datasets", "load_dataset",
+           "stratified_indices"]
 
 _NAMED = {
     "shapes": shapes.TASKS,
@@ -56,6 +58,31 @@ def dataset_tasks(spec: str) -> list[str]:
     return list(imagefolder.TASKS if kind == _IMAGEFOLDER else _NAMED[kind])
 
 
+def image_bytes(spec: str, n_train: int | None = None, n_test: int | None = None, image_size: int | None = None
+                ) -> tuple[int, int]:
+    """(train, test) bytes the images of a dataset spec hold in memory once loaded, without reading a pixel.
+
+    In-memory datasets hold uint8 [N, 3, side, side] per split (N capped by the split's size; generated `shapes`
+    also hold each image's drawn parameters while rendering); image folders are read batch by batch, so 0."""
+    kind, _ = _parse(spec)
+    if kind == _IMAGEFOLDER:
+        return 0, 0
+    if kind == "shapes":
+        per = shapes.BYTES_PER_IMAGE if image_size is None else shapes.BYTES_PER_IMAGE + 3 * image_size**2
+        return (per * (shapes.DEFAULT_N_TRAIN if n_train is None else n_train),
+                per * (shapes.DEFAULT_N_TEST if n_test is None else n_test))
+    if kind == "digits":
+        n_te = int(round(digits.TEST_FRACTION * digits.N_IMAGES))
+        side, sizes = digits.SIDE, (digits.N_IMAGES - n_te, n_te)
+    elif kind == "cifar10_mini":
+        side, sizes = cifar10_mini.SIDE, cifar10_mini.SIZES
+    else:
+        src = torchvision_sets.SOURCES[kind]
+        side, sizes = src.side, src.sizes
+    per = 3 * (image_size or side) ** 2
+    return tuple(per * (cap if n is None else min(n, cap)) for n, cap in zip((n_train, n_test), sizes))
+
+
 def _resolve_tasks(spec: str, tasks, base: list[str]) -> list[str]:
     if tasks is None:
         return list(base)
@@ -91,6 +118,8 @@ def load_dataset(
     download: bool = True,
     image_size: int | None = None,
     fingerprint: str = "stat",
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> Dataset:
     """Load a dataset by spec: shapes, digits, cifar10, cifar100, stl10, fashion_mnist, imagefolder:<path>.
 
@@ -98,7 +127,8 @@ def load_dataset(
     stratified subsample on the first base task (shapes: generated at exactly
     that size). image_size: resize shorter side + centre crop. fingerprint: how an image folder's files are
     recognised in the feature cache, "stat" (path, size, mtime) or "content" (their bytes; see data.imagefolder);
-    other datasets are always keyed on their pixels.
+    other datasets are always keyed on their pixels. `progress` / `should_stop`: the generated `shapes` report
+    ProgressEvent('generate', ...) per chunk of images and stop there (progress.Cancelled) when asked.
     """
     kind, path = _parse(spec)
     base = dataset_tasks(spec)
@@ -115,7 +145,7 @@ def load_dataset(
         name = f"{_IMAGEFOLDER}:{path}"
         raw = imagefolder.load(path, **common, fingerprint=fingerprint)
     elif kind == "shapes":
-        name, raw = kind, shapes.load(**common)
+        name, raw = kind, shapes.load(**common, progress=progress, should_stop=should_stop)
     elif kind == "digits":
         name, raw = kind, digits.load(**common)
     elif kind == "cifar10_mini":

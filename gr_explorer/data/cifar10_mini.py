@@ -23,6 +23,7 @@ from .base import stratified_indices
 
 FILE = Path(__file__).resolve().parent / "files" / "cifar10_mini.npz"
 TASKS = ["label"]
+SIDE, SIZES = 32, (2000, 1000)  # train / test images in the file
 
 
 def load(*, n_train: int | None, n_test: int | None, seed: int, **_):

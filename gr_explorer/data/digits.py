@@ -15,6 +15,7 @@ from .base import stratified_indices
 TASKS = ["digit"]
 SPLIT_SEED = 20240601  # the split never depends on the user's seed
 TEST_FRACTION = 0.2
+SIDE, N_IMAGES = 8, 1797  # scikit-learn's bundled set
 
 
 def fixed_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -70,6 +70,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..progress import Progress, Reporter, ShouldStop
 from ..threads import map_ordered
 
 # Bump when the rendering changes: it is part of Dataset.params, so cached
@@ -78,6 +79,9 @@ GENERATOR_VERSION = 2
 IMAGE_SIZE = 32
 DEFAULT_N_TRAIN = 8000
 DEFAULT_N_TEST = 2000
+#: bytes one generated image holds while a split is rendered: its pixels and its drawn parameters (measured with
+#: tracemalloc: 470 bytes of parameters per image at 20,000 images; the chunks being rendered add ~100 MB)
+BYTES_PER_IMAGE = 3 * IMAGE_SIZE**2 + 512
 
 CLASSES: dict[str, list[str]] = {
     "shape": ["circle", "square", "triangle", "plus", "star"],
@@ -296,12 +300,14 @@ def _render(labels: dict, p: dict, sl: slice, gx, gy, noise: np.ndarray) -> np.n
     return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
 
 
-def generate(n: int, seed: int, stream: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, np.ndarray]]:
+def generate(n: int, seed: int, stream: int, report: Reporter | None = None
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, np.ndarray]]:
     """Render n images from the (seed, stream) random stream.
 
     Returns uint8 images [n, 3, 32, 32], one label tensor per task, and the
     continuous per-image parameters (centre, radius, angles, colours, clutter)
-    so that tests can check that each attribute is visible.
+    so that tests can check that each attribute is visible. `report` ticks once
+    per chunk of images (and may raise progress.Cancelled there).
     """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(stream), GENERATOR_VERSION]))
     labels, p = _draw(n, rng)
@@ -316,14 +322,21 @@ def generate(n: int, seed: int, stream: int) -> tuple[torch.Tensor, dict[str, to
                                                                dtype=np.float32)) for sl in chunks)
     for sl, img in zip(chunks, map_ordered(_render, jobs)):
         out[sl] = img
+        if report is not None:
+            report.tick(1, f"{'train' if stream == 0 else 'test'} images {sl.stop:,}/{n:,}")
     return torch.from_numpy(out), {t: torch.from_numpy(y).long() for t, y in labels.items()}, p
 
 
-def load(*, n_train: int | None, n_test: int | None, seed: int, **_):
-    """Train and test come from two fixed streams of the same seed, at exactly the requested sizes."""
+def load(*, n_train: int | None, n_test: int | None, seed: int, progress: Progress | None = None,
+         should_stop: ShouldStop | None = None, **_):
+    """Train and test come from two fixed streams of the same seed, at exactly the requested sizes.
+
+    Reports ProgressEvent('generate', chunks done, chunks) and stops between chunks when `should_stop()` says so."""
     n_train = DEFAULT_N_TRAIN if n_train is None else n_train
     n_test = DEFAULT_N_TEST if n_test is None else n_test
-    x_tr, y_tr, _ = generate(n_train, seed, stream=0)
-    x_te, y_te, _ = generate(n_test, seed, stream=1)
+    report = Reporter(progress, should_stop, "generate", -(-n_train // _CHUNK) + -(-n_test // _CHUNK), "")
+    report.emit(f"rendering {n_train:,} + {n_test:,} shapes images")
+    x_tr, y_tr, _ = generate(n_train, seed, stream=0, report=report)
+    x_te, y_te, _ = generate(n_test, seed, stream=1, report=report)
     params = {"generator_version": GENERATOR_VERSION, "n_train": n_train, "n_test": n_test}
     return x_tr, x_te, y_tr, y_te, {t: list(c) for t, c in CLASSES.items()}, params

@@ -36,20 +36,22 @@ class _Source:
     folder: str  # where the usable files live, relative to the root
     archives: tuple[str, ...]  # what a user can place by hand, relative to the root
     url: str
+    side: int  # image side in pixels
+    sizes: tuple[int, int]  # images in the train and test splits
     tasks: tuple[str, ...] = ("label",)
 
 
 SOURCES: dict[str, _Source] = {
     "cifar10": _Source("CIFAR10", "train", "cifar-10-batches-py", ("cifar-10-python.tar.gz",),
-                       "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+                       "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", 32, (50000, 10000)),
     "cifar100": _Source("CIFAR100", "train", "cifar-100-python", ("cifar-100-python.tar.gz",),
-                        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", ("label", "coarse")),
+                        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", 32, (50000, 10000), ("label", "coarse")),
     "stl10": _Source("STL10", "split", "stl10_binary", ("stl10_binary.tar.gz",),
-                     "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"),
+                     "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz", 96, (5000, 8000)),
     "fashion_mnist": _Source("FashionMNIST", "train", "FashionMNIST/raw",
                              tuple(f"FashionMNIST/raw/{f}" for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                                                                      "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")),
-                             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
+                             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", 28, (60000, 10000)),
 }
 
 

@@ -236,8 +236,9 @@ def run_probes(
     """Fit every probe for every (cut, task); one ProbeResult per (cut, task, probe).
 
     Results are ordered by cut (dict order), then task, then probe (order given).
-    Reports ProgressEvent('probe', done, total, model) after every chunk of cuts and
-    stops between chunks (progress.Cancelled) when `should_stop()` says so. A linear
+    Reports ProgressEvent('probe', done, total, model) when it starts, after every chunk of cuts,
+    and as a pulse (progress.PULSE_S) from inside a chunk's solver iterations or k-NN search; it stops there
+    (progress.Cancelled) as soon as `should_stop()` says so. A linear
     fit that hit its iteration limit is flagged `converged=False` and warned about. Both probes
     stream features that do not fit their memory budget in row chunks (`knn_memory_budget`
     defaults to the linear probe's).
@@ -259,6 +260,7 @@ def run_probes(
     fit_idx, val_idx = _check_split(split, refit_idx, n_train) or validation_split(train_labels, val_fraction, seed)
     cuts, tasks = list(train_feats), list(train_labels)
     report = Reporter(progress, should_stop, "probe", len(cuts) * len(tasks) * len(probes), model)
+    report.emit(f"{' + '.join(probes)} on {len(cuts)} cut{'s' if len(cuts) != 1 else ''}")  # the stage has begun
     results: dict[tuple[str, str, str], ProbeResult] = {}
     for probe in probes:
         head = heads[probe]

@@ -140,9 +140,11 @@ def _multi_task_correct(
     n_classes: Sequence[int],
     chunk_size: int,
     query_block: int = 0,
+    pulse: Callable[[], None] | None = None,
 ) -> list[dict[int, torch.Tensor]]:
     """Per-query hits (bool [Nq]) per task per k; one neighbour search for all tasks. bank_y [Nb, T], query_y [Nq, T].
-    `bank`, `queries`: normalised tensors, or RowSources searched streamed (`query_block` queries per bank pass)."""
+    `bank`, `queries`: normalised tensors, or RowSources searched streamed (`query_block` queries per bank pass).
+    `pulse()` after every chunk of queries (it may raise to stop)."""
     k_max = max(max(ks) for ks in ks_per_task)
     streamed = isinstance(bank, RowSource)
     nq = queries.n if streamed else queries.shape[0]
@@ -155,6 +157,8 @@ def _multi_task_correct(
         for ti, ks in enumerate(ks_per_task):
             for k, p in _vote(sims, nb[:, :, ti], ks, temperature, n_classes[ti]).items():
                 hits[ti][k][start : start + len(p)] = p == yq[:, ti]
+        if pulse is not None:
+            pulse()
     return hits
 
 
@@ -183,7 +187,8 @@ def fit_knn_probes(
     scored against the train bank `train[refit_idx]` (None: the full train set) with that k. A cut whose in-memory search would
     exceed `memory_budget` bytes (None: no limit) is searched streamed (see the module
     docstring; `bank_chunk` forces that, with that many bank rows per chunk).
-    `progress(n_done, message)` is called after each cut; it may raise to stop before the next cut.
+    `progress(n_done, message)` is called after each cut, and with n_done = 0 after every chunk of queries
+    (still working); it may raise to stop.
     """
     device = torch.device(device)
     ks = sorted({int(k) for k in (DEFAULT_KS if ks is None else ks)})
@@ -199,6 +204,10 @@ def fit_knn_probes(
     n_val = len(val_idx)
     results: dict[tuple[str, str], KnnProbeResult] = {}
     for cut in cuts:
+        pulse = None
+        if progress is not None:
+            def pulse(cut: str = cut) -> None:
+                progress(0, f"knn: {cut}")
         plan = _stream_plan(train_feats[cut].shape, test_feats[cut].shape[0], max(ks), chunk_size, memory_budget,
                             bank_chunk)
         if plan is None:  # in memory: normalised tensors on the device
@@ -212,16 +221,15 @@ def fit_knn_probes(
             bank = full if refit_idx is None else full.subset(refit_idx.cpu())
             test_queries = RowSource(test_feats[cut], device, chunk)
         val_hits = _multi_task_correct(
-            fit_bank, y_train[fit_d], val_queries, y_train[val_d], [ks] * len(tasks), temperature, nc, chunk_size, block
-        )
+            fit_bank, y_train[fit_d], val_queries, y_train[val_d], [ks] * len(tasks), temperature, nc, chunk_size, block,
+            pulse)
         val_correct = [{k: int(h.sum()) for k, h in per_k.items()} for per_k in val_hits]
         chosen = []
         for ti in range(len(tasks)):
             # max over (count, k): ties -> larger k
             chosen.append(max(ks, key=lambda k: (val_correct[ti][k], k)))
         test_hits = _multi_task_correct(
-            bank, y_bank, test_queries, y_test, [[k] for k in chosen], temperature, nc, chunk_size, block
-        )
+            bank, y_bank, test_queries, y_test, [[k] for k in chosen], temperature, nc, chunk_size, block, pulse)
         n_test, n_bank = y_test.shape[0], y_bank.shape[0]
         for ti, task in enumerate(tasks):
             k = chosen[ti]

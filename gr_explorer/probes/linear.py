@@ -226,8 +226,8 @@ def fit_linear_probes(
     one cut alone would not fit, the chunks are solved streamed, in row chunks (see the module
     docstring; `rows_per_chunk` forces that, with that many rows per chunk).
     `progress(n_done, message)` is called after each chunk with the (cut, task) results it
-    finished; it may raise to stop before the next chunk. `refit_idx`: the train rows the chosen C
-    is refitted on (None: all; a few-shot draw: the draw alone).
+    finished, and with n_done = 0 after every solver iteration (still working); it may raise to stop.
+    `refit_idx`: the train rows the chosen C is refitted on (None: all; a few-shot draw: the draw alone).
     """
     device = torch.device(device)
     pad_ratio = (0.0 if device.type == "cuda" else 1.0) if pad_ratio is None else pad_ratio
@@ -237,7 +237,11 @@ def fit_linear_probes(
     results: dict[tuple[str, str], LinearProbeResult] = {}
     for i, blocks in enumerate(chunks):
         rows = _Rows(problem, [c for b in blocks for c in b], streams.get(i))
-        results.update(_fit_chunk(problem, blocks, rows))
+        pulse = None
+        if progress is not None:
+            def pulse(what: str, names: str = ", ".join(rows.chunk)) -> None:
+                progress(0, f"linear: {names}: {what}")
+        results.update(_fit_chunk(problem, blocks, rows, pulse))
         if progress is not None:
             progress(len(rows.chunk) * len(problem.tasks), f"linear: {', '.join(rows.chunk)}")
     return {(c, t): results[(c, t)] for c in problem.cuts for t in problem.tasks}
@@ -339,17 +343,19 @@ class _Rows:
         return out
 
 
-def _fit_chunk(p: _Problem, blocks: list[list[str]], rows: _Rows) -> dict[tuple[str, str], LinearProbeResult]:
-    """Choose C on validation for every (cut, task) of a chunk, refit on all train data, score on test."""
+def _fit_chunk(p: _Problem, blocks: list[list[str]], rows: _Rows,
+               pulse: Callable[[str], None] | None = None) -> dict[tuple[str, str], LinearProbeResult]:
+    """Choose C on validation for every (cut, task) of a chunk, refit on all train data, score on test
+    (`pulse(what)` after every solver iteration)."""
     fit_stats = rows.stats("train", p.fit_idx)
-    correct, best, init, iters, conv, eigen = _choose_C(p, blocks, rows, fit_stats)
+    correct, best, init, iters, conv, eigen = _choose_C(p, blocks, rows, fit_stats, _iterations(pulse, "choosing C"))
     # ---- stage 2: refit on all train data with the chosen C (warm start), score on test ----
     stats = rows.stats("train", p.refit_idx)
     _restandardise(init, rows.chunk, p.dims, fit_stats, stats, p.dtype)
     C_best = torch.tensor(p.grid, dtype=p.dtype, device=p.device)[best]
     X_train = rows.packed(blocks, "train", p.refit_idx, stats)
     res = lbfgs_softmax(X_train, p.y_refit, p.class_mask, 1.0 / (C_best * p.n_refit), init=init, precondition=eigen,
-                        **p.solve)
+                        callback=_iterations(pulse, "refit"), **p.solve)
     del X_train
     iters += res.n_iter
     conv &= res.converged
@@ -369,7 +375,12 @@ def _fit_chunk(p: _Problem, blocks: list[list[str]], rows: _Rows) -> dict[tuple[
     return out
 
 
-def _choose_C(p: _Problem, blocks: list[list[str]], rows: _Rows, stats: dict):
+def _iterations(pulse: Callable[[str], None] | None, phase: str) -> Callable[[int], None] | None:
+    """The solver's callback: a pulse naming the phase and the iteration."""
+    return None if pulse is None else lambda it: pulse(f"{phase}, L-BFGS iteration {it}")
+
+
+def _choose_C(p: _Problem, blocks: list[list[str]], rows: _Rows, stats: dict, pulse=None):
     """Stage 1: every (cut, task, C) fitted on the fit rows and scored on the validation rows.
 
     Returns (validation hits [C, G, T], chosen C index [G, T], the chosen solutions [G, D1, T, K] to warm-start the
@@ -387,7 +398,8 @@ def _choose_C(p: _Problem, blocks: list[list[str]], rows: _Rows, stats: dict):
         theta = None
         for ci, C in enumerate(p.grid):
             lam = torch.full((G, T), 1.0 / (C * p.n_fit), dtype=p.dtype, device=p.device)
-            res = lbfgs_softmax(X_fit, p.y_fit, p.class_mask, lam, init=theta, precondition=eigen, **p.solve)
+            res = lbfgs_softmax(X_fit, p.y_fit, p.class_mask, lam, init=theta, precondition=eigen, callback=pulse,
+                                **p.solve)
             theta = res.theta
             thetas[ci] = theta
             iters += res.n_iter
@@ -397,7 +409,7 @@ def _choose_C(p: _Problem, blocks: list[list[str]], rows: _Rows, stats: dict):
         lam = torch.tensor([1.0 / (C * p.n_fit) for C in p.grid], dtype=p.dtype, device=p.device)
         lam = lam.repeat_interleave(T).view(1, nC * T).expand(G, nC * T).contiguous()  # column q = ci*T + t
         res = lbfgs_softmax(X_fit, p.y_fit.repeat(1, nC), p.class_mask.repeat(nC, 1), lam, precondition=eigen,
-                            **p.solve)
+                            callback=pulse, **p.solve)
         thetas = res.theta.view(G, d1, nC, T, K).permute(2, 0, 1, 3, 4).contiguous()
         iters += res.n_iter.view(G, nC, T).sum(1)
         conv &= res.converged.view(G, nC, T).all(1)

@@ -26,7 +26,7 @@ so the [N, problems, classes] activations never exist whole (a million images).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -224,6 +224,7 @@ def lbfgs_softmax(
     ftol: float | None = None,
     history: int = 10,
     max_ls: int = 30,
+    callback: Callable[[int], None] | None = None,
 ) -> SolveResult:
     """Solve G x Q L2-regularised multinomial logistic regressions together.
 
@@ -235,6 +236,7 @@ def lbfgs_softmax(
     init: optional warm start [G, 1 + D_max, Q, K].
     precondition: False (plain L-BFGS, H0 = gamma I), True (H0 from the feature eigen-
        decomposition, computed here) or the output of `feature_eigen(X)` to reuse one.
+    callback: called after every iteration with the iterations done so far; it may raise (a cancel) to stop.
 
     A problem stops when its gradient inf-norm is below `tol` (scikit-learn's criterion),
     its relative loss decrease in one step is below `ftol` (default 10 x machine epsilon
@@ -278,6 +280,8 @@ def lbfgs_softmax(
         done = done | small_g | small_f | stalled
         x, f, g, curv = x_new, f_new, g_new, c_new
         ginf = torch.where(moved, ginf_new, ginf)
+        if callback is not None:
+            callback(_it + 1)
     return SolveResult(theta=x, loss=f, grad_inf=ginf, converged=converged, n_iter=n_iter, n_evals=fg.n_evals)
 
 

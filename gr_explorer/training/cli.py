@@ -28,28 +28,32 @@ def config_from_args(a) -> TrainConfig:
 
 
 class _Stop:
-    """First Ctrl-C asks the loop to stop after the current step (and save); a second one aborts."""
+    """First Ctrl-C (or a SIGTERM) asks the loop to stop after the current step and save the checkpoint, marked
+    incomplete; a second one aborts."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.flag = False
-        self.previous = None
+        self.signal = 0
+        self.previous = {}
 
     def __enter__(self):
         try:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         except ValueError:  # not the main thread: keep the default (the loop catches KeyboardInterrupt)
-            self.previous = None
+            self.previous = {}
         return self
 
-    def _handle(self, *_):
+    def _handle(self, signum, frame):
         if self.flag:
             raise KeyboardInterrupt
-        self.flag = True
-        print("\nstopping after this step and saving (Ctrl-C again to abort) ...", file=sys.stderr)
+        self.flag, self.signal = True, signum
+        print("\nstopping after this step and saving, marked incomplete (Ctrl-C again to abort) ...", file=sys.stderr)
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
         return False
 
     def __call__(self) -> bool:
@@ -86,6 +90,7 @@ def cmd_train(a) -> int:
             print(f"  {r['task']:12s} best {r['best_cut']:8s} {r['best_accuracy']:.3f}   last {r['last_cut']:8s} "
                   f"{r['last_accuracy']:.3f}   gain {gain}   random init {r['random_init_accuracy']:.3f}")
     if stop.flag or t.get("stopped_by") == "KeyboardInterrupt":
-        print("interrupted: the checkpoint above holds the weights at the last finished step", file=sys.stderr)
-        return 130
+        print("interrupted: the checkpoint above holds the weights at the last finished step (its card says "
+              "incomplete)", file=sys.stderr)
+        return 128 + stop.signal if stop.signal else 130
     return 0

@@ -147,6 +147,20 @@ class TrainConfig(Settings):
     eval_tasks: tuple[str, ...] | None = setting(None, "--eval: comma-separated tasks (default: all)",
                                                  Null("null (all tasks)"), Items(Text("a task name"), "task names"),
                                                  bookkeeping=True, app=False)
+    # live probes (training/live.py)
+    probe_every: int | None = setting(None, "probe every cut on a fixed held-out set every N epochs while training (and "
+                                            "before the first step and after the last): accuracy vs depth and the "
+                                            "guillotine gain as they form, written to <out>.probes.csv",
+                                      Null("null (off)"), Interval(int, 1, None), bookkeeping=True,
+                                      label="Probe every N epochs")
+    probe_n_train: int = setting(1000, "live probes: probe training images (a draw the training never sees, the "
+                                       "dataset seed of --eval-seed)", Interval(int, 3, None), bookkeeping=True,
+                                 label="Live probe: train images")
+    probe_n_test: int = setting(500, "live probes: probe test images", Interval(int, 1, None), bookkeeping=True,
+                                label="Live probe: test images")
+    probe_tasks: tuple[str, ...] | None = setting(None, "live probes: comma-separated tasks (default: all)",
+                                                  Null("null (all tasks)"), Items(Text("a task name"), "task names"),
+                                                  bookkeeping=True, app=False)
 
     def cross_checks(self):
         if self.objective in LABELLED_OBJECTIVES and not self.label_task:

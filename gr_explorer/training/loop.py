@@ -19,12 +19,14 @@ import timm
 import torch
 
 from ..augment import augment
-from ..data import dataset_tasks, load_dataset
+from ..data import dataset_tasks, image_bytes, load_dataset
 from ..device import autocast, resolve_device
 from ..errors import GRExplorerError, TrainingError, did_you_mean
+from ..limits import check_memory, size_text
 from ..models import Model, Preprocessing, build_model, save_checkpoint
 from .config import TrainConfig
 from .evaluate import evaluate
+from .live import LiveProbes, OnProbe
 from .objectives import make_objective
 
 #: progress(step, epoch, loss): called after every optimiser step (step counts from 1, epoch from 0).
@@ -46,8 +48,22 @@ class TrainResult:
 # pieces
 
 
-def load_train_dataset(config: TrainConfig):
-    """The dataset the run trains on (its train split); label task checked against the dataset's tasks."""
+def check_train_memory(config: TrainConfig, available: int | None = None) -> None:
+    """The training images fit in memory (they are held there, and on the device, for the whole run): TrainingError
+    naming n_train otherwise (limits.check_memory)."""
+    need, _ = image_bytes(config.dataset, config.n_train, 1, config.image_size)
+    per, _ = image_bytes(config.dataset, 1, 1, config.image_size)
+    spec = TrainConfig.spec("n_train")
+    setting = f"n_train={config.n_train:,} ({spec.flag_name}, '{spec.widget_label}' in the app)" if config.n_train \
+        else "n_train=all"
+    check_memory(need, f"the {config.dataset} training images ({size_text(need)})", setting, per, TrainingError,
+                 available)
+
+
+def load_train_dataset(config: TrainConfig, should_stop: Callable[[], bool] | None = None):
+    """The dataset the run trains on (its train split); label task checked against the dataset's tasks, and its
+    size against this machine's memory, before any image is made."""
+    check_train_memory(config)
     tasks = None
     if config.label_task:
         valid = dataset_tasks(config.dataset)
@@ -55,7 +71,7 @@ def load_train_dataset(config: TrainConfig):
             raise TrainingError(f"Label task {config.label_task!r} is not a task of dataset {config.dataset!r}. {did_you_mean(config.label_task, valid)}")
         tasks = [config.label_task]
     return load_dataset(config.dataset, tasks=tasks, n_train=config.n_train, n_test=None, seed=config.data_seed,
-                        image_size=config.image_size)
+                        image_size=config.image_size, should_stop=should_stop)
 
 
 def architecture(config: TrainConfig) -> dict:
@@ -139,20 +155,23 @@ def plan(config: TrainConfig, n_images: int) -> tuple[int, int, int]:
 
 
 def train(config: TrainConfig, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
-          dataset=None) -> TrainResult:
+          dataset=None, on_probe: OnProbe | None = None) -> TrainResult:
     """Train, save the checkpoint + card at `config.out`, optionally evaluate on held-out data.
 
     `should_stop()` is polled after every step; when it returns True (or on
     Ctrl-C) the run stops and the checkpoint is still written, with
     `training.stopped_early` set in the card (and no --eval sweep). `dataset`
-    replaces loading `config.dataset` (its train split is used).
+    replaces loading `config.dataset` (its train split is used). With `probe_every`, every cut is probed on a
+    held-out set before the first step, every N epochs and after the last step (training/live.py);
+    `on_probe(table, summary)` hears each probe step.
     """
     device = resolve_device(config.device)
     t0 = time.perf_counter()
-    ds = dataset if dataset is not None else load_train_dataset(config)
+    ds = dataset if dataset is not None else load_train_dataset(config, should_stop)
     run = _Run(config, ds, device, t0)
+    live = LiveProbes(config, on_probe) if config.probe_every else None
     try:
-        run.steps(progress, should_stop)
+        run.steps(progress, should_stop, live)
     except KeyboardInterrupt:  # Ctrl-C: keep what was learned
         run.stopped = run.interrupted = True
         run.pending.clear()
@@ -162,6 +181,10 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
                      run.stopped, device)
     if run.interrupted:
         card["training"]["stopped_by"] = "KeyboardInterrupt"
+    if live is not None:
+        live.write_figures()
+        card["live_probes"] = live.card()
+        card["training"]["live_probe_seconds"] = round(live.seconds, 2)
     path = save_checkpoint(model, config.out, card, config.save_dtype)
     if config.eval and not run.stopped:  # a stopped run is saved as is; sweep it by hand if wanted
         card["results"] = evaluate(f"file:{path}", config)
@@ -224,7 +247,10 @@ class _Run:
         self.objective.step_end(self.model, self.step, self.total)
         return loss.detach()
 
-    def steps(self, progress: Progress | None, should_stop: Callable[[], bool] | None) -> None:
+    def steps(self, progress: Progress | None, should_stop: Callable[[], bool] | None,
+              live: LiveProbes | None = None) -> None:
+        if live is not None:
+            live.probe(self.model, 0, 0, should_stop)  # the random init: where every curve starts
         while self.step < self.total and not self.stopped:
             perm = torch.randperm(self.images.shape[0], generator=self.order_gen).to(self.device)
             for i in range(self.per_epoch):
@@ -235,10 +261,14 @@ class _Run:
                 if len(self.pending) >= self.read_every or self.step >= self.total:
                     self.read_back(progress)
                 self.check_budget()
-                if should_stop is not None and should_stop():
+                if should_stop is not None and self.step < self.total and should_stop():
                     self.stopped = True
                     break
             self.epoch += 1
+            if live is not None and not self.stopped and (live.due(self.epoch) or self.step >= self.total):
+                self.read_back(progress)
+                live.probe(self.model, self.step / self.per_epoch, self.step, should_stop)
+                self.stopped = should_stop is not None and should_stop()  # a stop pressed during the probe step
         self.read_back(progress)
 
     def check_budget(self) -> None:
@@ -251,6 +281,24 @@ class _Run:
             now = time.perf_counter()
             per_step = (now - self.timed_from) / (TIMING_STEPS[1] - TIMING_STEPS[0])
             self.config, self.total = fit_budget(self.config, now - self.t0, per_step, self.per_epoch, self.step)
+
+
+def seconds_per_step(config: TrainConfig, steps: int = 3) -> float:
+    """This machine's time for one optimiser step of `config` now: one warm-up step, then `steps` timed.
+
+    Why measured: a step's cost depends on the architecture, the batch, the objective and how busy the machine
+    is, so a fixed figure in the app would be wrong somewhere. The run is the real one (model, objective,
+    augmentations, optimiser) on a few batches of the real dataset, so it is what `train` will do per step."""
+    small = replace(config, n_train=config.batch_size * 2, epochs=steps + 1, max_steps=None, time_budget=None,
+                    eval=False)
+    ds = load_train_dataset(small)
+    run = _Run(small, ds, resolve_device(config.device), time.perf_counter())
+    idx = torch.arange(run.bs, device=run.device)
+    run.one_step(idx)  # warm-up: first-call allocations and kernel choices
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        float(run.one_step(idx))  # read back: the device has finished the step
+    return (time.perf_counter() - t0) / steps
 
 
 #: with a time budget, steps (from, to) timed to decide how many epochs fit (before warm-up ends)
@@ -269,6 +317,10 @@ def fit_budget(config: TrainConfig, elapsed: float, per_step: float, per_epoch: 
     return fitted, (min(total, config.max_steps) if config.max_steps is not None else total)
 
 
+#: what a stopped run's description says (see make_card)
+INCOMPLETE_MARK = "[INCOMPLETE]"
+
+
 def describe_run(config: TrainConfig) -> str:
     """Default one-line description for the card."""
     obj = config.objective if config.objective != "label_aligned" else f"label_aligned p={config.p:g}"
@@ -280,9 +332,16 @@ def describe_run(config: TrainConfig) -> str:
 
 
 def make_card(config, ds, objective, losses, steps, total, per_epoch, bs, seconds, stopped, device) -> dict:
+    """The checkpoint's card. A run stopped before its last planned step says so: `complete` is false and the
+    description ends with INCOMPLETE_MARK, so no reader (Compare's seed groups, the zoo's README) takes it for the
+    recipe it did not finish."""
     per_epoch_loss = [sum(losses[i:i + per_epoch]) / len(losses[i:i + per_epoch]) for i in range(0, len(losses), per_epoch)]
+    description = config.description or describe_run(config)
+    if stopped:
+        description += f" {INCOMPLETE_MARK}: stopped at step {steps:,} of {total:,}"
     return {
-        "description": config.description or describe_run(config),
+        "description": description,
+        "complete": not stopped,
         "architecture": architecture(config),
         "objective": config.objective,
         "objective_params": objective.describe(),
