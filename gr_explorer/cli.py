@@ -22,7 +22,7 @@ from .config import SweepConfig
 from .data import dataset_tasks, list_datasets
 from .embed import run_embedding, write_embedding
 from .embedding import DEFAULT_K, DEFAULT_MAX_POINTS, METHODS
-from .errors import GRExplorerError
+from .errors import ConfigError, GRExplorerError
 from .export import check_export
 from .files import atomic_write, check_output_folder, check_writable
 from .models import list_zoo, model_for_cuts, zoo_dir
@@ -175,6 +175,8 @@ def print_tables(result: SweepResult) -> None:
     stuck = t[~t["converged"].astype(bool)]
     if len(stuck):
         print(f"\nwarning: {len(stuck)} probe fit(s) did not converge (converged=False in results.csv).", file=sys.stderr)
+    for note in result.notes:  # clamped values, too little data (samples.py)
+        print(f"note: {note}", file=sys.stderr)
 
 
 def print_seeds(view: SeedView) -> None:
@@ -271,6 +273,9 @@ def cmd_compare(a) -> int:
 
 
 def cmd_cuts(a) -> int:
+    bad_seed = SweepConfig.spec("seed").problem(a.seed)  # the sweep's own seed rule
+    if bad_seed:
+        raise ConfigError(bad_seed)
     extra = {"stages": a.stages.split(",") if a.stages else None, "projector": a.projector} if a.model.startswith("py:") else {}
     model = model_for_cuts(a.model, weights=a.weights, readout=a.readout, seed=a.seed, **extra)  # timm: no weights, offline
     print(f"weights: {model.weights_source}", file=sys.stderr)

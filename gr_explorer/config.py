@@ -32,7 +32,7 @@ from .names import (
     STORAGE_DTYPES,
     TOKEN_READOUTS,
 )
-from .settings import DEVICE, Count, Interval, Items, Null, Options, Settings, Text, setting
+from .settings import DEVICE, IMAGES, SEED, Count, Interval, Items, Null, Options, Settings, Text, setting
 
 #: run.json schema version written by this code; versions read: RUN_VERSIONS.
 RUN_VERSION = 2
@@ -44,6 +44,8 @@ ATTENTIVE_PATIENCE = 10
 #: a combined cut: the last K block/stage outputs, the K best single cuts by validation, or cut names joined by '+'
 COMBINE = Text("lastK or bestK (K >= 2), or two or more cut names joined by '+' (e.g. layer3+layer4)",
                pattern=r"(last|best)([2-9]|[1-9]\d+)|[^,+\s]+(\+[^,+\s]+)+")
+#: bootstrap resamples: 1,000 give intervals stable to about 0.005; 100,000 is already far beyond any use
+MAX_BOOTSTRAP = 100_000
 
 
 @dataclass(frozen=True)
@@ -75,14 +77,14 @@ class SweepConfig(Settings):
         ("linear",), "comma-separated probes: " + ", ".join(PROBES),
         Items(Options(PROBES), "probes", example="linear,knn"), flag="--probe", label="Probes")
     n_train: int | None = setting(
-        2000, "stratified train subsample size ('all' for the whole split)", Interval(int, 1, None), ALL,
+        2000, "stratified train subsample size ('all' for the whole split)", IMAGES, ALL,
         label="Train images")
     n_test: int | None = setting(
-        1000, "stratified test subsample size ('all' for the whole split)", Interval(int, 1, None), ALL,
+        1000, "stratified test subsample size ('all' for the whole split)", IMAGES, ALL,
         label="Test images")
     seed: int = setting(
         0, "seed of the subsample, the validation split, the bootstrap and random weights",
-        Interval(int, 0, None, example=0), label="Seed")
+        SEED, label="Seed")
     device: str = setting("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps", DEVICE, label="Device")
     batch_size: int = setting(256, "images per forward pass", Interval(int, 1, None, example=256), label="Batch size")
     readout: tuple[str, ...] | None = setting(
@@ -157,7 +159,8 @@ class SweepConfig(Settings):
         (), "comma-separated label-free diagnostics: " + ", ".join(METRICS),
         Items(Options(METRICS), "metrics", min_len=0), label="Diagnostics")
     bootstrap: int = setting(
-        1000, "bootstrap resamples of the test images for the 95% intervals", Interval(int, 100, None, example=1000),
+        1000, "bootstrap resamples of the test images for the 95% intervals (their indices, 8 bytes x resamples x test "
+              "images, must fit in --memory-budget)", Interval(int, 100, MAX_BOOTSTRAP, example=1000),
         label="Bootstrap resamples")
     workers: int | None = setting(
         None, "DataLoader workers decoding image folders (default: one per core, up to 8; 0 decodes in the main process)",

@@ -17,6 +17,7 @@ from plotly.colors import qualitative
 
 from .models.subblock import ATTN_OUT, MLP_HIDDEN
 from .names import KINDS, PROBES, label_of
+from .samples import NOT_ENOUGH
 from .summary import CURVE, guillotine_summary
 from .verdict import NO_CLEAR_GAIN, difference_text, gain_label, gain_text
 
@@ -195,14 +196,18 @@ def _add_curve(fig: go.Figure, key: tuple, g: pd.DataFrame, s: pd.Series, c: str
             fill="toself", fillcolor=rgba(c, 0.13), mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False,
             legendgroup=group, name=f"{name} 95% CI", meta={**meta, "role": "band"}))
     ci = (g[["accuracy_ci_low", "accuracy_ci_high"]].to_numpy() if "accuracy_ci_low" in g.columns else None)
+    enough = bool(s.get("enough_data", True))  # not enough data: the curve is drawn, but no star and no gain
     fig.add_trace(go.Scatter(
-        x=g["depth"], y=g["accuracy"], mode="lines+markers", name=f"{name}: {_gain_text(s, short=True)}",
+        x=g["depth"], y=g["accuracy"], mode="lines+markers",
+        name=f"{name}: {_gain_text(s, short=True) if enough else NOT_ENOUGH}",
         legendgroup=group, line=dict(color=c, dash=PROBE_DASH.get(probe, "solid"), width=2.6), marker=dict(size=7),
         meta={**meta, "role": "curve"},
         customdata=[[cut, dim, part, *(ci[i] if ci is not None else (float("nan"),) * 2)]
                     for i, (cut, dim, part) in enumerate(g[["cut", "dim", "part"]].itertuples(index=False))],
         hovertemplate="cut %{customdata[0]} (%{customdata[2]}, dim %{customdata[1]})<br>accuracy %{y:.3f} "
                       "[95% CI %{customdata[3]:.3f}, %{customdata[4]:.3f}]<extra>" + name + "</extra>"))
+    if not enough:
+        return None
     x, y = float(s["best_depth"]), float(s["best_accuracy"])
     x += STAR_NUDGE * sum(1 for px, py in stars if abs(px - x) < STAR_NUDGE / 2 and abs(py - y) < 0.02)
     stars.append((x, y))
@@ -324,20 +329,20 @@ def _task_selector(fig: go.Figure, tasks: list[str]) -> None:
 
 def cut_task_heatmap(table: pd.DataFrame, model: str | None = None, probe: str | None = None) -> go.Figure:
     """Accuracy of one model (its first readout curve when it has several) and probe, tasks x cuts (forward order)."""
-    table = fold_curves(table)
-    if model is not None and model not in set(table["model"]):  # a model with several curves: its first one
-        base, twin = model.removesuffix(" [random init]"), model.endswith(" [random init]")
-        model = next((m for m in table["model"] if m.startswith(f"{base} · ") and m.endswith(" [random init]") == twin),
-                     model)
     model = model or table["model"].iloc[0]
     probe = probe or table["probe"].iloc[0]
     t = table[(table["model"] == model) & (table["probe"] == probe)]
+    name = model
+    if {"readout", "norm"} <= set(t.columns) and len(t[["readout", "norm"]].drop_duplicates()) > 1:
+        readout, norm = t[["readout", "norm"]].iloc[0]
+        t = t[(t["readout"] == readout) & (t["norm"] == norm)]
+        name = f"{model} · {readout}" + (" · norm" if norm == "on" else "")
     cuts = t.sort_values("depth")["cut"].drop_duplicates().tolist()
     grid = t.pivot_table(index="task", columns="cut", values="accuracy", sort=False).reindex(columns=cuts)
     fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=cuts, y=list(grid.index), colorscale="Viridis", zmin=0, zmax=1,
                                text=[[f"{v:.2f}" for v in row] for row in grid.to_numpy()], texttemplate="%{text}",
                                hovertemplate="task %{y}<br>cut %{x}<br>accuracy %{z:.3f}<extra></extra>",
                                colorbar=dict(title="accuracy")))
-    fig.update_layout(title=f"{model} ({label_of(PROBES, probe)} probe): test accuracy per cut and task",
+    fig.update_layout(title=f"{name} ({label_of(PROBES, probe)} probe): test accuracy per cut and task",
                       xaxis_title="cut", yaxis_title="task", template="plotly_white", font=dict(size=14))
     return fig

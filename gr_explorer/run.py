@@ -35,8 +35,9 @@ from .features import Features, extract_features
 from .limits import check_disk, check_sweep
 from .models import Model, load_model, pixels_model, random_init
 from .names import KIND_BASELINE, SCHEMES
-from .probes import HEADS, AttentiveHead, ProbeResult, run_probes, validation_split
+from .probes import HEADS, AttentiveHead, ProbeResult, run_probes, validation_size, validation_split
 from .progress import Cancelled, Progress, ProgressEvent, ShouldStop
+from .samples import check_bootstrap, clamp_notes, probe_clamps, task_shortfalls
 from .shots import ALL, DRAW_COLUMNS, best_cuts, curves, fit_draws, plan
 from .stats import Resampler
 from .summary import first_curves, guillotine_summary
@@ -45,7 +46,7 @@ from .summary import first_curves, guillotine_summary
 #: `baseline_for`, the model a baseline row stands next to)
 COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "readout", "norm", "depth", "part", "dim", "task", "probe",
            "accuracy", "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance", "hparam", "converged", "n_iter",
-           "n_classes", "n_train", "n_test"]
+           "n_classes", "n_train", "n_test", "note"]
 MEMORY_COLUMNS = ["correct", "baseline_for"]
 #: `also`: the other hyper-parameters of a grid point, when a head searches several (attentive: 'wd=0.0001')
 SEARCH_COLUMNS = ["model", "cut", "readout", "norm", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen",
@@ -69,6 +70,7 @@ class SweepResult:
     models: list[str] = field(default_factory=list)  # the models asked for (not their baselines), in order
     cards: dict[str, dict] = field(default_factory=dict)  # each model's checkpoint card
     cancelled: bool = False  # stopped by the user: the table holds the (model, view)s finished before
+    notes: list[str] = field(default_factory=list)  # what the reader must know: clamped values, too little data
     combined: pd.DataFrame = field(default_factory=pd.DataFrame)  # config.combine: COLUMNS + cuts, combine (+ memory)
     combined_summary: pd.DataFrame = field(default_factory=pd.DataFrame)  # each combined cut vs the best single cut
     draws: pd.DataFrame = field(default_factory=pd.DataFrame)  # config.shots/fractions: COLUMNS + shots, try, n_fit
@@ -168,6 +170,7 @@ class _Sweep:
         self.ckas: list[pd.DataFrame] = []
         self.features: dict[str, dict[str, Features]] = {}
         self.models: list[Model] = []
+        self.notes: list[str] = []
         self.attentive = AttentiveHead(config.attentive_lr, config.attentive_wd, config.attentive_queries,
                                        config.attentive_epochs, config.seed, config.memory_budget)
 
@@ -177,6 +180,15 @@ class _Sweep:
             dataset = load_dataset(**dataset_args(self.config), progress=self.emit, should_stop=self.should_stop)
         self.emit(ProgressEvent("load", 1, 1, "", f"dataset {dataset.name}: {dataset.n_train} train / "
                                                    f"{dataset.n_test} test, tasks {', '.join(dataset.tasks)}"))
+        check_bootstrap(self.config.bootstrap, dataset.n_test, self.config.memory_budget)  # before any work
+        self.notes += clamp_notes({"n_train": self.config.n_train, "n_test": self.config.n_test},
+                                  {"n_train": dataset.n_train, "n_test": dataset.n_test}, dataset.n_train,
+                                  self.config.val_fraction)
+        self.shortfalls = {}
+        for view in dataset.views:
+            self.shortfalls.update(task_shortfalls(dataset.view_labels(view, "train"), dataset.view_labels(view, "test"),
+                                                   dataset.classes, self.config.val_fraction, self.config.seed))
+        self.notes += [f"task {t!r}: {why}" for t, why in self.shortfalls.items()]
         return dataset
 
     def measure(self, model: Model, dataset: Dataset) -> None:
@@ -209,6 +221,8 @@ class _Sweep:
                                         f"probe, {feats.token_bytes() / 2**20:,.1f} MB float16 in the cache"))
             rows, results = self.fit(model, dataset, feats, view)
             self.rows += rows
+            n_fit = dataset.n_train - validation_size(dataset.n_train, config.val_fraction)
+            self.notes += [n for n in probe_clamps(results, n_fit, dataset.n_train) if n not in self.notes]
             if config.combine and not pixels:
                 self.combine(model, dataset, feats, view, results)
             if config.shots or config.fractions:
@@ -231,7 +245,7 @@ class _Sweep:
         fit = feats.distinct()  # columns that share features (vector cuts in several curves) are fitted once
         results = self.probe(vectors, {n: feats.train[n] for n in fit}, {n: feats.test[n] for n in fit}, labels,
                              test_labels, model, split, refit_idx) if vectors else []
-        rows = _rows(model, dataset, feats, results)
+        rows = _rows(model, dataset, feats, results, self.shortfalls)
         if search:
             self.search += _search_rows(model, feats, results)
         if "attentive" in config.probes:
@@ -239,7 +253,7 @@ class _Sweep:
             att = self.probe(["attentive"], first.train, first.test, labels, test_labels, model, split, refit_idx,
                              feats.tokens)
             tokens = feats.token_curve("on" if config.readout_norm == "on" and model.kind != "pixels" else "off")
-            rows += _rows(model, dataset, tokens, att)
+            rows += _rows(model, dataset, tokens, att, self.shortfalls)
             if search:
                 self.search += _search_rows(model, tokens, att)
         return rows, results
@@ -265,7 +279,7 @@ class _Sweep:
         for comb, curve, dim, r in fitted:
             readout, norm = curve.split("|")
             row = _row(model, dataset, comb.name, readout, norm, right + list(config.combine).index(comb.form),
-                       "combined", dim, r)
+                       "combined", dim, r, self.shortfalls)
             self.combined.append({**row, "cuts": ",".join(comb.cuts), "combine": comb.form})
 
     def draw(self, model: Model, dataset: Dataset, feats: Features, view: str, rows: list[dict]) -> None:
@@ -286,7 +300,7 @@ class _Sweep:
         summary = guillotine_summary(table, config.bootstrap, config.seed)
         result = SweepResult(table, summary, pd.DataFrame(self.search, columns=SEARCH_COLUMNS), config, self.features,
                              dataset, seconds, models=[m.name for m in self.models],
-                             cards={m.name: dict(m.card or {}) for m in self.models})
+                             cards={m.name: dict(m.card or {}) for m in self.models}, notes=list(self.notes))
         if self.combined:
             result.combined = with_intervals(pd.DataFrame(self.combined, columns=COLUMNS + COMBINED_COLUMNS +
                                                           MEMORY_COLUMNS), config.bootstrap, config.seed)
@@ -360,20 +374,20 @@ def _models(config: SweepConfig, given: Sequence[Model] | None, dataset: Dataset
 
 
 def _row(model: Model, dataset: Dataset, cut: str, readout: str, norm: str, depth: int, part: str, dim: int,
-         r: ProbeResult) -> dict:
-    """One results row (COLUMNS + MEMORY_COLUMNS) of a probe result."""
+         r: ProbeResult, notes: dict[str, str]) -> dict:
+    """One results row (COLUMNS + MEMORY_COLUMNS) of a probe result; `notes`: what to say per task (too little data)."""
     return {"model": model.name, "baseline": KIND_BASELINE[model.kind], "weights": model.weights_source,
             "dataset": dataset.name, "cut": cut, "readout": readout, "norm": norm, "depth": depth, "part": part,
             "dim": dim, "task": r.task, "probe": r.probe, "accuracy": r.accuracy, "accuracy_ci_low": float("nan"),
             "accuracy_ci_high": float("nan"), "val_accuracy": r.val_accuracy, "chance": dataset.chance(r.task),
             "hparam": r.setting, "converged": r.converged, "n_iter": r.n_iter, "n_classes": r.n_classes,
-            "n_train": dataset.n_train, "n_test": dataset.n_test,
+            "n_train": dataset.n_train, "n_test": dataset.n_test, "note": notes.get(r.task, ""),
             "correct": r.correct.numpy() if r.correct is not None else None, "baseline_for": model.baseline_for}
 
 
-def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeResult]) -> list[dict]:
+def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeResult], notes: dict[str, str]) -> list[dict]:
     return [_row(model, dataset, col.cut.name, col.readout, col.norm, col.cut.depth, col.cut.part,
-                 int(feats.train[col.name].shape[-1]), r)  # tokens [N, T, C]: C wide
+                 int(feats.train[col.name].shape[-1]), r, notes)  # tokens [N, T, C]: C wide
             for col, r in feats.expand(results)]
 
 

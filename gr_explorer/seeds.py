@@ -33,7 +33,7 @@ from scipy import stats
 
 from .hashing import json_digest
 from .models.random_init import random_label
-from .summary import CURVE, SUMMARY_COLUMNS
+from .summary import CURVE, SUMMARY_COLUMNS, enough_data
 from .training.config import TrainConfig
 
 #: card `config` keys that do not change the design: the seeds and where / how a run was written or evaluated
@@ -139,7 +139,8 @@ def seed_summary(summary: pd.DataFrame, groups: dict[str, list[str]]) -> pd.Data
                          "best_accuracy_mean": float(part["best_accuracy"].mean()),
                          "best_accuracy_sd": float(part["best_accuracy"].std(ddof=1)) if n > 1 else float("nan"),
                          "last_accuracy_mean": float(part["last_accuracy"].mean()), "gain_mean": mean, "gain_sd": sd,
-                         "gain_ci_low": lo, "gain_ci_high": hi, "clear_gain": bool(n > 1 and lo > 0),
+                         "gain_ci_low": lo, "gain_ci_high": hi,
+                         "clear_gain": bool(n > 1 and lo > 0 and enough_data(part).all()),
                          "gains": [float(v) for v in gains]})
     return pd.DataFrame(rows, columns=SEED_COLUMNS)
 

@@ -26,6 +26,11 @@ class Resampler:
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
         self._idx = rng.integers(0, self.n, size=(self.resamples, self.n), dtype=np.int64) if self.n else None
 
+    @staticmethod
+    def nbytes(n: int, resamples: int) -> int:
+        """Bytes of the resampled indices a Resampler of n images holds (int64, resamples x n)."""
+        return 8 * int(n) * int(resamples)
+
     def accuracies(self, correct: np.ndarray | torch.Tensor) -> np.ndarray:
         """correct [L, n] (bool) -> resampled accuracies [B, L]."""
         c = np.asarray(correct.numpy() if isinstance(correct, torch.Tensor) else correct, dtype=np.float32)

@@ -7,7 +7,11 @@ reported. Picking on test accuracy would bias the gain upward. Guillotine
 gain = test accuracy at that cut minus test accuracy at the last cut, with a
 paired bootstrap interval over the same test images; a gain whose interval
 contains 0 is "no clear gain". Each model is also compared with its
-random-init twin (same test images, paired) and with the raw pixels.
+random-init twin (same test images, paired) and with the raw pixels. A curve
+without enough data for a finding (samples.py: too few test or validation
+images per class, a class missing from a split, every validation accuracy 0)
+is `enough_data=False` with its reason in `note`: never a clear gain, and every
+view shows "not enough data" instead of its best cut.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .samples import NOT_ENOUGH, NOTHING_CHOSEN, chose_nothing
 from .stats import Resampler
 from .verdict import gain_text, interval_text
 
@@ -25,6 +30,7 @@ SUMMARY_COLUMNS = CURVE + VARIANT + [
     "baseline", "chance", "best_cut", "best_depth", "best_val_accuracy", "best_accuracy", "best_ci_low", "best_ci_high",
     "last_cut", "last_accuracy", "last_ci_low", "last_ci_high", "gain", "gain_ci_low", "gain_ci_high", "clear_gain",
     "random_init_accuracy", "over_random_init", "over_random_init_ci_low", "over_random_init_ci_high", "pixels_accuracy",
+    "enough_data", "note",
 ]
 
 
@@ -60,11 +66,21 @@ def guillotine_summary(table: pd.DataFrame, resamples: int = 1000, seed: int = 0
         lo = hi = np.nan
         if resampler is not None:
             lo, hi = (0.0, 0.0) if best["cut"] == last["cut"] else resampler.difference_interval(best["correct"], last["correct"])
-        row.update(gain_ci_low=lo, gain_ci_high=hi, clear_gain=bool(lo > 0))
+        note = _note(g)
+        row.update(gain_ci_low=lo, gain_ci_high=hi, clear_gain=bool(lo > 0) and not note, enough_data=not note,
+                   note=note)
         rows.append(row)
     out = pd.DataFrame(rows)
     _compare_with_baselines(out, picks, table, resampler)
     return out[SUMMARY_COLUMNS]
+
+
+def _note(curve: pd.DataFrame) -> str:
+    """Why a curve's numbers are not a finding ('' when they are): its rows' sample note, or nothing chosen."""
+    notes = [n for n in (curve["note"].fillna("") if "note" in curve.columns else []) if n]
+    if notes:
+        return notes[0]
+    return NOTHING_CHOSEN if chose_nothing(curve) else ""
 
 
 def with_variant(table: pd.DataFrame) -> pd.DataFrame:
@@ -138,6 +154,18 @@ def _acc(acc, lo, hi) -> list[str]:
     return [f"{a:.3f}" if pd.isna(l) else f"{a:.3f} [{l:.3f}, {h:.3f}]" for a, l, h in zip(acc, lo, hi)]
 
 
+def enough_data(summary: pd.DataFrame) -> pd.Series:
+    """Which summary rows are findings (a summary written before the column existed: all of them)."""
+    if "enough_data" not in summary.columns:
+        return pd.Series(True, index=summary.index)
+    return summary["enough_data"].fillna(True).astype(bool)
+
+
+def unless_short(values, enough: pd.Series, empty: str = "—") -> list:
+    """Cells of a summary column, with `empty` where the row has not enough data for a finding."""
+    return [v if ok else empty for v, ok in zip(values, enough)]
+
+
 def summary_view(summary: pd.DataFrame, curves: list[str] | None = None) -> pd.DataFrame:
     """The summary as a compact table to print: one row per curve, every number with its interval.
 
@@ -147,16 +175,19 @@ def summary_view(summary: pd.DataFrame, curves: list[str] | None = None) -> pd.D
     s = with_variant(summary)
     if curves is None:
         curves = VARIANT if len(s[VARIANT].drop_duplicates()) > 1 else []
+    ok = enough_data(s)
     view = pd.DataFrame({
         "model": s["model"], **{c: s[c] for c in curves}, "task": s["task"], "probe": s["probe"],
         "chance": s["chance"].round(3),
-        "best cut": s["best_cut"], "best": _acc(s["best_accuracy"], s["best_ci_low"], s["best_ci_high"]),
-        "last cut": s["last_cut"], "last": _acc(s["last_accuracy"], s["last_ci_low"], s["last_ci_high"]),
-        "gain": [gain_text(g, lo, hi, c, style="suffix", unit="acc")
-                 for g, lo, hi, c in zip(s["gain"], s["gain_ci_low"], s["gain_ci_high"], s["clear_gain"])],
+        "best cut": unless_short(s["best_cut"], ok, NOT_ENOUGH),
+        "best": unless_short(_acc(s["best_accuracy"], s["best_ci_low"], s["best_ci_high"]), ok),
+        "last cut": s["last_cut"], "last": unless_short(_acc(s["last_accuracy"], s["last_ci_low"], s["last_ci_high"]), ok),
+        "gain": unless_short([gain_text(g, lo, hi, c, style="suffix", unit="acc")
+                              for g, lo, hi, c in zip(s["gain"], s["gain_ci_low"], s["gain_ci_high"], s["clear_gain"])],
+                             ok),
     })
     if s["over_random_init"].notna().any():
-        view["vs random init"] = ["" if pd.isna(v) else interval_text(v, lo, hi, unit="acc")
-                                  for v, lo, hi in zip(s["over_random_init"], s["over_random_init_ci_low"],
-                                                       s["over_random_init_ci_high"])]
+        view["vs random init"] = unless_short(["" if pd.isna(v) else interval_text(v, lo, hi, unit="acc")
+                                               for v, lo, hi in zip(s["over_random_init"], s["over_random_init_ci_low"],
+                                                                    s["over_random_init_ci_high"])], ok)
     return view

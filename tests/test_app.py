@@ -199,7 +199,7 @@ def test_explore_default_run_equals_library_sweep_with_baselines_and_the_gain_ru
     labels = sorted(b.label for b in at.get("download_button"))
     # the run's CSV, JSON and HTML; PNG and SVG of the chart; PNG, SVG and HTML of the embedding view
     assert labels == sorted(["Results (CSV)", "Run config (JSON)", "Figure (HTML)", "Figure (PNG)", "Figure (SVG)",
-                             "Figure (PNG)", "Figure (SVG)", "Figure (HTML)"]), labels
+                             "Map (PNG)", "Map (SVG)", "Map (HTML)"]), labels
 
 
 def test_explore_diagnostics_view(zoo):
@@ -371,7 +371,12 @@ def test_image_folder_inside_the_data_root_runs_and_is_named_relative_to_it(zoo,
     (err,) = [e.value for e in at.error]  # the library's one-class error, with the folder named relative to the root
     assert "one class" in err and "'lonely'" in err and str(tmp_path) not in err and "Traceback" not in err
     assert not at.button(key="ex_run").disabled
-    at.text_input(key="ex_folder").input("pets").run()
+    runs_as_pets(at, "pets", tmp_path)
+
+
+def runs_as_pets(at: AppTest, typed: str, tmp_path: Path) -> None:
+    """Type `typed` as the image folder and run: the folder is named 'pets' everywhere, never by its server path."""
+    at.text_input(key="ex_folder").input(typed).run()
     at.button(key="ex_run").click().run()
     no_errors(at)
     record = at.session_state["explore:run"]
@@ -795,3 +800,157 @@ def test_default_model_choices():
     zoo = ["zoo:barlow", "zoo:simclr", "zoo:simclr_proj1", "zoo:simclr_proj3_wide", "zoo:simclr_proj_none", "zoo:vicreg"]
     assert default_models(zoo) == ["zoo:simclr_proj_none", "zoo:simclr_proj1", "zoo:simclr", "zoo:simclr_proj3_wide"]
     assert default_models(["zoo:barlow", "zoo:simclr", "zoo:vicreg", "zoo:byol"]) == ["zoo:simclr", "zoo:barlow", "zoo:vicreg"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Server bounds (issue 23, item 5): caps on images, models and time, the cache under the data root, every path
+# relative to it and every symlink kept inside it
+
+
+def _limits(monkeypatch, **caps) -> None:
+    monkeypatch.setenv("GR_EXPLORER_LIMITS", json.dumps(caps))
+
+
+def _entries(folder: Path) -> set[str]:
+    return {p.name for p in folder.glob("*/*") if p.is_dir()} if folder.exists() else set()
+
+
+def test_image_counts_beyond_the_server_limit_are_refused_before_any_work(zoo, monkeypatch):
+    _limits(monkeypatch, max_images=100)
+    at = start()
+    assert at.number_input(key="ex_n_train").max == at.number_input(key="ex_n_test").max == 100
+    at.multiselect(key="ex_tasks::shapes").set_value(["shape"])
+    at.number_input(key="ex_n_test").set_value(50)
+    at.number_input(key="ex_n_train").set_value(150).run()  # what a forged browser message could send
+    assert at.number_input(key="ex_n_train").value <= 100  # Streamlit keeps a widget within its range
+    at.number_input(key="ex_n_train").set_value(0).run()  # 'all': 8,000 shapes, known once the dataset is loaded
+    at.button(key="ex_run").click().run()
+    assert not at.exception
+    (err,) = [e.value for e in at.error]
+    assert "Train images (n_train) = all (8,000) images is more than this server allows per split (100)" in err
+    assert "Valid: at most 100" in err
+    assert not _entries(Path(os.environ["GR_EXPLORER_DATA_ROOTS"]) / "cache")  # refused before any extraction
+    from gr_explorer.app.results import start_sweep  # the same check guards a config that bypassed the widgets
+    from gr_explorer.errors import ResourceError
+
+    with pytest.raises(ResourceError, match=r"Train images \(n_train\) = 150 images is more than this server allows"):
+        start_sweep(SweepConfig(models=["zoo:simclr"], n_train=150, n_test=50), "Sweep")
+
+
+def test_an_oversized_upload_is_refused_in_seconds_and_nothing_is_kept(zoo, tmp_path):
+    """The issue's 1 KB card (ViT-Tiny, depth 20,000) held the server 12 minutes at 2 GB; now its meta-device
+    build is stopped at the parameter limit and the upload is deleted."""
+    _, path = saved_tiny(tmp_path / "mine", "big")
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["architecture"] = {"backbone": {"type": "timm", "name": "vit_tiny_patch16_224", "kwargs": {"depth": 20000}},
+                            "projector": None}
+    at = start()
+    at.radio(key="ex_source").set_value("Upload").run()
+    t0 = time.perf_counter()
+    at.file_uploader(key="ex_upload").set_value([("big.safetensors", path.read_bytes(), "application/octet-stream"),
+                                                 ("big.json", json.dumps(card).encode(), "application/json")]).run()
+    assert time.perf_counter() - t0 < 60
+    (err,) = [e.value for e in at.error]
+    assert "more than 100,000,000 parameters" in err and "Valid: a model of at most" in err
+    assert str(tmp_path) not in err and not list((tmp_path / "data" / "uploads").rglob("*.json"))
+
+
+def test_a_timm_model_beyond_the_parameter_limit_is_refused_before_it_is_built(zoo, monkeypatch):
+    _limits(monkeypatch, max_params=1_000_000)
+    at = start()
+    at.radio(key="ex_source").set_value("timm").run()
+    at.text_input(key="ex_timm").input("resnet18").run()
+    at.selectbox(key="ex_timm_weights").set_value("random").run()
+    (err,) = [e.value for e in at.error]
+    assert "timm:resnet18 has more than 1,000,000 parameters" in err and "beyond this server's limit" in err
+    assert at.button(key="ex_run").disabled
+
+
+def test_a_job_past_the_time_limit_is_stopped_with_a_clear_message(zoo, monkeypatch):
+    _limits(monkeypatch, job_seconds=1)
+    at = start()
+    small(at, "ex")
+    at.button(key="ex_run").click().run()
+    assert not at.exception
+    (err,) = [e.value for e in at.error]
+    assert "The job passed this server's time limit of 1 s and was stopped at its next batch" in err
+    assert "Valid: fewer images, cuts or models" in err
+    job = at.session_state["explore:job"]
+    assert job.timed_out and not job.running
+
+
+def test_features_are_cached_under_the_data_root_with_a_size_cap(zoo, monkeypatch, tmp_path):
+    """Never $HOME/.cache (nor $GR_EXPLORER_CACHE): the app's cache is data/cache, and past cache_gb the least
+    recently used entries go (those of the run in progress stay)."""
+    _limits(monkeypatch, cache_gb=1e-6)  # ~1 KB: smaller than any one run
+    cache = tmp_path / "data" / "cache"
+    at = start()
+    small(at, "ex", tasks=["shape"])
+    at.multiselect(key="ex_baselines").set_value([]).run()
+    at.button(key="ex_run").click().run()
+    no_errors(at)
+    first = _entries(cache)
+    assert first and not (tmp_path / "feature-cache").exists()
+    at.number_input(key="ex_n_train").set_value(N_TRAIN + 20).run()  # other images: other entries
+    at.button(key="ex_run").click().run()
+    no_errors(at)
+    second = _entries(cache)
+    assert second and not second & first  # the first run's entries were evicted, the second run's kept
+    assert at.session_state["explore:run"].cache_stats()["zoo:simclr"]["cached"] == 0
+
+
+def test_an_absolute_folder_inside_the_root_is_stored_relative_and_links_out_are_refused(zoo, tmp_path):
+    root = tmp_path / "data"
+    _images(root / "pets")
+    outside = tmp_path / "outside"
+    _images(outside, classes=("owl", "bat"))
+    _images(root / "linked")
+    (root / "linked" / "owl").symlink_to(outside / "owl", target_is_directory=True)  # a class folder linking out
+    (root / "deep").mkdir()
+    _images(root / "deep")
+    (root / "deep" / "cat" / "stolen.png").symlink_to(outside / "bat" / "0.png")  # a file linking out
+    at = start()
+    at.selectbox(key="ex_dataset").set_value("imagefolder").run()
+    at.multiselect(key="ex_baselines").set_value([]).run()
+    for name, entry in (("linked", "'owl'"), ("deep", "'cat/stolen.png'")):
+        at.text_input(key="ex_folder").input(name).run()
+        at.button(key="ex_run").click().run()
+        (err,) = [e.value for e in at.error]
+        assert f"{entry} is a symbolic link that leads outside the app's data folder" in err, err
+        assert str(tmp_path) not in err and "outside/" not in err
+    runs_as_pets(at, str(root / "pets"), tmp_path)  # an absolute path inside the root
+
+
+def test_training_images_beyond_the_server_limit_are_refused(zoo, monkeypatch):
+    _limits(monkeypatch, max_images=100)
+    at = start("train")
+    assert at.number_input(key="tr_n_train").max == 100
+    at.number_input(key="tr_n_train").set_value(5000).run()  # beyond the widget's maximum: a forged message
+    assert at.number_input(key="tr_n_train").value <= 100  # Streamlit keeps a widget within its range
+    from gr_explorer.app.train import start_training  # the check behind the widget: nothing starts
+    from gr_explorer.errors import ResourceError
+    from gr_explorer.training import TrainConfig
+
+    for n, shown in ((5000, "5,000"), (None, "all")):
+        with pytest.raises(ResourceError, match=rf"Training images \(n_train\) = {shown}.* (is more than this server "
+                                                rf"allows per split \(100\)|is not allowed on this server)"):
+            start_training(TrainConfig(n_train=n, out="x.safetensors"))
+
+
+def test_server_limits_are_declared_once_and_checked():
+    from gr_explorer.app.limits import ServerLimits
+    from gr_explorer.errors import ConfigError, ResourceError
+
+    caps = ServerLimits(max_images=10, max_bootstrap=200)
+    with pytest.raises(ResourceError, match=r"Test images \(n_test\) = 11 images is more than this server allows"):
+        caps.check_sweep(SweepConfig(models=["zoo:x"], n_train=10, n_test=11))
+    with pytest.raises(ResourceError, match=r"bootstrap = 1,000 resamples is more than this server allows \(200\)"):
+        caps.check_sweep(SweepConfig(models=["zoo:x"], n_train=10, n_test=10))
+    with pytest.raises(ConfigError, match=r"max_images=0 is invalid\. Valid: an integer from 1"):
+        ServerLimits(max_images=0)
+    with pytest.raises(ConfigError, match=r"Unknown key\(s\) \['max_imgs'\] in GR_EXPLORER_LIMITS"):
+        os.environ["GR_EXPLORER_LIMITS"] = '{"max_imgs": 5}'
+        try:
+            ServerLimits.configured()
+        finally:
+            del os.environ["GR_EXPLORER_LIMITS"]

@@ -1,7 +1,9 @@
 """Refactors change no number: a fixed sweep and a fixed training run reproduce files made by an earlier main.
 
 tests/golden/ holds what commit 8fa4012 (before the settings layer and the typed seams, issue 22) wrote for the
-two commands below, run with one thread (OMP_NUM_THREADS=1):
+two commands below, run with one thread (OMP_NUM_THREADS=1); the probe numbers were regenerated once, by the commit
+after 6e6a585 (the probes' float sums in fixed blocks, issue 23 item 7), with the same commands, restricted to the
+columns and keys below:
 
     gr-explorer sweep --model zoo:simclr --dataset shapes --n-train 300 --n-test 200 --probe linear,knn
         --baseline random-init,pixels --cuts stem,layer2,layer4,pool,proj1,proj3 --bootstrap 200 --no-cache --out DIR

@@ -23,7 +23,7 @@ LAYERS = [
      "augment", "distributed", "export"],  # plain tools and the names every layer speaks
     ["config", "cache"],  # the sweep's settings; the feature store
     ["data", "models"],  # inputs
-    ["forward", "features", "probes", "limits"],  # one forward pass for all cuts; heads on the features; will a run fit
+    ["forward", "features", "probes", "limits", "samples"],  # one forward pass for all cuts; heads on the features; will a run fit; enough data?
     ["diagnostics", "summary", "plots", "embedding", "embedding_plots", "live_plots", "combine", "shots"],  # label-free
     # measures and maps; reading and drawing a results table; combined cuts and few-shot draws (heads over several cuts
     # or draws)

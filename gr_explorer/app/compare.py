@@ -11,6 +11,7 @@ from ..diagnostics import cka_between_models
 from ..files import slug
 from ..plots import accuracy_vs_depth
 from ..run import SweepResult
+from ..samples import NOT_ENOUGH
 from ..seeds import seed_view
 from ..verdict import gain_text, pts, seeds_gain_text
 from . import results, widgets
@@ -95,7 +96,8 @@ def best_cut_grid(summary: pd.DataFrame, seed_rows: pd.DataFrame, groups: dict[s
     for r in s.itertuples():
         if r.model in grouped:
             continue
-        cells[(r.model, r.task)] = f"{r.best_cut}: {short_gain(r.gain, r.gain_ci_low, r.gain_ci_high, r.clear_gain)}"
+        cells[(r.model, r.task)] = (f"{r.best_cut}: {short_gain(r.gain, r.gain_ci_low, r.gain_ci_high, r.clear_gain)}"
+                                    if getattr(r, "enough_data", True) is not False else NOT_ENOUGH)
         order.append(r.model)
     for r in seed_rows[seed_rows["probe"] == probe].itertuples():
         cells[(r.design, r.task)] = (f"{seed_cuts(r.best_cuts)}: "

@@ -10,6 +10,7 @@ from typing import Sequence
 from torch import nn
 
 from ..errors import ModelSpecError, did_you_mean
+from ..files import expand_user
 from ..names import READOUTS, SCHEMES
 from .adapters import load_release
 from .backbones import HookBackbone, IntermediatesBackbone
@@ -88,7 +89,7 @@ def load_model(spec: str, *, weights: str | None = None, readout: str | None = N
                 raise ModelSpecError(f"Unknown zoo model {rest!r}. {did_you_mean(rest, zoo) if zoo else 'No checkpoints in ' + str(zoo_dir()) + '.'}")
             model = load_checkpoint(zoo_dir() / f"{rest}.safetensors", readout=readout, name=spec)
         else:
-            path = Path(rest).expanduser()
+            path = expand_user(rest, "checkpoint file", ModelSpecError)
             model = (load_release(path, name=spec, readout=readout) if is_release(path)
                      else load_checkpoint(path, readout=readout, name=spec))
         return random_init(model, seed) if weights == "random" else model

@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import matmul
 from .base import Head, ProbeResult
 from .rows import RowSource
 
@@ -39,7 +40,7 @@ def _neighbours(
     """Yield (start, sims [c, k_max] descending, indices [c, k_max]) for query chunks (inputs normalised)."""
     k_max = min(k_max, bank.shape[0])
     for start in range(0, queries.shape[0], chunk_size):
-        sims = queries[start : start + chunk_size] @ bank.T
+        sims = matmul.mm(queries[start : start + chunk_size], bank.T)
         top, idx = sims.topk(k_max, dim=1, largest=True, sorted=True)
         yield start, top, idx
 
@@ -59,7 +60,7 @@ def _neighbours_streamed(
             b = F.normalize(b, dim=1)
             for s in range(0, q.shape[0], chunk_size):
                 e = min(s + chunk_size, q.shape[0])
-                t, i = (q[s:e] @ b.T).topk(min(k_max, b1 - b0), dim=1, largest=True, sorted=True)
+                t, i = matmul.mm(q[s:e], b.T).topk(min(k_max, b1 - b0), dim=1, largest=True, sorted=True)
                 both_t, both_i = torch.cat([top[s:e], t], 1), torch.cat([idx[s:e], i + b0], 1)
                 top[s:e], pos = both_t.topk(k_max, dim=1, largest=True, sorted=True)
                 idx[s:e] = both_i.gather(1, pos)

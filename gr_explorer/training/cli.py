@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from ..verdict import interval_text
 from .config import TrainConfig
-from .loop import load_train_dataset, plan, train
+from .loop import check_output, load_train_dataset, plan, train
 
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
@@ -62,6 +62,7 @@ class _Stop:
 
 def cmd_train(a) -> int:
     config = config_from_args(a)
+    check_output(config)  # before the dataset is loaded
     ds = load_train_dataset(config)
     _, _, total = plan(config, ds.n_train)
     bar = None if a.quiet else tqdm(total=total, desc=f"train {config.objective}", unit="step", file=sys.stderr)
