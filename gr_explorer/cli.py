@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import textwrap
 import threading
 
 import pandas as pd
@@ -34,7 +35,7 @@ from .run import SweepResult, run_sweep
 from .seeds import SeedView, seed_view
 from .settings import parse_flag
 from .shots import best_view
-from .summary import summary_view
+from .summary import VIEW_NOTE, summary_view
 from .training.cli import add_train_parser, cmd_train
 from .verdict import seeds_gain_text
 
@@ -157,11 +158,13 @@ def print_tables(result: SweepResult) -> None:
         print()
         print("Best cut (chosen on validation) and guillotine gain (best minus last cut), test accuracy [95% CI]:")
         print(summary_view(result.summary, curves).to_string(index=False))
+        print(textwrap.fill(VIEW_NOTE, 150))
     if not result.metric_selection.empty:
         ms = result.metric_selection
         ms = ms[ms["augmentation"].fillna("").isin(["", "hflip"])] if "augmentation" in ms.columns else ms
         print("\nDoes a label-free metric find the validation-selected cut? (Spearman across cuts vs test accuracy)")
-        cols = ["model", "task", "probe", "metric", "augmentation", "spearman", "metric_cut", "val_cut", "accuracy_lost"]
+        cols = ["model", "task", "probe", "metric", "augmentation", "spearman", "metric_cut", "val_cut", "accuracy_lost",
+                "accuracy_lost_ci_low", "accuracy_lost_ci_high"]
         with pd.option_context("display.width", 220, "display.max_rows", 500):
             print(ms[[c for c in cols if c in ms.columns]].round(3).to_string(index=False))
     if not result.combined_summary.empty:

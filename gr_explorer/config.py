@@ -23,9 +23,11 @@ from .names import (
     FIGURE_FORMATS,
     FINGERPRINTS,
     MAP_READOUTS,
+    MAX_DRAWS,
     METRICS,
     ON_OFF,
     PROBES,
+    RANDOM_INIT,
     READOUT_NORMS,
     READOUTS,
     SCHEMES,
@@ -153,8 +155,11 @@ class SweepConfig(Settings):
         label="Train fractions")
     tries: int = setting(5, "seeded draws per shot count and per fraction", Interval(int, 1, 100), label="Tries")
     baselines: tuple[str, ...] = setting(
-        (), "comma-separated baselines measured the same way: " + ", ".join(BASELINES),
-        Items(Options(BASELINES), "baselines", min_len=0), flag="--baseline", label="Baselines")
+        (), "comma-separated baselines measured the same way: " + ", ".join(BASELINES) + f"; {RANDOM_INIT}:N measures "
+            f"N seeded random inits (N from 2 to {MAX_DRAWS}) and compares the model with their mean, the spread "
+            "between them included in the intervals",
+        Items(Options(BASELINES, counted=(RANDOM_INIT,), count=Interval(int, 2, MAX_DRAWS)), "baselines", min_len=0),
+        flag="--baseline", label="Baselines")
     metrics: tuple[str, ...] = setting(
         (), "comma-separated label-free diagnostics: " + ", ".join(METRICS),
         Items(Options(METRICS), "metrics", min_len=0), label="Diagnostics")
@@ -206,9 +211,13 @@ class SweepConfig(Settings):
         app=False, bookkeeping=True)
 
     def cross_checks(self):
-        if self.weights == "random" and "random-init" in self.baselines:
-            yield ("baselines=random-init with weights=random would measure the same random network twice. "
+        twins = [b for b in self.baselines if b.partition(":")[0] == RANDOM_INIT]
+        if self.weights == "random" and twins:
+            yield (f"baselines={twins[0]} with weights=random would measure the same random network twice. "
                    "Valid: drop one of them.")
+        if len(twins) > 1:
+            yield (f"baselines names the random-init baseline twice ({', '.join(twins)}). Valid: one of "
+                   f"{RANDOM_INIT} (one draw) or {RANDOM_INIT}:N (N draws).")
         if (self.stages is not None or self.projector is not None) and not any(m.startswith("py:") for m in self.models):
             yield ("stages/projector name the cuts of a py: model; no model here is one. Valid: leave them unset, or add "
                    "--model py:<file.py>:<function>.")

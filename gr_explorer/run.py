@@ -33,21 +33,21 @@ from .distributed import join, rank_device
 from .errors import ConfigError, DatasetError, GRExplorerError, did_you_mean
 from .features import Features, extract_features
 from .limits import check_disk, check_sweep
-from .models import Model, load_model, pixels_model, random_init
-from .names import KIND_BASELINE, SCHEMES
+from .models import Model, load_model, pixels_model, random_inits
+from .names import KIND_BASELINE, SCHEMES, random_init_draws
 from .probes import HEADS, AttentiveHead, ProbeResult, run_probes, validation_size, validation_split
 from .progress import Cancelled, Progress, ProgressEvent, ShouldStop
 from .samples import check_bootstrap, clamp_notes, probe_clamps, task_shortfalls
 from .shots import ALL, DRAW_COLUMNS, best_cuts, curves, fit_draws, plan
 from .stats import Resampler
-from .summary import first_curves, guillotine_summary
+from .summary import first_curves, guillotine_summary, p_chosen
 
-#: results.csv columns, in order (the in-memory table also carries `correct`, per-image test hits, and
-#: `baseline_for`, the model a baseline row stands next to)
+#: results.csv columns, in order (the in-memory table also carries `correct` and `val_correct`, per-image test and
+#: validation hits, and `baseline_for`, the model a baseline row stands next to)
 COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "readout", "norm", "depth", "part", "dim", "task", "probe",
            "accuracy", "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance", "hparam", "converged", "n_iter",
-           "n_classes", "n_train", "n_test", "note"]
-MEMORY_COLUMNS = ["correct", "baseline_for"]
+           "n_classes", "n_train", "n_test", "p_chosen", "note"]
+MEMORY_COLUMNS = ["correct", "val_correct", "baseline_for"]
 #: `also`: the other hyper-parameters of a grid point, when a head searches several (attentive: 'wd=0.0001')
 SEARCH_COLUMNS = ["model", "cut", "readout", "norm", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen",
                   "also"]
@@ -297,6 +297,7 @@ class _Sweep:
     def result(self, dataset: Dataset, seconds: float) -> SweepResult:
         config = self.config
         table = with_intervals(pd.DataFrame(self.rows, columns=COLUMNS + MEMORY_COLUMNS), config.bootstrap, config.seed)
+        table["p_chosen"] = p_chosen(table, config.bootstrap, config.seed)
         summary = guillotine_summary(table, config.bootstrap, config.seed)
         result = SweepResult(table, summary, pd.DataFrame(self.search, columns=SEARCH_COLUMNS), config, self.features,
                              dataset, seconds, models=[m.name for m in self.models],
@@ -311,7 +312,8 @@ class _Sweep:
         if self.metrics:
             result.metrics = pd.concat(self.metrics, ignore_index=True)
             result.cka = pd.concat(self.ckas, ignore_index=True)
-            result.metric_selection = metric_vs_accuracy(first_curves(table), result.metrics)
+            result.metric_selection = metric_vs_accuracy(first_curves(table), result.metrics, config.bootstrap,
+                                                         config.seed)
         return result
 
 
@@ -367,8 +369,7 @@ def _models(config: SweepConfig, given: Sequence[Model] | None, dataset: Dataset
         model = spec if isinstance(spec, Model) else load_model(**model_args(config, spec))
         emit(ProgressEvent("load", i + 1, len(specs), model.name, f"{len(model.cuts)} cuts"))
         yield model
-        if "random-init" in config.baselines:
-            yield random_init(model, config.seed)
+        yield from random_inits(model, config.seed, random_init_draws(config.baselines))
     if "pixels" in config.baselines:
         yield pixels_model(dataset.splits["train"].shape[-1])
 
@@ -381,8 +382,9 @@ def _row(model: Model, dataset: Dataset, cut: str, readout: str, norm: str, dept
             "dim": dim, "task": r.task, "probe": r.probe, "accuracy": r.accuracy, "accuracy_ci_low": float("nan"),
             "accuracy_ci_high": float("nan"), "val_accuracy": r.val_accuracy, "chance": dataset.chance(r.task),
             "hparam": r.setting, "converged": r.converged, "n_iter": r.n_iter, "n_classes": r.n_classes,
-            "n_train": dataset.n_train, "n_test": dataset.n_test, "note": notes.get(r.task, ""),
-            "correct": r.correct.numpy() if r.correct is not None else None, "baseline_for": model.baseline_for}
+            "n_train": dataset.n_train, "n_test": dataset.n_test, "p_chosen": float("nan"),  # filled once the curve is whole
+            "note": notes.get(r.task, ""), "correct": r.correct.numpy() if r.correct is not None else None,
+            "val_correct": r.val_correct.numpy() if r.val_correct is not None else None, "baseline_for": model.baseline_for}
 
 
 def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeResult], notes: dict[str, str]) -> list[dict]:

@@ -104,15 +104,26 @@ class Interval(Rule):
 
 @dataclass(frozen=True)
 class Options(Rule):
-    """One of a set of names (a tuple, or a `names.py` registry whose keys are the names)."""
+    """One of a set of names (a tuple, or a `names.py` registry whose keys are the names); the names in `counted`
+    also take a count, `<name>:N` with N satisfying `count` (e.g. `random-init:5`)."""
 
     names: tuple | dict
+    counted: tuple[str, ...] = ()
+    count: Interval | None = None
 
     def accepts(self, v) -> bool:
-        return isinstance(v, str) and v in self.names
+        if not isinstance(v, str):
+            return False
+        if v in self.names:
+            return True
+        name, sep, n = v.partition(":")
+        return bool(sep) and name in self.counted and n.isdigit() and self.count.accepts(int(n))
 
     def describe(self) -> str:
-        return ", ".join(self.names)
+        text = ", ".join(self.names)
+        if self.counted:
+            text += f", or {'/'.join(self.counted)}:N (N: {self.count.describe()})"
+        return text
 
     def hint(self, v) -> str:
         close = difflib.get_close_matches(str(v), list(self.names), n=1)

@@ -94,6 +94,21 @@ def traces(spec: dict, role: str, by: str = "task") -> dict[str, tuple[np.ndarra
     return {t["meta"][by]: (decode(t["x"]), decode(t["y"])) for t in spec["data"] if (t.get("meta") or {}).get("role") == role}
 
 
+def verdict_of(r) -> str:
+    """The stated gain rule, written out here: borderline when the lower bound is within 5 test images of 0 while
+    the interval reaches past that, or when the gain is clear only with the cut held fixed."""
+    lo, hi, m = r["gain_ci_low"], r["gain_ci_high"], 5 / N_TEST
+    if abs(lo) <= m < hi or (lo > 0 and r["gain_choice_ci_low"] <= 0):
+        return "borderline"
+    return "clear gain" if lo > 0 else "no clear gain"
+
+
+def gain_cell(r, numbers: str) -> str:
+    """What a gain cell starts with: the numbers when clear, else the verdict with the numbers."""
+    verdict = verdict_of(r)
+    return numbers if verdict == "clear gain" else f"{verdict} ({numbers})"
+
+
 def frame(at: AppTest, column: str) -> pd.DataFrame:
     """The (first) table or dataframe on the page that has `column`."""
     frames = [d.value for d in [*at.table, *at.dataframe] if column in d.value.columns]
@@ -171,21 +186,35 @@ def test_explore_default_run_equals_library_sweep_with_baselines_and_the_gain_ru
     assert set(traces(main, "curve")) == set(TASKS)
 
     # the summary table: validation-selected best cut, intervals, baselines, chance; "no clear gain" when the
-    # gain's interval contains 0 -- and no gain label on the chart for those
+    # gain's interval contains 0, "borderline" at the edge -- and no gain label on the chart for either; the share
+    # of the gain that training caused (the model's gain minus its twin's, from the twin's own rows)
     shown = frame(at, "guillotine gain").set_index("task")
     s = ref.summary[ref.summary["baseline"] == ""].set_index("task")
+    twin_s = ref.summary[ref.summary["model"] == twin].set_index("task")
     assert s["clear_gain"].eq(s["gain_ci_low"] > 0).all()
     for task, r in s.iterrows():
         row = shown.loc[task]
         assert row["best cut (validation)"] == r["best_cut"]
         assert row["accuracy there [95% CI]"] == f"{r['best_accuracy']:.3f} [{r['best_ci_low']:.3f}, {r['best_ci_high']:.3f}]"
+        assert row["with the choice of cut [95% CI]"] == (f"[{r['best_choice_ci_low']:.3f}, {r['best_choice_ci_high']:.3f}]; "
+                                                           f"this cut chosen in {100 * r['p_chosen']:.0f}% of resamples")
         numbers = f"{100 * r['gain']:+.1f} pts [{100 * r['gain_ci_low']:+.1f}, {100 * r['gain_ci_high']:+.1f}]"
-        assert row["guillotine gain"] == (numbers if r["clear_gain"] else f"no clear gain ({numbers})")
+        head, training = row["guillotine gain"].split("; of which training: ")
+        assert head == gain_cell(r, numbers)
+        trained = r["gain"] - twin_s.loc[task, "gain"]
+        assert r["gain_over_random_init_gain"] == pytest.approx(trained)
+        assert f"{100 * trained:+.1f} [{100 * r['gain_over_random_init_gain_ci_low']:+.1f}, " in training
         assert row["random init"] == f"{r['random_init_accuracy']:.3f}"
         assert row["raw pixels"] == f"{r['pixels_accuracy']:.3f}" and row["chance"] == f"{r['chance']:.3f}"
     labels = [a for a in main["layout"].get("annotations", []) if a.get("name") in TASKS]
-    assert sorted(a["name"] for a in labels) == sorted(s.index[s["clear_gain"]])
+    verdicts = s.apply(verdict_of, axis=1)
+    assert sorted(a["name"] for a in labels) == sorted(s.index[verdicts == "clear gain"])
     assert not s["clear_gain"].all(), "the tiny random models should leave at least one gain unclear"
+    # how often each cut is chosen: a bar per cut under each curve, summing to 1, the best cut's share in the table
+    for task, (x, y) in traces(main, "p_chosen").items():
+        assert y.sum() == pytest.approx(1.0)
+        r = t[(t["model"] == "zoo:simclr") & (t["task"] == task)].sort_values("depth")
+        np.testing.assert_allclose(y, r["p_chosen"].to_numpy())
 
     # the heatmap, the validation search at the best cut, the downloads
     kinds = [c["data"][0].get("type") for c in charts(at)]
@@ -234,8 +263,34 @@ def test_explore_diagnostics_view(zoo):
         assert f"**{task}**: validation picks **{r['val_cut']}**" in text
         if r["metric_cut"] == r["val_cut"]:
             assert "RankMe: the same cut" in text
-        elif r["accuracy_lost"] >= 5e-4:
-            assert f"RankMe: {r['metric_cut']}, loses {100 * r['accuracy_lost']:.1f} points" in text
+        elif r["accuracy_lost"] >= 5e-4:  # with its paired interval over the test images
+            interval = f"[{100 * r['accuracy_lost_ci_low']:+.1f}, {100 * r['accuracy_lost_ci_high']:+.1f}]"
+            assert f"RankMe: {r['metric_cut']}, loses {100 * r['accuracy_lost']:.1f} points {interval}" in text
+
+
+def test_explore_random_init_draws(zoo):
+    """The app's 'random init, 3 draws' choice: three twins, the table's random init as their mean ± sd, the chart's
+    dashed mean with the draws' range as a band; both random-init forms at once are refused."""
+    at = start()
+    small(at, "ex", tasks=["shape"])
+    at.multiselect(key="ex_baselines").set_value(["random-init:3"]).run()
+    at.button(key="ex_run").click().run()
+    no_errors(at)
+    ref = reference(at.session_state["explore:run"].config.to_json())
+    twins = [f"zoo:simclr [random init #{d}]" for d in (1, 2, 3)]
+    assert set(ref.table["model"]) == {"zoo:simclr", *twins}
+    s = ref.summary.set_index("model")
+    best = np.array([s.loc[m, "best_accuracy"] for m in twins])
+    row = frame(at, "guillotine gain").iloc[0]
+    assert row["random init"] == f"{best.mean():.3f} ± {best.std(ddof=1):.3f} (3 draws)"
+    spec = charts(at)[0]
+    acc = np.stack([ref.table[ref.table["model"] == m].sort_values("depth")["accuracy"] for m in twins])
+    _, y = traces(spec, "random-init")["shape"]
+    _, band = traces(spec, "random-init-band")["shape"]
+    np.testing.assert_allclose(y, acc.mean(0), atol=1e-12)
+    np.testing.assert_allclose(band, np.r_[acc.max(0), acc.min(0)[::-1]], atol=1e-12)
+    at.multiselect(key="ex_baselines").set_value(["random-init", "random-init:3"]).run()
+    assert "names the random-init baseline twice" in page_text(at)
 
 
 def test_explore_probe_change_reuses_cached_features_and_results_survive_reruns(zoo):
@@ -454,12 +509,12 @@ def test_compare_two_models(zoo):
     grid = [d.value for d in at.dataframe if list(d.value.columns) == TASKS][0]
     for row in ref.summary.itertuples():
         numbers = f"{100 * row.gain:+.1f} pts [{100 * row.gain_ci_low:+.1f}, {100 * row.gain_ci_high:+.1f}]"
-        clear = row.gain_ci_low > 0
+        verdict = verdict_of(row._asdict())
         short = f"{100 * row.gain:+.1f} [{100 * row.gain_ci_low:+.1f}, {100 * row.gain_ci_high:+.1f}]"
-        assert grid.loc[row.model, row.task] == f"{row.best_cut}: {short if clear else 'no clear gain'}"
+        assert grid.loc[row.model, row.task] == f"{row.best_cut}: {short if verdict == 'clear gain' else verdict}"
         if row.task == TASKS[0]:
             assert shown.loc[row.model, "best cut (validation)"] == row.best_cut
-            assert shown.loc[row.model, "guillotine gain"] == (numbers if clear else f"no clear gain ({numbers})")
+            assert shown.loc[row.model, "guillotine gain"] == gain_cell(row._asdict(), numbers)
     # CKA between the two models at each depth, from the sweep's own features (NumPy reference)
     (cka,) = [c for c in charts(at) if "Linear CKA at each depth" in json.dumps(c["layout"]["title"])]
     fa, fb = ref.features["zoo:simclr"]["base"].train, ref.features["zoo:deep"]["base"].train
@@ -592,20 +647,23 @@ def test_train_tiny_model_appears_in_explore_and_compare(zoo, tmp_path):
 
 
 def test_a_huge_number_of_images_is_refused_as_it_is_typed(zoo, monkeypatch):
-    """999,999,999 train images: the library's memory check speaks before any work, and Run stays disabled."""
+    """99,999,999 train images on a server whose admin allows that many: the library's memory check speaks before any
+    work, and Run stays disabled (with the default caps the widget itself stops at the server's max_images)."""
     import gr_explorer.data.shapes as shapes
 
+    monkeypatch.setenv("GR_EXPLORER_LIMITS", json.dumps({"max_images": 100_000_000}))
+    generate = shapes.generate
     monkeypatch.setattr(shapes, "generate", lambda *a, **k: pytest.fail("an image was generated"))
     at = start()
-    at.number_input(key="ex_n_train").set_value(999_999_999).run()
+    at.number_input(key="ex_n_train").set_value(99_999_999).run()
     assert not at.exception
     (err,) = [e.value for e in at.error]
-    assert "n_train=999,999,999" in err and "is too large for this machine" in err and "Valid: at most about" in err
+    assert "n_train=99,999,999" in err and "is too large for this machine" in err and "Valid: at most about" in err
     assert at.button(key="ex_run").disabled and "explore:job" not in at.session_state
-    monkeypatch.undo()  # the Train page times a few steps on a few real images
+    monkeypatch.setattr(shapes, "generate", generate)  # the Train page times a few steps on a few real images
     at.switch_page(f"{PAGES}/train.py").run()
-    at.number_input(key="tr_n_train").set_value(999_999_999).run()
-    assert any("n_train=999,999,999" in e.value for e in at.error) and at.button(key="tr_run").disabled
+    at.number_input(key="tr_n_train").set_value(99_999_999).run()
+    assert any("n_train=99,999,999" in e.value for e in at.error) and at.button(key="tr_run").disabled
 
 
 def test_a_missing_image_folder_is_refused_as_it_is_typed(zoo, tmp_path):

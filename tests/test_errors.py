@@ -46,6 +46,13 @@ FLAG_CASES = [
     (["--metrics", "rank"], r"metrics=\['rank'\] is invalid.*rankme"),
     (["--bootstrap", "10"], r"bootstrap=10 is invalid\. Valid: an integer from 100 to 100000"),
     (["--weights", "random", "--baseline", "random-init"], r"would measure the same random network twice"),
+    (["--baseline", "random-init:1"], r"baselines=\['random-init:1'\] is invalid\. Valid: .*random-init:N \(N: an integer "
+                                     r"from 2 to 20\)"),
+    (["--baseline", "random-init:50"], r"baselines=\['random-init:50'\] is invalid"),
+    (["--baseline", "random-init:three"], r"baselines=\['random-init:three'\] is invalid"),
+    (["--baseline", "pixels:3"], r"baselines=\['pixels:3'\] is invalid"),
+    (["--baseline", "random-init,random-init:3"], r"names the random-init baseline twice.*Valid: one of random-init"),
+    (["--weights", "random", "--baseline", "random-init:3"], r"random-init:3 with weights=random would measure"),
     (["--tasks", "digit,grayscale", "--dataset", "digits"], r"'grayscale' is meaningless for 'digits'"),
     # issue 23, item 8: sizes that reached NumPy as a MemoryError, seeds that overflowed later, other settings
     (["--n-train", "1000000000000"], r"n_train=1000000000000 is invalid\. Valid: an integer from 1 to 100000000"),

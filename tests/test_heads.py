@@ -174,6 +174,8 @@ def test_attentive_probe_reads_the_token_that_carries_the_label(mean_solves):
         lo, hi = Resampler(600, 1000, 0).interval(lin.correct)
         assert lin.accuracy > 0.8 and lo[0] <= att.accuracy <= hi[0]
     assert att.correct.float().mean().item() == pytest.approx(att.accuracy)
+    # the chosen head's validation hits, image by image, are those its validation accuracy was counted from
+    assert len(att.val_correct) == len(val) and att.val_correct.float().mean().item() == pytest.approx(att.val_accuracy)
 
 
 def test_attentive_batched_over_cuts_equals_each_cut_alone():
@@ -225,6 +227,10 @@ def test_attentive_in_a_sweep_reads_tokens_and_records_its_search():
     s = res.search[res.search["probe"] == "attentive"]
     assert s.groupby("cut")["chosen"].sum().eq(1).all() and set(s["also"]) == {"wd=0.0001", "wd=0.1"}
     assert set(res.summary["probe"]) == {"linear", "attentive"}
+    # its validation hits are kept, so the choice of cut is resampled for its curve as for the linear probe's
+    assert att["p_chosen"].notna().all() and att["p_chosen"].sum() == pytest.approx(1.0)
+    assert res.summary.set_index("probe").loc["attentive", "p_chosen"] == pytest.approx(
+        att.set_index("cut").loc[res.summary.set_index("probe").loc["attentive", "best_cut"], "p_chosen"])
 
 
 def test_tokens_must_be_three_dimensional():

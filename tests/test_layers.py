@@ -19,7 +19,7 @@ PACKAGE = ROOT / "gr_explorer"
 #: lowest first; a module may import its own layer or any layer below, never one above. Each entry is a module
 #: or a package (all of its submodules), named relative to gr_explorer.
 LAYERS = [
-    ["errors", "names", "settings", "hashing", "threads", "files", "progress", "stats", "verdict", "device",
+    ["errors", "names", "settings", "hashing", "threads", "files", "progress", "stats", "choice", "verdict", "device",
      "augment", "distributed", "export"],  # plain tools and the names every layer speaks
     ["config", "cache"],  # the sweep's settings; the feature store
     ["data", "models"],  # inputs

@@ -20,10 +20,10 @@ from ..errors import GRExplorerError, NotCached, ResourceError
 from ..export import figure_bytes, find_browser
 from ..names import PROBES, label_of
 from ..progress import ProgressEvent
-from ..run import SweepResult, run_sweep
+from ..run import MEMORY_COLUMNS, SweepResult, run_sweep
 from ..samples import NOT_ENOUGH
 from ..summary import enough_data, unless_short
-from ..verdict import difference_text, gain_text
+from ..verdict import difference_text, gain_text, training_text
 from . import resources
 from .jobs import Job, Snapshot, follow, is_cancel
 from .limits import limits
@@ -189,15 +189,43 @@ def sweep_flow(page: str, key: str, config: SweepConfig | None, *, title: str, b
 
 
 def gain_cell(r) -> str:
-    """'+12.3 pts [+8.1, +16.4]' when the gain's 95% interval excludes 0, else 'no clear gain (...)' with its numbers."""
-    return gain_text(r.gain, r.gain_ci_low, r.gain_ci_high, r.clear_gain)
+    """'+12.3 pts [+8.1, +16.4]' when the gain is clear, else 'no clear gain (...)' / 'borderline (...)' with its
+    numbers; then, next to a random-init twin, '; of which training: ...' (the model's gain minus the twin's)."""
+    text = gain_text(r.gain, r.gain_ci_low, r.gain_ci_high, r.clear_gain, verdict=_get(r, "gain_verdict"))
+    training = training_text(_get(r, "gain_over_random_init_gain"), _get(r, "gain_over_random_init_gain_ci_low"),
+                             _get(r, "gain_over_random_init_gain_ci_high"), _get(r, "gain_over_random_init_gain_verdict"))
+    return f"{text}; {training}" if training else text
+
+
+def choice_cell(r) -> str:
+    """The best cut's interval once the choice of cut is resampled too, and how often that cut is chosen."""
+    p = _get(r, "p_chosen")
+    if pd.isna(p):
+        return ""
+    return f"[{r.best_choice_ci_low:.3f}, {r.best_choice_ci_high:.3f}]; this cut chosen in {100 * p:.0f}% of resamples"
+
+
+def random_cell(r) -> str:
+    """The twin's best-cut accuracy; with N draws their mean ± sd."""
+    if pd.isna(r.random_init_accuracy):
+        return ""
+    n = _get(r, "random_init_draws")
+    if pd.isna(n) or n < 2:
+        return f"{r.random_init_accuracy:.3f}"
+    return f"{r.random_init_accuracy:.3f} ± {r.random_init_accuracy_sd:.3f} ({n:.0f} draws)"
 
 
 def over_random_cell(r) -> str:
-    """The model's best cut vs its random-init twin's best cut, paired over the same test images."""
+    """The model's best cut vs its random-init twin's best cut (N draws: their mean), paired over the same test
+    images."""
     if pd.isna(r.over_random_init):
         return ""
     return difference_text(r.over_random_init, r.over_random_init_ci_low, r.over_random_init_ci_high)
+
+
+def _get(r, name: str):
+    """A summary row's field, NaN when the summary predates it."""
+    return getattr(r, name, float("nan"))
 
 
 def acc_cell(acc: float, lo: float, hi: float) -> str:
@@ -216,8 +244,11 @@ def summary_frame(summary: pd.DataFrame, *, by: str = "task") -> pd.DataFrame:
         "last cut": unless_short([f"{r.last_cut}: {r.last_accuracy:.3f}" for r in s.itertuples()], ok),
         "guillotine gain": unless_short([gain_cell(r) for r in s.itertuples()], ok),
     })
+    if "p_chosen" in s.columns and s["p_chosen"].notna().any():
+        out.insert(list(out.columns).index("accuracy there [95% CI]") + 1, "with the choice of cut [95% CI]",
+                   unless_short([choice_cell(r) for r in s.itertuples()], ok))
     if s["random_init_accuracy"].notna().any():
-        out["random init"] = [f"{v:.3f}" if pd.notna(v) else "" for v in s["random_init_accuracy"]]
+        out["random init"] = [random_cell(r) for r in s.itertuples()]
         out["model − random init, pts"] = unless_short([over_random_cell(r) for r in s.itertuples()], ok)
     if s["pixels_accuracy"].notna().any():
         out["raw pixels"] = [f"{v:.3f}" if pd.notna(v) else "" for v in s["pixels_accuracy"]]
@@ -247,7 +278,7 @@ def image_downloads(figure, key: str, stem: str, where=st, html: bool = True, wh
 
 
 def downloads(record: SweepResult, figure_html, key: str, stem: str) -> None:
-    table = record.table.drop(columns=["correct", "baseline_for"], errors="ignore")
+    table = record.table.drop(columns=MEMORY_COLUMNS, errors="ignore")
     c1, c2, c3 = st.columns(3)
     c1.download_button("Results (CSV)", data=table.to_csv(index=False), file_name=f"{stem}_results.csv",
                        mime="text/csv", key=f"{key}:csv", icon=":material/table:", on_click="ignore")

@@ -318,7 +318,9 @@ def pick_probing(prefix: str, *, baselines: tuple[str, ...] = DEFAULTS["baseline
                             extra_help="Changing probes reuses cached features.")
     chosen = fields.choices(SweepConfig, "baselines", key=f"{prefix}_baselines", default=baselines,
                             extra_help="The random-init twin is drawn dashed, raw pixels as a ◆ at the input; each "
-                                       "task's chance level is always drawn (dotted).")
+                                       "task's chance level is always drawn (dotted). With several random-init draws "
+                                       "the model stands next to their mean, the spread between draws in every "
+                                       "interval (each draw costs as much as the model).")
     return dict(probes=probes, baselines=chosen)
 
 

@@ -27,7 +27,7 @@ from .pixels import pixels_model
 from .preprocessing import Preprocessing
 from .projector import build_projector, group_into_blocks, parse_projector_spec
 from .pyspec import load_py_model
-from .random_init import random_init, random_label
+from .random_init import random_init, random_inits, random_label
 from .readout import check_token_readout
 from .resnet_small import SmallResNet
 from .timm_models import load_timm
@@ -36,7 +36,7 @@ from .timm_models import load_timm
 #: run.json; `py:<file.py>:<function>` builds one from a Python file (models/pyspec.py)
 
 __all__ = ["SCHEMES", "Column", "Cut", "Model", "Preprocessing", "SmallResNet", "POOL", "READOUTS", "load_model", "wrap_module",
-           "list_zoo", "zoo_dir", "build_model", "pixels_model", "random_init", "random_label", "build_projector",
+           "list_zoo", "zoo_dir", "build_model", "pixels_model", "random_init", "random_inits", "random_label", "build_projector",
            "parse_projector_spec", "load_checkpoint", "save_checkpoint", "read_card", "group_into_blocks", "model_for_cuts"]
 
 

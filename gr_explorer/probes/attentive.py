@@ -286,6 +286,7 @@ class AttentiveProbeResult:
     val_accuracies: dict[tuple[float, float], float] = field(default_factory=dict)
     converged: bool = True  # stopped early: the validation accuracy had stopped improving before max_epochs
     correct: torch.Tensor | None = None  # bool [n_test]
+    val_correct: torch.Tensor | None = None  # bool [n_val]: validation hits of the chosen (lr, wd) at its best epoch
 
 
 def _plan(shapes: dict[tuple[int, int], list[str]], step_bytes, budget: int) -> list[list[tuple[tuple[int, int], list[str]]]]:
@@ -380,16 +381,18 @@ def fit_attentive_probes(
             h = by_setting.argmax(-1)  # first max: the smaller rate, then the larger decay
             col = torch.arange(len(tasks), device=h.device) * H + h
             chosen[id(g)] = (h.cpu(), epoch.gather(1, col).cpu(), by_setting.cpu(), improving.gather(1, col).cpu(), col)
-        final = []
+        picked = []  # the chosen (lr, wd) heads at their best epoch: their validation hits, image by image
+        for g in search:
+            col = chosen[id(g)][4]
+            params = [p.gather(1, col.view(*col.shape, *([1] * (p.ndim - 2))).expand(-1, -1, *p.shape[2:]))
+                      for p in found[id(g)][0]]
+            picked.append(_Group(g.cuts, g.T, g.C, queries, K, torch.arange(len(tasks)), g.lr.gather(1, col),
+                                 g.wd.gather(1, col), g.mean, g.inv, params))
+        val_hits = [trainer.hits(g2, train_tokens, y_train, val_idx).cpu() for g2 in picked]  # [G, tasks, n_val]
         if reuse:  # the refit would repeat the search's own training: take its weights at the chosen epoch
-            for g in search:
-                col = chosen[id(g)][4]
-                params = [p.gather(1, col.view(*col.shape, *([1] * (p.ndim - 2))).expand(-1, -1, *p.shape[2:]))
-                          for p in found[id(g)][0]]
-                g2 = _Group(g.cuts, g.T, g.C, queries, K, torch.arange(len(tasks)), g.lr.gather(1, col),
-                            g.wd.gather(1, col), g.mean, g.inv, params)
-                final.append(g2)
+            final = picked
         else:
+            final = []
             refits = [group((g.T, g.C), g.cuts, torch.arange(len(tasks)), g.lr.gather(1, chosen[id(g)][4]),
                             g.wd.gather(1, chosen[id(g)][4])) for g in search]
             trainer2 = _Trainer(refits, y_train, class_mask, device, batch_size, seed)
@@ -400,7 +403,7 @@ def fit_attentive_probes(
             for g2 in refits:
                 g2.params = trained[id(g2)][0]
                 final.append(g2)
-        for g, g2 in zip(search, final):
+        for g, g2, val in zip(search, final, val_hits):
             hits = trainer.hits(g2, test_tokens, y_test, test_rows).cpu()  # [G, tasks, n_test]
             h, epochs, by_setting, improving, _ = chosen[id(g)]
             n_val, n_test = len(val_idx), len(test_rows)
@@ -412,7 +415,8 @@ def fit_attentive_probes(
                         val_accuracy=float(by_setting[gi, ti, h[gi, ti]]) / n_val,
                         accuracy=float(hits[gi, ti].sum()) / n_test,
                         val_accuracies={grid[j]: float(by_setting[gi, ti, j]) / n_val for j in range(H)},
-                        converged=not bool(improving[gi, ti]), correct=hits[gi, ti].clone())
+                        converged=not bool(improving[gi, ti]), correct=hits[gi, ti].clone(),
+                        val_correct=val[gi, ti].clone())
         if progress is not None:
             done = [c for _, names in chunk for c in names]
             progress(len(done) * len(tasks), f"attentive: {', '.join(done)}")
@@ -439,7 +443,7 @@ class AttentiveHead(Head):
                                    refit_idx=refit_idx)
         return {(cut, task): ProbeResult(cut, task, self.name, r.accuracy, r.val_accuracy, self.hparam, r.lr, r.lr,
                                          n_classes[task], r.converged, r.epochs, dict(r.val_accuracies), r.correct,
-                                         also={"wd": r.wd})
+                                         r.val_correct, also={"wd": r.wd})
                 for (cut, task), r in res.items()}
 
     def unconverged(self, results) -> str:

@@ -38,6 +38,9 @@ class ProbeResult:
     #: hyper-parameter value -> validation accuracy; keys are tuples (value, *also's values) when `also` is set
     search: dict = field(default_factory=dict)
     correct: torch.Tensor | None = field(default=None, compare=False, repr=False)  # bool [n_test]
+    #: bool [n_val]: per validation image, right or wrong with the chosen hyper-parameter (the same validation images
+    #: for every cut of a sweep, so re-choosing the cut on resampled validation images needs no refit; see choice.py)
+    val_correct: torch.Tensor | None = field(default=None, compare=False, repr=False)
     #: further hyper-parameters searched jointly with `hparam`, with their chosen values (e.g. {'wd': 1e-4})
     also: dict[str, float] = field(default_factory=dict)
 

@@ -129,6 +129,7 @@ class KnnProbeResult:
     val_accuracies: dict[int, float] = field(default_factory=dict)
     k_used: int = 0
     correct: torch.Tensor | None = None  # bool [n_test]
+    val_correct: torch.Tensor | None = None  # bool [n_val]: validation hits of the chosen k (bank: the fit rows)
 
 
 def _multi_task_correct(
@@ -242,6 +243,7 @@ def fit_knn_probes(
                 val_accuracies={kk: val_correct[ti][kk] / n_val for kk in ks},
                 k_used=min(k, n_bank),
                 correct=hits,
+                val_correct=val_hits[ti][k].cpu(),
             )
         if progress is not None:
             progress(len(tasks), f"knn: {cut}")
@@ -283,7 +285,8 @@ class KnnHead(Head):
                              refit_idx=refit_idx)
         return {(cut, task): ProbeResult(cut, task, self.name, r.accuracy, r.val_accuracy, self.hparam, float(r.k),
                                          int(r.k_used), n_classes[task],
-                                         search={float(k): v for k, v in r.val_accuracies.items()}, correct=r.correct)
+                                         search={float(k): v for k, v in r.val_accuracies.items()}, correct=r.correct,
+                                         val_correct=r.val_correct)
                 for (cut, task), r in res.items()}
 
 
