@@ -18,6 +18,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .cache import FeatureCache
+from .combine import combined_view
 from .config import SweepConfig
 from .data import dataset_tasks, list_datasets
 from .embed import run_embedding, write_embedding
@@ -33,6 +34,7 @@ from .outputs import OUTPUTS, write_outputs
 from .run import SweepResult, run_sweep
 from .seeds import SeedView, seed_view
 from .settings import parse_flag
+from .shots import best_view
 from .summary import VIEW_NOTE, summary_view
 from .training.cli import add_train_parser, cmd_train
 from .verdict import seeds_gain_text
@@ -165,9 +167,17 @@ def print_tables(result: SweepResult) -> None:
                 "accuracy_lost_ci_low", "accuracy_lost_ci_high"]
         with pd.option_context("display.width", 220, "display.max_rows", 500):
             print(ms[[c for c in cols if c in ms.columns]].round(3).to_string(index=False))
+    if not result.combined_summary.empty:
+        print("\nCombined cuts (concatenated features) vs the best single cut (chosen on validation), paired 95% CI:")
+        with pd.option_context("display.width", 220, "display.max_rows", 500, "display.max_colwidth", 60):
+            print(combined_view(result.combined_summary).to_string(index=False))
+    if not result.shots_best.empty:
+        print("\nFew-shot and data-fraction draws: the cut validation chose in each draw and its test accuracy:")
+        with pd.option_context("display.width", 220, "display.max_rows", 500, "display.max_colwidth", 60):
+            print(best_view(result.shots_best).to_string(index=False))
     stuck = t[~t["converged"].astype(bool)]
     if len(stuck):
-        print(f"\nwarning: {len(stuck)} linear fit(s) did not converge (converged=False in results.csv).", file=sys.stderr)
+        print(f"\nwarning: {len(stuck)} probe fit(s) did not converge (converged=False in results.csv).", file=sys.stderr)
     for note in result.notes:  # clamped values, too little data (samples.py)
         print(f"note: {note}", file=sys.stderr)
 

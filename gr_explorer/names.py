@@ -44,7 +44,12 @@ SCHEMES: dict[str, Entry] = {
 PROBES: dict[str, Entry] = {
     "linear": Entry("linear", "multinomial logistic regression (L2 strength picked on a validation split)"),
     "knn": Entry("k-NN", "cosine k-NN with exp(sim / T) weighted votes (k picked on a validation split)"),
+    "attentive": Entry("attentive", "multi-query cross-attention over a cut's tokens or spatial positions, trained "
+                                    "with AdamW (learning rate and weight decay picked on a validation split, early "
+                                    "stopping on it)"),
 }
+#: the readout label of the attentive probe's rows: it reads every (pooled) token of a cut, not one readout
+TOKENS_READOUT = "tokens"
 
 #: what a row of the results stands for: the model itself or one of the references measured the same way
 KINDS: dict[str, Entry] = {
@@ -160,6 +165,7 @@ FINGERPRINTS = ("stat", "content")
 #: extraction speed switches (forward.py): auto (decided from the device and the run), on, off
 AUTO_ON_OFF = ("auto", "on", "off")
 AUTO_OFF = ("auto", "off")
+ON_OFF = ("on", "off")
 #: formats a figure can be written in (export.py): png and svg need Chrome or Chromium
 FIGURE_FORMATS = ("html", "png", "svg")
 #: how image-folder files are decoded (data/decoders.py)

@@ -22,11 +22,11 @@ from .models.subblock import ATTN_OUT, MLP_HIDDEN
 from .names import PROBES, label_of, random_suffix
 from .samples import NOT_ENOUGH
 from .summary import CURVE, guillotine_summary
-from .verdict import CLEAR_GAIN, gain_label, gain_text
+from .verdict import CLEAR_GAIN, difference_text, gain_label, gain_text
 
 PALETTE = qualitative.D3
 #: line style per probe; dotted is the chance level's, dashed the random-init twin's, so k-NN is dash-dot
-PROBE_DASH = {"linear": "solid", "knn": "dashdot"}
+PROBE_DASH = {"linear": "solid", "knn": "dashdot", "attentive": "longdash"}
 GREY = "rgb(120,120,120)"
 REGION_FILL = {"backbone": "rgba(31,119,180,0.06)", "projector": "rgba(255,127,14,0.10)"}
 
@@ -58,18 +58,27 @@ def _ticks(table: pd.DataFrame) -> tuple[list[int], list[str]]:
 SUB_BLOCK = (f".{ATTN_OUT}", f".{MLP_HIDDEN}")
 
 
-def fold_curves(df: pd.DataFrame) -> pd.DataFrame:
-    """With several readout curves per model (readouts, norm off/on), each drawn as a model of its own:
-    `[<model> · ]<readout>[ · norm]` (the model named only when there are several), a random-init twin's curve
-    labelled after its model's (its `baseline_for` follows, so twins still pair up). Pixels stay one curve."""
-    if df.empty or not {"readout", "norm"} <= set(df.columns):
-        return df
-    if df[["model", "readout", "norm"]].astype(str).drop_duplicates()["model"].duplicated().sum() == 0:
-        return df  # every model has one curve: nothing to tell apart
+def _bases(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, list[str]]:
+    """Each row's baseline kind, the model a random-init twin stands for, and the model whose curve it is."""
     kind = df["baseline"].fillna("") if "baseline" in df.columns else pd.Series("", index=df.index)
     of = df["baseline_for"].fillna("") if "baseline_for" in df.columns else pd.Series("", index=df.index)
-    base = [o if k == "random-init" and o else m for m, k, o in zip(df["model"], kind, of)]
-    several = len({b for b, k in zip(base, kind) if k != "pixels"}) > 1
+    return kind, of, [o if k == "random-init" and o else m for m, k, o in zip(df["model"], kind, of)]
+
+
+def fold_curves(df: pd.DataFrame, like: pd.DataFrame | None = None) -> pd.DataFrame:
+    """With several readout curves per model and probe (readouts, norm off/on), each drawn as a model of its own:
+    `[<model> · ]<readout>[ · norm]` (the model named only when there are several), a random-init twin's curve
+    labelled after its model's (its `baseline_for` follows, so twins still pair up). Pixels stay one curve.
+    `like`: the table whose curves decide whether to fold (the combined cuts drawn beside a results table)."""
+    ref = df if like is None else like
+    if df.empty or not {"readout", "norm"} <= set(df.columns) or not {"readout", "norm"} <= set(ref.columns):
+        return df
+    keys = ["model", "probe"] if "probe" in ref.columns else ["model"]
+    if ref[[*keys, "readout", "norm"]].astype(str).drop_duplicates()[keys].duplicated().sum() == 0:
+        return df  # every model has one curve per probe: nothing to tell apart
+    kind, of, base = _bases(df)
+    ref_kind, _, ref_base = _bases(ref)
+    several = len({b for b, k in zip(ref_base, ref_kind) if k != "pixels"}) > 1
 
     def label(model, readout, norm):
         curve = f"{readout}" + (" · norm" if norm == "on" else "")
@@ -110,18 +119,21 @@ def _gain_text(s, short: bool = False) -> str:
 
 
 def accuracy_vs_depth(table: pd.DataFrame, title: str | None = None, summary: pd.DataFrame | None = None,
-                      selector: bool = True, choice: bool = True) -> go.Figure:
+                      selector: bool = True, combined: pd.DataFrame | None = None, choice: bool = True) -> go.Figure:
     """One line per (model, task, probe) with its 95% band; best cut starred; clear gains labelled; references.
 
     References: the random-init twin dashed in the curve's colour (faded), the raw-pixels baseline as a
     diamond at the `pixels` position left of the first cut, each task's chance level dotted. With several
     tasks and `selector`, a dropdown shows one task at a time (it works in the offline HTML too). `choice`:
     the strip of p_chosen bars under the curves (when the table has them).
+    `combined` (combine.combined_summary): each combined cut as a square with its 95% interval right of the
+    last cut, one position per form (last4, best4, ...), compared with the curve's best single cut in its hover.
     """
     fig = go.Figure()
     if table.empty:
         fig.update_layout(title=title or "no results")
         return fig
+    combined = fold_curves(combined, like=table) if combined is not None else None
     table = fold_curves(table)
     summary = fold_curves(summary) if summary is not None else None
     base = _baseline_of(table)
@@ -138,7 +150,9 @@ def accuracy_vs_depth(table: pd.DataFrame, title: str | None = None, summary: pd
     refs = refs[_baseline_of(refs) != "pixels"]
     depths = sorted(set(table.loc[_baseline_of(table) != "pixels", "depth"])) or [0]
     x_left = min(depths) - (1 if len(pixels) else 0)
-    x_span = (x_left - 0.4, max(depths) + 0.4)
+    combined = _combined_of(combined, main)
+    forms = list(dict.fromkeys(combined["combine"])) if combined is not None else []
+    x_span = (x_left - 0.4, max(depths) + len(forms) + 0.4)
     labels, stars = [], []
     for key, g in main.groupby(CURVE, sort=False):
         c = colour[key[1] if by_task else key[0]]
@@ -154,9 +168,14 @@ def accuracy_vs_depth(table: pd.DataFrame, title: str | None = None, summary: pd
                 name=f"{task}: chance {chance:.2f}", showlegend=False, meta={"task": task, "role": "chance"},
                 hovertemplate=f"{task}: chance (majority class) {chance:.3f}<extra></extra>"))
     _add_references(fig, refs, pixels, colour, by_task, x_left, style.several_probes)
+    if forms:
+        _add_combined(fig, combined, forms, max(depths) + 1, colour, by_task)
     _add_gain_labels(fig, labels)
     chosen = choice and _add_choice_bars(fig, main, colour, by_task)
     _layout(fig, table, main, pixels, x_left, x_span, title, chosen)
+    if forms:
+        fig.update_xaxes(tickvals=[*fig.layout.xaxis.tickvals, *(max(depths) + 1 + i for i in range(len(forms)))],
+                         ticktext=[*fig.layout.xaxis.ticktext, *forms])
     if selector and by_task and main["task"].nunique() > 1:
         _task_selector(fig, list(dict.fromkeys(main["task"])))
     return fig
@@ -306,6 +325,37 @@ def _add_references(fig: go.Figure, refs: pd.DataFrame, pixels: pd.DataFrame, co
             marker=dict(symbol="diamond" if probe == "linear" else "diamond-open", size=11,
                         color=colour.get(task, GREY) if by_task else GREY, line=dict(width=1, color=GREY)),
             hovertemplate=f"accuracy {acc:.3f}<extra>{label}</extra>"))
+        shown = True
+
+
+def _combined_of(combined: pd.DataFrame | None, main: pd.DataFrame) -> pd.DataFrame | None:
+    """The combined cuts of the models, tasks and probes drawn (none when there are none)."""
+    if combined is None or combined.empty:
+        return None
+    c = combined
+    c = c[(c["baseline"].fillna("") == "") & c["model"].isin(set(main["model"])) & c["task"].isin(set(main["task"]))
+          & c["probe"].isin(set(main["probe"]))]
+    return c if len(c) else None
+
+
+def _add_combined(fig: go.Figure, combined: pd.DataFrame, forms: list[str], x0: float, colour: dict,
+                  by_task: bool) -> None:
+    """Combined cuts as squares with their 95% intervals, one x position per form, right of the last cut."""
+    shown = False
+    for r in combined.itertuples():
+        x = x0 + forms.index(r.combine)
+        vs = difference_text(r.over_best, r.over_best_ci_low, r.over_best_ci_high)
+        fig.add_trace(go.Scatter(
+            x=[x], y=[r.accuracy], mode="markers", name="combined cuts (■, right of the curve)", legendgroup="combined",
+            showlegend=not shown, meta={"task": r.task, "model": r.model, "probe": r.probe, "role": "combined"},
+            error_y=dict(type="data", symmetric=False, array=[r.accuracy_ci_high - r.accuracy],
+                         arrayminus=[r.accuracy - r.accuracy_ci_low], thickness=1.4, width=5),
+            marker=dict(symbol="square" if r.probe == "linear" else "square-open", size=11,
+                        color=colour.get(r.task if by_task else r.model, GREY), line=dict(width=1, color="black")),
+            hovertemplate=f"{r.combine} = {r.cut}<br>test accuracy %{{y:.3f}} [95% CI {r.accuracy_ci_low:.3f}, "
+                          f"{r.accuracy_ci_high:.3f}]<br>vs the best single cut {r.best_cut} ({r.best_accuracy:.3f}, "
+                          f"chosen on validation): {vs}<extra>{r.model} · {r.task} · "
+                          f"{label_of(PROBES, r.probe)}</extra>"))
         shown = True
 
 

@@ -159,7 +159,7 @@ class Items(Rule):
 
     @property
     def kind(self) -> str:
-        return {"int": "ints", "float": "floats"}.get(self.rule.kind, "strs")
+        return {"int": "ints", "float": "floats", "count_word": "counts"}.get(self.rule.kind, "strs")
 
     def accepts(self, v) -> bool:
         if not isinstance(v, tuple) or len(v) < self.min_len or (self.length is not None and len(v) != self.length):
@@ -212,6 +212,20 @@ class Flag(Rule):
 
     def describe(self) -> str:
         return "true or false"
+
+
+@dataclass(frozen=True)
+class Count(Rule):
+    """A positive integer, or the word `word` (shots per class: 1, 5, 10 or all); a list item (Items) of counts."""
+
+    word: str = "all"
+    kind = "count_word"
+
+    def accepts(self, v) -> bool:
+        return v == self.word or (is_int(v) and v >= 1)
+
+    def describe(self) -> str:
+        return f"a positive integer or {self.word!r}"
 
 
 @dataclass(frozen=True)
@@ -526,6 +540,7 @@ def _required(cls, name: str) -> bool:
 
 FORMS = {"int": "an integer", "count": "an integer >= 1 or 'all'", "float": "a number",
          "floats": "comma-separated numbers, e.g. 0.01,0.1,1", "ints": "comma-separated integers, e.g. 5,10,20",
+         "counts": "comma-separated positive integers or 'all', e.g. 1,5,10,all",
          "json": "a JSON object, e.g. '{\"img_size\": 32}'"}
 
 
@@ -542,6 +557,8 @@ def parse_flag(kind: str, text: str, flag: str, error: type[Exception] = ConfigE
             return tuple(float(v) for v in text.split(",") if v.strip())
         if kind == "ints":
             return tuple(int(v) for v in text.split(",") if v.strip())
+        if kind == "counts":
+            return tuple("all" if v.strip().lower() == "all" else int(v) for v in text.split(",") if v.strip())
         if kind == "strs":
             return tuple(v.strip() for v in text.split(",") if v.strip())
         if kind == "json":
@@ -556,7 +573,7 @@ def parse_flag(kind: str, text: str, flag: str, error: type[Exception] = ConfigE
 
 def format_flag(kind: str, value) -> str:
     """A value as the command line spells it (the inverse of parse_flag)."""
-    if kind in ("ints", "floats", "strs"):
+    if kind in ("ints", "floats", "strs", "counts"):
         return ",".join(_word(v) for v in value)
     if kind == "json":
         return json.dumps(value, separators=(",", ":"))

@@ -24,8 +24,9 @@ LAYERS = [
     ["config", "cache"],  # the sweep's settings; the feature store
     ["data", "models"],  # inputs
     ["forward", "features", "probes", "limits", "samples"],  # one forward pass for all cuts; heads on the features; will a run fit; enough data?
-    ["diagnostics", "summary", "plots", "embedding", "embedding_plots", "live_plots"],  # label-free measures and maps; reading
-    # and drawing a results table
+    ["diagnostics", "summary", "plots", "embedding", "embedding_plots", "live_plots", "combine", "shots"],  # label-free
+    # measures and maps; reading and drawing a results table; combined cuts and few-shot draws (heads over several cuts
+    # or draws)
     ["run"],  # a sweep
     ["training"],  # a training run (its held-out evaluation is a sweep)
     ["seeds", "outputs", "uploads", "embed"],  # designs over seeds; a sweep's files; checked uploads; embedding runs

@@ -18,6 +18,7 @@ import streamlit as st
 from ..config import SweepConfig
 from ..errors import GRExplorerError, NotCached, ResourceError
 from ..export import figure_bytes, find_browser
+from ..names import PROBES, label_of
 from ..progress import ProgressEvent
 from ..run import MEMORY_COLUMNS, SweepResult, run_sweep
 from ..samples import NOT_ENOUGH
@@ -130,6 +131,11 @@ def config_summary(config: SweepConfig) -> str:
     bits = [", ".join(config.models), f"{config.dataset} ({tasks})", cuts, probes]
     if config.baselines:
         bits.append("baselines: " + ", ".join(config.baselines))
+    if config.combine:
+        bits.append("combined cuts: " + ", ".join(config.combine))
+    if config.shots or config.fractions:
+        amounts = [f"{s}/class" if s != "all" else "all" for s in config.shots] + [f"{f:g}" for f in config.fractions]
+        bits.append(f"few-shot: {', '.join(amounts)} x {config.tries} tries")
     if config.metrics:
         bits.append("diagnostics")
     return " · ".join([*bits, n, f"device {config.device}"])
@@ -288,7 +294,8 @@ def downloads(record: SweepResult, figure_html, key: str, stem: str) -> None:
 
 
 def pick_view(record: SweepResult, key: str, *, all_tasks: bool = True) -> tuple[list[str], str]:
-    """Task(s) and probe to draw, one click each: a projected chart is readable with one task at a time."""
+    """Task(s) and probe (head: linear, k-NN, attentive) to draw, one click each: a projected chart is readable with
+    one task at a time."""
     summary = record.summary
     main = summary[summary["baseline"].fillna("") == ""]
     tasks = list(dict.fromkeys(main["task"]))
@@ -299,7 +306,8 @@ def pick_view(record: SweepResult, key: str, *, all_tasks: bool = True) -> tuple
                                  help="One task at a time reads best on a projector.")
     probe = probes[0]
     if len(probes) > 1:
-        probe = c2.radio("Probe", probes, horizontal=True, key=f"{key}:probe", label_visibility="collapsed")
+        probe = c2.radio("Head", probes, horizontal=True, key=f"{key}:probe", label_visibility="collapsed",
+                         format_func=lambda p: label_of(PROBES, p), help="The probe head whose curves are drawn.")
     if shown is None:  # the selected pill clicked again
         shown = options[0]
     return (tasks if shown == "all tasks" else [shown]), probe

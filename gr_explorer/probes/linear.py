@@ -213,6 +213,7 @@ def fit_linear_probes(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     rows_per_chunk: int | None = None,
     progress: Callable[[int, str], None] | None = None,
+    refit_idx: torch.Tensor | None = None,
 ) -> dict[tuple[str, str], LinearProbeResult]:
     """Fit the linear probe for every (cut, task); inputs are assumed validated (see run_probes).
 
@@ -227,11 +228,12 @@ def fit_linear_probes(
     docstring; `rows_per_chunk` forces that, with that many rows per chunk).
     `progress(n_done, message)` is called after each chunk with the (cut, task) results it
     finished, and with n_done = 0 after every solver iteration (still working); it may raise to stop.
+    `refit_idx`: the train rows the chosen C is refitted on (None: all; a few-shot draw: the draw alone).
     """
     device = torch.device(device)
     pad_ratio = (0.0 if device.type == "cuda" else 1.0) if pad_ratio is None else pad_ratio
     problem = _Problem(train_feats, train_labels, test_feats, test_labels, fit_idx, val_idx, grid, n_classes, device,
-                       dtype, dict(max_iter=max_iter, tol=tol, history=history), warm_start, precondition)
+                       dtype, dict(max_iter=max_iter, tol=tol, history=history), warm_start, precondition, refit_idx)
     chunks, streams = _plan_chunks(problem, memory_budget, pad_ratio, rows_per_chunk)
     results: dict[tuple[str, str], LinearProbeResult] = {}
     for i, blocks in enumerate(chunks):
@@ -250,7 +252,7 @@ class _Problem:
     """What every chunk of cuts shares: tasks and their class masks, labels of each split, the C grid, solver settings."""
 
     def __init__(self, train_feats, train_labels, test_feats, test_labels, fit_idx, val_idx, grid, n_classes, device,
-                 dtype, solve: dict, warm_start: bool, precondition: bool):
+                 dtype, solve: dict, warm_start: bool, precondition: bool, refit_idx: torch.Tensor | None = None):
         self.train_feats, self.test_feats = train_feats, test_feats
         self.device, self.dtype, self.solve, self.warm_start, self.precondition = device, dtype, solve, warm_start, \
             precondition
@@ -269,6 +271,9 @@ class _Problem:
         self.y_train = torch.stack([train_labels[t].cpu().long() for t in self.tasks], 1)  # [N, T]
         self.y_test = torch.stack([test_labels[t].cpu().long() for t in self.tasks], 1).to(device)
         self.y_fit, self.y_val = self.y_train[self.fit_idx], self.y_train[self.val_idx].to(device)
+        self.refit_idx = None if refit_idx is None else refit_idx.cpu()
+        self.y_refit = self.y_train if refit_idx is None else self.y_train[self.refit_idx]
+        self.n_refit = self.n_train if refit_idx is None else len(self.refit_idx)
         self.dims = {c: int(train_feats[c].shape[1]) for c in self.cuts}
 
     def chunk_bytes(self, blocks: list[list[int]]) -> int:
@@ -347,11 +352,11 @@ def _fit_chunk(p: _Problem, blocks: list[list[str]], rows: _Rows,
     correct, val_hits, best, init, iters, conv, eigen = _choose_C(p, blocks, rows, fit_stats,
                                                                   _iterations(pulse, "choosing C"))
     # ---- stage 2: refit on all train data with the chosen C (warm start), score on test ----
-    stats = rows.stats("train", None)
+    stats = rows.stats("train", p.refit_idx)
     _restandardise(init, rows.chunk, p.dims, fit_stats, stats, p.dtype)
     C_best = torch.tensor(p.grid, dtype=p.dtype, device=p.device)[best]
-    X_train = rows.packed(blocks, "train", None, stats)
-    res = lbfgs_softmax(X_train, p.y_train, p.class_mask, 1.0 / (C_best * p.n_train), init=init, precondition=eigen,
+    X_train = rows.packed(blocks, "train", p.refit_idx, stats)
+    res = lbfgs_softmax(X_train, p.y_refit, p.class_mask, 1.0 / (C_best * p.n_refit), init=init, precondition=eigen,
                         callback=_iterations(pulse, "refit"), **p.solve)
     del X_train
     iters += res.n_iter
@@ -449,14 +454,19 @@ class LinearHead(Head):
                  memory_budget: int = DEFAULT_MEMORY_BUDGET):
         self.grid, self.max_iter, self.tol, self.memory_budget = grid, max_iter, tol, memory_budget
 
-    def fit(self, train_feats, train_labels, test_feats, test_labels, *, fit_idx, val_idx, n_classes, device, tick):
+    def fit(self, train_feats, train_labels, test_feats, test_labels, *, fit_idx, val_idx, n_classes, device, tick,
+            refit_idx=None):
         res = fit_linear_probes(train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx,
                                 grid=self.grid, n_classes=n_classes, device=device, max_iter=self.max_iter,
-                                tol=self.tol, memory_budget=self.memory_budget, progress=tick)
+                                tol=self.tol, memory_budget=self.memory_budget, progress=tick, refit_idx=refit_idx)
         return {(cut, task): ProbeResult(cut, task, self.name, r.accuracy, r.val_accuracy, self.hparam, float(r.C),
                                          float(r.C), n_classes[task], r.converged, r.n_iter, dict(r.val_accuracies),
                                          r.correct, r.val_correct)
                 for (cut, task), r in res.items()}
+
+    def unconverged(self, results) -> str:
+        text = super().unconverged(results)
+        return text.replace("did not converge", f"did not converge within {self.max_iter} iterations", 1)
 
 
 __all__ = [
