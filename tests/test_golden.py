@@ -29,6 +29,8 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
+from gr_explorer.training.config import TrainConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SWEEP = ["sweep", "--model", "zoo:simclr", "--dataset", "shapes", "--n-train", "300", "--n-test", "200", "--probe",
@@ -78,6 +80,11 @@ def test_a_fixed_training_run_reproduces_the_golden_card_and_weights(tmp_path):
     for d in (card, golden):
         for k in NOT_RESULTS:
             d["training"].pop(k, None)
+    # settings declared after the golden card (e.g. the live probes') are recorded at their defaults, which change
+    # nothing; every setting the golden card has keeps its value
+    new = {k: v for k, v in card["config"].items() if k not in golden["config"]}
+    assert new == {k: TrainConfig.spec(k).default for k in new}, new
+    card["config"] = {k: card["config"][k] for k in golden["config"]}
     assert {k: card[k] for k in golden if k != "results"} == {k: v for k, v in golden.items() if k != "results"}
     assert {k: card["results"]["sweep"][k] for k in golden["results"]["sweep"]} == golden["results"]["sweep"]
     assert card["results"]["held_out"] == golden["results"]["held_out"]
