@@ -146,6 +146,17 @@ def seed_summary(summary: pd.DataFrame, groups: dict[str, list[str]]) -> pd.Data
     return pd.DataFrame(rows, columns=SEED_COLUMNS)
 
 
+def card_seed_summary(cards: dict[str, dict], task: str | None = None) -> pd.DataFrame:
+    """seed_summary of the held-out sweeps the cards themselves record (`results.summary`), for every design with
+    two or more of the given cards: what the zoo's README and the About page quote, never typed by hand."""
+    summary = pd.DataFrame([{**r, "model": name} for name, card in cards.items()
+                            for r in (card.get("results") or {}).get("summary", [])
+                            if (task is None or r["task"] == task) and not r["baseline"]])
+    if summary.empty:
+        return pd.DataFrame(columns=SEED_COLUMNS)
+    return seed_summary(summary, seed_groups(cards))
+
+
 def plot_summary(agg: pd.DataFrame, summary: pd.DataFrame, seeds: pd.DataFrame, groups: dict[str, list[str]],
                  member: dict[str, str]) -> pd.DataFrame:
     """A summary (SUMMARY_COLUMNS) for `aggregate_table`'s rows, as accuracy_vs_depth reads it.

@@ -15,10 +15,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-import pandas as pd  # noqa: E402
 
-from gr_explorer.seeds import seed_groups as groups_of  # noqa: E402 (the repository's copy, also when not installed)
-from gr_explorer.seeds import seed_summary  # noqa: E402
+from gr_explorer.seeds import card_seed_summary  # noqa: E402 (the repository's copy, also when not installed)
 from gr_explorer.verdict import (  # noqa: E402
     BORDERLINE_IMAGES,
     gain_text,
@@ -97,10 +95,7 @@ def seed_groups(cards: dict[str, dict], task: str) -> list[str]:
     """Designs trained with several seeds, read at the level of the design (the library's rule, gr_explorer.seeds):
     the mean over seeds of each seed's validation-selected gain with the 95% Student-t interval of that mean;
     each seed's own gain is detail."""
-    groups = groups_of(cards)
-    summary = pd.DataFrame([{**r, "model": name} for name, card in cards.items() for r in card["results"]["summary"]
-                            if r["task"] == task and not r["baseline"]])
-    rows = seed_summary(summary, groups)
+    rows = card_seed_summary(cards, task)
     lines = []
     for r in rows.itertuples():
         gain = seeds_gain_text(r.gain_mean, r.gain_sd, r.n_seeds, r.gain_ci_low, r.gain_ci_high, r.clear_gain)
