@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -33,6 +33,8 @@ from .errors import ConfigError, DatasetError, GRExplorerError, did_you_mean
 from .features import Features, extract_features
 from .limits import check_disk, check_sweep
 from .models import Model, load_model, pixels_model, random_init
+from .models.pixels import NAME as PIXELS
+from .models.pixels import PIXEL_COMPONENT_PROBES, principal_components
 from .names import KIND_BASELINE, SCHEMES
 from .probes import ProbeResult, run_probes
 from .progress import Cancelled, Progress, ProgressEvent, ShouldStop
@@ -185,14 +187,7 @@ class _Sweep:
             self.features[model.name][view] = feats
             if not self.world.is_main:
                 continue  # rank 0 fits the probes on the merged features
-            fit = feats.distinct()  # columns that share features (vector cuts in several curves) are fitted once
-            results = run_probes(config.probes, {n: feats.train[n] for n in fit}, dataset.view_labels(view, "train"),
-                                 {n: feats.test[n] for n in fit}, dataset.view_labels(view, "test"), device=self.device,
-                                 seed=config.seed,
-                                 val_fraction=config.val_fraction, linear_grid=config.linear_grid,
-                                 knn_ks=config.knn_ks, knn_temperature=config.knn_temperature, progress=self.progress,
-                                 should_stop=self.should_stop, model=model.name,
-                                 linear_memory_budget=config.memory_budget)
+            results = self.probe(model, dataset, view, feats)
             self.rows += _rows(model, dataset, feats, results)
             self.search += _search_rows(model, feats, results)
             if config.metrics and view == BASE and model.kind != "pixels":
@@ -200,6 +195,30 @@ class _Sweep:
                                     self.should_stop)
                 self.metrics.append(m)
                 self.ckas.append(c)
+
+    def probe(self, model: Model, dataset: Dataset, view: str, feats: Features) -> list[ProbeResult]:
+        """Every probe on every distinct column of `feats`; the raw-pixels baseline's linear probe on the pixels'
+        leading principal components (models/pixels.py says why), its other probes on the pixels themselves."""
+        config = self.config
+
+        def fit(probes: Sequence[str], feats: Features) -> list[ProbeResult]:
+            columns = feats.distinct()  # columns that share features (vector cuts in several curves) are fitted once
+            return run_probes(probes, {n: feats.train[n] for n in columns}, dataset.view_labels(view, "train"),
+                              {n: feats.test[n] for n in columns}, dataset.view_labels(view, "test"),
+                              device=self.device, seed=config.seed,
+                              val_fraction=config.val_fraction, linear_grid=config.linear_grid,
+                              knn_ks=config.knn_ks, knn_temperature=config.knn_temperature, progress=self.progress,
+                              should_stop=self.should_stop, model=model.name,
+                              linear_memory_budget=config.memory_budget)
+
+        reduced = [p for p in config.probes if p in PIXEL_COMPONENT_PROBES]
+        if model.kind != "pixels" or not reduced:
+            return fit(config.probes, feats)
+        train_pc, test_pc = principal_components(feats.train[PIXELS], feats.test[PIXELS], seed=config.seed)
+        results = fit(reduced, replace(feats, train={PIXELS: train_pc}, test={PIXELS: test_pc}))
+        results += fit([p for p in config.probes if p not in reduced], feats) if len(reduced) < len(config.probes) else []
+        tasks = list(dataset.view_labels(view, "train"))
+        return sorted(results, key=lambda r: (tasks.index(r.task), config.probes.index(r.probe)))  # run_probes' order
 
     def result(self, dataset: Dataset, seconds: float) -> SweepResult:
         config = self.config
