@@ -15,7 +15,7 @@ from . import results, widgets
 from .figures import search_curve
 
 #: The teaching demo's preset: the default run shows the random-init twin (about 2x the run without baselines);
-#: raw pixels would make it about 3.5x (benchmarks/README.md, "App"), so they are one click away instead.
+#: raw pixels are one click away (1.4x alone, 2.1x with the twin: benchmarks/README.md, (e)).
 EXPLORE_BASELINES = ("random-init",)
 CHART_HEIGHT = 440
 
