@@ -255,6 +255,14 @@ class Embedding:
         return out
 
 
+    def all_neighbours(self, k: int | None = None, device: str | torch.device | None = None) -> dict[str, np.ndarray]:
+        """{cut: positions [n, k]}: every drawn image's k nearest drawn images at every cut (cosine, full features),
+        the image itself excluded; what a page needs to answer a click without asking the server again."""
+        queries = np.arange(self.n_drawn)
+        return {c.name: cosine_neighbours(self.features[c.name][torch.as_tensor(self.index)], queries, k or self.k,
+                                          device)[0] for c in self.cuts}
+
+
 SCORE_COLUMNS = ["cut", "depth", "part", "task", "k", "agreement", "ci_low", "ci_high", "chance", "n_queries",
                  "n_points"]
 

@@ -246,4 +246,39 @@ gd.on('plotly_unhover', function () { box.style.display = 'none'; });
 """).replace("SIZE", json.dumps(int(size)))
 
 
-__all__ = ["THUMBNAILS_MAX_POINTS", "class_colours", "embedding_figure", "embedding_grid", "hover_script", "point_thumbnail", "thumbnail_uri"]
+def click_script(neighbours: dict[str, np.ndarray], thumbnails: list[str], labels: list[str], size: int = 72) -> str:
+    """JavaScript for to_html(post_script=...): a click on a point shows, below the figure, its thumbnail and those
+    of its k nearest neighbours at the cut on screen (`neighbours` from Embedding.all_neighbours, `labels` one
+    caption per drawn point); the cut on screen follows the slider and the Play button."""
+    data = {"nb": {cut: np.asarray(p).tolist() for cut, p in neighbours.items()}, "thumbs": list(thumbnails),
+            "labels": list(labels), "first": next(iter(neighbours))}
+    return ("""
+var gd = document.getElementById('{plot_id}');
+var NB = DATA, current = NB.first;
+var panel = document.createElement('div');
+panel.className = 'gr-neighbours';
+panel.style.cssText = 'font:14px sans-serif;margin:6px 0 0 8px;';
+panel.textContent = 'Click a point: its nearest images at this cut appear here.';
+gd.parentNode.appendChild(panel);
+function cell(pos, title) {
+  var d = document.createElement('figure');
+  d.style.cssText = 'display:inline-block;margin:0 8px 0 0;text-align:center;';
+  d.innerHTML = '<img src="' + NB.thumbs[pos] + '" style="width:SIZEpx;image-rendering:pixelated;border:1px solid #888">'
+    + '<figcaption style="font-size:12px;max-width:SIZEpx">' + title + '</figcaption>';
+  return d;
+}
+var shown = null;
+function show(pos) {
+  shown = pos;
+  panel.innerHTML = '<div><b>Nearest images at ' + current + '</b> (cosine, the cut\'s own features)</div>';
+  panel.appendChild(cell(pos, 'clicked: ' + NB.labels[pos]));
+  NB.nb[current][pos].forEach(function (q) { panel.appendChild(cell(q, NB.labels[q])); });
+}
+gd.on('plotly_click', function (ev) { show(ev.points[0].customdata[0]); });
+gd.on('plotly_sliderchange', function (ev) { current = ev.step.label; if (shown !== null) { show(shown); } });
+gd.on('plotly_animatingframe', function (ev) { current = ev.name; if (shown !== null) { show(shown); } });
+""").replace("DATA", json.dumps(data)).replace("SIZE", str(int(size)))
+
+
+__all__ = ["THUMBNAILS_MAX_POINTS", "class_colours", "click_script", "embedding_figure", "embedding_grid", "hover_script",
+           "point_thumbnail", "thumbnail_uri"]

@@ -45,7 +45,7 @@ from .data.decoders import resolve_decoder
 from .data.loading import batch_starts, read_batches
 from .device import numerics, resolve_device
 from .distributed import World
-from .errors import CacheError
+from .errors import CacheError, NotCached
 from .files import owned_name
 from .forward import CutForward, auto_batch_size, use_auto_batch, use_channels_last, use_compile
 from .hashing import module_config_digest
@@ -148,7 +148,7 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
                      should_stop: ShouldStop | None = None, workers: int | None = None, storage: str = "float32",
                      world: World | None = None, compile: str = "off", channels_last: str = "off",
                      auto_batch: str = "off", decoder: str = "pil", detail: str = "block",
-                     readouts: Sequence[str] | None = None, norm: str = "off") -> Features:
+                     readouts: Sequence[str] | None = None, norm: str = "off", cached_only: bool = False) -> Features:
     """Features at `cuts` (all cuts of `detail` when None) of one view. `cache=False`: a private scratch store.
 
     `readouts` (None: the model's own) and `norm` (off, on, both) make one column per (readout, norm, cut), all
@@ -158,7 +158,8 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
     (see forward.py; all off here unless asked, a sweep's settings default to auto). `decoder`: how streamed
     image folders are decoded, auto|pil|torchvision-cpu|torchvision-cuda (see data/decoders.py). Reports
     ProgressEvent('extract', batches, total, model) and stops between batches when `should_stop()` is true
-    (progress.Cancelled; cuts already stored stay stored).
+    (progress.Cancelled; cuts already stored stay stored). `cached_only`: raise NotCached instead of running a
+    forward pass when a column is not in the cache (a page restoring a shared link).
     """
     device = resolve_device(device)
     world = world or World.current()
@@ -196,6 +197,9 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
             got[entries[name]] = hit
         cached = [c.name for c in unique.values() if c.name in agreed]
     missing = [c for k, c in unique.items() if k not in got]
+    if missing and cached_only:
+        raise NotCached(f"{model.name}: {len(missing)} of {len(unique)} feature columns are not in the cache "
+                        f"({', '.join(c.name for c in missing[:4])}{' ...' if len(missing) > 4 else ''}).")
     forward = None
     report = Reporter(progress if world.rank == 0 else None, should_stop, "extract", 1, model.name)
     if missing:

@@ -79,7 +79,7 @@ def check_sweep(config: SweepConfig, available: int | None = None) -> None:
     value = getattr(config, name)
     spec = SweepConfig.spec(name)
     setting = (f"{name}={value:,} ({spec.flag_name}, '{spec.widget_label}' in the app)" if value
-               else f"{name}=all")
+               else f"{name}=all") + (f" at image_size={config.image_size:,}" if config.image_size else "")
     per = per_train if n_train >= n_test else per_test
     check_memory(n_train + n_test, f"the {config.dataset} images ({size_text(n_train)} train + {size_text(n_test)} "
                  "test)", setting, per, available=available)

@@ -32,21 +32,22 @@ from .distributed import join, rank_device
 from .errors import ConfigError, DatasetError, GRExplorerError, did_you_mean
 from .features import Features, extract_features
 from .limits import check_disk, check_sweep
-from .models import Model, load_model, pixels_model, random_init
+from .models import Model, load_model, pixels_model, random_inits
 from .models.pixels import NAME as PIXELS
 from .models.pixels import PIXEL_COMPONENT_PROBES, principal_components
-from .names import KIND_BASELINE, SCHEMES
-from .probes import ProbeResult, run_probes
+from .names import KIND_BASELINE, SCHEMES, random_init_draws
+from .probes import ProbeResult, run_probes, validation_size
 from .progress import Cancelled, Progress, ProgressEvent, ShouldStop
+from .samples import check_bootstrap, clamp_notes, probe_clamps, task_shortfalls
 from .stats import Resampler
-from .summary import first_curves, guillotine_summary
+from .summary import first_curves, guillotine_summary, p_chosen
 
-#: results.csv columns, in order (the in-memory table also carries `correct`, per-image test hits, and
-#: `baseline_for`, the model a baseline row stands next to)
+#: results.csv columns, in order (the in-memory table also carries `correct` and `val_correct`, per-image test and
+#: validation hits, and `baseline_for`, the model a baseline row stands next to)
 COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "readout", "norm", "depth", "part", "dim", "task", "probe",
            "accuracy", "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance", "hparam", "converged", "n_iter",
-           "n_classes", "n_train", "n_test"]
-MEMORY_COLUMNS = ["correct", "baseline_for"]
+           "n_classes", "n_train", "n_test", "p_chosen", "note"]
+MEMORY_COLUMNS = ["correct", "val_correct", "baseline_for"]
 SEARCH_COLUMNS = ["model", "cut", "readout", "norm", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen"]
 
 
@@ -67,6 +68,7 @@ class SweepResult:
     models: list[str] = field(default_factory=list)  # the models asked for (not their baselines), in order
     cards: dict[str, dict] = field(default_factory=dict)  # each model's checkpoint card
     cancelled: bool = False  # stopped by the user: the table holds the (model, view)s finished before
+    notes: list[str] = field(default_factory=list)  # what the reader must know: clamped values, too little data
 
     @classmethod
     def partial(cls, config: SweepConfig, table: pd.DataFrame, seconds: float) -> "SweepResult":
@@ -114,12 +116,13 @@ def check_references(config: SweepConfig) -> None:
 
 def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dataset: Dataset | None = None,
               cache: FeatureCache | None | bool = None, progress: Progress | None = None,
-              should_stop: ShouldStop | None = None) -> SweepResult | None:
+              should_stop: ShouldStop | None = None, cached_only: bool = False) -> SweepResult | None:
     """Run a sweep. Pre-built `models`/`dataset` objects (the app's shared caches) replace loading the specs.
 
     `progress(ProgressEvent)` hears every stage; `should_stop()` is polled between batches and probe
     chunks, and stopping raises SweepCancelled carrying the rows finished so far. Under torchrun every
     rank extracts its share of the batches and rank 0 returns the result; the other ranks return None.
+    `cached_only`: raise errors.NotCached before any forward pass when a feature is not in the cache.
     """
     t0 = time.perf_counter()
     if dataset is None:
@@ -130,7 +133,7 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
     if world.size > 1 and cache is False:
         raise GRExplorerError("Under torchrun the ranks hand their features to rank 0 through the cache folder: "
                               "drop --no-cache (and give --cache-dir on a filesystem every machine sees).")
-    run = _Sweep(config, device, world, cache, progress, should_stop)
+    run = _Sweep(config, device, world, cache, progress, should_stop, cached_only)
     try:
         dataset = run.load_dataset(dataset)
         for model in _models(config, models, dataset, run.emit):
@@ -147,8 +150,9 @@ def run_sweep(config: SweepConfig, *, models: Sequence[Model] | None = None, dat
 class _Sweep:
     """One sweep's state: the rows, search rows and diagnostics gathered model by model."""
 
-    def __init__(self, config: SweepConfig, device: torch.device, world, cache, progress, should_stop):
-        self.config, self.device, self.world, self.cache = config, device, world, cache
+    def __init__(self, config: SweepConfig, device: torch.device, world, cache, progress, should_stop,
+                 cached_only: bool = False):
+        self.config, self.device, self.world, self.cache, self.cached_only = config, device, world, cache, cached_only
         self.progress, self.should_stop = progress, should_stop
         self.emit = (progress or (lambda e: None)) if world.is_main else (lambda e: None)
         self.rows: list[dict] = []
@@ -157,6 +161,7 @@ class _Sweep:
         self.ckas: list[pd.DataFrame] = []
         self.features: dict[str, dict[str, Features]] = {}
         self.models: list[Model] = []
+        self.notes: list[str] = []
 
     def load_dataset(self, dataset: Dataset | None) -> Dataset:
         self.emit(ProgressEvent("load", 0, 1, "", f"dataset {self.config.dataset}"))
@@ -164,6 +169,15 @@ class _Sweep:
             dataset = load_dataset(**dataset_args(self.config), progress=self.emit, should_stop=self.should_stop)
         self.emit(ProgressEvent("load", 1, 1, "", f"dataset {dataset.name}: {dataset.n_train} train / "
                                                    f"{dataset.n_test} test, tasks {', '.join(dataset.tasks)}"))
+        check_bootstrap(self.config.bootstrap, dataset.n_test, self.config.memory_budget)  # before any work
+        self.notes += clamp_notes({"n_train": self.config.n_train, "n_test": self.config.n_test},
+                                  {"n_train": dataset.n_train, "n_test": dataset.n_test}, dataset.n_train,
+                                  self.config.val_fraction)
+        self.shortfalls = {}
+        for view in dataset.views:
+            self.shortfalls.update(task_shortfalls(dataset.view_labels(view, "train"), dataset.view_labels(view, "test"),
+                                                   dataset.classes, self.config.val_fraction, self.config.seed))
+        self.notes += [f"task {t!r}: {why}" for t, why in self.shortfalls.items()]
         return dataset
 
     def measure(self, model: Model, dataset: Dataset) -> None:
@@ -183,12 +197,14 @@ class _Sweep:
                                      channels_last=config.channels_last, auto_batch=config.auto_batch,
                                      decoder=config.decoder, detail="block" if pixels else config.cut_detail,
                                      readouts=None if pixels else config.readout,
-                                     norm="off" if pixels else config.readout_norm)
+                                     norm="off" if pixels else config.readout_norm, cached_only=self.cached_only)
             self.features[model.name][view] = feats
             if not self.world.is_main:
                 continue  # rank 0 fits the probes on the merged features
             results = self.probe(model, dataset, view, feats)
-            self.rows += _rows(model, dataset, feats, results)
+            self.rows += _rows(model, dataset, feats, results, self.shortfalls)
+            n_fit = dataset.n_train - validation_size(dataset.n_train, config.val_fraction)
+            self.notes += [n for n in probe_clamps(results, n_fit, dataset.n_train) if n not in self.notes]
             self.search += _search_rows(model, feats, results)
             if config.metrics and view == BASE and model.kind != "pixels":
                 m, c = _diagnostics(config, model, feats, dataset, self.device, self.cache, self.progress,
@@ -223,14 +239,16 @@ class _Sweep:
     def result(self, dataset: Dataset, seconds: float) -> SweepResult:
         config = self.config
         table = with_intervals(pd.DataFrame(self.rows, columns=COLUMNS + MEMORY_COLUMNS), config.bootstrap, config.seed)
+        table["p_chosen"] = p_chosen(table, config.bootstrap, config.seed)
         summary = guillotine_summary(table, config.bootstrap, config.seed)
         result = SweepResult(table, summary, pd.DataFrame(self.search, columns=SEARCH_COLUMNS), config, self.features,
                              dataset, seconds, models=[m.name for m in self.models],
-                             cards={m.name: dict(m.card or {}) for m in self.models})
+                             cards={m.name: dict(m.card or {}) for m in self.models}, notes=list(self.notes))
         if self.metrics:
             result.metrics = pd.concat(self.metrics, ignore_index=True)
             result.cka = pd.concat(self.ckas, ignore_index=True)
-            result.metric_selection = metric_vs_accuracy(first_curves(table), result.metrics)
+            result.metric_selection = metric_vs_accuracy(first_curves(table), result.metrics, config.bootstrap,
+                                                         config.seed)
         return result
 
 
@@ -286,13 +304,12 @@ def _models(config: SweepConfig, given: Sequence[Model] | None, dataset: Dataset
         model = spec if isinstance(spec, Model) else load_model(**model_args(config, spec))
         emit(ProgressEvent("load", i + 1, len(specs), model.name, f"{len(model.cuts)} cuts"))
         yield model
-        if "random-init" in config.baselines:
-            yield random_init(model, config.seed)
+        yield from random_inits(model, config.seed, random_init_draws(config.baselines))
     if "pixels" in config.baselines:
         yield pixels_model(dataset.splits["train"].shape[-1])
 
 
-def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeResult]) -> list[dict]:
+def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeResult], notes: dict[str, str]) -> list[dict]:
     out = []
     for col, r in feats.expand(results):
         c = col.cut
@@ -302,7 +319,10 @@ def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeRe
                     "accuracy": r.accuracy, "accuracy_ci_low": float("nan"), "accuracy_ci_high": float("nan"),
                     "val_accuracy": r.val_accuracy, "chance": dataset.chance(r.task), "hparam": r.setting,
                     "converged": r.converged, "n_iter": r.n_iter, "n_classes": r.n_classes, "n_train": dataset.n_train,
-                    "n_test": dataset.n_test, "correct": r.correct.numpy() if r.correct is not None else None,
+                    "n_test": dataset.n_test, "p_chosen": float("nan"),  # filled once the curve is whole
+                    "note": notes.get(r.task, ""),
+                    "correct": r.correct.numpy() if r.correct is not None else None,
+                    "val_correct": r.val_correct.numpy() if r.val_correct is not None else None,
                     "baseline_for": model.baseline_for})
     return out
 

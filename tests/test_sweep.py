@@ -295,7 +295,8 @@ def _fig_table():
 
 def test_accuracy_vs_depth_figure():
     t = _fig_table().assign(accuracy_ci_low=lambda d: d["accuracy"] - 0.05, accuracy_ci_high=lambda d: d["accuracy"] + 0.05)
-    summary = guillotine_summary(t).assign(gain_ci_low=[0.4, -0.1], gain_ci_high=[0.6, 0.1], clear_gain=[True, False])
+    summary = guillotine_summary(t).assign(gain_ci_low=[0.4, -0.1], gain_ci_high=[0.6, 0.1], clear_gain=[True, False],
+                                           gain_verdict=["clear gain", "no clear gain"])
     fig = accuracy_vs_depth(t, summary=summary)
     lines = [tr for tr in fig.data if tr.meta and tr.meta.get("role") == "curve"]
     bands = [tr for tr in fig.data if tr.fill == "toself"]
@@ -354,7 +355,8 @@ def test_stars_at_the_same_place_are_drawn_apart():
 ])
 def test_a_clear_gain_never_reads_as_touching_zero(gain, lo, hi, legend, label):
     t = _table([0.5, 0.9, 0.7, 0.4], [0.5, 0.9, 0.7, 0.4])
-    summary = guillotine_summary(t).assign(gain=gain, gain_ci_low=lo, gain_ci_high=hi, clear_gain=True)
+    summary = guillotine_summary(t).assign(gain=gain, gain_ci_low=lo, gain_ci_high=hi, clear_gain=True,
+                                           gain_verdict="clear gain")
     fig = accuracy_vs_depth(t, summary=summary)
     (curve,) = [tr for tr in fig.data if tr.meta and tr.meta.get("role") == "curve"]
     assert curve.name.endswith(legend)

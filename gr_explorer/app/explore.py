@@ -7,11 +7,14 @@ import streamlit as st
 
 from ..config import SweepConfig
 from ..diagnostics.figures import cka_heatmap, invariance_heatmap, metric_curves
+from ..export import HTML_CONFIG
 from ..files import slug
-from ..names import METRICS, SPECTRAL_METRICS, label_of
+from ..names import METRICS, RANDOM_INIT, SPECTRAL_METRICS, label_of
 from ..plots import accuracy_vs_depth, cut_task_heatmap
-from ..run import SweepResult
-from . import results, widgets
+from ..run import MEMORY_COLUMNS, SweepResult
+from ..verdict import BORDERLINE_IMAGES, clear, interval_text
+from . import results, share, widgets
+from .embeddings import show_embedding
 from .figures import search_curve
 
 #: The teaching demo's preset: the default run shows the random-init twin (about 2x the run without baselines);
@@ -30,20 +33,22 @@ def settings() -> SweepConfig | None:
     probing = widgets.pick_probing("ex", baselines=EXPLORE_BASELINES)
     diagnostics = widgets.pick_diagnostics("ex")
     run = widgets.pick_run_settings("ex")
-    if weights == "random" and "random-init" in probing["baselines"]:
-        probing["baselines"].remove("random-init")
+    twins = [b for b in probing["baselines"] if b.partition(":")[0] == RANDOM_INIT]
+    if weights == "random" and twins:
+        probing["baselines"] = [b for b in probing["baselines"] if b not in twins]
         st.caption("The model itself is a random init, so it has no random-init baseline.")
-    cuts = None
+    cuts, reading = None, {}
     model = widgets.load_for_ui(spec, weights, run) if spec else None
     if model is not None:
-        cuts = widgets.pick_cuts("ex", model)
+        reading = widgets.pick_readouts("ex", model)
+        cuts = widgets.pick_cuts("ex", model, reading["cut_detail"])
     if model is None or not dataset or not tasks or cuts == []:
         return None
     if not probing["probes"]:
         st.warning("Pick at least one probe.")
         return None
     return widgets.sweep_config(models=[spec], dataset=dataset, tasks=tasks, cuts=cuts, weights=weights, **probing,
-                                **diagnostics, **run)
+                                **diagnostics, **run, **reading)
 
 
 def render() -> None:
@@ -51,9 +56,11 @@ def render() -> None:
     st.title("Explore: where should you cut?")
     st.caption("Probe **every cut** of a self-supervised network (backbone stages, the pooled backbone output, each "
                "projector layer) and see which one transfers best to each task. **About** explains the plots.")
+    linked = share.restore("ex")
     with st.sidebar:
         config = settings()
-    results.sweep_flow("explore", "ex", config, title="Sweep", button="Run", show=show_explore,
+    share.publish(config)
+    results.sweep_flow("explore", "ex", config, title="Sweep", button="Run", show=show_explore, linked=linked,
                        empty_hint="Pick a model, a dataset and its tasks in the sidebar, then press **Run**. The default "
                                   "(zoo:simclr on shapes, all cuts, linear probe, random-init baseline) takes about "
                                   "half a minute on a busy 2-core CPU.")
@@ -72,16 +79,26 @@ def show_explore(record: SweepResult, key: str, current_config_json: str | None)
     view = results.view_of(table, tasks, probe)
     fig = accuracy_vs_depth(view, summary=summary, selector=False)
     fig.update_layout(height=CHART_HEIGHT, margin=dict(t=50, b=40, l=60, r=10))
-    st.plotly_chart(fig, key=f"{key}:chart", width="stretch")
+    st.plotly_chart(fig, key=f"{key}:chart", width="stretch", config=HTML_CONFIG)
+    results.image_downloads(lambda: accuracy_vs_depth(view, summary=summary, selector=False), key=f"{key}:chart_img",
+                            stem=slug(f"{record.models[0].split(':')[-1]}_accuracy_vs_depth"), html=False)
     st.caption("Each line is a task; its band is the 95% interval; ★ marks the best cut, chosen on validation images, "
-               "and the number beside it the guillotine gain (best minus last cut) when its interval excludes 0. "
-               "Dashed: the same network with random weights; ◆: a probe on the raw pixels; dotted: chance.")
+               "and the number beside it the guillotine gain (best minus last cut) when it is clear. "
+               "Dashed: the same network with random weights (with several draws, their mean and range); ◆: a probe "
+               "on the raw pixels; dotted: chance. The bars under the chart: how often each cut is the one chosen "
+               "when the validation and test images are resampled. A gain is **borderline** when its interval's "
+               f"bound sits within {BORDERLINE_IMAGES} test images' worth of 0, or when re-choosing the cut can undo "
+               "it; **of which training** is the model's gain minus its random-init twin's (a random network gains "
+               "by cutting too).")
     results.run_stats(record)
     # A static table wraps its cells: every column readable at 1280x720, no sideways scrolling on a projector.
     st.table(results.summary_frame(summary[summary["probe"] == probe]), hide_index=True, border="horizontal")
     if not record.metrics.empty:
         show_diagnostics(record, tasks, probe, key)
-    tab_search, tab_heat, tab_table = st.tabs(["Probe validation", "Cut × task heatmap", "Results table"])
+    tab_embed, tab_search, tab_heat, tab_table = st.tabs(["Embedding per cut", "Probe validation", "Cut × task heatmap",
+                                                          "Results table"])
+    with tab_embed:
+        show_embedding(record, key)
     with tab_search:
         show_search(record, tasks, probe, key)
     with tab_heat:
@@ -89,7 +106,7 @@ def show_explore(record: SweepResult, key: str, current_config_json: str | None)
         st.plotly_chart(cut_task_heatmap(table[table["baseline"].fillna("") == ""], model, probe), key=f"{key}:heatmap",
                         width="stretch")
     with tab_table:
-        st.dataframe(table.drop(columns=["correct", "baseline_for"], errors="ignore"), hide_index=True, key=f"{key}:table", width="stretch",
+        st.dataframe(table.drop(columns=MEMORY_COLUMNS, errors="ignore"), hide_index=True, key=f"{key}:table", width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.4f")
                                     for c in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance")})
     stem = slug(f"{record.models[0].split('/')[-1]}_{table['dataset'].iloc[0].split('/')[-1]}")
@@ -135,13 +152,23 @@ def metric_sentences(selection: pd.DataFrame, model: str, tasks: list[str], prob
                 parts.append(f"{name}: the same cut")
             elif abs(r.accuracy_lost) < 5e-4:
                 parts.append(f"{name}: {r.metric_cut}, the same test accuracy")
-            elif r.accuracy_lost > 0:
-                parts.append(f"{name}: {r.metric_cut}, loses {100 * r.accuracy_lost:.1f} points")
             else:
-                parts.append(f"{name}: {r.metric_cut}, {100 * -r.accuracy_lost:.1f} points higher (luck of the test sample)")
+                parts.append(f"{name}: {r.metric_cut}, {lost_text(r)}")
         out.append(f"**{task}**: validation picks **{rows['val_cut'].iloc[0]}**. Trusting a metric instead: "
                    + "; ".join(parts) + ".")
     return out
+
+
+def lost_text(r) -> str:
+    """The test points lost by trusting a metric's pick, with its paired interval: 'loses 1.2 points [-1.1, +3.6]
+    (within noise: the interval contains 0)' or '3.0 points higher [+1.0, +5.0]'."""
+    lo, hi = getattr(r, "accuracy_lost_ci_low", float("nan")), getattr(r, "accuracy_lost_ci_high", float("nan"))
+    v = r.accuracy_lost
+    value, _, ci = (interval_text(v, lo, hi) if v > 0 else interval_text(-v, -hi, -lo)).partition(" ")
+    head = f"loses {value.lstrip('+')} points" if v > 0 else f"{value.lstrip('+')} points higher"
+    if pd.isna(lo):
+        return head + ("" if v > 0 else " (luck of the test sample)")
+    return f"{head} {ci}" + ("" if clear(lo, hi) else " (within noise: the interval contains 0)")
 
 
 def show_diagnostics(record: SweepResult, tasks: list[str], probe: str, key: str) -> None:

@@ -78,5 +78,5 @@ def mark_seed_groups(fig: go.Figure, groups: dict[str, list[str]]) -> go.Figure:
             elif meta.get("role") == "curve" and t.hovertemplate:
                 t.hovertemplate = t.hovertemplate.replace("[95% CI", "[min-max over seeds")
     if labels:
-        fig.update_yaxes(title_text="test accuracy (band: 95% CI; seed groups: min-max over seeds)")
+        fig.update_layout(yaxis_title_text="test accuracy (band: 95% CI; seed groups: min-max over seeds)")
     return fig

@@ -25,6 +25,7 @@ from ..training.loop import check_train_memory, plan, seconds_per_step
 from ..uploads import checkpoint_archive, publish_trained
 from . import fields, resources, widgets
 from .jobs import Job, follow, is_cancel
+from .limits import limits
 from .roots import data_roots
 from .state import add_session_model, kept, preset, session_alive, session_id, session_models
 
@@ -137,7 +138,9 @@ def objective_and_data() -> dict:
         out["label_task"] = kept(st.selectbox, "Label task", key=f"tr_label_task::{dataset}", options=tasks, index=0)
         if objective == "label_aligned":
             out["p"] = fields.slider(TrainConfig, "p", key="tr_p", step=0.05)
-    out["n_train"] = fields.number(TrainConfig, "n_train", key="tr_n_train", step=1000)
+    most = limits().max_images  # the server's cap (limits.py); Train checks it again
+    out["n_train"] = fields.number(TrainConfig, "n_train", key="tr_n_train", step=1000, hi=most,
+                                   extra_help=f"At most {most:,} on this server.")
     out["epochs"] = fields.number(TrainConfig, "epochs", key="tr_epochs", step=1)
     return out
 
@@ -189,7 +192,12 @@ def optimisation() -> dict:
 
 
 def start_training(config) -> Job:
-    """Train `config` (its `out` a bare file name) in a Job; the checkpoint lands under trained/<digest>/."""
+    """Train `config` (its `out` a bare file name) in a Job; the checkpoint lands under trained/<digest>/.
+
+    The server's limits (limits.py) are checked first (ResourceError: nothing starts); the job stops, and still
+    saves, at its time limit."""
+    caps = limits()
+    caps.check_training(config)
 
     total = 0
     try:
@@ -210,8 +218,9 @@ def start_training(config) -> Job:
         return res
 
     # Stop must not abort: train() polls should_stop after each step and still saves the checkpoint (marked
-    # incomplete). A closed tab stops it the same way (jobs.py).
-    return Job("Training", work, meta={"config": config}, raise_on_stop=False, owner_alive=session_alive()).start()
+    # incomplete). A closed tab stops it the same way (jobs.py), and so does the server's time limit.
+    return Job("Training", work, meta={"config": config}, raise_on_stop=False, owner_alive=session_alive(),
+               time_limit=caps.job_seconds).start()
 
 
 def loss_figure(losses: list[float]) -> go.Figure:
@@ -242,6 +251,7 @@ def collect(job: Job, snap) -> None:
                       description=str(res.card.get("description", "")), kind="trained", path=res.path)
     ss[LAST] = {"spec": spec, "path": str(res.path), "losses": list(res.losses), "steps": res.steps,
                 "seconds": res.seconds, "stopped_early": res.stopped_early,
+                "time_limit": limits().time_text() if job.timed_out else "",
                 "command": job.meta["config"].to_command(), "description": res.card.get("description", "")}
     ss[ERROR] = None
 
@@ -266,6 +276,8 @@ def show_last(last: dict) -> None:
         st.success(f"**trained: {name}** finished: {last['steps']} steps in {last['seconds']:.1f} s. "
                    "It is now in the model lists of Explore and Compare (this session only).",
                    icon=":material/check_circle:")
+    if last.get("time_limit"):
+        st.warning(last["time_limit"], icon=":material/timer_off:")
     if last["losses"]:
         st.plotly_chart(loss_figure(last["losses"]), key="tr_loss_final", width="stretch")
     c1, c2, c3 = st.columns(3)
@@ -312,7 +324,7 @@ def render() -> None:
     with st.sidebar:
         config = settings()
     job = ss.get(JOB)
-    busy = job is not None and job.running and not job.detached
+    busy = job is not None and job.running
     c1, c2 = st.columns([1, 5], vertical_alignment="center")
     clicked = c1.button("Train", type="primary", key="tr_run", disabled=config is None or busy, width="stretch",
                         icon=":material/model_training:")
@@ -322,8 +334,11 @@ def render() -> None:
     else:
         c2.caption("Complete the settings in the sidebar.")
     if clicked and config is not None and not busy:
-        ss[JOB] = job = start_training(config)
         ss[ERROR] = None
+        try:
+            ss[JOB] = job = start_training(config)
+        except GRExplorerError as e:  # beyond the server's limits: refused before anything runs
+            ss[ERROR] = e
     if job is not None and not job.collected:
         snap = follow(job, key="tr_job", on_series=_draw_series, cancel_label="Stop",
                       cancel_help="End training after the current step; the checkpoint is still saved.")

@@ -18,9 +18,10 @@ from ..data import dataset_tasks, list_datasets
 from ..errors import GRExplorerError
 from ..limits import check_sweep
 from ..models import Model
-from ..names import DERIVED_TASKS, METRICS, READOUTS
+from ..names import DERIVED_TASKS, METRICS, READOUTS, label_of
 from ..uploads import discard, store_checkpoint_upload
 from . import fields, resources
+from .limits import limits
 from .roots import data_roots
 from .state import add_session_model, kept, session_models
 
@@ -187,7 +188,7 @@ def pick_model(prefix: str) -> tuple[str | None, str | None]:
 def load_for_ui(spec: str, weights: str | None, run: dict) -> Model | None:
     """The (cached) model the sweep will use, for listing its cuts; shows the error and returns None when it cannot load."""
     try:
-        config = SweepConfig(models=[spec], weights=weights, readout=run["readout"], seed=run["seed"], device=run["device"])
+        config = SweepConfig(models=[spec], weights=weights, seed=run["seed"], device=run["device"])
         with st.spinner(f"Loading {spec} ..."):
             return resources.get_model(config, spec)
     except Exception as e:  # noqa: BLE001 -- shown to the user, the page keeps working
@@ -195,11 +196,48 @@ def load_for_ui(spec: str, weights: str | None, run: dict) -> Model | None:
         return None
 
 
-def pick_cuts(prefix: str, model: Model) -> list[str] | None:
-    """All cuts by default; None means all (that is what run.json records)."""
-    names = model.cut_names
-    label = {c.name: f"{c.name} ({c.part}, dim {c.dim})" for c in model.cuts}
-    key = f"{prefix}_cuts::{model.name}"
+def pick_readouts(prefix: str, model: Model) -> dict:
+    """How the model's cuts are read (SweepConfig's cut_detail, readout, readout_norm), offering only what this
+    model has: sub-block cuts for pre-norm transformers, its token readouts (or CNN pooling), its final norm."""
+    out = {"cut_detail": "block", "readout": None, "readout_norm": "off"}
+    kinds = {model.cut_kind(c.name) for c in model.cuts}
+    options = [r for k in sorted(kinds) for r in model.readouts_for(k) if r != "-"]
+    options = list(dict.fromkeys(options))
+    try:
+        has_detail = len(model.cut_list("sub-block")) > len(model.cuts)
+    except GRExplorerError:
+        has_detail = False
+    has_norm = any(model.norm_applies(c) for c in model.cuts)
+    if not (options or has_detail or has_norm):
+        return out
+    with st.expander("Readouts and cuts inside blocks"):
+        if has_detail:
+            out["cut_detail"] = fields.choice(SweepConfig, "cut_detail", key=f"{prefix}_detail::{model.name}",
+                                              format_func=lambda d: {"block": "block outputs",
+                                                                     "sub-block": "inside blocks too"}[d],
+                                              extra_help="Inside blocks: after attention and the MLP hidden "
+                                                         "activation, from the same forward pass.")
+        if options:
+            own = model.own_readout()
+            chosen = kept(st.multiselect, SweepConfig.spec("readout").widget_label, key=f"{prefix}_readouts::{model.name}",
+                          options=options, default=[own] if own in options else options[:1],
+                          format_func=lambda r: label_of(READOUTS, r),
+                          help="Each readout is its own curve, all from the same forward pass. "
+                               + "; ".join(f"{label_of(READOUTS, r)}: {READOUTS[r].help}" for r in options) + ".")
+            out["readout"] = [r for r in options if r in chosen] or None
+        if has_norm:
+            out["readout_norm"] = fields.choice(SweepConfig, "readout_norm", key=f"{prefix}_norm::{model.name}",
+                                                format_func=lambda n: {"off": "off", "on": "on",
+                                                                       "both": "both (two curves)"}[n])
+    return out
+
+
+def pick_cuts(prefix: str, model: Model, detail: str = "block") -> list[str] | None:
+    """All cuts (of the chosen detail) by default; None means all (that is what run.json records)."""
+    cuts = model.cut_list(detail)
+    names = [c.name for c in cuts]
+    label = {c.name: f"{c.name} ({c.part}, dim {c.dim})" for c in cuts}
+    key = f"{prefix}_cuts::{model.name}" + ("" if detail == "block" else f"::{detail}")
     n_kept = len(st.session_state.get(key, st.session_state.get("_kept:" + key, names)))
     with st.expander(f"Cuts: {'all ' + str(len(names)) if n_kept == len(names) else f'{n_kept} of {len(names)}'}"):
         chosen = kept(st.multiselect, f"Cuts ({len(names)} in forward order)", key=key,
@@ -240,12 +278,12 @@ def pick_dataset(prefix: str) -> tuple[str | None, list[str] | None]:
         if not folder.strip():
             st.info("Type the name of a class-per-folder image directory.", icon=":material/folder:")
             return None, None
-        try:
-            resources.image_folder(folder, data_roots())  # inside the data roots, and there: checked as it is typed
+        roots = data_roots()
+        try:  # inside the data roots, and there (checked as it is typed); named relative to its root everywhere
+            spec = f"{IMAGEFOLDER}:{roots.relative(resources.image_folder(folder, roots))}"
         except GRExplorerError as e:
             show_error(e)
             return None, None
-        spec = f"{IMAGEFOLDER}:{folder.strip()}"
     else:
         spec = kind
     try:
@@ -280,7 +318,9 @@ def pick_probing(prefix: str, *, baselines: tuple[str, ...] = DEFAULTS["baseline
                             extra_help="Changing probes reuses cached features.")
     chosen = fields.choices(SweepConfig, "baselines", key=f"{prefix}_baselines", default=baselines,
                             extra_help="The random-init twin is drawn dashed, raw pixels as a ◆ at the input; each "
-                                       "task's chance level is always drawn (dotted).")
+                                       "task's chance level is always drawn (dotted). With several random-init draws "
+                                       "the model stands next to their mean, the spread between draws in every "
+                                       "interval (each draw costs as much as the model).")
     return dict(probes=probes, baselines=chosen)
 
 
@@ -300,21 +340,17 @@ def pick_diagnostics(prefix: str) -> dict:
 def pick_run_settings(prefix: str) -> dict:
     """Sample sizes, device and advanced options, as SweepConfig keyword arguments."""
     c1, c2 = st.columns(2)
+    most = limits().max_images  # the server's cap (limits.py); the start of a run checks it again
     n_train = fields.number(SweepConfig, "n_train", key=f"{prefix}_n_train", where=c1, step=500, zero_means_none=True,
-                            extra_help="0 = the whole split.")
+                            hi=most, extra_help=f"0 = the whole split. At most {most:,} on this server.")
     n_test = fields.number(SweepConfig, "n_test", key=f"{prefix}_n_test", where=c2, step=500, zero_means_none=True,
-                           extra_help="0 = the whole split.")
+                           hi=most, extra_help=f"0 = the whole split. At most {most:,} on this server.")
     device = fields.choice(SweepConfig, "device", key=f"{prefix}_device", options=devices(),
                            extra_help="Extraction and probes run there.")
     with st.expander("Advanced"):
         seed = fields.number(SweepConfig, "seed", key=f"{prefix}_seed", step=1,
                              extra_help="For shapes it also picks which images are generated.")
         batch = fields.number(SweepConfig, "batch_size", key=f"{prefix}_batch", step=64)
-        readout = fields.choice(SweepConfig, "readout", key=f"{prefix}_readout",
-                                options=[None, *READOUTS],
-                                format_func=lambda r: "the model's own" if r is None else r,
-                                extra_help="Ignored by CNNs.")
         size = fields.number(SweepConfig, "image_size", key=f"{prefix}_image_size", step=16, zero_means_none=True,
                              label="Image size (0 = native)", extra_help="Shorter side + centre crop.")
-    return dict(n_train=n_train, n_test=n_test, device=device, seed=seed, batch_size=batch,
-                readout=None if readout is None else [readout], image_size=size)
+    return dict(n_train=n_train, n_test=n_test, device=device, seed=seed, batch_size=batch, image_size=size)

@@ -51,7 +51,7 @@ from .linear import (
 )
 from .rows import all_finite, count_nonfinite_rows
 from .solver import lbfgs_softmax
-from .split import validation_split
+from .split import validation_size, validation_split
 
 #: the head class of every probe name (names.PROBES declares the names)
 HEADS: dict[str, type[Head]] = {h.name: h for h in (LinearHead, KnnHead)}
@@ -270,5 +270,6 @@ __all__ = [
     "lbfgs_softmax",
     "run_probes",
     "standardize",
+    "validation_size",
     "validation_split",
 ]

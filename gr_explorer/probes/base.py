@@ -35,6 +35,9 @@ class ProbeResult:
     n_iter: int = 0
     search: dict[float, float] = field(default_factory=dict)  # hyper-parameter value -> validation accuracy
     correct: torch.Tensor | None = field(default=None, compare=False, repr=False)  # bool [n_test]
+    #: bool [n_val]: per validation image, right or wrong with the chosen hyper-parameter (the same validation images
+    #: for every cut of a sweep, so re-choosing the cut on resampled validation images needs no refit; see choice.py)
+    val_correct: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
     @property
     def setting(self) -> str:

@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import matmul
 from .base import Head, ProbeResult
 from .rows import RowSource
 
@@ -39,7 +40,7 @@ def _neighbours(
     """Yield (start, sims [c, k_max] descending, indices [c, k_max]) for query chunks (inputs normalised)."""
     k_max = min(k_max, bank.shape[0])
     for start in range(0, queries.shape[0], chunk_size):
-        sims = queries[start : start + chunk_size] @ bank.T
+        sims = matmul.mm(queries[start : start + chunk_size], bank.T)
         top, idx = sims.topk(k_max, dim=1, largest=True, sorted=True)
         yield start, top, idx
 
@@ -59,7 +60,7 @@ def _neighbours_streamed(
             b = F.normalize(b, dim=1)
             for s in range(0, q.shape[0], chunk_size):
                 e = min(s + chunk_size, q.shape[0])
-                t, i = (q[s:e] @ b.T).topk(min(k_max, b1 - b0), dim=1, largest=True, sorted=True)
+                t, i = matmul.mm(q[s:e], b.T).topk(min(k_max, b1 - b0), dim=1, largest=True, sorted=True)
                 both_t, both_i = torch.cat([top[s:e], t], 1), torch.cat([idx[s:e], i + b0], 1)
                 top[s:e], pos = both_t.topk(k_max, dim=1, largest=True, sorted=True)
                 idx[s:e] = both_i.gather(1, pos)
@@ -128,6 +129,7 @@ class KnnProbeResult:
     val_accuracies: dict[int, float] = field(default_factory=dict)
     k_used: int = 0
     correct: torch.Tensor | None = None  # bool [n_test]
+    val_correct: torch.Tensor | None = None  # bool [n_val]: validation hits of the chosen k (bank: the fit rows)
 
 
 def _multi_task_correct(
@@ -237,6 +239,7 @@ def fit_knn_probes(
                 val_accuracies={kk: val_correct[ti][kk] / n_val for kk in ks},
                 k_used=min(k, n_bank),
                 correct=hits,
+                val_correct=val_hits[ti][k].cpu(),
             )
         if progress is not None:
             progress(len(tasks), f"knn: {cut}")
@@ -276,7 +279,8 @@ class KnnHead(Head):
                              chunk_size=self.chunk_size, memory_budget=self.memory_budget, progress=tick)
         return {(cut, task): ProbeResult(cut, task, self.name, r.accuracy, r.val_accuracy, self.hparam, float(r.k),
                                          int(r.k_used), n_classes[task],
-                                         search={float(k): v for k, v in r.val_accuracies.items()}, correct=r.correct)
+                                         search={float(k): v for k, v in r.val_accuracies.items()}, correct=r.correct,
+                                         val_correct=r.val_correct)
                 for (cut, task), r in res.items()}
 
 

@@ -22,10 +22,12 @@ from ..augment import augment
 from ..data import dataset_tasks, image_bytes, load_dataset
 from ..device import autocast, resolve_device
 from ..errors import GRExplorerError, TrainingError, did_you_mean
+from ..files import check_writable, expand_user
 from ..limits import check_memory, size_text
 from ..models import Model, Preprocessing, build_model, save_checkpoint
 from .config import TrainConfig
 from .evaluate import evaluate
+from .live import LiveProbes, OnProbe
 from .objectives import make_objective
 
 #: progress(step, epoch, loss): called after every optimiser step (step counts from 1, epoch from 0).
@@ -153,21 +155,35 @@ def plan(config: TrainConfig, n_images: int) -> tuple[int, int, int]:
 # the loop
 
 
+def check_output(config: TrainConfig) -> Path:
+    """Prove, before any work, that the checkpoint can be written at `config.out` (not a folder, its folder writable)."""
+    out = expand_user(config.out, "checkpoint path (--out)", TrainingError)
+    if out.is_dir():
+        raise TrainingError(f"The checkpoint path (--out) {config.out!r} is a folder. Valid: a file path such as "
+                            f"{str(out / 'model.safetensors')!r}.")
+    check_writable(out.parent, f"folder of the checkpoint path (--out) {config.out!r}, i.e.")
+    return out
+
+
 def train(config: TrainConfig, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
-          dataset=None) -> TrainResult:
+          dataset=None, on_probe: OnProbe | None = None) -> TrainResult:
     """Train, save the checkpoint + card at `config.out`, optionally evaluate on held-out data.
 
     `should_stop()` is polled after every step; when it returns True (or on
     Ctrl-C) the run stops and the checkpoint is still written, with
     `training.stopped_early` set in the card (and no --eval sweep). `dataset`
-    replaces loading `config.dataset` (its train split is used).
+    replaces loading `config.dataset` (its train split is used). With `probe_every`, every cut is probed on a
+    held-out set before the first step, every N epochs and after the last step (training/live.py);
+    `on_probe(table, summary)` hears each probe step.
     """
+    check_output(config)
     device = resolve_device(config.device)
     t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_train_dataset(config, should_stop)
     run = _Run(config, ds, device, t0)
+    live = LiveProbes(config, on_probe) if config.probe_every else None
     try:
-        run.steps(progress, should_stop)
+        run.steps(progress, should_stop, live)
     except KeyboardInterrupt:  # Ctrl-C: keep what was learned
         run.stopped = run.interrupted = True
         run.pending.clear()
@@ -177,6 +193,10 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
                      run.stopped, device)
     if run.interrupted:
         card["training"]["stopped_by"] = "KeyboardInterrupt"
+    if live is not None:
+        live.write_figures()
+        card["live_probes"] = live.card()
+        card["training"]["live_probe_seconds"] = round(live.seconds, 2)
     path = save_checkpoint(model, config.out, card, config.save_dtype)
     if config.eval and not run.stopped:  # a stopped run is saved as is; sweep it by hand if wanted
         card["results"] = evaluate(f"file:{path}", config)
@@ -239,7 +259,10 @@ class _Run:
         self.objective.step_end(self.model, self.step, self.total)
         return loss.detach()
 
-    def steps(self, progress: Progress | None, should_stop: Callable[[], bool] | None) -> None:
+    def steps(self, progress: Progress | None, should_stop: Callable[[], bool] | None,
+              live: LiveProbes | None = None) -> None:
+        if live is not None:
+            live.probe(self.model, 0, 0, should_stop)  # the random init: where every curve starts
         while self.step < self.total and not self.stopped:
             perm = torch.randperm(self.images.shape[0], generator=self.order_gen).to(self.device)
             for i in range(self.per_epoch):
@@ -254,6 +277,10 @@ class _Run:
                     self.stopped = True
                     break
             self.epoch += 1
+            if live is not None and not self.stopped and (live.due(self.epoch) or self.step >= self.total):
+                self.read_back(progress)
+                live.probe(self.model, self.step / self.per_epoch, self.step, should_stop)
+                self.stopped = should_stop is not None and should_stop()  # a stop pressed during the probe step
         self.read_back(progress)
 
     def check_budget(self) -> None:
