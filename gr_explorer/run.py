@@ -34,6 +34,8 @@ from .errors import ConfigError, DatasetError, GRExplorerError, did_you_mean
 from .features import Features, extract_features
 from .limits import check_disk, check_sweep
 from .models import Model, load_model, pixels_model, random_inits
+from .models.pixels import NAME as PIXELS
+from .models.pixels import PIXEL_COMPONENT_PROBES, principal_components
 from .names import KIND_BASELINE, SCHEMES, random_init_draws
 from .probes import HEADS, AttentiveHead, ProbeResult, run_probes, validation_size, validation_split
 from .progress import Cancelled, Progress, ProgressEvent, ShouldStop
@@ -243,8 +245,7 @@ class _Sweep:
         test_labels = {t: dataset.view_labels(view, "test")[t] for t in labels}
         vectors = [p for p in config.probes if HEADS[p].inputs == "vectors"]
         fit = feats.distinct()  # columns that share features (vector cuts in several curves) are fitted once
-        results = self.probe(vectors, {n: feats.train[n] for n in fit}, {n: feats.test[n] for n in fit}, labels,
-                             test_labels, model, split, refit_idx) if vectors else []
+        results = self.vector_probes(vectors, feats, fit, labels, test_labels, model, split, refit_idx) if vectors else []
         rows = _rows(model, dataset, feats, results, self.shortfalls)
         if search:
             self.search += _search_rows(model, feats, results)
@@ -257,6 +258,24 @@ class _Sweep:
             if search:
                 self.search += _search_rows(model, tokens, att)
         return rows, results
+
+    def vector_probes(self, probes, feats: Features, columns, labels, test_labels, model: Model, split=None,
+                      refit_idx=None) -> list[ProbeResult]:
+        """The vector probes on `columns` of `feats`; the raw-pixels baseline's linear probe on the pixels' leading
+        principal components (models/pixels.py says why), its other probes on the pixels themselves."""
+        def fit(chosen, train, test):
+            return self.probe(chosen, train, test, labels, test_labels, model, split, refit_idx)
+
+        train, test = {n: feats.train[n] for n in columns}, {n: feats.test[n] for n in columns}
+        reduced = [p for p in probes if p in PIXEL_COMPONENT_PROBES]
+        if model.kind != "pixels" or not reduced:
+            return fit(probes, train, test)
+        train_pc, test_pc = principal_components(feats.train[PIXELS], feats.test[PIXELS], seed=self.config.seed)
+        results = fit(reduced, {PIXELS: train_pc}, {PIXELS: test_pc})
+        rest = [p for p in probes if p not in reduced]
+        results += fit(rest, train, test) if rest else []
+        tasks = list(labels)
+        return sorted(results, key=lambda r: (tasks.index(r.task), probes.index(r.probe)))  # run_probes' order
 
     def probe(self, probes, train, test, labels, test_labels, model, split=None, refit_idx=None, tokens=None):
         config = self.config

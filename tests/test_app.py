@@ -24,6 +24,7 @@ from PIL import Image
 from scipy import stats
 from streamlit.testing.v1 import AppTest
 
+from gr_explorer.app.about import TIMES
 from gr_explorer.config import SweepConfig
 from gr_explorer.models import save_checkpoint
 from gr_explorer.models.random_init import random_label
@@ -720,6 +721,9 @@ def test_about_renders(zoo):
     no_errors(at)
     text = " ".join(m.value for m in at.markdown)
     assert "Guillotine" in text and "2206.13378" in text and "guillotine gain" in text
+    # no time promised without a measurement behind it (issue 29: "instant" was 19 s, "a few minutes" 15)
+    assert "instant" not in text and "a few minutes" not in text
+    assert f"{TIMES['knn_refit_s']:.0f} s for k-NN" in text and f"{TIMES['nojitter_min']:.0f} minutes" in text
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 tests/golden/ holds what commit 8fa4012 (before the settings layer and the typed seams, issue 22) wrote for the
 two commands below, run with one thread (OMP_NUM_THREADS=1); the probe numbers were regenerated once, by the commit
-after 6e6a585 (the probes' float sums in fixed blocks, issue 23 item 7), with the same commands, restricted to the
-columns and keys below:
+after 6e6a585 (the probes' float sums in fixed blocks, issue 23 item 7), and the raw-pixels baseline's linear rows
+(with the summary's pixels_accuracy) again when cc6bc58 moved that probe to the pixels' principal components (issue
+29, merged with main), with the same commands, restricted to the columns and keys below:
 
     gr-explorer sweep --model zoo:simclr --dataset shapes --n-train 300 --n-test 200 --probe linear,knn
         --baseline random-init,pixels --cuts stem,layer2,layer4,pool,proj1,proj3 --bootstrap 200 --no-cache --out DIR

@@ -23,6 +23,10 @@ DEMO = dict(
     # how sure the choice of cut is (DEMO_RUN)
     shape_p=0.979, texture_best_cut="proj1", texture_p=0.582, texture_best_low=0.747, texture_choice_low=0.712,
 )
+#: Times the walkthrough quotes, measured by `benchmarks/bench_claims.py --what run,probes,train` (2 cores, load
+#: average 9-10; benchmarks/README.md, "Times the app states"): the default run with a fresh cache, its k-NN probes
+#: alone on the cached features, and the 5-epoch training of step 3 (5 x the measured 1-epoch run).
+TIMES = dict(run_s=54.5, knn_refit_s=12.3, nojitter_min=15)
 DEMO_RUN = dict(models=["zoo:simclr"], baselines=["random-init"])  # the app's default Explore run
 DEMO_DRAWS = dict(models=["zoo:simclr"], baselines=["random-init:3"])
 DEMO_DERIVED = dict(models=["zoo:simclr"], tasks=["shape", "texture", "size", "color", "light", "grayscale", "hue",
@@ -133,7 +137,9 @@ twin's `shape` gain is {draws_shape_gain:+.1f} ± {draws_shape_gain_sd:.1f} poin
 A **linear probe** is a multinomial logistic regression on standardised features (its L2 strength picked on a
 validation split of the training images, then refitted); a **k-NN probe** votes among the nearest training
 images by cosine similarity. Both are fitted for every cut and task at once on features extracted in one
-forward pass per batch, and the features are cached on disk, so changing only the probes is instant.
+forward pass per batch, and the features are cached on disk, so changing only the probes skips the forward pass;
+the fits remain (on the default run and a busy 2-core CPU, load 9-10: {knn_refit_s:.0f} s for k-NN probes, about
+as long as the whole run, {run_s:.0f} s, for linear ones; `benchmarks/bench_claims.py`).
 
 ### A ten-minute demo
 
@@ -151,8 +157,9 @@ seed 0, linear probe, random-init baseline); a rerun gives the same ones.
    `proj3`. The invariance the augmentations taught shows up as a drop to chance along the network. (`hflip`
    stays at chance everywhere on `shapes`, {hflip_max:.2f} at most: globally pooled features of these upright,
    centred objects do not see a left-right flip, so that task says nothing here.)
-3. **Train** → keep the shipped recipe, set the colour jitter to 0 and the epochs to 5, and train (a few minutes on
-   a CPU); probe `color`: it now reaches `proj3` at {nojitter_color_last:.2f}, twice the shipped model's
+3. **Train** → keep the shipped recipe, set the colour jitter to 0 and the epochs to 5, and train (310 steps: the
+   page estimates their time on this machine before you start; {nojitter_min:.0f} minutes on a 2-core CPU at load 10,
+   `benchmarks/bench_claims.py`); probe `color`: it now reaches `proj3` at {nojitter_color_last:.2f}, twice the shipped model's
    {color_last:.2f}. It still falls along the network: grayscale (20% of the views) keeps pushing against it.
 4. Download the **run config** of any run: `gr-explorer sweep --config run.json` reproduces the numbers from a
    terminal, with the same library the app uses.
@@ -161,6 +168,6 @@ seed 0, linear probe, random-init baseline); a rerun gives the same ones.
 
 def render() -> None:
     st.title("About: the guillotine effect")
-    st.markdown(TEXT.format(**DEMO))
+    st.markdown(TEXT.format(**DEMO, **TIMES))
     st.caption("gr-explorer is a thin app over a Python library and a CLI (`gr-explorer --help`): every number shown "
                "here comes from `run_sweep`, and every run can be reproduced from its run config.")

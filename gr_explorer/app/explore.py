@@ -21,7 +21,7 @@ from .figures import search_curve
 from .state import kept
 
 #: The teaching demo's preset: the default run shows the random-init twin (about 2x the run without baselines);
-#: raw pixels would make it about 3.5x (benchmarks/README.md, "App"), so they are one click away instead.
+#: raw pixels are one click away (1.4x alone, 2.1x with the twin: benchmarks/README.md, (e)).
 EXPLORE_BASELINES = ("random-init",)
 CHART_HEIGHT = 440
 #: what the sidebar offers for few-shot curves (labelled images per class) and combined cuts
