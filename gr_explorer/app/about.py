@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
+
+from ..models import list_zoo, read_card, zoo_dir
+from ..seeds import card_seed_summary
+from ..verdict import seeds_gain_text
 
 #: What the walkthrough quotes, measured on the default Explore run of this version (tests/test_zoo.py re-measures
 #: every number: `DEMO_RUN` with the random-init baseline, `DEMO_DRAWS` with three random-init draws, `DEMO_DERIVED`
@@ -127,8 +133,9 @@ twin's `shape` gain is {draws_shape_gain:+.1f} ± {draws_shape_gain_sd:.1f} poin
   labels, and how many test points trusting it would cost, with the interval of that loss (a loss whose interval
   contains 0 is within the noise of the test sample).
 * **Compare** puts several models on one chart per task. Try the zoo's projector variants (none, one layer, three,
-  three wide) or objectives: how much cutting buys for `shape` depends on the projector's depth (the zoo's README
-  gives each variant's measured gain with its interval, over three seeds). Several seeds of one
+  three wide) or objectives: how much cutting buys for `shape` depends on the projector's design. A design is a
+  recipe, and each seed is one draw of it, so the zoo states a design's gain as the mean of its seeds' gains with
+  the 95% Student-t interval of that mean (each seed's own gain is detail): {designs}. Several seeds of one
   recipe are drawn as their mean with a band from the lowest to the highest seed, and their gain as mean ± sd
   over seeds. The CKA at each depth says where two models' representations part.
 
@@ -166,8 +173,24 @@ seed 0, linear probe, random-init baseline); a rerun gives the same ones.
 """
 
 
+#: the projector designs the Compare paragraph teaches with, and how it names them
+TAUGHT = {"simclr": "three layers", "simclr_proj3_wide": "three wide", "simclr_proj1": "one layer",
+          "simclr_proj_none": "no projector (its last cut is the pooled backbone)"}
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def design_gains(task: str = "shape") -> str:
+    """Each taught design's `task` gain over its shipped seeds, read from the cards (never typed here)."""
+    names = [n for n in list_zoo() if re.sub(r"_s\d+$", "", n) in TAUGHT]
+    rows = card_seed_summary({n: read_card(zoo_dir() / f"{n}.safetensors") for n in names}, task)
+    by_design = {re.sub(r"_s\d+$", "", r.models[0]): r for r in rows.itertuples() if r.probe == "linear"}
+    texts = [f"{label}: {seeds_gain_text(r.gain_mean, r.gain_sd, r.n_seeds, r.gain_ci_low, r.gain_ci_high, r.clear_gain)}"
+             for d, label in TAUGHT.items() if (r := by_design.get(d)) is not None]
+    return "; ".join(texts) or "no seeded designs are shipped"
+
+
 def render() -> None:
     st.title("About: the guillotine effect")
-    st.markdown(TEXT.format(**DEMO, **TIMES))
+    st.markdown(TEXT.format(**DEMO, **TIMES, designs=design_gains()))
     st.caption("gr-explorer is a thin app over a Python library and a CLI (`gr-explorer --help`): every number shown "
                "here comes from `run_sweep`, and every run can be reproduced from its run config.")
