@@ -27,8 +27,8 @@ if __name__ == "__main__" and str(Path(__file__).resolve().parents[1]) not in sy
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
-def _sklearn_protocol(Xtr, ytr, Xte, yte, fit_idx, val_idx, grid, max_iter=1000, tol=1e-4):
-    """One (cut, task) the sklearn way: returns (chosen C, val acc, test acc)."""
+def _sklearn_protocol(Xtr, ytr, Xte, yte, fit_idx, val_idx, grid, max_iter=1000, tol=1e-4, hits=False):
+    """One (cut, task) the sklearn way: returns (chosen C, val acc, test acc[, per-image test hits with `hits`])."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
@@ -47,8 +47,8 @@ def _sklearn_protocol(Xtr, ytr, Xte, yte, fit_idx, val_idx, grid, max_iter=1000,
                 best = (acc, C)
         tr, te = standardize(Xtr_t, torch.as_tensor(Xte))
         clf = LogisticRegression(C=best[1], max_iter=max_iter, tol=tol).fit(tr.double().numpy(), ytr)
-        test = float((clf.predict(te.double().numpy()) == yte).mean())
-    return best[1], best[0], test
+        correct = clf.predict(te.double().numpy()) == yte
+    return (best[1], best[0], float(correct.mean())) + ((correct,) if hits else ())
 
 
 def compare_with_sklearn(

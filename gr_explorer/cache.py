@@ -21,6 +21,13 @@ too many open files, an I/O error) is not a bad entry: that raises CacheError
 and nothing is dropped. Files being written live in `.staging/` under names
 unique per process (`files.owned_name`) and are never read; staging left by a
 process killed outright is removed later (`files.remove_orphans`).
+
+Size cap (`max_bytes`, the app's cache under its data root): after every
+entry or table is published, the least recently used ones (by the time of
+their last write or hit) are removed until the folder fits, never one this
+store has written or read since it was made (a sweep's own entries stay while
+it runs; a removed entry that another process still has memory-mapped stays
+readable to it).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import pandas as pd
 import torch
 
 from .errors import CacheError
-from .files import atomic_write, owned_name, remove_orphans
+from .files import atomic_write, expand_user, owned_name, remove_orphans
 from .hashing import json_digest
 
 VERSION = "4"
@@ -136,6 +143,8 @@ class EntryWriter:
             if self.cache.get(self.key) is None:  # theirs is damaged: replace it
                 shutil.rmtree(dest, ignore_errors=True)
                 raise
+        self.cache._pinned.add(self.key)
+        self.cache.evict()
         return dest
 
     def abort(self) -> None:
@@ -144,9 +153,12 @@ class EntryWriter:
 
 
 class FeatureCache:
-    def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+    def __init__(self, root: str | os.PathLike | None = None, max_bytes: int | None = None):
+        self.root = expand_user(root, "feature cache folder (--cache-dir)", CacheError) if root is not None \
+            else default_cache_dir()
         self._pruned = False
+        self.max_bytes = max_bytes
+        self._pinned: set[str] = set()  # keys written or read through this store: never evicted by it
 
     def entry_dir(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -190,6 +202,7 @@ class FeatureCache:
                 if verify and _file_hash(path) != meta["rows"][s]:
                     raise BadEntry(f"{s}.bin does not match its checksum")
                 out[s] = _map(path, shape, dtype)
+            self._used(key, d / "meta.json")
             return out
         except BadEntry as e:
             self._drop(d, key, str(e))
@@ -198,6 +211,56 @@ class FeatureCache:
             raise self._unreadable(d, e) from e
         except RuntimeError as e:  # torch.from_file: the map itself failed (memory, open files)
             raise self._unreadable(d, OSError(errno.EIO, str(e))) from e
+
+    def _used(self, key: str, marker: Path) -> None:
+        """Remember `key` as this store's (never evicted by it) and mark it as just used (its LRU time)."""
+        self._pinned.add(key)
+        if self.max_bytes is not None:
+            try:
+                os.utime(marker)
+            except OSError:  # a read-only cache: its order is the write order
+                pass
+
+    def usage(self) -> list[tuple[float, int, Path, str]]:
+        """(last use, bytes, path, key) of every entry and table in the cache, least recently used first."""
+        out = []
+        try:
+            shards = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        except FileNotFoundError:
+            return out
+        for shard in shards:
+            for p in shard.iterdir():
+                try:
+                    if p.is_dir():
+                        size = sum(f.stat().st_size for f in p.iterdir())
+                        out.append(((p / "meta.json").stat().st_mtime, size, p, p.name))
+                    elif p.suffix == ".json":
+                        st = p.stat()
+                        out.append((st.st_mtime, st.st_size, p, p.stem))
+                except OSError:  # being written or removed by another process right now
+                    continue
+        return sorted(out, key=lambda t: t[0])
+
+    def evict(self) -> list[str]:
+        """Remove least recently used entries until the cache holds at most `max_bytes` (none of this store's own).
+        Returns the keys removed."""
+        if self.max_bytes is None:
+            return []
+        entries = self.usage()
+        total = sum(size for _, size, _, _ in entries)
+        gone = []
+        for _, size, path, key in entries:
+            if total <= self.max_bytes:
+                break
+            if key in self._pinned:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            total -= size
+            gone.append(key)
+        return gone
 
     def _unreadable(self, entry: Path, e: OSError) -> CacheError:
         return CacheError(f"The feature cache {str(self.root)!r} cannot be read now ({e.strerror or e}; entry "
@@ -220,15 +283,20 @@ class FeatureCache:
             blob = json.loads(p.read_text())
             if blob.get("key") != key or _table_digest(key, blob["columns"], blob["records"]) != blob.get("checksum"):
                 raise ValueError("key or checksum mismatch")
-            return pd.DataFrame.from_records(blob["records"], columns=blob["columns"])
+            table = pd.DataFrame.from_records(blob["records"], columns=blob["columns"])
         except Exception:  # unreadable, tampered or misplaced: a miss
             return None
+        self._used(key, p)
+        return table
 
     def put_table(self, key: str, table) -> Path:
         records = json.loads(table.to_json(orient="records"))
         columns = list(table.columns)
         blob = {"key": key, "columns": columns, "records": records, "checksum": _table_digest(key, columns, records)}
-        return atomic_write(self.root / key[:2] / f"{key}.json", json.dumps(blob))
+        path = atomic_write(self.root / key[:2] / f"{key}.json", json.dumps(blob))
+        self._pinned.add(key)
+        self.evict()
+        return path
 
 
 def _table_digest(key: str, columns: list, records: list) -> str:

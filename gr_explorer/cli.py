@@ -11,17 +11,19 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import textwrap
 import threading
 
 import pandas as pd
 from tqdm import tqdm
 
 from .cache import FeatureCache
+from .combine import combined_view
 from .config import SweepConfig
 from .data import dataset_tasks, list_datasets
 from .embed import run_embedding, write_embedding
 from .embedding import DEFAULT_K, DEFAULT_MAX_POINTS, METHODS
-from .errors import GRExplorerError
+from .errors import ConfigError, GRExplorerError
 from .export import check_export
 from .files import atomic_write, check_output_folder, check_writable
 from .models import list_zoo, model_for_cuts, zoo_dir
@@ -32,7 +34,8 @@ from .outputs import OUTPUTS, write_outputs
 from .run import SweepResult, run_sweep
 from .seeds import SeedView, seed_view
 from .settings import parse_flag
-from .summary import summary_view
+from .shots import best_view
+from .summary import VIEW_NOTE, summary_view
 from .training.cli import add_train_parser, cmd_train
 from .verdict import seeds_gain_text
 
@@ -155,16 +158,28 @@ def print_tables(result: SweepResult) -> None:
         print()
         print("Best cut (chosen on validation) and guillotine gain (best minus last cut), test accuracy [95% CI]:")
         print(summary_view(result.summary, curves).to_string(index=False))
+        print(textwrap.fill(VIEW_NOTE, 150))
     if not result.metric_selection.empty:
         ms = result.metric_selection
         ms = ms[ms["augmentation"].fillna("").isin(["", "hflip"])] if "augmentation" in ms.columns else ms
         print("\nDoes a label-free metric find the validation-selected cut? (Spearman across cuts vs test accuracy)")
-        cols = ["model", "task", "probe", "metric", "augmentation", "spearman", "metric_cut", "val_cut", "accuracy_lost"]
+        cols = ["model", "task", "probe", "metric", "augmentation", "spearman", "metric_cut", "val_cut", "accuracy_lost",
+                "accuracy_lost_ci_low", "accuracy_lost_ci_high"]
         with pd.option_context("display.width", 220, "display.max_rows", 500):
             print(ms[[c for c in cols if c in ms.columns]].round(3).to_string(index=False))
+    if not result.combined_summary.empty:
+        print("\nCombined cuts (concatenated features) vs the best single cut (chosen on validation), paired 95% CI:")
+        with pd.option_context("display.width", 220, "display.max_rows", 500, "display.max_colwidth", 60):
+            print(combined_view(result.combined_summary).to_string(index=False))
+    if not result.shots_best.empty:
+        print("\nFew-shot and data-fraction draws: the cut validation chose in each draw and its test accuracy:")
+        with pd.option_context("display.width", 220, "display.max_rows", 500, "display.max_colwidth", 60):
+            print(best_view(result.shots_best).to_string(index=False))
     stuck = t[~t["converged"].astype(bool)]
     if len(stuck):
-        print(f"\nwarning: {len(stuck)} linear fit(s) did not converge (converged=False in results.csv).", file=sys.stderr)
+        print(f"\nwarning: {len(stuck)} probe fit(s) did not converge (converged=False in results.csv).", file=sys.stderr)
+    for note in result.notes:  # clamped values, too little data (samples.py)
+        print(f"note: {note}", file=sys.stderr)
 
 
 def print_seeds(view: SeedView) -> None:
@@ -261,6 +276,9 @@ def cmd_compare(a) -> int:
 
 
 def cmd_cuts(a) -> int:
+    bad_seed = SweepConfig.spec("seed").problem(a.seed)  # the sweep's own seed rule
+    if bad_seed:
+        raise ConfigError(bad_seed)
     extra = {"stages": a.stages.split(",") if a.stages else None, "projector": a.projector} if a.model.startswith("py:") else {}
     model = model_for_cuts(a.model, weights=a.weights, readout=a.readout, seed=a.seed, **extra)  # timm: no weights, offline
     print(f"weights: {model.weights_source}", file=sys.stderr)

@@ -23,21 +23,31 @@ from .names import (
     FIGURE_FORMATS,
     FINGERPRINTS,
     MAP_READOUTS,
+    MAX_DRAWS,
     METRICS,
+    ON_OFF,
     PROBES,
+    RANDOM_INIT,
     READOUT_NORMS,
     READOUTS,
     SCHEMES,
     STORAGE_DTYPES,
     TOKEN_READOUTS,
 )
-from .settings import DEVICE, Interval, Items, Null, Options, Settings, Text, setting
+from .settings import DEVICE, IMAGES, SEED, Count, Interval, Items, Null, Options, Settings, Text, setting
 
 #: run.json schema version written by this code; versions read: RUN_VERSIONS.
 RUN_VERSION = 2
 RUN_VERSIONS = (1, 2)
 MODEL_SPEC = Text("a model spec", pattern=rf"({'|'.join(map(re.escape, SCHEMES))}):\s*\S.*")
 ALL = Null("null / 'all' for the whole split", word="all")
+#: epochs without a better validation accuracy after which the attentive probe stops (probes.attentive)
+ATTENTIVE_PATIENCE = 10
+#: a combined cut: the last K block/stage outputs, the K best single cuts by validation, or cut names joined by '+'
+COMBINE = Text("lastK or bestK (K >= 2), or two or more cut names joined by '+' (e.g. layer3+layer4)",
+               pattern=r"(last|best)([2-9]|[1-9]\d+)|[^,+\s]+(\+[^,+\s]+)+")
+#: bootstrap resamples: 1,000 give intervals stable to about 0.005; 100,000 is already far beyond any use
+MAX_BOOTSTRAP = 100_000
 
 
 @dataclass(frozen=True)
@@ -69,14 +79,14 @@ class SweepConfig(Settings):
         ("linear",), "comma-separated probes: " + ", ".join(PROBES),
         Items(Options(PROBES), "probes", example="linear,knn"), flag="--probe", label="Probes")
     n_train: int | None = setting(
-        2000, "stratified train subsample size ('all' for the whole split)", Interval(int, 1, None), ALL,
+        2000, "stratified train subsample size ('all' for the whole split)", IMAGES, ALL,
         label="Train images")
     n_test: int | None = setting(
-        1000, "stratified test subsample size ('all' for the whole split)", Interval(int, 1, None), ALL,
+        1000, "stratified test subsample size ('all' for the whole split)", IMAGES, ALL,
         label="Test images")
     seed: int = setting(
         0, "seed of the subsample, the validation split, the bootstrap and random weights",
-        Interval(int, 0, None, example=0), label="Seed")
+        SEED, label="Seed")
     device: str = setting("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps", DEVICE, label="Device")
     batch_size: int = setting(256, "images per forward pass", Interval(int, 1, None, example=256), label="Batch size")
     readout: tuple[str, ...] | None = setting(
@@ -107,14 +117,55 @@ class SweepConfig(Settings):
         label="k-NN k grid")
     knn_temperature: float = setting(
         0.07, "k-NN vote temperature", Interval(float, 0, None, "neither", example=0.07), label="k-NN temperature")
+    attentive_lr: tuple[float, ...] = setting(
+        (0.03, 0.1), "comma-separated AdamW learning rates the attentive probe tries (each with every weight decay; "
+                      "the pair is chosen on validation)",
+        Items(Interval(float, 0, None, "neither"), "positive numbers", example="0.01,0.1"),
+        label="Attentive probe learning rates")
+    attentive_wd: tuple[float, ...] = setting(
+        (1e-4, 0.1), "comma-separated AdamW weight decays the attentive probe tries",
+        Items(Interval(float, 0, None), "numbers >= 0", example="0.0001,0.01"), label="Attentive probe weight decays")
+    attentive_queries: int = setting(
+        4, "learned queries of the attentive probe: each attends over a cut's tokens and pools its share of the channels",
+        Interval(int, 1, 64), label="Attentive probe queries")
+    attentive_epochs: int = setting(
+        100, "most epochs of the attentive probe; it stops early once validation accuracy has not improved for "
+             f"{ATTENTIVE_PATIENCE} epochs",
+        Interval(int, 1, 10000), label="Attentive probe epochs")
+    attentive_tokens: int = setting(
+        64, "tokens kept per image and cut for the attentive probe: prefix (class, register) tokens plus the patch "
+            "tokens or spatial positions average-pooled to a grid of at most this many; stored as float16 in the cache",
+        Interval(int, 1, 4096), label="Attentive probe tokens")
+    combine: tuple[str, ...] = setting(
+        (), "combined cuts, each probed like one cut on its cuts' concatenated features (comma-separated): lastK (the "
+            "last K block/stage outputs), bestK (the K best single cuts by validation accuracy, per task and probe), "
+            "or cut names joined by '+'",
+        Items(COMBINE, "combined cuts (lastK or bestK with K >= 2, or cut names joined by '+')", min_len=0, example="last4,best4,layer3+layer4"), label="Combined cuts")
+    combine_standardize: str = setting(
+        "on", "before concatenating, z-score each cut's columns and scale each cut to unit total variance (so every "
+              "cut weighs the same in the k-NN's cosine similarity; the linear probe standardises every column anyway): "
+              "on, off", Options(ON_OFF), label="Standardise each combined cut")
+    shots: tuple = setting(
+        (), "few-shot curves: labelled train images per class (comma-separated; 'all' is the ordinary sweep), each drawn "
+            "--tries times from the probe's fit split", Items(Count(), "shots per class (positive integers or 'all')", min_len=0,
+                                                             example="1,5,10,all"), label="Shots per class")
+    fractions: tuple[float, ...] = setting(
+        (), "data-fraction curves: fractions of the probe's fit split (comma-separated), each drawn --tries times",
+        Items(Interval(float, 0, 1, "right"), "fractions in (0, 1]", min_len=0, example="0.01,0.1,1"),
+        label="Train fractions")
+    tries: int = setting(5, "seeded draws per shot count and per fraction", Interval(int, 1, 100), label="Tries")
     baselines: tuple[str, ...] = setting(
-        (), "comma-separated baselines measured the same way: " + ", ".join(BASELINES),
-        Items(Options(BASELINES), "baselines", min_len=0), flag="--baseline", label="Baselines")
+        (), "comma-separated baselines measured the same way: " + ", ".join(BASELINES) + f"; {RANDOM_INIT}:N measures "
+            f"N seeded random inits (N from 2 to {MAX_DRAWS}) and compares the model with their mean, the spread "
+            "between them included in the intervals",
+        Items(Options(BASELINES, counted=(RANDOM_INIT,), count=Interval(int, 2, MAX_DRAWS)), "baselines", min_len=0),
+        flag="--baseline", label="Baselines")
     metrics: tuple[str, ...] = setting(
         (), "comma-separated label-free diagnostics: " + ", ".join(METRICS),
         Items(Options(METRICS), "metrics", min_len=0), label="Diagnostics")
     bootstrap: int = setting(
-        1000, "bootstrap resamples of the test images for the 95% intervals", Interval(int, 100, None, example=1000),
+        1000, "bootstrap resamples of the test images for the 95% intervals (their indices, 8 bytes x resamples x test "
+              "images, must fit in --memory-budget)", Interval(int, 100, MAX_BOOTSTRAP, example=1000),
         label="Bootstrap resamples")
     workers: int | None = setting(
         None, "DataLoader workers decoding image folders (default: one per core, up to 8; 0 decodes in the main process)",
@@ -160,9 +211,13 @@ class SweepConfig(Settings):
         app=False, bookkeeping=True)
 
     def cross_checks(self):
-        if self.weights == "random" and "random-init" in self.baselines:
-            yield ("baselines=random-init with weights=random would measure the same random network twice. "
+        twins = [b for b in self.baselines if b.partition(":")[0] == RANDOM_INIT]
+        if self.weights == "random" and twins:
+            yield (f"baselines={twins[0]} with weights=random would measure the same random network twice. "
                    "Valid: drop one of them.")
+        if len(twins) > 1:
+            yield (f"baselines names the random-init baseline twice ({', '.join(twins)}). Valid: one of "
+                   f"{RANDOM_INIT} (one draw) or {RANDOM_INIT}:N (N draws).")
         if (self.stages is not None or self.projector is not None) and not any(m.startswith("py:") for m in self.models):
             yield ("stages/projector name the cuts of a py: model; no model here is one. Valid: leave them unset, or add "
                    "--model py:<file.py>:<function>.")

@@ -60,6 +60,10 @@ class NotCached(GRExplorerError):
     """A run asked to use cached features only (a shared link) found some missing; nothing was computed."""
 
 
+class ResourceError(GRExplorerError, ValueError):
+    """A request beyond a resource limit (the server's caps on images, model size, time): says the limit and the ask."""
+
+
 class OfflineError(GRExplorerError, RuntimeError):
     """Something had to be downloaded and could not be; says how to supply it."""
 

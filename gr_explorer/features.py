@@ -50,6 +50,8 @@ from .files import owned_name
 from .forward import CutForward, auto_batch_size, use_auto_batch, use_channels_last, use_compile
 from .hashing import module_config_digest
 from .models import Column, Cut, Model
+from .models.readout import TOKEN_STORAGE, is_token_grid
+from .names import TOKENS_READOUT
 from .progress import Progress, Reporter, ShouldStop
 
 
@@ -71,6 +73,23 @@ class Features:
     forward_batches: int = 0
     columns: list[Column] = field(default_factory=list)
     entries: dict[str, str] = field(default_factory=dict)
+    #: token-level features for the attentive probe (extract_features(tokens=n)): {split: {cut: [N, T, C] float16}}
+    tokens: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    def token_curve(self, norm: str = "off") -> "Features":
+        """The attentive probe's curve: the first curve's columns relabelled readout `tokens` (and `norm`), holding each
+        cut's tokens [N, T, C] (a cut without tokens, a vector, as it is)."""
+        first = self.first_curve()
+
+        def pick(split: str, vectors: dict) -> dict:
+            return {c.name: self.tokens.get(split, {}).get(c.cut.name, vectors[c.name]) for c in first.columns}
+
+        return replace(first, columns=[replace(c, readout=TOKENS_READOUT, norm=norm) for c in first.columns],
+                       train=pick("train", first.train), test=pick("test", first.test))
+
+    def token_bytes(self) -> int:
+        """What the token-level features take on disk (and what the attentive probe may page in)."""
+        return sum(x.numel() * x.element_size() for split in self.tokens.values() for x in split.values())
 
     def shared(self) -> dict[str, str]:
         """{column: the first column with the same cache entry}: such columns hold the same features (a vector cut
@@ -148,7 +167,8 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
                      should_stop: ShouldStop | None = None, workers: int | None = None, storage: str = "float32",
                      world: World | None = None, compile: str = "off", channels_last: str = "off",
                      auto_batch: str = "off", decoder: str = "pil", detail: str = "block",
-                     readouts: Sequence[str] | None = None, norm: str = "off", cached_only: bool = False) -> Features:
+                     readouts: Sequence[str] | None = None, norm: str = "off", tokens: int | None = None,
+                     cached_only: bool = False) -> Features:
     """Features at `cuts` (all cuts of `detail` when None) of one view. `cache=False`: a private scratch store.
 
     `readouts` (None: the model's own) and `norm` (off, on, both) make one column per (readout, norm, cut), all
@@ -158,13 +178,16 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
     (see forward.py; all off here unless asked, a sweep's settings default to auto). `decoder`: how streamed
     image folders are decoded, auto|pil|torchvision-cpu|torchvision-cuda (see data/decoders.py). Reports
     ProgressEvent('extract', batches, total, model) and stops between batches when `should_stop()` is true
-    (progress.Cancelled; cuts already stored stay stored). `cached_only`: raise NotCached instead of running a
-    forward pass when a column is not in the cache (a page restoring a shared link).
+    (progress.Cancelled; cuts already stored stay stored). `tokens`: also keep each token or map cut's tokens
+    (at most this many per image, see Model.token_columns), stored as float16, in `Features.tokens`, from the same
+    forward pass. `cached_only`: raise NotCached instead of running a forward pass when a column is not in the
+    cache (a page restoring a shared link).
     """
     device = resolve_device(device)
     world = world or World.current()
     wanted = model.resolve_cuts(cuts, detail)
-    columns = model.columns(wanted, readouts, norm)
+    vectors = model.columns(wanted, readouts, norm)
+    columns = vectors + (model.token_columns(wanted, tokens, norm) if tokens else [])
     grow_batch = use_auto_batch(auto_batch, device)
     streams = any(dataset.splits[s].streams for s in SPLITS)
     decoder = resolve_decoder(decoder, device) if streams else "pil"
@@ -225,9 +248,17 @@ def extract_features(model: Model, dataset: Dataset, cuts: Sequence[str] | None 
             got[entries[c.name]] = written[c.name]
     else:
         report.tick(1, "all cuts from the cache")
-    return Features(wanted, {c.name: got[entries[c.name]]["train"] for c in columns},
-                    {c.name: got[entries[c.name]]["test"] for c in columns}, key, view, cached,
-                    report.done if missing else 0, columns, entries)
+    grids = {s: {c.cut.name: _as_tokens(got[entries[c.name]][s], model.width(c.cut.name)) for c in columns[len(vectors):]}
+             for s in SPLITS} if tokens else {}
+    return Features(wanted, {c.name: got[entries[c.name]]["train"] for c in vectors},
+                    {c.name: got[entries[c.name]]["test"] for c in vectors}, key, view,
+                    [n for n in cached if n in {c.name for c in vectors}], report.done if missing else 0, vectors,
+                    {c.name: entries[c.name] for c in vectors}, grids)
+
+
+def _as_tokens(rows: torch.Tensor, channels: int) -> torch.Tensor:
+    """Stored token rows [N, T x C] as [N, T, C] (a view: nothing is copied)."""
+    return rows.view(rows.shape[0], rows.shape[1] // channels, channels)
 
 
 def _extract_once(forward, dataset, view, keys, batch_size, store, storage, workers, decoder, world, report, job,
@@ -261,8 +292,9 @@ def _extract(forward: CutForward, dataset, view, keys, batch_size, store, storag
                      "readout": c.applied.pooling, "norm": c.applied.norm, "batch_size": batch_size}
             for c in forward.columns}
     job_dir = store.staging_dir() / job
-    writers = {c: store.writer(keys[c], meta[c], storage) for c in names} if world.size == 1 else \
-        {c: ShardWriter(job_dir, keys[c], world.rank, storage) for c in names}
+    storage_of = {c.name: TOKEN_STORAGE if is_token_grid(c.applied.pooling) else storage for c in forward.columns}
+    writers = {c: store.writer(keys[c], meta[c], storage_of[c]) for c in names} if world.size == 1 else \
+        {c: ShardWriter(job_dir, keys[c], world.rank, storage_of[c]) for c in names}
     try:
         for split in SPLITS:
             _run(forward, dataset, split, view, writers, batch_size, storage, workers, decoder, world, report)
@@ -275,7 +307,7 @@ def _extract(forward: CutForward, dataset, view, keys, batch_size, store, storag
             world.barrier()
             if world.rank == 0:
                 for c in names:
-                    merge_shards(store, job_dir, keys[c], meta[c], storage, world.size,
+                    merge_shards(store, job_dir, keys[c], meta[c], storage_of[c], world.size,
                                  {s: _n(dataset, s) for s in SPLITS}, batch_size)
             world.barrier()
     except BaseException:

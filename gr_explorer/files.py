@@ -53,9 +53,20 @@ def atomic_write(dest: str | os.PathLike, write: Callable[[str], None] | bytes |
     return dest
 
 
+def expand_user(path: str | os.PathLike, what: str, error: type[GRExplorerError] = GRExplorerError) -> Path:
+    """`path` with a leading ~ or ~user expanded; `error` naming the input when that user does not exist
+    (Path.expanduser raises a bare RuntimeError there)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        user = str(path).split("/", 1)[0]
+        raise error(f"The {what} {str(path)!r} starts with {user!r}, the home folder of a user this machine does not "
+                    f"know. Valid: ~/..., an absolute path or a path relative to the current folder.") from None
+
+
 def check_writable(folder: str | os.PathLike, what: str) -> Path:
     """Create `folder` if needed and prove a file can be written there, before any long work starts."""
-    folder = Path(folder).expanduser()
+    folder = expand_user(folder, what)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-test.")
@@ -147,7 +158,7 @@ def check_output_folder(folder: str | os.PathLike, what: str, known: tuple[str, 
     or (written before MANIFEST existed) holding only names in `known`. Anything else in it would be lost when the
     set is switched in, so it is refused, as are a mount point and the folder the process runs in.
     """
-    out = Path(folder).expanduser()
+    out = expand_user(folder, what, OutputError)
     if out.is_symlink():
         out = out.resolve()
     full = Path(os.path.abspath(out))
@@ -194,7 +205,7 @@ def publish_folder(out: str | os.PathLike, fill: Callable[[Path], list[Path]], k
     (`recover_folder`). A staging folder of a process killed outright is removed by a later publish beside it
     (`remove_orphans`).
     """
-    shown = Path(out).expanduser()
+    shown = expand_user(out, "output folder", OutputError)
     if shown.is_symlink():
         shown = shown.resolve()
     out = Path(os.path.abspath(shown))
@@ -228,7 +239,7 @@ def publish_folder(out: str | os.PathLike, fill: Callable[[Path], list[Path]], k
 
 def recover_folder(out: str | os.PathLike) -> Path | None:
     """If a switch was cut between its two renames (`out` absent, its previous set beside it), put that set back."""
-    out = Path(os.path.abspath(Path(out).expanduser()))
+    out = Path(os.path.abspath(expand_user(out, "output folder", OutputError)))
     if out.exists():
         return None
     previous = sorted(out.parent.glob(glob.escape(_previous_prefix(out)) + "~*"), key=lambda p: p.stat().st_mtime)

@@ -8,7 +8,8 @@ with the requested sizes and is not bounded elsewhere:
   generated shapes while they render; image folders are read batch by batch and hold none). The probes and the
   k-NN search are bounded by `memory_budget` (they stream beyond it) and features live on disk, memory-mapped;
 * disk: the features every model writes to the feature cache, (train + test images) x the width of every
-  column x the storage dtype, for each view (a derived task's view is extracted on its own).
+  column x the storage dtype, for each view (a derived task's view is extracted on its own); with the attentive
+  probe, also its token features (at most attentive_tokens x the cut's width per image and cut, float16).
 
 A run is refused when its estimate exceeds MEMORY_SHARE of the memory available now (psutil; a cgroup limit
 counts when it is lower) or the free space of the cache's disk, with a message naming the setting, the
@@ -27,10 +28,13 @@ from .config import SweepConfig
 from .data import DERIVED_TASKS, image_bytes
 from .errors import ConfigError, GRExplorerError
 from .models import Model
+from .models.readout import TOKEN_STORAGE
 
 #: the share of the available memory (or free disk) a run may plan to use: the rest is for the process itself,
 #: the model and the probes' working memory
 MEMORY_SHARE = 0.8
+#: bytes per value of the attentive probe's token features (stored as TOKEN_STORAGE)
+TOKEN_BYTES = {"float16": 2, "float32": 4}[TOKEN_STORAGE]
 #: cgroup v2 files of a container's memory limit and current use
 CGROUP = Path("/sys/fs/cgroup")
 
@@ -79,7 +83,7 @@ def check_sweep(config: SweepConfig, available: int | None = None) -> None:
     value = getattr(config, name)
     spec = SweepConfig.spec(name)
     setting = (f"{name}={value:,} ({spec.flag_name}, '{spec.widget_label}' in the app)" if value
-               else f"{name}=all")
+               else f"{name}=all") + (f" at image_size={config.image_size:,}" if config.image_size else "")
     per = per_train if n_train >= n_test else per_test
     check_memory(n_train + n_test, f"the {config.dataset} images ({size_text(n_train)} train + {size_text(n_test)} "
                  "test)", setting, per, available=available)
@@ -93,7 +97,10 @@ def feature_bytes(model: Model, config: SweepConfig, n_images: int) -> int:
     width = sum(c.cut.dim * (2 if c.applied.pooling == "cls+mean" else 1) for c in columns)
     views = 1 + sum(1 for t in (config.tasks or ()) if t in DERIVED_TASKS)
     itemsize = 2 if config.feature_dtype == "float16" else 4
-    return n_images * width * itemsize * views
+    tokens = 0  # the attentive probe's token features: at most attentive_tokens per image and cut, float16
+    if "attentive" in config.probes and not pixels:
+        tokens = sum(config.attentive_tokens * c.cut.dim for c in model.token_columns(cuts, config.attentive_tokens))
+    return n_images * (width * itemsize + tokens * TOKEN_BYTES) * views
 
 
 def check_disk(models: Sequence[Model], config: SweepConfig, n_images: int, folder: str | Path) -> None:

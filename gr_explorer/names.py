@@ -10,6 +10,7 @@ time that it implements exactly the names declared here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -43,7 +44,12 @@ SCHEMES: dict[str, Entry] = {
 PROBES: dict[str, Entry] = {
     "linear": Entry("linear", "multinomial logistic regression (L2 strength picked on a validation split)"),
     "knn": Entry("k-NN", "cosine k-NN with exp(sim / T) weighted votes (k picked on a validation split)"),
+    "attentive": Entry("attentive", "multi-query cross-attention over a cut's tokens or spatial positions, trained "
+                                    "with AdamW (learning rate and weight decay picked on a validation split, early "
+                                    "stopping on it)"),
 }
+#: the readout label of the attentive probe's rows: it reads every (pooled) token of a cut, not one readout
+TOKENS_READOUT = "tokens"
 
 #: what a row of the results stands for: the model itself or one of the references measured the same way
 KINDS: dict[str, Entry] = {
@@ -52,14 +58,54 @@ KINDS: dict[str, Entry] = {
     "pixels": Entry("raw pixels", "a probe on the raw pixels (the input)"),
 }
 
-#: baselines a sweep can add, and the result kind each one produces
+#: the random-init baseline: one seeded draw (`random-init`) or N draws (`random-init:N`, N from 2 to MAX_DRAWS)
+RANDOM_INIT = "random-init"
+#: the draws offered by name (the app's choice). Three is the fewest that estimate the spread between draws at all
+#: (2 degrees of freedom); each draw costs one more forward pass and probe fit, as much as the model itself
+DEFAULT_DRAWS = 3
+MAX_DRAWS = 20
+#: baselines a sweep can add; `random-init:N` for any N from 2 to MAX_DRAWS is accepted too (config.py)
 BASELINES: dict[str, Entry] = {
-    "random-init": Entry("random init", KINDS["random_init"].help),
+    RANDOM_INIT: Entry("random init", KINDS["random_init"].help),
+    f"{RANDOM_INIT}:{DEFAULT_DRAWS}": Entry(f"random init, {DEFAULT_DRAWS} draws",
+                                            f"{DEFAULT_DRAWS} seeded random inits; the spread between them widens "
+                                            "every interval against random init"),
     "pixels": Entry("raw pixels", KINDS["pixels"].help),
 }
-BASELINE_KIND = {"random-init": "random_init", "pixels": "pixels"}
+BASELINE_KIND = {RANDOM_INIT: "random_init", "pixels": "pixels"}
 #: the results' `baseline` column for each kind ('' for the model itself)
 KIND_BASELINE = {"model": "", **{kind: name for name, kind in BASELINE_KIND.items()}}
+
+
+def random_init_draws(baselines) -> int:
+    """How many random-init twins a list of baselines asks for: 0, 1 (`random-init`) or N (`random-init:N`)."""
+    for b in baselines:
+        name, sep, n = b.partition(":")
+        if name == RANDOM_INIT:
+            return int(n) if sep else 1
+    return 0
+
+
+_RANDOM_SUFFIX = re.compile(r" \[random init(?: #(\d+))?\]$")
+
+
+def random_label(name: str, draw: int | None = None) -> str:
+    """`zoo:simclr` -> `zoo:simclr [random init]`, or `zoo:simclr [random init #2]` for draw 2 (idempotent)."""
+    if random_suffix(name):
+        return name
+    return f"{name} [random init]" if draw is None else f"{name} [random init #{draw}]"
+
+
+def random_suffix(name: str) -> str:
+    """The ` [random init]` / ` [random init #d]` tail of a twin's name ('' for any other name)."""
+    m = _RANDOM_SUFFIX.search(name)
+    return m.group(0) if m else ""
+
+
+def draw_of(name: str) -> int | None:
+    """The draw number of a twin's name (`... [random init #2]` -> 2); None for a single twin or any other name."""
+    m = _RANDOM_SUFFIX.search(name)
+    return int(m.group(1)) if m and m.group(1) else None
 
 METRICS: dict[str, Entry] = {
     "rankme": Entry("RankMe", "effective rank of the features (Garrido et al. 2023)"),
@@ -119,6 +165,7 @@ FINGERPRINTS = ("stat", "content")
 #: extraction speed switches (forward.py): auto (decided from the device and the run), on, off
 AUTO_ON_OFF = ("auto", "on", "off")
 AUTO_OFF = ("auto", "off")
+ON_OFF = ("on", "off")
 #: formats a figure can be written in (export.py): png and svg need Chrome or Chromium
 FIGURE_FORMATS = ("html", "png", "svg")
 #: how image-folder files are decoded (data/decoders.py)

@@ -10,16 +10,20 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from .combine import COMBINED_COLUMNS
 from .export import save_figure
 from .files import atomic_write, publish_folder, slug
 from .names import FIGURE_FORMATS
 from .plots import accuracy_vs_depth, cut_task_heatmap
 from .run import COLUMNS, SweepResult
+from .shots import DRAW_COLUMNS, shots_figure
 
 #: what `write_outputs` may write into --out (an older output folder holding only these may be replaced)
 OUTPUTS = ("results.csv", "summary.csv", "search.csv", "metrics.csv", "cka.csv", "metric_selection.csv", "run.json",
-           *(f"{name}.{fmt}" for name in ("figure", "heatmap") for fmt in FIGURE_FORMATS), "features")
+           "combined.csv", "draws.csv", "shots.csv", "shots_best.csv",
+           *(f"{name}.{fmt}" for name in ("figure", "heatmap", "shots") for fmt in FIGURE_FORMATS), "features")
 
 
 def write_outputs(result: SweepResult, out: Path, save_features: bool = False) -> list[Path]:
@@ -36,7 +40,12 @@ def _write_outputs_into(result: SweepResult, out: Path, save_features: bool) -> 
     def put(name: str, data) -> None:
         written.append(atomic_write(out / name, data))
 
-    put("results.csv", result.table[COLUMNS].to_csv(index=False))
+    results = result.table[COLUMNS]
+    if not result.combined.empty:  # combined cuts after the single cuts, told apart by `cuts` and `combine`
+        results = pd.concat([results.assign(cuts="", combine=""), result.combined[COLUMNS + COMBINED_COLUMNS]],
+                            ignore_index=True)
+        put("combined.csv", result.combined_summary.to_csv(index=False))
+    put("results.csv", results.to_csv(index=False))
     put("summary.csv", result.summary.to_csv(index=False))
     put("search.csv", result.search.to_csv(index=False))
     if not result.metrics.empty:
@@ -44,7 +53,13 @@ def _write_outputs_into(result: SweepResult, out: Path, save_features: bool) -> 
         put("cka.csv", result.cka.to_csv(index=False))
         put("metric_selection.csv", result.metric_selection.to_csv(index=False))
     put("run.json", result.config.to_json())
-    written += save_figure(accuracy_vs_depth(result.table, summary=result.summary), out / "figure", result.config.figures)
+    if not result.draws.empty:
+        put("draws.csv", result.draws[COLUMNS + DRAW_COLUMNS].to_csv(index=False))
+        put("shots.csv", result.shots.to_csv(index=False))
+        put("shots_best.csv", result.shots_best.to_csv(index=False))
+        written += save_figure(shots_figure(result.shots), out / "shots", result.config.figures)
+    written += save_figure(accuracy_vs_depth(result.table, summary=result.summary, combined=result.combined_summary),
+                           out / "figure", result.config.figures)
     written += save_figure(cut_task_heatmap(result.table), out / "heatmap", result.config.figures)
     if save_features:
         ds = result.dataset

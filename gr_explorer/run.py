@@ -23,6 +23,7 @@ import torch
 
 from .augment import AugmentConfig
 from .cache import FeatureCache, content_key
+from .combine import COMBINED_COLUMNS, check_forms, combined_summary, fit_combined
 from .config import SweepConfig
 from .data import DERIVED_TASKS, Dataset, dataset_tasks, load_dataset
 from .data.base import BASE
@@ -32,20 +33,26 @@ from .distributed import join, rank_device
 from .errors import ConfigError, DatasetError, GRExplorerError, did_you_mean
 from .features import Features, extract_features
 from .limits import check_disk, check_sweep
-from .models import Model, load_model, pixels_model, random_init
-from .names import KIND_BASELINE, SCHEMES
-from .probes import ProbeResult, run_probes
+from .models import Model, load_model, pixels_model, random_inits
+from .models.pixels import NAME as PIXELS
+from .models.pixels import PIXEL_COMPONENT_PROBES, principal_components
+from .names import KIND_BASELINE, SCHEMES, random_init_draws
+from .probes import HEADS, AttentiveHead, ProbeResult, run_probes, validation_size, validation_split
 from .progress import Cancelled, Progress, ProgressEvent, ShouldStop
+from .samples import check_bootstrap, clamp_notes, probe_clamps, task_shortfalls
+from .shots import ALL, DRAW_COLUMNS, best_cuts, curves, fit_draws, plan
 from .stats import Resampler
-from .summary import first_curves, guillotine_summary
+from .summary import first_curves, guillotine_summary, p_chosen
 
-#: results.csv columns, in order (the in-memory table also carries `correct`, per-image test hits, and
-#: `baseline_for`, the model a baseline row stands next to)
+#: results.csv columns, in order (the in-memory table also carries `correct` and `val_correct`, per-image test and
+#: validation hits, and `baseline_for`, the model a baseline row stands next to)
 COLUMNS = ["model", "baseline", "weights", "dataset", "cut", "readout", "norm", "depth", "part", "dim", "task", "probe",
            "accuracy", "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance", "hparam", "converged", "n_iter",
-           "n_classes", "n_train", "n_test"]
-MEMORY_COLUMNS = ["correct", "baseline_for"]
-SEARCH_COLUMNS = ["model", "cut", "readout", "norm", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen"]
+           "n_classes", "n_train", "n_test", "p_chosen", "note"]
+MEMORY_COLUMNS = ["correct", "val_correct", "baseline_for"]
+#: `also`: the other hyper-parameters of a grid point, when a head searches several (attentive: 'wd=0.0001')
+SEARCH_COLUMNS = ["model", "cut", "readout", "norm", "depth", "task", "probe", "hparam", "value", "val_accuracy", "chosen",
+                  "also"]
 
 
 @dataclass
@@ -65,6 +72,12 @@ class SweepResult:
     models: list[str] = field(default_factory=list)  # the models asked for (not their baselines), in order
     cards: dict[str, dict] = field(default_factory=dict)  # each model's checkpoint card
     cancelled: bool = False  # stopped by the user: the table holds the (model, view)s finished before
+    notes: list[str] = field(default_factory=list)  # what the reader must know: clamped values, too little data
+    combined: pd.DataFrame = field(default_factory=pd.DataFrame)  # config.combine: COLUMNS + cuts, combine (+ memory)
+    combined_summary: pd.DataFrame = field(default_factory=pd.DataFrame)  # each combined cut vs the best single cut
+    draws: pd.DataFrame = field(default_factory=pd.DataFrame)  # config.shots/fractions: COLUMNS + shots, try, n_fit
+    shots: pd.DataFrame = field(default_factory=pd.DataFrame)  # per shot and cut: mean and spread over tries
+    shots_best: pd.DataFrame = field(default_factory=pd.DataFrame)  # per shot: the cut chosen in each draw
 
     @classmethod
     def partial(cls, config: SweepConfig, table: pd.DataFrame, seconds: float) -> "SweepResult":
@@ -152,11 +165,16 @@ class _Sweep:
         self.progress, self.should_stop = progress, should_stop
         self.emit = (progress or (lambda e: None)) if world.is_main else (lambda e: None)
         self.rows: list[dict] = []
+        self.combined: list[dict] = []
+        self.draws: list[dict] = []
         self.search: list[dict] = []
         self.metrics: list[pd.DataFrame] = []
         self.ckas: list[pd.DataFrame] = []
         self.features: dict[str, dict[str, Features]] = {}
         self.models: list[Model] = []
+        self.notes: list[str] = []
+        self.attentive = AttentiveHead(config.attentive_lr, config.attentive_wd, config.attentive_queries,
+                                       config.attentive_epochs, config.seed, config.memory_budget)
 
     def load_dataset(self, dataset: Dataset | None) -> Dataset:
         self.emit(ProgressEvent("load", 0, 1, "", f"dataset {self.config.dataset}"))
@@ -164,6 +182,15 @@ class _Sweep:
             dataset = load_dataset(**dataset_args(self.config), progress=self.emit, should_stop=self.should_stop)
         self.emit(ProgressEvent("load", 1, 1, "", f"dataset {dataset.name}: {dataset.n_train} train / "
                                                    f"{dataset.n_test} test, tasks {', '.join(dataset.tasks)}"))
+        check_bootstrap(self.config.bootstrap, dataset.n_test, self.config.memory_budget)  # before any work
+        self.notes += clamp_notes({"n_train": self.config.n_train, "n_test": self.config.n_test},
+                                  {"n_train": dataset.n_train, "n_test": dataset.n_test}, dataset.n_train,
+                                  self.config.val_fraction)
+        self.shortfalls = {}
+        for view in dataset.views:
+            self.shortfalls.update(task_shortfalls(dataset.view_labels(view, "train"), dataset.view_labels(view, "test"),
+                                                   dataset.classes, self.config.val_fraction, self.config.seed))
+        self.notes += [f"task {t!r}: {why}" for t, why in self.shortfalls.items()]
         return dataset
 
     def measure(self, model: Model, dataset: Dataset) -> None:
@@ -172,10 +199,13 @@ class _Sweep:
         if model.kind == "model":
             self.models.append(model)
         self.features[model.name] = {}
+        pixels = model.kind == "pixels"  # one cut, one curve
+        if config.combine and not pixels:  # before any work: a combined cut names cuts this sweep has
+            check_forms(config.combine, model, model.resolve_cuts(config.cuts, config.cut_detail))
+        tokens = config.attentive_tokens if "attentive" in config.probes and not pixels else None
         if self.world.is_main:  # the features must fit on the cache's disk, checked before extracting any
             check_disk([model], config, dataset.n_train + dataset.n_test, cache_folder(self.cache))
         for view in dataset.views:
-            pixels = model.kind == "pixels"  # one cut, one curve
             feats = extract_features(model, dataset, None if pixels else config.cuts, view=view,
                                      device=self.device, batch_size=config.batch_size, cache=self.cache,
                                      progress=self.progress, should_stop=self.should_stop, workers=config.workers,
@@ -183,37 +213,126 @@ class _Sweep:
                                      channels_last=config.channels_last, auto_batch=config.auto_batch,
                                      decoder=config.decoder, detail="block" if pixels else config.cut_detail,
                                      readouts=None if pixels else config.readout,
-                                     norm="off" if pixels else config.readout_norm, cached_only=self.cached_only)
+                                     norm="off" if pixels else config.readout_norm, tokens=tokens,
+                                     cached_only=self.cached_only)
             self.features[model.name][view] = feats
             if not self.world.is_main:
                 continue  # rank 0 fits the probes on the merged features
-            fit = feats.distinct()  # columns that share features (vector cuts in several curves) are fitted once
-            results = run_probes(config.probes, {n: feats.train[n] for n in fit}, dataset.view_labels(view, "train"),
-                                 {n: feats.test[n] for n in fit}, dataset.view_labels(view, "test"), device=self.device,
-                                 seed=config.seed,
-                                 val_fraction=config.val_fraction, linear_grid=config.linear_grid,
-                                 knn_ks=config.knn_ks, knn_temperature=config.knn_temperature, progress=self.progress,
-                                 should_stop=self.should_stop, model=model.name,
-                                 linear_memory_budget=config.memory_budget)
-            self.rows += _rows(model, dataset, feats, results)
-            self.search += _search_rows(model, feats, results)
-            if config.metrics and view == BASE and model.kind != "pixels":
+            if feats.tokens:
+                self.emit(ProgressEvent("load", 1, 1, model.name, f"{view} view: token features for the attentive "
+                                        f"probe, {feats.token_bytes() / 2**20:,.1f} MB float16 in the cache"))
+            rows, results = self.fit(model, dataset, feats, view)
+            self.rows += rows
+            n_fit = dataset.n_train - validation_size(dataset.n_train, config.val_fraction)
+            self.notes += [n for n in probe_clamps(results, n_fit, dataset.n_train) if n not in self.notes]
+            if config.combine and not pixels:
+                self.combine(model, dataset, feats, view, results)
+            if config.shots or config.fractions:
+                self.draw(model, dataset, feats, view, rows)
+            if config.metrics and view == BASE and not pixels:
                 m, c = _diagnostics(config, model, feats, dataset, self.device, self.cache, self.progress,
                                     self.should_stop)
                 self.metrics.append(m)
                 self.ckas.append(c)
 
+    def fit(self, model: Model, dataset: Dataset, feats: Features, view: str, labels: dict | None = None,
+            split=None, refit_idx=None, search: bool = True) -> tuple[list[dict], list[ProbeResult]]:
+        """Every probe on one view's features: (table rows, the vector probes' results). The vector probes (linear,
+        k-NN) fit every distinct column; the attentive probe reads the first curve's cuts as tokens (a curve of its
+        own, readout `tokens`). `labels`, `split`, `refit_idx`: a few-shot draw's (default: the sweep's)."""
+        config = self.config
+        labels = dataset.view_labels(view, "train") if labels is None else labels
+        test_labels = {t: dataset.view_labels(view, "test")[t] for t in labels}
+        vectors = [p for p in config.probes if HEADS[p].inputs == "vectors"]
+        fit = feats.distinct()  # columns that share features (vector cuts in several curves) are fitted once
+        results = self.vector_probes(vectors, feats, fit, labels, test_labels, model, split, refit_idx) if vectors else []
+        rows = _rows(model, dataset, feats, results, self.shortfalls)
+        if search:
+            self.search += _search_rows(model, feats, results)
+        if "attentive" in config.probes:
+            first = feats.first_curve()
+            att = self.probe(["attentive"], first.train, first.test, labels, test_labels, model, split, refit_idx,
+                             feats.tokens)
+            tokens = feats.token_curve("on" if config.readout_norm == "on" and model.kind != "pixels" else "off")
+            rows += _rows(model, dataset, tokens, att, self.shortfalls)
+            if search:
+                self.search += _search_rows(model, tokens, att)
+        return rows, results
+
+    def vector_probes(self, probes, feats: Features, columns, labels, test_labels, model: Model, split=None,
+                      refit_idx=None) -> list[ProbeResult]:
+        """The vector probes on `columns` of `feats`; the raw-pixels baseline's linear probe on the pixels' leading
+        principal components (models/pixels.py says why), its other probes on the pixels themselves."""
+        def fit(chosen, train, test):
+            return self.probe(chosen, train, test, labels, test_labels, model, split, refit_idx)
+
+        train, test = {n: feats.train[n] for n in columns}, {n: feats.test[n] for n in columns}
+        reduced = [p for p in probes if p in PIXEL_COMPONENT_PROBES]
+        if model.kind != "pixels" or not reduced:
+            return fit(probes, train, test)
+        train_pc, test_pc = principal_components(feats.train[PIXELS], feats.test[PIXELS], seed=self.config.seed)
+        results = fit(reduced, {PIXELS: train_pc}, {PIXELS: test_pc})
+        rest = [p for p in probes if p not in reduced]
+        results += fit(rest, train, test) if rest else []
+        tasks = list(labels)
+        return sorted(results, key=lambda r: (tasks.index(r.task), probes.index(r.probe)))  # run_probes' order
+
+    def probe(self, probes, train, test, labels, test_labels, model, split=None, refit_idx=None, tokens=None):
+        config = self.config
+        return run_probes(probes, train, labels, test, test_labels, device=self.device, seed=config.seed,
+                          val_fraction=config.val_fraction, linear_grid=config.linear_grid, knn_ks=config.knn_ks,
+                          knn_temperature=config.knn_temperature, progress=self.progress,
+                          should_stop=self.should_stop, model=model.name, linear_memory_budget=config.memory_budget,
+                          attentive=self.attentive, train_tokens=(tokens or {}).get("train"),
+                          test_tokens=(tokens or {}).get("test"), split=split, refit_idx=refit_idx)
+
+    def combine(self, model: Model, dataset: Dataset, feats: Features, view: str, results: list[ProbeResult]) -> None:
+        """The combined cuts (config.combine) of every readout curve, probed like single cuts, beside the curve."""
+        config = self.config
+        labels, test_labels = dataset.view_labels(view, "train"), dataset.view_labels(view, "test")
+        vectors = [p for p in config.probes if HEADS[p].inputs == "vectors"]
+        right = max(c.depth for c in feats.cuts) + 1
+        fitted = fit_combined(config.combine, feats, results, vectors, labels, test_labels,
+                              standardize=config.combine_standardize == "on",
+                              fit_probes=lambda probes, tr, te: self.probe(probes, tr, te, labels, test_labels, model))
+        for comb, curve, dim, r in fitted:
+            readout, norm = curve.split("|")
+            row = _row(model, dataset, comb.name, readout, norm, right + list(config.combine).index(comb.form),
+                       "combined", dim, r, self.shortfalls)
+            self.combined.append({**row, "cuts": ",".join(comb.cuts), "combine": comb.form})
+
+    def draw(self, model: Model, dataset: Dataset, feats: Features, view: str, rows: list[dict]) -> None:
+        """Few-shot and data-fraction draws (config.shots, config.fractions): every probe refitted on each draw."""
+        config = self.config
+        labels = dataset.view_labels(view, "train")
+        fit_idx, val_idx = validation_split(labels, config.val_fraction, config.seed)
+        done = fit_draws(plan(config.shots, config.fractions, config.tries),
+                         lambda y, split, refit: self.fit(model, dataset, feats, view, y, split, refit, search=False)[0],
+                         labels, fit_idx, val_idx, config.seed)
+        self.draws += [{**r, "shots": ALL, "try": 0, "n_fit": dataset.n_train} for r in rows]
+        for d, picked, drawn in done:
+            self.draws += [{**r, "shots": d.label, "try": d.attempt, "n_fit": len(picked)} for r in drawn]
+
     def result(self, dataset: Dataset, seconds: float) -> SweepResult:
         config = self.config
         table = with_intervals(pd.DataFrame(self.rows, columns=COLUMNS + MEMORY_COLUMNS), config.bootstrap, config.seed)
+        table["p_chosen"] = p_chosen(table, config.bootstrap, config.seed)
         summary = guillotine_summary(table, config.bootstrap, config.seed)
         result = SweepResult(table, summary, pd.DataFrame(self.search, columns=SEARCH_COLUMNS), config, self.features,
                              dataset, seconds, models=[m.name for m in self.models],
-                             cards={m.name: dict(m.card or {}) for m in self.models})
+                             cards={m.name: dict(m.card or {}) for m in self.models}, notes=list(self.notes))
+        if self.combined:
+            result.combined = with_intervals(pd.DataFrame(self.combined, columns=COLUMNS + COMBINED_COLUMNS +
+                                                          MEMORY_COLUMNS), config.bootstrap, config.seed)
+            result.combined_summary = combined_summary(table, result.combined, config.bootstrap, config.seed)
+        if self.draws:
+            result.draws = pd.DataFrame(self.draws, columns=COLUMNS + DRAW_COLUMNS + MEMORY_COLUMNS)
+            result.shots, result.shots_best = curves(result.draws), best_cuts(result.draws)
         if self.metrics:
             result.metrics = pd.concat(self.metrics, ignore_index=True)
             result.cka = pd.concat(self.ckas, ignore_index=True)
-            result.metric_selection = metric_vs_accuracy(first_curves(table), result.metrics)
+            result.metric_selection = metric_vs_accuracy(first_curves(table), result.metrics, config.bootstrap,
+                                                         config.seed)
         return result
 
 
@@ -269,33 +388,37 @@ def _models(config: SweepConfig, given: Sequence[Model] | None, dataset: Dataset
         model = spec if isinstance(spec, Model) else load_model(**model_args(config, spec))
         emit(ProgressEvent("load", i + 1, len(specs), model.name, f"{len(model.cuts)} cuts"))
         yield model
-        if "random-init" in config.baselines:
-            yield random_init(model, config.seed)
+        yield from random_inits(model, config.seed, random_init_draws(config.baselines))
     if "pixels" in config.baselines:
         yield pixels_model(dataset.splits["train"].shape[-1])
 
 
-def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeResult]) -> list[dict]:
-    out = []
-    for col, r in feats.expand(results):
-        c = col.cut
-        out.append({"model": model.name, "baseline": KIND_BASELINE[model.kind], "weights": model.weights_source,
-                    "dataset": dataset.name, "cut": c.name, "readout": col.readout, "norm": col.norm, "depth": c.depth,
-                    "part": c.part, "dim": int(feats.train[col.name].shape[1]), "task": r.task, "probe": r.probe,
-                    "accuracy": r.accuracy, "accuracy_ci_low": float("nan"), "accuracy_ci_high": float("nan"),
-                    "val_accuracy": r.val_accuracy, "chance": dataset.chance(r.task), "hparam": r.setting,
-                    "converged": r.converged, "n_iter": r.n_iter, "n_classes": r.n_classes, "n_train": dataset.n_train,
-                    "n_test": dataset.n_test, "correct": r.correct.numpy() if r.correct is not None else None,
-                    "baseline_for": model.baseline_for})
-    return out
+def _row(model: Model, dataset: Dataset, cut: str, readout: str, norm: str, depth: int, part: str, dim: int,
+         r: ProbeResult, notes: dict[str, str]) -> dict:
+    """One results row (COLUMNS + MEMORY_COLUMNS) of a probe result; `notes`: what to say per task (too little data)."""
+    return {"model": model.name, "baseline": KIND_BASELINE[model.kind], "weights": model.weights_source,
+            "dataset": dataset.name, "cut": cut, "readout": readout, "norm": norm, "depth": depth, "part": part,
+            "dim": dim, "task": r.task, "probe": r.probe, "accuracy": r.accuracy, "accuracy_ci_low": float("nan"),
+            "accuracy_ci_high": float("nan"), "val_accuracy": r.val_accuracy, "chance": dataset.chance(r.task),
+            "hparam": r.setting, "converged": r.converged, "n_iter": r.n_iter, "n_classes": r.n_classes,
+            "n_train": dataset.n_train, "n_test": dataset.n_test, "p_chosen": float("nan"),  # filled once the curve is whole
+            "note": notes.get(r.task, ""), "correct": r.correct.numpy() if r.correct is not None else None,
+            "val_correct": r.val_correct.numpy() if r.val_correct is not None else None, "baseline_for": model.baseline_for}
+
+
+def _rows(model: Model, dataset: Dataset, feats: Features, results: list[ProbeResult], notes: dict[str, str]) -> list[dict]:
+    return [_row(model, dataset, col.cut.name, col.readout, col.norm, col.cut.depth, col.cut.part,
+                 int(feats.train[col.name].shape[-1]), r, notes)  # tokens [N, T, C]: C wide
+            for col, r in feats.expand(results)]
 
 
 def _search_rows(model: Model, feats: Features, results: list[ProbeResult]) -> list[dict]:
     """Every hyper-parameter value tried, with its validation accuracy; exactly one chosen per (column, task, probe)."""
     return [{"model": model.name, "cut": col.cut.name, "readout": col.readout, "norm": col.norm, "depth": col.cut.depth,
-             "task": r.task, "probe": r.probe, "hparam": r.hparam, "value": value, "val_accuracy": acc,
-             "chosen": value == r.value}
-            for col, r in feats.expand(results) for value, acc in r.search.items()]
+             "task": r.task, "probe": r.probe, "hparam": r.hparam, "value": key[0] if isinstance(key, tuple) else key,
+             "val_accuracy": acc, "chosen": key == r.chosen,
+             "also": " ".join(f"{n}={v:g}" for n, v in zip(r.also, key[1:])) if isinstance(key, tuple) else ""}
+            for col, r in feats.expand(results) for key, acc in r.search.items()]
 
 
 def with_intervals(table: pd.DataFrame, resamples: int, seed: int) -> pd.DataFrame:

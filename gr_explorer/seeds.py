@@ -32,8 +32,8 @@ import pandas as pd
 from scipy import stats
 
 from .hashing import json_digest
-from .models.random_init import random_label
-from .summary import CURVE, SUMMARY_COLUMNS
+from .names import draw_of, random_label
+from .summary import CURVE, SUMMARY_COLUMNS, enough_data
 from .training.config import TrainConfig
 
 #: card `config` keys that do not change the design: the seeds and where / how a run was written or evaluated
@@ -90,7 +90,8 @@ def _member_of(groups: dict[str, list[str]], table: pd.DataFrame) -> dict[str, s
     out = {m: label for label, members in groups.items() for m in members}
     if "baseline_for" in table.columns:
         twins = table[table["baseline_for"].fillna("").isin(list(out))]
-        out.update({twin: random_label(out[model]) for twin, model in zip(twins["model"], twins["baseline_for"])})
+        out.update({twin: random_label(out[model], draw_of(twin)) for twin, model in
+                    zip(twins["model"], twins["baseline_for"])})
     return out
 
 
@@ -115,7 +116,7 @@ def aggregate_table(table: pd.DataFrame, groups: dict[str, list[str]]) -> pd.Dat
         n_test=("n_test", "first"), n_seeds=("accuracy", "size"),
         **({"baseline_for": ("baseline_for", "first")} if "baseline_for" in rows.columns else {})).reset_index()
     agg["weights"] = BAND
-    cols = [c for c in table.columns if c != "correct"]
+    cols = [c for c in table.columns if c not in ("correct", "val_correct")]
     out = pd.concat([table.loc[~inside, cols], agg.reindex(columns=cols + ["n_seeds"])], ignore_index=True)
     return out
 
@@ -139,9 +140,21 @@ def seed_summary(summary: pd.DataFrame, groups: dict[str, list[str]]) -> pd.Data
                          "best_accuracy_mean": float(part["best_accuracy"].mean()),
                          "best_accuracy_sd": float(part["best_accuracy"].std(ddof=1)) if n > 1 else float("nan"),
                          "last_accuracy_mean": float(part["last_accuracy"].mean()), "gain_mean": mean, "gain_sd": sd,
-                         "gain_ci_low": lo, "gain_ci_high": hi, "clear_gain": bool(n > 1 and lo > 0),
+                         "gain_ci_low": lo, "gain_ci_high": hi,
+                         "clear_gain": bool(n > 1 and lo > 0 and enough_data(part).all()),
                          "gains": [float(v) for v in gains]})
     return pd.DataFrame(rows, columns=SEED_COLUMNS)
+
+
+def card_seed_summary(cards: dict[str, dict], task: str | None = None) -> pd.DataFrame:
+    """seed_summary of the held-out sweeps the cards themselves record (`results.summary`), for every design with
+    two or more of the given cards: what the zoo's README and the About page quote, never typed by hand."""
+    summary = pd.DataFrame([{**r, "model": name} for name, card in cards.items()
+                            for r in (card.get("results") or {}).get("summary", [])
+                            if (task is None or r["task"] == task) and not r["baseline"]])
+    if summary.empty:
+        return pd.DataFrame(columns=SEED_COLUMNS)
+    return seed_summary(summary, seed_groups(cards))
 
 
 def plot_summary(agg: pd.DataFrame, summary: pd.DataFrame, seeds: pd.DataFrame, groups: dict[str, list[str]],

@@ -17,8 +17,10 @@ import argparse
 import difflib
 import json
 import math
+import os
 import re
 import shlex
+import stat
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
@@ -102,15 +104,26 @@ class Interval(Rule):
 
 @dataclass(frozen=True)
 class Options(Rule):
-    """One of a set of names (a tuple, or a `names.py` registry whose keys are the names)."""
+    """One of a set of names (a tuple, or a `names.py` registry whose keys are the names); the names in `counted`
+    also take a count, `<name>:N` with N satisfying `count` (e.g. `random-init:5`)."""
 
     names: tuple | dict
+    counted: tuple[str, ...] = ()
+    count: Interval | None = None
 
     def accepts(self, v) -> bool:
-        return isinstance(v, str) and v in self.names
+        if not isinstance(v, str):
+            return False
+        if v in self.names:
+            return True
+        name, sep, n = v.partition(":")
+        return bool(sep) and name in self.counted and n.isdigit() and self.count.accepts(int(n))
 
     def describe(self) -> str:
-        return ", ".join(self.names)
+        text = ", ".join(self.names)
+        if self.counted:
+            text += f", or {'/'.join(self.counted)}:N (N: {self.count.describe()})"
+        return text
 
     def hint(self, v) -> str:
         close = difflib.get_close_matches(str(v), list(self.names), n=1)
@@ -146,7 +159,7 @@ class Items(Rule):
 
     @property
     def kind(self) -> str:
-        return {"int": "ints", "float": "floats"}.get(self.rule.kind, "strs")
+        return {"int": "ints", "float": "floats", "count_word": "counts"}.get(self.rule.kind, "strs")
 
     def accepts(self, v) -> bool:
         if not isinstance(v, tuple) or len(v) < self.min_len or (self.length is not None and len(v) != self.length):
@@ -202,6 +215,20 @@ class Flag(Rule):
 
 
 @dataclass(frozen=True)
+class Count(Rule):
+    """A positive integer, or the word `word` (shots per class: 1, 5, 10 or all); a list item (Items) of counts."""
+
+    word: str = "all"
+    kind = "count_word"
+
+    def accepts(self, v) -> bool:
+        return v == self.word or (is_int(v) and v >= 1)
+
+    def describe(self) -> str:
+        return f"a positive integer or {self.word!r}"
+
+
+@dataclass(frozen=True)
 class Null(Rule):
     """None is a valid value; `means` says what it stands for (`'all'` on the command line when `word` is set)."""
 
@@ -215,8 +242,18 @@ class Null(Rule):
         return self.means
 
 
+#: the largest settings file read (a run.json is a few kB)
+MAX_JSON_BYTES = 1 << 20
 #: the compute device, as every settings class spells it
 DEVICE = Text("auto, cpu, cuda, cuda:N or mps", pattern=r"auto|cpu|mps|cuda(:\d+)?")
+#: a seed: 32 bits, as NumPy's legacy seeding and most libraries take one; larger seeds overflowed int64 where a
+#: seed is combined with others (e.g. seed x 1,000,003 for the invariance metric's augmentations)
+MAX_SEED = 2**32 - 1
+SEED = Interval(int, 0, MAX_SEED, example=0)
+#: images per split a setting may ask for: more than any dataset here holds (ImageNet-1k has 1.28M), so a larger
+#: number is a typo that would otherwise reach NumPy as a MemoryError
+MAX_IMAGES = 100_000_000
+IMAGES = Interval(int, 1, MAX_IMAGES)
 
 
 def _num(v) -> str:
@@ -406,16 +443,31 @@ class Settings:
 
     @classmethod
     def load(cls, path: str | Path):
+        """Settings from a JSON file: a regular file of at most MAX_JSON_BYTES (a named pipe, a device such as /dev/zero
+        or a huge file is refused before it is opened, so nothing blocks or fills the memory), nested at most as deep
+        as the JSON parser goes."""
         p = Path(path)
         what = f"{cls.what.capitalize()} {str(p)!r}"
         try:
-            d = json.loads(p.read_text())
+            st = os.stat(p)
+            if not stat.S_ISREG(st.st_mode):
+                kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a named pipe" if stat.S_ISFIFO(st.st_mode) else \
+                    "a device or socket"
+                raise cls.error(f"{what} is {kind}, not a file. Valid: a JSON file such as the run.json an earlier run "
+                                "wrote.")
+            if st.st_size > MAX_JSON_BYTES:
+                raise cls.error(f"{what} has {st.st_size:,} bytes, more than a settings file ever needs. Valid: a JSON "
+                                f"file of at most {MAX_JSON_BYTES:,} bytes, such as the run.json an earlier run wrote.")
+            d = json.loads(p.read_bytes().decode("utf-8"))
         except FileNotFoundError as e:
             raise cls.error(f"{what} does not exist.") from e
         except (OSError, UnicodeDecodeError) as e:
             raise cls.error(f"{what} cannot be read: {e}.") from e
         except json.JSONDecodeError as e:
             raise cls.error(f"{what} is not valid JSON: {e}.") from e
+        except RecursionError:
+            raise cls.error(f"{what} is nested too deeply to be a settings file. Valid: a JSON object of settings, "
+                            "such as the run.json an earlier run wrote.") from None
         return cls.from_dict(d, source=what)
 
     # -- command line ----------------------------------------------------------------------------
@@ -488,6 +540,7 @@ def _required(cls, name: str) -> bool:
 
 FORMS = {"int": "an integer", "count": "an integer >= 1 or 'all'", "float": "a number",
          "floats": "comma-separated numbers, e.g. 0.01,0.1,1", "ints": "comma-separated integers, e.g. 5,10,20",
+         "counts": "comma-separated positive integers or 'all', e.g. 1,5,10,all",
          "json": "a JSON object, e.g. '{\"img_size\": 32}'"}
 
 
@@ -504,6 +557,8 @@ def parse_flag(kind: str, text: str, flag: str, error: type[Exception] = ConfigE
             return tuple(float(v) for v in text.split(",") if v.strip())
         if kind == "ints":
             return tuple(int(v) for v in text.split(",") if v.strip())
+        if kind == "counts":
+            return tuple("all" if v.strip().lower() == "all" else int(v) for v in text.split(",") if v.strip())
         if kind == "strs":
             return tuple(v.strip() for v in text.split(",") if v.strip())
         if kind == "json":
@@ -518,7 +573,7 @@ def parse_flag(kind: str, text: str, flag: str, error: type[Exception] = ConfigE
 
 def format_flag(kind: str, value) -> str:
     """A value as the command line spells it (the inverse of parse_flag)."""
-    if kind in ("ints", "floats", "strs"):
+    if kind in ("ints", "floats", "strs", "counts"):
         return ",".join(_word(v) for v in value)
     if kind == "json":
         return json.dumps(value, separators=(",", ":"))

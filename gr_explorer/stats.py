@@ -11,6 +11,8 @@ test images their coverage is close to nominal (tests check 92-98% for 95%).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -21,10 +23,17 @@ _CHUNK = 200  # resamples per matmul: bounds memory to _CHUNK x n floats
 class Resampler:
     """B seeded bootstrap resamples of n test images, applied to correctness vectors."""
 
-    def __init__(self, n: int, resamples: int = 1000, seed: int = 0):
+    def __init__(self, n: int, resamples: int = 1000, seed: int = 0, stream: int = 0):
+        """`stream` > 0 draws an independent set of resamples from the same seed (e.g. validation images, stream 1,
+        resampled beside the test images; stream 0 is the test images' own)."""
         self.n, self.resamples = int(n), int(resamples)
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED, *([int(stream)] if stream else [])]))
         self._idx = rng.integers(0, self.n, size=(self.resamples, self.n), dtype=np.int64) if self.n else None
+
+    @staticmethod
+    def nbytes(n: int, resamples: int) -> int:
+        """Bytes of the resampled indices a Resampler of n images holds (int64, resamples x n)."""
+        return 8 * int(n) * int(resamples)
 
     def accuracies(self, correct: np.ndarray | torch.Tensor) -> np.ndarray:
         """correct [L, n] (bool) -> resampled accuracies [B, L]."""
@@ -51,6 +60,26 @@ class Resampler:
         acc = self.accuracies(np.stack([_np(correct_a), _np(correct_b)]))
         lo, hi = percentile_interval(acc[:, :1] - acc[:, 1:])
         return float(lo[0]), float(hi[0])
+
+
+def versus_draws(model: np.ndarray, draws: np.ndarray, points: np.ndarray, seed: int = 0,
+                 level: float = LEVEL) -> tuple[float, float]:
+    """Interval of (model - the mean of N random draws), e.g. a model's gain minus the mean gain of N random inits.
+
+    `model` [B] and `draws` [B, N] are the statistic on the same B resamples of the test images (paired: the image
+    noise the two share cancels); `points` [N] the draws' values on the whole test set. With N >= 2 the mean of N
+    draws is itself uncertain: each resample also gets the mean's between-draw error s / sqrt(N) * T, T drawn from
+    Student's t with N - 1 degrees of freedom (s: the sd of `points`; t because s is estimated from few draws).
+    That adds the between-draw variance to the test-image variance; it counts the draws' own image noise twice, so
+    it errs wide. With N = 1 it is the plain paired interval.
+    """
+    diff = np.asarray(model, dtype=np.float64) - np.asarray(draws, dtype=np.float64).mean(axis=1)
+    n = len(points)
+    if n >= 2:
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED, 2]))
+        diff = diff + np.std(points, ddof=1) / math.sqrt(n) * rng.standard_t(n - 1, size=diff.shape[0])
+    lo, hi = percentile_interval(diff[:, None], level)
+    return float(lo[0]), float(hi[0])
 
 
 def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:

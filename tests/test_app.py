@@ -24,6 +24,7 @@ from PIL import Image
 from scipy import stats
 from streamlit.testing.v1 import AppTest
 
+from gr_explorer.app.about import TIMES
 from gr_explorer.config import SweepConfig
 from gr_explorer.models import save_checkpoint
 from gr_explorer.models.random_init import random_label
@@ -92,6 +93,21 @@ def charts(at: AppTest) -> list[dict]:
 def traces(spec: dict, role: str, by: str = "task") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """task (or model) -> (x, y) of the traces of one role (curve, band, best, chance, random-init, pixels)."""
     return {t["meta"][by]: (decode(t["x"]), decode(t["y"])) for t in spec["data"] if (t.get("meta") or {}).get("role") == role}
+
+
+def verdict_of(r) -> str:
+    """The stated gain rule, written out here: borderline when the lower bound is within 5 test images of 0 while
+    the interval reaches past that, or when the gain is clear only with the cut held fixed."""
+    lo, hi, m = r["gain_ci_low"], r["gain_ci_high"], 5 / N_TEST
+    if abs(lo) <= m < hi or (lo > 0 and r["gain_choice_ci_low"] <= 0):
+        return "borderline"
+    return "clear gain" if lo > 0 else "no clear gain"
+
+
+def gain_cell(r, numbers: str) -> str:
+    """What a gain cell starts with: the numbers when clear, else the verdict with the numbers."""
+    verdict = verdict_of(r)
+    return numbers if verdict == "clear gain" else f"{verdict} ({numbers})"
 
 
 def frame(at: AppTest, column: str) -> pd.DataFrame:
@@ -171,21 +187,35 @@ def test_explore_default_run_equals_library_sweep_with_baselines_and_the_gain_ru
     assert set(traces(main, "curve")) == set(TASKS)
 
     # the summary table: validation-selected best cut, intervals, baselines, chance; "no clear gain" when the
-    # gain's interval contains 0 -- and no gain label on the chart for those
+    # gain's interval contains 0, "borderline" at the edge -- and no gain label on the chart for either; the share
+    # of the gain that training caused (the model's gain minus its twin's, from the twin's own rows)
     shown = frame(at, "guillotine gain").set_index("task")
     s = ref.summary[ref.summary["baseline"] == ""].set_index("task")
+    twin_s = ref.summary[ref.summary["model"] == twin].set_index("task")
     assert s["clear_gain"].eq(s["gain_ci_low"] > 0).all()
     for task, r in s.iterrows():
         row = shown.loc[task]
         assert row["best cut (validation)"] == r["best_cut"]
         assert row["accuracy there [95% CI]"] == f"{r['best_accuracy']:.3f} [{r['best_ci_low']:.3f}, {r['best_ci_high']:.3f}]"
+        assert row["with the choice of cut [95% CI]"] == (f"[{r['best_choice_ci_low']:.3f}, {r['best_choice_ci_high']:.3f}]; "
+                                                           f"this cut chosen in {100 * r['p_chosen']:.0f}% of resamples")
         numbers = f"{100 * r['gain']:+.1f} pts [{100 * r['gain_ci_low']:+.1f}, {100 * r['gain_ci_high']:+.1f}]"
-        assert row["guillotine gain"] == (numbers if r["clear_gain"] else f"no clear gain ({numbers})")
+        head, training = row["guillotine gain"].split("; of which training: ")
+        assert head == gain_cell(r, numbers)
+        trained = r["gain"] - twin_s.loc[task, "gain"]
+        assert r["gain_over_random_init_gain"] == pytest.approx(trained)
+        assert f"{100 * trained:+.1f} [{100 * r['gain_over_random_init_gain_ci_low']:+.1f}, " in training
         assert row["random init"] == f"{r['random_init_accuracy']:.3f}"
         assert row["raw pixels"] == f"{r['pixels_accuracy']:.3f}" and row["chance"] == f"{r['chance']:.3f}"
     labels = [a for a in main["layout"].get("annotations", []) if a.get("name") in TASKS]
-    assert sorted(a["name"] for a in labels) == sorted(s.index[s["clear_gain"]])
+    verdicts = s.apply(verdict_of, axis=1)
+    assert sorted(a["name"] for a in labels) == sorted(s.index[verdicts == "clear gain"])
     assert not s["clear_gain"].all(), "the tiny random models should leave at least one gain unclear"
+    # how often each cut is chosen: a bar per cut under each curve, summing to 1, the best cut's share in the table
+    for task, (x, y) in traces(main, "p_chosen").items():
+        assert y.sum() == pytest.approx(1.0)
+        r = t[(t["model"] == "zoo:simclr") & (t["task"] == task)].sort_values("depth")
+        np.testing.assert_allclose(y, r["p_chosen"].to_numpy())
 
     # the heatmap, the validation search at the best cut, the downloads
     kinds = [c["data"][0].get("type") for c in charts(at)]
@@ -199,7 +229,7 @@ def test_explore_default_run_equals_library_sweep_with_baselines_and_the_gain_ru
     labels = sorted(b.label for b in at.get("download_button"))
     # the run's CSV, JSON and HTML; PNG and SVG of the chart; PNG, SVG and HTML of the embedding view
     assert labels == sorted(["Results (CSV)", "Run config (JSON)", "Figure (HTML)", "Figure (PNG)", "Figure (SVG)",
-                             "Figure (PNG)", "Figure (SVG)", "Figure (HTML)"]), labels
+                             "Map (PNG)", "Map (SVG)", "Map (HTML)"]), labels
 
 
 def test_explore_diagnostics_view(zoo):
@@ -234,8 +264,34 @@ def test_explore_diagnostics_view(zoo):
         assert f"**{task}**: validation picks **{r['val_cut']}**" in text
         if r["metric_cut"] == r["val_cut"]:
             assert "RankMe: the same cut" in text
-        elif r["accuracy_lost"] >= 5e-4:
-            assert f"RankMe: {r['metric_cut']}, loses {100 * r['accuracy_lost']:.1f} points" in text
+        elif r["accuracy_lost"] >= 5e-4:  # with its paired interval over the test images
+            interval = f"[{100 * r['accuracy_lost_ci_low']:+.1f}, {100 * r['accuracy_lost_ci_high']:+.1f}]"
+            assert f"RankMe: {r['metric_cut']}, loses {100 * r['accuracy_lost']:.1f} points {interval}" in text
+
+
+def test_explore_random_init_draws(zoo):
+    """The app's 'random init, 3 draws' choice: three twins, the table's random init as their mean ± sd, the chart's
+    dashed mean with the draws' range as a band; both random-init forms at once are refused."""
+    at = start()
+    small(at, "ex", tasks=["shape"])
+    at.multiselect(key="ex_baselines").set_value(["random-init:3"]).run()
+    at.button(key="ex_run").click().run()
+    no_errors(at)
+    ref = reference(at.session_state["explore:run"].config.to_json())
+    twins = [f"zoo:simclr [random init #{d}]" for d in (1, 2, 3)]
+    assert set(ref.table["model"]) == {"zoo:simclr", *twins}
+    s = ref.summary.set_index("model")
+    best = np.array([s.loc[m, "best_accuracy"] for m in twins])
+    row = frame(at, "guillotine gain").iloc[0]
+    assert row["random init"] == f"{best.mean():.3f} ± {best.std(ddof=1):.3f} (3 draws)"
+    spec = charts(at)[0]
+    acc = np.stack([ref.table[ref.table["model"] == m].sort_values("depth")["accuracy"] for m in twins])
+    _, y = traces(spec, "random-init")["shape"]
+    _, band = traces(spec, "random-init-band")["shape"]
+    np.testing.assert_allclose(y, acc.mean(0), atol=1e-12)
+    np.testing.assert_allclose(band, np.r_[acc.max(0), acc.min(0)[::-1]], atol=1e-12)
+    at.multiselect(key="ex_baselines").set_value(["random-init", "random-init:3"]).run()
+    assert "names the random-init baseline twice" in page_text(at)
 
 
 def test_explore_probe_change_reuses_cached_features_and_results_survive_reruns(zoo):
@@ -371,7 +427,12 @@ def test_image_folder_inside_the_data_root_runs_and_is_named_relative_to_it(zoo,
     (err,) = [e.value for e in at.error]  # the library's one-class error, with the folder named relative to the root
     assert "one class" in err and "'lonely'" in err and str(tmp_path) not in err and "Traceback" not in err
     assert not at.button(key="ex_run").disabled
-    at.text_input(key="ex_folder").input("pets").run()
+    runs_as_pets(at, "pets", tmp_path)
+
+
+def runs_as_pets(at: AppTest, typed: str, tmp_path: Path) -> None:
+    """Type `typed` as the image folder and run: the folder is named 'pets' everywhere, never by its server path."""
+    at.text_input(key="ex_folder").input(typed).run()
     at.button(key="ex_run").click().run()
     no_errors(at)
     record = at.session_state["explore:run"]
@@ -449,12 +510,12 @@ def test_compare_two_models(zoo):
     grid = [d.value for d in at.dataframe if list(d.value.columns) == TASKS][0]
     for row in ref.summary.itertuples():
         numbers = f"{100 * row.gain:+.1f} pts [{100 * row.gain_ci_low:+.1f}, {100 * row.gain_ci_high:+.1f}]"
-        clear = row.gain_ci_low > 0
+        verdict = verdict_of(row._asdict())
         short = f"{100 * row.gain:+.1f} [{100 * row.gain_ci_low:+.1f}, {100 * row.gain_ci_high:+.1f}]"
-        assert grid.loc[row.model, row.task] == f"{row.best_cut}: {short if clear else 'no clear gain'}"
+        assert grid.loc[row.model, row.task] == f"{row.best_cut}: {short if verdict == 'clear gain' else verdict}"
         if row.task == TASKS[0]:
             assert shown.loc[row.model, "best cut (validation)"] == row.best_cut
-            assert shown.loc[row.model, "guillotine gain"] == (numbers if clear else f"no clear gain ({numbers})")
+            assert shown.loc[row.model, "guillotine gain"] == gain_cell(row._asdict(), numbers)
     # CKA between the two models at each depth, from the sweep's own features (NumPy reference)
     (cka,) = [c for c in charts(at) if "Linear CKA at each depth" in json.dumps(c["layout"]["title"])]
     fa, fb = ref.features["zoo:simclr"]["base"].train, ref.features["zoo:deep"]["base"].train
@@ -587,20 +648,23 @@ def test_train_tiny_model_appears_in_explore_and_compare(zoo, tmp_path):
 
 
 def test_a_huge_number_of_images_is_refused_as_it_is_typed(zoo, monkeypatch):
-    """999,999,999 train images: the library's memory check speaks before any work, and Run stays disabled."""
+    """99,999,999 train images on a server whose admin allows that many: the library's memory check speaks before any
+    work, and Run stays disabled (with the default caps the widget itself stops at the server's max_images)."""
     import gr_explorer.data.shapes as shapes
 
+    monkeypatch.setenv("GR_EXPLORER_LIMITS", json.dumps({"max_images": 100_000_000}))
+    generate = shapes.generate
     monkeypatch.setattr(shapes, "generate", lambda *a, **k: pytest.fail("an image was generated"))
     at = start()
-    at.number_input(key="ex_n_train").set_value(999_999_999).run()
+    at.number_input(key="ex_n_train").set_value(99_999_999).run()
     assert not at.exception
     (err,) = [e.value for e in at.error]
-    assert "n_train=999,999,999" in err and "is too large for this machine" in err and "Valid: at most about" in err
+    assert "n_train=99,999,999" in err and "is too large for this machine" in err and "Valid: at most about" in err
     assert at.button(key="ex_run").disabled and "explore:job" not in at.session_state
-    monkeypatch.undo()  # the Train page times a few steps on a few real images
+    monkeypatch.setattr(shapes, "generate", generate)  # the Train page times a few steps on a few real images
     at.switch_page(f"{PAGES}/train.py").run()
-    at.number_input(key="tr_n_train").set_value(999_999_999).run()
-    assert any("n_train=999,999,999" in e.value for e in at.error) and at.button(key="tr_run").disabled
+    at.number_input(key="tr_n_train").set_value(99_999_999).run()
+    assert any("n_train=99,999,999" in e.value for e in at.error) and at.button(key="tr_run").disabled
 
 
 def test_a_missing_image_folder_is_refused_as_it_is_typed(zoo, tmp_path):
@@ -657,6 +721,9 @@ def test_about_renders(zoo):
     no_errors(at)
     text = " ".join(m.value for m in at.markdown)
     assert "Guillotine" in text and "2206.13378" in text and "guillotine gain" in text
+    # no time promised without a measurement behind it (issue 29: "instant" was 19 s, "a few minutes" 15)
+    assert "instant" not in text and "a few minutes" not in text
+    assert f"{TIMES['knn_refit_s']:.0f} s for k-NN" in text and f"{TIMES['nojitter_min']:.0f} minutes" in text
 
 
 # ----------------------------------------------------------------------------------------------
@@ -795,3 +862,157 @@ def test_default_model_choices():
     zoo = ["zoo:barlow", "zoo:simclr", "zoo:simclr_proj1", "zoo:simclr_proj3_wide", "zoo:simclr_proj_none", "zoo:vicreg"]
     assert default_models(zoo) == ["zoo:simclr_proj_none", "zoo:simclr_proj1", "zoo:simclr", "zoo:simclr_proj3_wide"]
     assert default_models(["zoo:barlow", "zoo:simclr", "zoo:vicreg", "zoo:byol"]) == ["zoo:simclr", "zoo:barlow", "zoo:vicreg"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Server bounds (issue 23, item 5): caps on images, models and time, the cache under the data root, every path
+# relative to it and every symlink kept inside it
+
+
+def _limits(monkeypatch, **caps) -> None:
+    monkeypatch.setenv("GR_EXPLORER_LIMITS", json.dumps(caps))
+
+
+def _entries(folder: Path) -> set[str]:
+    return {p.name for p in folder.glob("*/*") if p.is_dir()} if folder.exists() else set()
+
+
+def test_image_counts_beyond_the_server_limit_are_refused_before_any_work(zoo, monkeypatch):
+    _limits(monkeypatch, max_images=100)
+    at = start()
+    assert at.number_input(key="ex_n_train").max == at.number_input(key="ex_n_test").max == 100
+    at.multiselect(key="ex_tasks::shapes").set_value(["shape"])
+    at.number_input(key="ex_n_test").set_value(50)
+    at.number_input(key="ex_n_train").set_value(150).run()  # what a forged browser message could send
+    assert at.number_input(key="ex_n_train").value <= 100  # Streamlit keeps a widget within its range
+    at.number_input(key="ex_n_train").set_value(0).run()  # 'all': 8,000 shapes, known once the dataset is loaded
+    at.button(key="ex_run").click().run()
+    assert not at.exception
+    (err,) = [e.value for e in at.error]
+    assert "Train images (n_train) = all (8,000) images is more than this server allows per split (100)" in err
+    assert "Valid: at most 100" in err
+    assert not _entries(Path(os.environ["GR_EXPLORER_DATA_ROOTS"]) / "cache")  # refused before any extraction
+    from gr_explorer.app.results import start_sweep  # the same check guards a config that bypassed the widgets
+    from gr_explorer.errors import ResourceError
+
+    with pytest.raises(ResourceError, match=r"Train images \(n_train\) = 150 images is more than this server allows"):
+        start_sweep(SweepConfig(models=["zoo:simclr"], n_train=150, n_test=50), "Sweep")
+
+
+def test_an_oversized_upload_is_refused_in_seconds_and_nothing_is_kept(zoo, tmp_path):
+    """The issue's 1 KB card (ViT-Tiny, depth 20,000) held the server 12 minutes at 2 GB; now its meta-device
+    build is stopped at the parameter limit and the upload is deleted."""
+    _, path = saved_tiny(tmp_path / "mine", "big")
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["architecture"] = {"backbone": {"type": "timm", "name": "vit_tiny_patch16_224", "kwargs": {"depth": 20000}},
+                            "projector": None}
+    at = start()
+    at.radio(key="ex_source").set_value("Upload").run()
+    t0 = time.perf_counter()
+    at.file_uploader(key="ex_upload").set_value([("big.safetensors", path.read_bytes(), "application/octet-stream"),
+                                                 ("big.json", json.dumps(card).encode(), "application/json")]).run()
+    assert time.perf_counter() - t0 < 60
+    (err,) = [e.value for e in at.error]
+    assert "more than 100,000,000 parameters" in err and "Valid: a model of at most" in err
+    assert str(tmp_path) not in err and not list((tmp_path / "data" / "uploads").rglob("*.json"))
+
+
+def test_a_timm_model_beyond_the_parameter_limit_is_refused_before_it_is_built(zoo, monkeypatch):
+    _limits(monkeypatch, max_params=1_000_000)
+    at = start()
+    at.radio(key="ex_source").set_value("timm").run()
+    at.text_input(key="ex_timm").input("resnet18").run()
+    at.selectbox(key="ex_timm_weights").set_value("random").run()
+    (err,) = [e.value for e in at.error]
+    assert "timm:resnet18 has more than 1,000,000 parameters" in err and "beyond this server's limit" in err
+    assert at.button(key="ex_run").disabled
+
+
+def test_a_job_past_the_time_limit_is_stopped_with_a_clear_message(zoo, monkeypatch):
+    _limits(monkeypatch, job_seconds=1)
+    at = start()
+    small(at, "ex")
+    at.button(key="ex_run").click().run()
+    assert not at.exception
+    (err,) = [e.value for e in at.error]
+    assert "The job passed this server's time limit of 1 s and was stopped at its next batch" in err
+    assert "Valid: fewer images, cuts or models" in err
+    job = at.session_state["explore:job"]
+    assert job.timed_out and not job.running
+
+
+def test_features_are_cached_under_the_data_root_with_a_size_cap(zoo, monkeypatch, tmp_path):
+    """Never $HOME/.cache (nor $GR_EXPLORER_CACHE): the app's cache is data/cache, and past cache_gb the least
+    recently used entries go (those of the run in progress stay)."""
+    _limits(monkeypatch, cache_gb=1e-6)  # ~1 KB: smaller than any one run
+    cache = tmp_path / "data" / "cache"
+    at = start()
+    small(at, "ex", tasks=["shape"])
+    at.multiselect(key="ex_baselines").set_value([]).run()
+    at.button(key="ex_run").click().run()
+    no_errors(at)
+    first = _entries(cache)
+    assert first and not (tmp_path / "feature-cache").exists()
+    at.number_input(key="ex_n_train").set_value(N_TRAIN + 20).run()  # other images: other entries
+    at.button(key="ex_run").click().run()
+    no_errors(at)
+    second = _entries(cache)
+    assert second and not second & first  # the first run's entries were evicted, the second run's kept
+    assert at.session_state["explore:run"].cache_stats()["zoo:simclr"]["cached"] == 0
+
+
+def test_an_absolute_folder_inside_the_root_is_stored_relative_and_links_out_are_refused(zoo, tmp_path):
+    root = tmp_path / "data"
+    _images(root / "pets")
+    outside = tmp_path / "outside"
+    _images(outside, classes=("owl", "bat"))
+    _images(root / "linked")
+    (root / "linked" / "owl").symlink_to(outside / "owl", target_is_directory=True)  # a class folder linking out
+    (root / "deep").mkdir()
+    _images(root / "deep")
+    (root / "deep" / "cat" / "stolen.png").symlink_to(outside / "bat" / "0.png")  # a file linking out
+    at = start()
+    at.selectbox(key="ex_dataset").set_value("imagefolder").run()
+    at.multiselect(key="ex_baselines").set_value([]).run()
+    for name, entry in (("linked", "'owl'"), ("deep", "'cat/stolen.png'")):
+        at.text_input(key="ex_folder").input(name).run()
+        at.button(key="ex_run").click().run()
+        (err,) = [e.value for e in at.error]
+        assert f"{entry} is a symbolic link that leads outside the app's data folder" in err, err
+        assert str(tmp_path) not in err and "outside/" not in err
+    runs_as_pets(at, str(root / "pets"), tmp_path)  # an absolute path inside the root
+
+
+def test_training_images_beyond_the_server_limit_are_refused(zoo, monkeypatch):
+    _limits(monkeypatch, max_images=100)
+    at = start("train")
+    assert at.number_input(key="tr_n_train").max == 100
+    at.number_input(key="tr_n_train").set_value(5000).run()  # beyond the widget's maximum: a forged message
+    assert at.number_input(key="tr_n_train").value <= 100  # Streamlit keeps a widget within its range
+    from gr_explorer.app.train import start_training  # the check behind the widget: nothing starts
+    from gr_explorer.errors import ResourceError
+    from gr_explorer.training import TrainConfig
+
+    for n, shown in ((5000, "5,000"), (None, "all")):
+        with pytest.raises(ResourceError, match=rf"Training images \(n_train\) = {shown}.* (is more than this server "
+                                                rf"allows per split \(100\)|is not allowed on this server)"):
+            start_training([TrainConfig(n_train=n, out="x.safetensors")])  # a queue of one design
+
+
+def test_server_limits_are_declared_once_and_checked():
+    from gr_explorer.app.limits import ServerLimits
+    from gr_explorer.errors import ConfigError, ResourceError
+
+    caps = ServerLimits(max_images=10, max_bootstrap=200)
+    with pytest.raises(ResourceError, match=r"Test images \(n_test\) = 11 images is more than this server allows"):
+        caps.check_sweep(SweepConfig(models=["zoo:x"], n_train=10, n_test=11))
+    with pytest.raises(ResourceError, match=r"bootstrap = 1,000 resamples is more than this server allows \(200\)"):
+        caps.check_sweep(SweepConfig(models=["zoo:x"], n_train=10, n_test=10))
+    with pytest.raises(ConfigError, match=r"max_images=0 is invalid\. Valid: an integer from 1"):
+        ServerLimits(max_images=0)
+    with pytest.raises(ConfigError, match=r"Unknown key\(s\) \['max_imgs'\] in GR_EXPLORER_LIMITS"):
+        os.environ["GR_EXPLORER_LIMITS"] = '{"max_imgs": 5}'
+        try:
+            ServerLimits.configured()
+        finally:
+            del os.environ["GR_EXPLORER_LIMITS"]

@@ -16,6 +16,7 @@ tour, which also shoots Compare).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -26,10 +27,11 @@ import urllib.request
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from gr_explorer.config import SweepConfig
-from gr_explorer.data import dataset_tasks
+from gr_explorer.data import dataset_tasks, image_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("GR_EXPLORER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -84,7 +86,8 @@ def playwright_api():
 
 
 @pytest.fixture
-def server(tmp_path):
+def served(tmp_path):
+    """(url, real_zoo, the server's process): a test that measures the server (its memory, its CPU) needs the last."""
     port = _free_port()
     env = {**os.environ, "GR_EXPLORER_CACHE": str(tmp_path / "cache"), "GR_EXPLORER_DATA_ROOTS": str(tmp_path / "data"),
            "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -98,7 +101,7 @@ def server(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_http(url, proc, SERVER_START_S)
-        yield url, "GR_EXPLORER_ZOO" not in env or env["GR_EXPLORER_ZOO"] == os.environ.get("GR_EXPLORER_ZOO")
+        yield url, "GR_EXPLORER_ZOO" not in env or env["GR_EXPLORER_ZOO"] == os.environ.get("GR_EXPLORER_ZOO"), proc
     finally:
         proc.terminate()
         try:
@@ -108,6 +111,12 @@ def server(tmp_path):
             proc.wait(10)
         log.close()
         print((tmp_path / "streamlit.log").read_text()[-3000:])
+
+
+@pytest.fixture
+def server(served):
+    """(url, real_zoo)"""
+    return served[:2]
 
 
 def _launch(p):
@@ -231,3 +240,92 @@ def test_screenshot_tour_diagnostics_and_compare(playwright_api, server, tmp_pat
             assert str(tmp_path) not in page.inner_text("body")
         finally:
             browser.close()
+
+
+def _rss(proc: subprocess.Popen) -> int:
+    return psutil.Process(proc.pid).memory_info().rss
+
+
+@pytest.mark.slow
+def test_cancel_during_extraction_stops_and_gives_the_memory_back(playwright_api, served, tmp_path):
+    """20,000 train images, Cancel once extraction is under way: the page says cancelled within CANCEL_S of the
+    click (the button's help promises "within a second or so" per stage; the rest is the browser round trip on
+    a busy machine), and the server's RSS falls back to its level before Run plus what the app keeps on purpose
+    (the generated images, in the shared dataset cache) and MEMORY_SLACK of allocator noise."""
+    CANCEL_S, MEMORY_SLACK = 10.0, 150e6
+    url, _, proc = served
+    n_train, n_test = 20_000, 1_000  # the widget's cap on a server with default limits
+    with playwright_api() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            field = page.get_by_role("spinbutton", name="Train images")
+            field.wait_for(timeout=90_000)
+            field.fill(str(n_train))
+            field.press("Enter")
+            page.wait_for_function("() => [...document.querySelectorAll('button')].some("
+                                   "b => b.innerText.trim().endsWith('Run') && !b.disabled)", timeout=90_000)
+            page.wait_for_timeout(2000)
+            before = _rss(proc)
+            page.get_by_role("button", name="Run", exact=True).click()
+            page.get_by_text("Extract features").first.wait_for(timeout=RUN_S * 1000)
+            peak, server = before, psutil.Process(proc.pid)
+            for _ in range(10):  # extraction under way: its features, batches and the dataset in memory
+                peak = max(peak, server.memory_info().rss)
+                page.wait_for_timeout(300)
+            t0 = time.perf_counter()
+            page.get_by_role("button", name="Cancel").click()
+            page.get_by_text("cancelled after").first.wait_for(timeout=60_000)
+            seconds = time.perf_counter() - t0
+            page.wait_for_timeout(3000)
+            after = _rss(proc)
+            kept = sum(image_bytes("shapes", n_train, n_test))
+            print(f"cancel during extraction: page says cancelled {seconds:.1f} s after the click; server RSS "
+                  f"{before / 1e6:.0f} MB before Run, {peak / 1e6:.0f} MB peak, {after / 1e6:.0f} MB after "
+                  f"(images kept in the dataset cache: {kept / 1e6:.0f} MB)")
+            _no_errors(page)
+            assert "Reproduce from a terminal" not in page.inner_text("body")
+            assert seconds < CANCEL_S
+            assert after - before < kept + MEMORY_SLACK
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_closing_the_tab_ends_its_training(playwright_api, served, tmp_path):
+    """Train, then close the tab mid-training: the training stops by itself (jobs.OWNER_GRACE_S after the session
+    is gone, plus a step), saves its checkpoint marked incomplete, and the server's CPU goes idle."""
+    url, _, proc = served
+    with playwright_api() as p:
+        browser = _launch(p)
+        try:
+            context = browser.new_context(viewport=VIEWPORT)
+            page = context.new_page()
+            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            page.get_by_role("link", name="Train").click()
+            button = page.get_by_role("button", name="Train", exact=True)
+            button.wait_for(timeout=90_000)
+            page.wait_for_function("() => [...document.querySelectorAll('button')].some("
+                                   "b => b.innerText.trim().endsWith('Train') && !b.disabled)", timeout=180_000)
+            button.click()
+            page.get_by_text("epoch 1, loss").first.wait_for(timeout=RUN_S * 1000)
+            closed = time.perf_counter()
+            context.close()
+        finally:
+            browser.close()
+    cards: list[Path] = []
+    while not cards and time.perf_counter() - closed < 120:
+        time.sleep(1)
+        cards = list((tmp_path / "data").rglob("trained/**/*.json"))
+    stopped = time.perf_counter() - closed
+    assert cards, "the training went on after its tab closed (no checkpoint within 120 s)"
+    card = json.loads(cards[0].read_text())
+    assert card["complete"] is False and card["training"]["steps"] < card["training"]["planned_steps"]
+    server = psutil.Process(proc.pid)
+    server.cpu_percent(None)
+    time.sleep(3)
+    cpu = server.cpu_percent(None)
+    print(f"tab closed: the training stopped and saved {stopped:.1f} s later at step {card['training']['steps']} of "
+          f"{card['training']['planned_steps']}; server CPU afterwards {cpu:.0f}%")
+    assert cpu < 25

@@ -22,7 +22,7 @@ from test_browser import VIEWPORT, _launch, _no_errors, _shot
 
 from gr_explorer.embedding_plots import click_script, hover_script
 
-playwright_api, server = test_browser.playwright_api, test_browser.server  # its fixtures: Chromium, the app's server
+playwright_api, served, server = test_browser.playwright_api, test_browser.served, test_browser.server  # its fixtures
 
 RUN_S = 400
 #: a small run (the link a teacher would share): two tasks, 300 / 200 images
@@ -42,8 +42,15 @@ def _positions(frame) -> dict:
 
 
 def _errors_of(page) -> list[str]:
+    """JavaScript errors on the page and in its iframes. A promise rejected with nothing (no message, no stack) is
+    left out: Plotly.animate rejects that way when a new frame interrupts the one being drawn, which is harmless."""
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))  # also the embedding iframe's scripts
+
+    def seen(e) -> None:
+        if (e.message, e.stack) not in (("undefined", None), ("undefined", ""), ("", None), ("", "")):
+            errors.append(f"{e.message}\n{e.stack}")
+
+    page.on("pageerror", seen)
     return errors
 
 
@@ -98,7 +105,7 @@ def test_embedding_slider_hover_downloads_and_a_shared_link(playwright_api, serv
 
             # PNG and SVG of the embedding grid, rendered on the server
             panel = page.get_by_role("tabpanel", name="Embedding per cut")
-            for name, suffix in (("Figure (PNG)", "png"), ("Figure (SVG)", "svg")):
+            for name, suffix in (("Map (PNG)", "png"), ("Map (SVG)", "svg")):
                 with page.expect_download(timeout=120_000) as d:
                     panel.get_by_role("button", name=name).click()
                 d.value.save_as(tmp_path / f"embedding.{suffix}")

@@ -287,3 +287,51 @@ def test_fingerprint_setting_is_validated_and_documented(capsys):
         build_parser().parse_args(["sweep", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--fingerprint" in text and "size and modification time; trusts that a file rewritten" in text
+
+
+def _entry(root, key: str, rows: int, max_bytes=None) -> FeatureCache:
+    """One entry of `rows` x 64 float32 rows per split, written through its own store (as one run would)."""
+    store = FeatureCache(root, max_bytes=max_bytes)
+    w = store.writer(key, {"what": key})
+    for split in ("train", "test"):
+        w.open(split, rows, 64)
+        w.write(split, 0, np.full((rows, 64), 1.0, dtype=np.float32))
+    w.commit()
+    time.sleep(0.02)  # distinct modification times, whatever the filesystem's resolution
+    return store
+
+
+def test_a_capped_cache_evicts_the_least_recently_used_entries(tmp_path):
+    """Server mode (issue 23, item 5): the app's cache has a size cap; eviction is LRU by entry, and a store never
+    evicts what it has itself written or read (a sweep's own entries stay while it runs)."""
+    root = tmp_path / "c"
+    one = 2 * 100 * 64 * 4  # the rows of one entry; its meta.json adds a few hundred bytes
+    cap = int(3.5 * one)
+    keys = [f"{i:02d}" + "k" * 62 for i in range(5)]
+    for k in keys[:3]:
+        _entry(root, k, 100, cap)
+    assert FeatureCache(root, max_bytes=cap).get(keys[0]) is not None  # a hit: keys[0] is now the most recent
+    time.sleep(0.02)
+    _entry(root, keys[3], 100, cap)  # 4 entries > cap: the least recently used one (keys[1]) goes
+    left = {p.name for p in root.glob("*/*") if p.is_dir()}
+    assert left == {keys[0], keys[2], keys[3]}
+    usage = FeatureCache(root).usage()
+    assert sum(size for _, size, _, _ in usage) <= cap
+    assert sum(os.path.getsize(f) for f in root.rglob("*") if f.is_file()) == sum(s for _, s, _, _ in usage)
+    # one store that writes more than the cap keeps all of its own entries (they are in use), the others go
+    store = FeatureCache(root, max_bytes=cap)
+    for k in (keys[4], keys[1]):
+        w = store.writer(k, {})
+        for split in ("train", "test"):
+            w.open(split, 200, 64)
+            w.write(split, 0, np.zeros((200, 64), dtype=np.float32))
+        w.commit()
+    assert {p.name for p in root.glob("*/*") if p.is_dir()} == {keys[4], keys[1]}
+    assert store.get(keys[4]) is not None and store.get(keys[1]) is not None
+
+
+def test_an_uncapped_cache_keeps_everything(tmp_path):
+    for i in range(3):
+        _entry(tmp_path / "c", f"{i:02d}" + "u" * 62, 50)
+    assert len([p for p in (tmp_path / "c").glob("*/*") if p.is_dir()]) == 3
+    assert FeatureCache(tmp_path / "c").evict() == []

@@ -19,13 +19,14 @@ PACKAGE = ROOT / "gr_explorer"
 #: lowest first; a module may import its own layer or any layer below, never one above. Each entry is a module
 #: or a package (all of its submodules), named relative to gr_explorer.
 LAYERS = [
-    ["errors", "names", "settings", "hashing", "threads", "files", "progress", "stats", "verdict", "device",
+    ["errors", "names", "settings", "hashing", "threads", "files", "progress", "stats", "choice", "verdict", "device",
      "augment", "distributed", "export"],  # plain tools and the names every layer speaks
     ["config", "cache"],  # the sweep's settings; the feature store
     ["data", "models"],  # inputs
-    ["forward", "features", "probes", "limits"],  # one forward pass for all cuts; heads on the features; will a run fit
-    ["diagnostics", "summary", "plots", "embedding", "embedding_plots", "live_plots"],  # label-free measures and maps; reading
-    # and drawing a results table
+    ["forward", "features", "probes", "limits", "samples"],  # one forward pass for all cuts; heads on the features; will a run fit; enough data?
+    ["diagnostics", "summary", "plots", "embedding", "embedding_plots", "live_plots", "combine", "shots"],  # label-free
+    # measures and maps; reading and drawing a results table; combined cuts and few-shot draws (heads over several cuts
+    # or draws)
     ["run"],  # a sweep
     ["training"],  # a training run (its held-out evaluation is a sweep)
     ["seeds", "outputs", "uploads", "embed"],  # designs over seeds; a sweep's files; checked uploads; embedding runs

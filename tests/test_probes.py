@@ -383,7 +383,7 @@ def test_low_precision_and_double_features(multicut):
 
 
 def test_constants():
-    assert tuple(PROBES) == ("linear", "knn")
+    assert tuple(PROBES) == ("linear", "knn", "attentive")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -92,7 +92,7 @@ def test_a_default_changed_in_the_declaration_changes_the_flag_the_json_and_the_
 
 
 def test_setting_rules_name_the_field_and_what_is_valid():
-    with pytest.raises(ConfigError, match=r"n_train=0 is invalid\. Valid: an integer >= 1, or null / 'all'"):
+    with pytest.raises(ConfigError, match=r"n_train=0 is invalid\. Valid: an integer from 1 to 100000000, or null / 'all'"):
         SweepConfig(models=["zoo:simclr"], n_train=0)
     with pytest.raises(ConfigError, match=r"probes=\['svm'\] is invalid\. Valid: a non-empty list of probes from: "
                                           r"linear, knn"):

@@ -169,6 +169,51 @@ def test_pixels_baseline_is_the_raw_pixels():
     assert big.train["pixels"].shape == (20, 3 * 32 * 32)
 
 
+def test_the_pixel_baseline_probes_the_leading_principal_components():
+    """models/pixels.principal_components against NumPy's SVD of the standardised train pixels: the projection
+    keeps (nearly) all the variance of the exact top-k components, its columns have equal variance (the Hadamard
+    rotation), the test split goes through the same map, and a seed gives the same numbers."""
+    from gr_explorer.models.pixels import principal_components
+
+    ds = load_dataset("shapes", tasks=["shape"], n_train=600, n_test=50, seed=0)
+    x, xt = (((d.float() / 255 - 0.5) / 0.5).flatten(1) for d in (ds.train_images, ds.test_images))
+    train, test = principal_components(x, xt, k=64, seed=3)
+    assert train.shape == (600, 64) and test.shape == (50, 64)
+    X = x.double().numpy()
+    mean, std = X.mean(0), X.std(0)
+    Z = (X - mean) / np.where(std > 1e-12, std, np.inf)
+    top = np.linalg.svd(Z, compute_uv=False)[:64]
+    assert (train.double().square().sum() / (top**2).sum()).item() == pytest.approx(1.0, abs=0.01)
+    variances = train.double().var(0, unbiased=False)
+    assert (variances.max() / variances.min()).item() < 1.05
+    again, same_rows = principal_components(x, x[:50], k=64, seed=3)
+    assert torch.equal(again, train) and torch.allclose(same_rows, train[:50], atol=1e-5)
+    few, _ = principal_components(x[:40], xt, k=64)
+    assert few.shape == (40, 32)  # fewer fit rows than components: the largest power of two below them
+
+
+def test_a_sweep_fits_the_pixel_linear_probe_on_components_and_knn_on_the_pixels(ckpt):
+    """The sweep's pixels rows against run_probes called by hand: the linear probe on principal_components of the
+    extracted pixels, the k-NN probe on the pixels themselves; both in the sweep's row order."""
+    from gr_explorer.models import pixels_model
+    from gr_explorer.models.pixels import principal_components
+
+    cfg = SweepConfig(models=[f"file:{ckpt[1]}"], dataset="shapes", tasks=["shape", "color"], probes=["knn", "linear"],
+                      n_train=300, n_test=100, seed=2, baselines=["pixels"])
+    res = run_sweep(cfg)
+    rows = res.table[res.table["model"] == "pixels"]
+    assert list(zip(rows["task"], rows["probe"])) == [("shape", "knn"), ("shape", "linear"), ("color", "knn"),
+                                                      ("color", "linear")]
+    ds = load_dataset("shapes", tasks=["shape", "color"], n_train=300, n_test=100, seed=2)
+    f = extract_features(pixels_model(32), ds, cache=False)
+    train_pc, test_pc = principal_components(f.train["pixels"], f.test["pixels"], seed=2)
+    by_hand = run_probes(["linear"], {"pixels": train_pc}, ds.train_labels, {"pixels": test_pc}, ds.test_labels, seed=2)
+    by_hand += run_probes(["knn"], {"pixels": f.train["pixels"]}, ds.train_labels, {"pixels": f.test["pixels"]},
+                          ds.test_labels, seed=2)
+    ours = {(r.task, r.probe): (r.accuracy, r.hparam) for r in rows.itertuples()}
+    assert ours == {(r.task, r.probe): (r.accuracy, r.setting) for r in by_hand}
+
+
 def test_random_weights_are_seeded():
     from gr_explorer.models import load_model
 
@@ -250,7 +295,8 @@ def _fig_table():
 
 def test_accuracy_vs_depth_figure():
     t = _fig_table().assign(accuracy_ci_low=lambda d: d["accuracy"] - 0.05, accuracy_ci_high=lambda d: d["accuracy"] + 0.05)
-    summary = guillotine_summary(t).assign(gain_ci_low=[0.4, -0.1], gain_ci_high=[0.6, 0.1], clear_gain=[True, False])
+    summary = guillotine_summary(t).assign(gain_ci_low=[0.4, -0.1], gain_ci_high=[0.6, 0.1], clear_gain=[True, False],
+                                           gain_verdict=["clear gain", "no clear gain"])
     fig = accuracy_vs_depth(t, summary=summary)
     lines = [tr for tr in fig.data if tr.meta and tr.meta.get("role") == "curve"]
     bands = [tr for tr in fig.data if tr.fill == "toself"]
@@ -309,7 +355,8 @@ def test_stars_at_the_same_place_are_drawn_apart():
 ])
 def test_a_clear_gain_never_reads_as_touching_zero(gain, lo, hi, legend, label):
     t = _table([0.5, 0.9, 0.7, 0.4], [0.5, 0.9, 0.7, 0.4])
-    summary = guillotine_summary(t).assign(gain=gain, gain_ci_low=lo, gain_ci_high=hi, clear_gain=True)
+    summary = guillotine_summary(t).assign(gain=gain, gain_ci_low=lo, gain_ci_high=hi, clear_gain=True,
+                                           gain_verdict="clear gain")
     fig = accuracy_vs_depth(t, summary=summary)
     (curve,) = [tr for tr in fig.data if tr.meta and tr.meta.get("role") == "curve"]
     assert curve.name.endswith(legend)

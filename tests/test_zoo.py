@@ -19,6 +19,7 @@ import pytest
 from gr_explorer.config import SweepConfig
 from gr_explorer.models import list_zoo, load_model, zoo_dir
 from gr_explorer.run import run_sweep
+from gr_explorer.verdict import BORDERLINE, CLEAR_GAIN, NO_CLEAR_GAIN
 
 SSL_DESIGNS = ("simclr", "simclr_proj_none", "simclr_proj1", "simclr_proj3_wide")  # shipped with seeds 0, 1, 2
 SHAPES_SSL = ["simclr", "vicreg", "byol", "barlow", "simclr_proj_none", "simclr_proj1", "simclr_proj3_wide"]
@@ -131,6 +132,17 @@ def _row(s, model, task="shape"):
     return s.loc[(model, task, "linear")]
 
 
+def _verdict(r, want: str, what: str) -> None:
+    """Check a gain's verdict, with borderline as its own state: a gain whose bound sits within 5 test images of 0
+    (or that re-choosing the cut undoes) can land on either side of 0 on another machine, so it is reported as an
+    expected failure with its numbers, never as a pass or a failure that flips by machine."""
+    numbers = (f"{what}: gain {r['gain']:+.3f} [{r['gain_ci_low']:+.3f}, {r['gain_ci_high']:+.3f}], with the choice of cut "
+               f"[{r['gain_choice_ci_low']:+.3f}, {r['gain_choice_ci_high']:+.3f}] ({r['best_cut']} vs {r['last_cut']})")
+    if r["gain_verdict"] == BORDERLINE:
+        pytest.xfail(f"borderline, {numbers}")
+    assert r["gain_verdict"] == want, numbers
+
+
 def _unmet(models: list[str], why: dict[str, str], borderline: dict[str, str] | None = None) -> list:
     """Targets the shipped weights measurably miss: strict xfails that quote the card, so a retrained model that
     meets the target turns the test red until the mark goes (the closing note and pretrained/README.md say why).
@@ -178,10 +190,11 @@ def test_ssl_models_learn_shape_well_above_their_random_init(shapes, model):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", SHAPES_SSL_2PLUS)
 def test_cutting_off_a_deep_projector_gains_on_shape(shapes, model):
-    """Target: the last projector cut is below the best cut, with a paired 95% gain interval above 0."""
+    """Target: the last projector cut is below the best cut, with a paired 95% gain interval above 0 (a clear gain;
+    a borderline one is reported as such)."""
     r = _row(shapes, model)
-    assert r["last_cut"].startswith("proj") and r["gain_ci_low"] > 0, \
-        f"{model}: gain {r['gain']:+.3f} [{r['gain_ci_low']:+.3f}, {r['gain_ci_high']:+.3f}] ({r['best_cut']} vs {r['last_cut']})"
+    assert r["last_cut"].startswith("proj")
+    _verdict(r, CLEAR_GAIN, model)
 
 
 @pytest.mark.slow
@@ -220,8 +233,9 @@ def test_label_aligned_positives_shrink_the_shape_gain(shapes):
 @pytest.mark.slow
 def test_supervised_reads_its_own_task_at_the_output_but_not_colour(shapes):
     shape, color = _row(shapes, "supervised"), _row(shapes, "supervised", "color")
-    assert shape["last_accuracy"] >= shape["best_accuracy"] - 0.02 and not shape["clear_gain"], shape.to_dict()
-    assert color["clear_gain"] and color["gain"] > 0.2, color.to_dict()
+    assert color["gain_verdict"] == CLEAR_GAIN and color["gain"] > 0.2, color.to_dict()
+    assert shape["last_accuracy"] >= shape["best_accuracy"] - 0.02, shape.to_dict()
+    _verdict(shape, NO_CLEAR_GAIN, "supervised shape")
 
 
 @pytest.mark.slow
@@ -257,7 +271,7 @@ def test_cifar10_simclr_beats_its_random_init_and_cutting_helps():
 @pytest.mark.slow
 def test_about_page_walkthrough_quotes_what_the_default_run_gives(tmp_path):
     """Every number of the About page's demo, re-measured: the default Explore run, the derived tasks, step 3."""
-    from gr_explorer.app.about import DEMO, DEMO_DERIVED, DEMO_NOJITTER, DEMO_RUN
+    from gr_explorer.app.about import DEMO, DEMO_DERIVED, DEMO_DRAWS, DEMO_NOJITTER, DEMO_RUN
     from gr_explorer.cli import main
 
     got = {}
@@ -272,6 +286,22 @@ def test_about_page_walkthrough_quotes_what_the_default_run_gives(tmp_path):
                shape_gain_high=100 * sh["gain_ci_high"], shape_random=sh["random_init_accuracy"],
                shape_chance=sh["chance"], light_best=li["best_accuracy"], light_best_cut=li["best_cut"],
                light_last=li["last_accuracy"], light_chance=li["chance"])
+    tw, tx = s.loc[("zoo:simclr [random init]", "shape")], s.loc[("zoo:simclr", "texture")]
+    got.update(shape_random_cut=tw["best_cut"], shape_random_last=tw["last_accuracy"], shape_random_gain=100 * tw["gain"],
+               shape_random_gain_low=100 * tw["gain_ci_low"], shape_random_gain_high=100 * tw["gain_ci_high"],
+               shape_training_gain=100 * sh["gain_over_random_init_gain"],
+               shape_training_gain_low=100 * sh["gain_over_random_init_gain_ci_low"],
+               shape_training_gain_high=100 * sh["gain_over_random_init_gain_ci_high"],
+               color_random_gain=100 * c["random_init_gain"], color_training_gain=100 * c["gain_over_random_init_gain"],
+               color_training_gain_low=100 * c["gain_over_random_init_gain_ci_low"],
+               color_training_gain_high=100 * c["gain_over_random_init_gain_ci_high"],
+               shape_p=sh["p_chosen"], texture_best_cut=tx["best_cut"], texture_p=tx["p_chosen"],
+               texture_best_low=tx["best_ci_low"], texture_choice_low=tx["best_choice_ci_low"])
+    dr = run_sweep(SweepConfig(**DEMO_DRAWS), cache=False).summary.set_index(["model", "task"]).loc[("zoo:simclr", "shape")]
+    got.update(draws_shape_gain=100 * dr["random_init_gain"], draws_shape_gain_sd=100 * dr["random_init_gain_sd"],
+               draws_shape_training_gain=100 * dr["gain_over_random_init_gain"],
+               draws_shape_training_gain_low=100 * dr["gain_over_random_init_gain_ci_low"],
+               draws_shape_training_gain_high=100 * dr["gain_over_random_init_gain_ci_high"])
     d = run_sweep(SweepConfig(**DEMO_DERIVED), cache=False)
     ds = d.summary.set_index("task")
     dt = d.table.set_index(["task", "cut"])["accuracy"]

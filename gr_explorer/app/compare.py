@@ -10,7 +10,8 @@ from ..device import resolve_device
 from ..diagnostics import cka_between_models
 from ..files import slug
 from ..plots import accuracy_vs_depth
-from ..run import SweepResult
+from ..run import MEMORY_COLUMNS, SweepResult
+from ..samples import NOT_ENOUGH
 from ..seeds import seed_view
 from ..verdict import gain_text, pts, seeds_gain_text
 from . import results, widgets
@@ -95,7 +96,9 @@ def best_cut_grid(summary: pd.DataFrame, seed_rows: pd.DataFrame, groups: dict[s
     for r in s.itertuples():
         if r.model in grouped:
             continue
-        cells[(r.model, r.task)] = f"{r.best_cut}: {short_gain(r.gain, r.gain_ci_low, r.gain_ci_high, r.clear_gain)}"
+        cells[(r.model, r.task)] = (f"{r.best_cut}: "
+                                    f"{short_gain(r.gain, r.gain_ci_low, r.gain_ci_high, r.clear_gain, r.gain_verdict)}"
+                                    if getattr(r, "enough_data", True) is not False else NOT_ENOUGH)
         order.append(r.model)
     for r in seed_rows[seed_rows["probe"] == probe].itertuples():
         cells[(r.design, r.task)] = (f"{seed_cuts(r.best_cuts)}: "
@@ -107,9 +110,10 @@ def best_cut_grid(summary: pd.DataFrame, seed_rows: pd.DataFrame, groups: dict[s
                         columns=tasks)
 
 
-def short_gain(gain: float, lo: float, hi: float, clear: bool) -> str:
-    """A grid cell: the gain and its interval when clear, else 'no clear gain' (the numbers are in the table above)."""
-    return gain_text(gain, lo, hi, clear, style="short")
+def short_gain(gain: float, lo: float, hi: float, clear: bool, verdict: str | None = None) -> str:
+    """A grid cell: the gain and its interval when clear, else 'no clear gain' or 'borderline' (the numbers are in
+    the table above)."""
+    return gain_text(gain, lo, hi, clear, verdict=verdict, style="short")
 
 
 def task_frame(summary: pd.DataFrame, seed_rows: pd.DataFrame, groups: dict[str, list[str]], task: str,
@@ -180,7 +184,7 @@ def show_compare(record: SweepResult, key: str, current_config_json: str | None)
     with st.expander("Every model (and baseline): best cut, gain and references"):
         st.dataframe(results.summary_frame(summary, by="model"), hide_index=True, width="stretch", key=f"{key}:summary")
     with st.expander("Results table"):
-        st.dataframe(record.table.drop(columns=["correct", "baseline_for"], errors="ignore"), hide_index=True,
+        st.dataframe(record.table.drop(columns=MEMORY_COLUMNS, errors="ignore"), hide_index=True,
                      width="stretch", key=f"{key}:table")
 
     def html() -> str:

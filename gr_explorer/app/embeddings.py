@@ -83,5 +83,5 @@ def show_embedding(record: SweepResult, key: str) -> None:
                                           zip(scores["agreement"], scores["ci_low"], scores["ci_high"])])
                  [["cut", "part", "agreement", "chance", "k", "n_points"]],
                  hide_index=True, width="stretch", key=f"{key}:emb_scores")
-    results.image_downloads(lambda: embedding_grid(emb, task, model=model), key=f"{key}:emb",
+    results.image_downloads(lambda: embedding_grid(emb, task, model=model), key=f"{key}:emb", what="Map",
                             stem=slug(f"embedding_{model.split(':')[-1]}_{task}"))

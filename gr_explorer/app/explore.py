@@ -5,21 +5,28 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from ..combine import combined_view
 from ..config import SweepConfig
 from ..diagnostics.figures import cka_heatmap, invariance_heatmap, metric_curves
 from ..export import HTML_CONFIG
 from ..files import slug
-from ..names import METRICS, SPECTRAL_METRICS, label_of
+from ..names import METRICS, RANDOM_INIT, SPECTRAL_METRICS, label_of
 from ..plots import accuracy_vs_depth, cut_task_heatmap
-from ..run import SweepResult
-from . import results, share, widgets
+from ..run import MEMORY_COLUMNS, SweepResult
+from ..shots import ALL, amount_text, best_view, shot_order
+from ..verdict import BORDERLINE_IMAGES, clear, interval_text
+from . import fields, results, share, widgets
 from .embeddings import show_embedding
 from .figures import search_curve
+from .state import kept
 
 #: The teaching demo's preset: the default run shows the random-init twin (about 2x the run without baselines);
-#: raw pixels would make it about 3.5x (benchmarks/README.md, "App"), so they are one click away instead.
+#: raw pixels are one click away (1.4x alone, 2.1x with the twin: benchmarks/README.md, (e)).
 EXPLORE_BASELINES = ("random-init",)
 CHART_HEIGHT = 440
+#: what the sidebar offers for few-shot curves (labelled images per class) and combined cuts
+SHOT_CHOICES = (1, 2, 5, 10, 20, 50)
+COMBINE_CHOICES = ("last2", "last4", "best2", "best4")
 
 
 def settings() -> SweepConfig | None:
@@ -30,10 +37,12 @@ def settings() -> SweepConfig | None:
     dataset, tasks = widgets.pick_dataset("ex")
     st.header("Probing")
     probing = widgets.pick_probing("ex", baselines=EXPLORE_BASELINES)
+    probing.update(pick_heads("ex"))
     diagnostics = widgets.pick_diagnostics("ex")
     run = widgets.pick_run_settings("ex")
-    if weights == "random" and "random-init" in probing["baselines"]:
-        probing["baselines"].remove("random-init")
+    twins = [b for b in probing["baselines"] if b.partition(":")[0] == RANDOM_INIT]
+    if weights == "random" and twins:
+        probing["baselines"] = [b for b in probing["baselines"] if b not in twins]
         st.caption("The model itself is a random init, so it has no random-init baseline.")
     cuts, reading = None, {}
     model = widgets.load_for_ui(spec, weights, run) if spec else None
@@ -47,6 +56,31 @@ def settings() -> SweepConfig | None:
         return None
     return widgets.sweep_config(models=[spec], dataset=dataset, tasks=tasks, cuts=cuts, weights=weights, **probing,
                                 **diagnostics, **run, **reading)
+
+
+def pick_heads(prefix: str) -> dict:
+    """Combined cuts and few-shot curves, as SweepConfig keyword arguments (defaults from the declarations)."""
+    defaults = SweepConfig.defaults()
+    with st.expander("Combined cuts and few-shot curves"):
+        combine = kept(st.multiselect, SweepConfig.spec("combine").widget_label, key=f"{prefix}_combine",
+                       options=list(COMBINE_CHOICES), default=list(defaults["combine"]),
+                       help=SweepConfig.spec("combine").help[:1].upper() + SweepConfig.spec("combine").help[1:] + ".")
+        shots = kept(st.multiselect, SweepConfig.spec("shots").widget_label, key=f"{prefix}_shots",
+                     options=list(SHOT_CHOICES), default=[s for s in defaults["shots"] if s != ALL],
+                     help="Few-shot curves from the same features: each amount is drawn --tries times from the probe's "
+                          "fit split; the best cut is chosen on validation in each draw.")
+        tries = fields.number(SweepConfig, "tries", key=f"{prefix}_tries", step=1)
+    return dict(combine=combine, shots=sorted(shots), tries=tries)
+
+
+def pick_shots(record: SweepResult, key: str) -> str:
+    """The amount of labels whose curves are drawn: a slider over the run's shots ('all': the ordinary sweep)."""
+    if record.shots.empty:
+        return ALL
+    options = shot_order(record.shots["shots"])
+    return st.select_slider("Labelled images", options=options, value=ALL, key=f"{key}:shots", format_func=amount_text,
+                            help="Few-shot curves: the probes refitted on seeded draws of this many labelled images per "
+                                 "class (the band: min-max over the draws); 'all labels' is the ordinary sweep.")
 
 
 def render() -> None:
@@ -73,19 +107,48 @@ def show_explore(record: SweepResult, key: str, current_config_json: str | None)
     if not results.run_notes(record, current_config_json):
         return
     tasks, probe = results.pick_view(record, key)
+    shot = pick_shots(record, key)
     summary = record.summary
-    view = results.view_of(table, tasks, probe)
-    fig = accuracy_vs_depth(view, summary=summary, selector=False)
+    if shot == ALL:
+        view = results.view_of(table, tasks, probe)
+
+        def draw():
+            return accuracy_vs_depth(view, summary=summary, selector=False, combined=record.combined_summary)
+    else:
+        view = results.view_of(record.shots[record.shots["shots"] == shot], tasks, probe)
+
+        def draw():
+            return accuracy_vs_depth(view, selector=False, title=f"{amount_text(shot)}: test accuracy at every cut, "
+                                                                 "mean over the draws")
+    fig = draw()
     fig.update_layout(height=CHART_HEIGHT, margin=dict(t=50, b=40, l=60, r=10))
     st.plotly_chart(fig, key=f"{key}:chart", width="stretch", config=HTML_CONFIG)
-    results.image_downloads(lambda: accuracy_vs_depth(view, summary=summary, selector=False), key=f"{key}:chart_img",
+    results.image_downloads(draw, key=f"{key}:chart_img",
                             stem=slug(f"{record.models[0].split(':')[-1]}_accuracy_vs_depth"), html=False)
-    st.caption("Each line is a task; its band is the 95% interval; ★ marks the best cut, chosen on validation images, "
-               "and the number beside it the guillotine gain (best minus last cut) when its interval excludes 0. "
-               "Dashed: the same network with random weights; ◆: a probe on the raw pixels; dotted: chance.")
+    if shot == ALL:
+        st.caption("Each line is a task; its band is the 95% interval; ★ marks the best cut, chosen on validation "
+                   "images, and the number beside it the guillotine gain (best minus last cut) when it is clear. "
+                   "Dashed: the same network with random weights (with several draws, their mean and range); ◆: a "
+                   "probe on the raw pixels; dotted: chance; ■ right of the curve: combined cuts with their 95% "
+                   "intervals. The bars under the chart: how often each cut is the one chosen when the validation and "
+                   "test images are resampled. A gain is **borderline** when its interval's bound sits within "
+                   f"{BORDERLINE_IMAGES} test images' worth of 0, or when re-choosing the cut can undo it; **of which "
+                   "training** is the model's gain minus its random-init twin's (a random network gains by cutting "
+                   "too).")
+    else:
+        st.caption(f"{amount_text(shot)}: each line is the mean test accuracy over the draws, its band the lowest to "
+                   "the highest draw; ★ marks the cut with the best mean validation accuracy (the table below gives "
+                   "the cut validation chose in each draw). Dashed: random weights; dotted: chance.")
     results.run_stats(record)
     # A static table wraps its cells: every column readable at 1280x720, no sideways scrolling on a projector.
     st.table(results.summary_frame(summary[summary["probe"] == probe]), hide_index=True, border="horizontal")
+    c = record.combined_summary
+    if not c.empty and shot == ALL:
+        st.table(combined_view(c[(c["probe"] == probe) & c["task"].isin(tasks)]), hide_index=True,
+                 border="horizontal")
+    b = record.shots_best
+    if not b.empty:
+        st.table(best_view(b[(b["probe"] == probe) & b["task"].isin(tasks)]), hide_index=True, border="horizontal")
     if not record.metrics.empty:
         show_diagnostics(record, tasks, probe, key)
     tab_embed, tab_search, tab_heat, tab_table = st.tabs(["Embedding per cut", "Probe validation", "Cut × task heatmap",
@@ -99,7 +162,7 @@ def show_explore(record: SweepResult, key: str, current_config_json: str | None)
         st.plotly_chart(cut_task_heatmap(table[table["baseline"].fillna("") == ""], model, probe), key=f"{key}:heatmap",
                         width="stretch")
     with tab_table:
-        st.dataframe(table.drop(columns=["correct", "baseline_for"], errors="ignore"), hide_index=True, key=f"{key}:table", width="stretch",
+        st.dataframe(table.drop(columns=MEMORY_COLUMNS, errors="ignore"), hide_index=True, key=f"{key}:table", width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.4f")
                                     for c in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "val_accuracy", "chance")})
     stem = slug(f"{record.models[0].split('/')[-1]}_{table['dataset'].iloc[0].split('/')[-1]}")
@@ -145,13 +208,23 @@ def metric_sentences(selection: pd.DataFrame, model: str, tasks: list[str], prob
                 parts.append(f"{name}: the same cut")
             elif abs(r.accuracy_lost) < 5e-4:
                 parts.append(f"{name}: {r.metric_cut}, the same test accuracy")
-            elif r.accuracy_lost > 0:
-                parts.append(f"{name}: {r.metric_cut}, loses {100 * r.accuracy_lost:.1f} points")
             else:
-                parts.append(f"{name}: {r.metric_cut}, {100 * -r.accuracy_lost:.1f} points higher (luck of the test sample)")
+                parts.append(f"{name}: {r.metric_cut}, {lost_text(r)}")
         out.append(f"**{task}**: validation picks **{rows['val_cut'].iloc[0]}**. Trusting a metric instead: "
                    + "; ".join(parts) + ".")
     return out
+
+
+def lost_text(r) -> str:
+    """The test points lost by trusting a metric's pick, with its paired interval: 'loses 1.2 points [-1.1, +3.6]
+    (within noise: the interval contains 0)' or '3.0 points higher [+1.0, +5.0]'."""
+    lo, hi = getattr(r, "accuracy_lost_ci_low", float("nan")), getattr(r, "accuracy_lost_ci_high", float("nan"))
+    v = r.accuracy_lost
+    value, _, ci = (interval_text(v, lo, hi) if v > 0 else interval_text(-v, -hi, -lo)).partition(" ")
+    head = f"loses {value.lstrip('+')} points" if v > 0 else f"{value.lstrip('+')} points higher"
+    if pd.isna(lo):
+        return head + ("" if v > 0 else " (luck of the test sample)")
+    return f"{head} {ci}" + ("" if clear(lo, hi) else " (within noise: the interval contains 0)")
 
 
 def show_diagnostics(record: SweepResult, tasks: list[str], probe: str, key: str) -> None:

@@ -56,8 +56,9 @@ def _help(spec, extra: str) -> str:
 
 
 def number(cls: type[Settings], name: str, *, key: str, where=st, step=None, zero_means_none: bool = False,
-           label: str | None = None, extra_help: str = "", value=None):
-    """A number input with the declared range and default (`zero_means_none`: 0 stands for None, e.g. 'all')."""
+           label: str | None = None, extra_help: str = "", value=None, hi=None):
+    """A number input with the declared range and default (`zero_means_none`: 0 stands for None, e.g. 'all';
+    `hi`: a lower maximum than the declared one, e.g. the server's limit)."""
     spec = cls.spec(name)
     rule = _interval(spec)
     cast = int if rule.type is int else float
@@ -67,8 +68,10 @@ def number(cls: type[Settings], name: str, *, key: str, where=st, step=None, zer
     kw = dict(value=cast(default), help=_help(spec, extra_help))
     if lo is not None:
         kw["min_value"] = cast(lo) if rule.closed in ("both", "left") or zero_means_none else cast(lo) + (1 if cast is int else 0)
-    if rule.hi is not None:
-        kw["max_value"] = cast(rule.hi)
+    top = min(v for v in (rule.hi, hi) if v is not None) if rule.hi is not None or hi is not None else None
+    if top is not None:
+        kw["max_value"] = cast(top)
+        kw["value"] = min(kw["value"], cast(top))
     if step is not None:
         kw["step"] = cast(step)
     if cast is float:

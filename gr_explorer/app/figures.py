@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from ..names import PROBES, label_of
 
 FONT = dict(size=14)
-HPARAM_NAMES = {"C": "inverse L2 strength C", "k": "number of neighbours k"}
+HPARAM_NAMES = {"C": "inverse L2 strength C", "k": "number of neighbours k", "lr": "AdamW learning rate"}
 
 
 def search_curve(search: pd.DataFrame, cut: str, task: str, probe: str, model: str, height: int = 320) -> go.Figure:
@@ -24,9 +24,13 @@ def search_curve(search: pd.DataFrame, cut: str, task: str, probe: str, model: s
     if s.empty:
         return fig.update_layout(title="no search recorded for this cut", height=height)
     hp = str(s["hparam"].iloc[0])
-    fig.add_trace(go.Scatter(x=s["value"], y=s["val_accuracy"], mode="lines+markers", name="validation accuracy",
-                             line=dict(width=2.4), marker=dict(size=8),
-                             hovertemplate=hp + " %{x:g}<br>validation accuracy %{y:.3f}<extra></extra>"))
+    also = s["also"].fillna("") if "also" in s.columns else pd.Series("", index=s.index)
+    for other in dict.fromkeys(also):  # a head that searches a grid (attentive: lr x wd): one line per other setting
+        g = s[also == other]
+        fig.add_trace(go.Scatter(x=g["value"], y=g["val_accuracy"], mode="lines+markers",
+                                 name="validation accuracy" + (f", {other}" if other else ""), line=dict(width=2.4),
+                                 marker=dict(size=8), hovertemplate=hp + " %{x:g}" + (f" {other}" if other else "")
+                                 + "<br>validation accuracy %{y:.3f}<extra></extra>"))
     chosen = s[s["chosen"]]
     fig.add_trace(go.Scatter(x=chosen["value"], y=chosen["val_accuracy"], mode="markers", name="chosen (then refit on all train)",
                              marker=dict(symbol="star", size=18, line=dict(width=1, color="black")),
@@ -78,5 +82,5 @@ def mark_seed_groups(fig: go.Figure, groups: dict[str, list[str]]) -> go.Figure:
             elif meta.get("role") == "curve" and t.hovertemplate:
                 t.hovertemplate = t.hovertemplate.replace("[95% CI", "[min-max over seeds")
     if labels:
-        fig.update_yaxes(title_text="test accuracy (band: 95% CI; seed groups: min-max over seeds)")
+        fig.update_layout(yaxis_title_text="test accuracy (band: 95% CI; seed groups: min-max over seeds)")
     return fig

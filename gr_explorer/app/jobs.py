@@ -94,6 +94,8 @@ class Job:
     raise_on_stop: bool = True
     #: is the browser session that started the job still there? (None: not asked, e.g. under AppTest)
     owner_alive: Callable[[], bool] | None = None
+    #: wall-clock seconds the job may run (the server's limit, app/limits.py); past it, it stops like a Cancel
+    time_limit: float | None = None
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -111,6 +113,7 @@ class Job:
         self.cancel_reason = ""
         self._owner_checked = 0.0
         self._owner_gone: float | None = None
+        self.timed_out = False  # stopped by `time_limit`, not by the user
         self._thread = threading.Thread(target=self._run, name=f"gr-explorer job: {self.title}", daemon=True)
 
     # -- worker side ------------------------------------------------------------
@@ -157,7 +160,12 @@ class Job:
             self._records.append(record)
 
     def should_stop(self) -> bool:
-        """Cancel was pressed, or the session that owns the job has been gone for OWNER_GRACE_S."""
+        """Cancel was pressed, the job has run past its time limit, or the session that owns the job has been gone for
+        OWNER_GRACE_S (each then counts as a Cancel)."""
+        if (not self._stop.is_set() and self.time_limit is not None
+                and time.perf_counter() - self.started > self.time_limit):
+            self.timed_out = True
+            self.cancel("the server's time limit")
         if not self._stop.is_set() and self.owner_alive is not None:
             now = time.monotonic()
             if now - self._owner_checked >= OWNER_CHECK_S:
@@ -306,6 +314,7 @@ def _follow_until_done(job: Job, status, lines, bar, chart, on_series, poll: flo
             on_records(record_slot, snap.records)
         if not snap.running:
             return snap
+        job.should_stop()  # the time limit also runs out while the job is inside a step that does not poll
         job.wait(poll)  # returns as soon as the job ends: no poll interval is added to a run
 
 

@@ -16,6 +16,10 @@ user-visible names to server paths and caches the result.
   redrawing a page does not wait for the network again.
 * Offline errors are rewritten in the app's words (no CLI flags); every
   message shown has its server paths made relative (widgets.show_error).
+* Bounds: a model's parameters and FLOPs are measured on the meta device
+  before it is built (models/budget.py, the server's limits.py; remembered per
+  file stamp), and an image folder is read with `confine` = the data roots, so
+  a symlink at any level that leads out of them is refused.
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ import streamlit as st
 from ..config import SweepConfig
 from ..data import Dataset, image_bytes, load_dataset
 from ..device import resolve_device
-from ..errors import DatasetError, OfflineError
+from ..errors import DatasetError, GRExplorerError, OfflineError, ResourceError
 from ..models import Model, list_zoo, load_model, zoo_dir
+from ..models.budget import Budget, model_size
 from ..progress import Progress, ShouldStop
 from ..run import dataset_args, model_args
+from .limits import CACHE_FOLDER, limits
 from .roots import DataRoots, data_roots
 
 IMAGEFOLDER = "imagefolder"
@@ -44,6 +50,8 @@ FAILURE_TTL_S = 60.0
 DATASET_CACHE_MAX_BYTES = 256 * 2**20
 _failures: dict[tuple, tuple[float, BaseException]] = {}
 _failures_lock = threading.Lock()
+_sizes: dict[tuple, BaseException | None] = {}  # (server spec, file stamp, budget) -> refusal or None (within)
+_sizes_lock = threading.Lock()
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -108,6 +116,7 @@ def get_model(config: SweepConfig, spec: str) -> Model:
     args = model_args(config, spec)
     args["spec"] = server_spec(spec, roots)
     key = (_frozen(args), str(resolve_device(config.device)), _stamp(args["spec"]))
+    check_size(args["spec"], key[2], limits().budget())
     with _failures_lock:
         failed = _failures.get(key)
     if failed is not None and time.monotonic() - failed[0] < FAILURE_TTL_S:
@@ -125,6 +134,25 @@ def get_model(config: SweepConfig, spec: str) -> Model:
     if args["spec"] != spec:  # file: specs: the visible name, never the server path
         return model.renamed(model.name.replace(args["spec"], spec))
     return model
+
+
+def check_size(spec: str, stamp: str, budget: Budget) -> None:
+    """ResourceError when the model behind a server spec is beyond the budget (measured once per file stamp)."""
+    key = (spec, stamp, budget)
+    with _sizes_lock:
+        known = _sizes.get(key, False)
+    if known is False:
+        try:
+            model_size(spec, budget)
+            known = None
+        except ResourceError as e:
+            known = e
+        except GRExplorerError:  # not measurable (a bad card, an unknown name): the loader says why
+            known = None
+        with _sizes_lock:
+            _sizes[key] = known
+    if known is not None:
+        raise known
 
 
 def offline_model_message(spec: str) -> str:
@@ -161,7 +189,8 @@ def get_dataset(config: SweepConfig, progress: Progress | None = None, should_st
     try:
         if head.strip().lower() == IMAGEFOLDER:
             folder = image_folder(rest, roots)
-            ds = load_dataset(**{**args, "spec": f"{IMAGEFOLDER}:{folder}"}, progress=progress, should_stop=should_stop)
+            ds = load_dataset(**{**args, "spec": f"{IMAGEFOLDER}:{folder}"}, confine=roots.roots, progress=progress,
+                              should_stop=should_stop)
             ds.name = spec  # this load is not shared: the visible name for tables and messages
             return ds
         args["data_root"] = str(torchvision_root(roots))
@@ -190,7 +219,7 @@ def offline_dataset_message(spec: str) -> str:
 def image_folders(limit: int = 200) -> list[str]:
     """Candidate image folders (relative names): folders of each root, and their subfolders, that hold folders."""
     roots = data_roots()
-    skip = {"uploads", "trained", TORCHVISION_FOLDER}
+    skip = {"uploads", "trained", TORCHVISION_FOLDER, CACHE_FOLDER}
     out: list[str] = []
     for root in roots.roots:
         try:

@@ -18,7 +18,8 @@ from .state import preset
 
 #: settings a page's link carries, and the widget key (prefix added) that shows each
 WIDGETS = {"probes": "probes", "baselines": "baselines", "n_train": "n_train", "n_test": "n_test", "seed": "seed",
-           "batch_size": "batch", "device": "device", "image_size": "image_size", "metrics": "metrics"}
+           "batch_size": "batch", "device": "device", "image_size": "image_size", "metrics": "metrics",
+           "combine": "combine", "tries": "tries"}
 RUN = "run"
 ZOO_SOURCE = "Zoo & this session"
 
@@ -98,6 +99,8 @@ def restore(prefix: str) -> SweepConfig | None:
         if setting in ("n_train", "n_test", "image_size") and value is None:
             value = 0
         preset(f"{prefix}_{widget}", list(value) if isinstance(value, tuple) else value)
+    if config.shots:  # the page offers counts; 'all' is the ordinary sweep, always drawn
+        preset(f"{prefix}_shots", [s for s in config.shots if s != "all"])
     if config.metrics:
         preset(f"{prefix}_diagnostics", True)
     return config if st.query_params.get(RUN) == "1" else None

@@ -31,6 +31,7 @@ from ..training.loop import check_train_memory, plan, seconds_per_step
 from ..uploads import checkpoint_archive, publish_trained
 from . import fields, resources, train_live, widgets
 from .jobs import Job, follow, is_cancel
+from .limits import limits
 from .roots import data_roots
 from .state import add_session_model, kept, preset, session_alive, session_id, session_models
 
@@ -147,7 +148,9 @@ def objective_and_data() -> dict:
         out["label_task"] = kept(st.selectbox, "Label task", key=f"tr_label_task::{dataset}", options=tasks, index=0)
         if objective == "label_aligned":
             out["p"] = fields.slider(TrainConfig, "p", key="tr_p", step=0.05)
-    out["n_train"] = fields.number(TrainConfig, "n_train", key="tr_n_train", step=1000)
+    most = limits().max_images  # the server's cap (limits.py); Train checks it again
+    out["n_train"] = fields.number(TrainConfig, "n_train", key="tr_n_train", step=1000, hi=most,
+                                   extra_help=f"At most {most:,} on this server.")
     out["epochs"] = fields.number(TrainConfig, "epochs", key="tr_epochs", step=1)
     return out
 
@@ -239,7 +242,13 @@ def _train_one(job: Job, config: TrainConfig, label: str) -> dict:
 
 def start_training(configs: list[TrainConfig]) -> Job:
     """Train the designs `configs` (each `out` a bare file name) one after the other in one Job; each checkpoint
-    lands under trained/<digest>/. More designs can be queued while it runs (`queue_design`)."""
+    lands under trained/<digest>/. More designs can be queued while it runs (`queue_design`).
+
+    The server's limits (limits.py) are checked first for every design (ResourceError: nothing starts); the job
+    stops, and still saves, at its time limit."""
+    caps = limits()
+    for config in configs:
+        caps.check_training(config)
 
     def work(job: Job) -> list[dict]:
         meta, i = job.meta, 0
@@ -254,15 +263,22 @@ def start_training(configs: list[TrainConfig]) -> Job:
         return meta["finished"]
 
     # Stop must not abort: train() polls should_stop after each step and still saves the checkpoint (marked
-    # incomplete); the designs queued after it are not started. A closed tab stops it the same way (jobs.py).
+    # incomplete); the designs queued after it are not started. A closed tab stops it the same way (jobs.py), and so
+    # does the server's time limit (for the whole queue: one job).
     meta = {"config": configs[0], "queue": list(configs), "finished": [], "lock": threading.Lock(), "closed": False}
     title = "Training" if len(configs) == 1 else f"Training {len(configs)} designs, one after the other"
-    return Job(title, work, meta=meta, raise_on_stop=False, owner_alive=session_alive()).start()
+    return Job(title, work, meta=meta, raise_on_stop=False, owner_alive=session_alive(),
+               time_limit=caps.job_seconds).start()
 
 
 def queue_design(config: TrainConfig) -> bool:
     """Queue a design (a button's callback, so the page drawn next counts it): after the running job's designs when
     one runs, else for the next Train. True when the running job took it."""
+    try:
+        limits().check_training(config)
+    except GRExplorerError as e:  # beyond the server's limits: refused before it is queued
+        st.session_state[ERROR] = e
+        return False
     job = st.session_state.get(JOB)
     if job is not None and job.running:
         with job.meta["lock"]:
@@ -305,6 +321,7 @@ def collect(job: Job, snap) -> None:
                           description=str(res.card.get("description", "")), kind="trained", path=res.path)
         ss[LAST] = {"spec": spec, "path": str(res.path), "losses": list(res.losses), "steps": res.steps,
                     "seconds": res.seconds, "stopped_early": res.stopped_early, "label": done["label"],
+                    "time_limit": limits().time_text() if job.timed_out and res.stopped_early else "",
                     "command": done["config"].to_command(), "description": res.card.get("description", "")}
         ss[DONE].append(ss[LAST])
     ss[ERROR] = snap.error if snap.error is not None or snap.result is None else None
@@ -345,6 +362,8 @@ def show_outcome(last: dict) -> None:
         st.success(f"**trained: {name}** finished: {last['steps']} steps in {last['seconds']:.1f} s. "
                    "It is now in the model lists of Explore and Compare (this session only).",
                    icon=":material/check_circle:")
+    if last.get("time_limit"):
+        st.warning(last["time_limit"], icon=":material/timer_off:")
 
 
 def show_last(last: dict) -> None:
@@ -413,8 +432,12 @@ def render() -> None:
     else:
         c3.caption("Complete the settings in the sidebar.")
     if clicked and not busy and (pending or config is not None):
-        ss[JOB] = job = start_training(list(pending) or [config])
-        ss[QUEUE], ss[ERROR] = [], None
+        ss[ERROR] = None
+        try:
+            ss[JOB] = job = start_training(list(pending) or [config])
+            ss[QUEUE] = []
+        except GRExplorerError as e:  # beyond the server's limits: refused before anything runs
+            ss[ERROR] = e
     labels = queued_labels(job if busy else None)
     if labels:
         q1, q2 = st.columns([5, 1], vertical_alignment="center")

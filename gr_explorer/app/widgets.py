@@ -21,6 +21,7 @@ from ..models import Model
 from ..names import DERIVED_TASKS, METRICS, READOUTS, label_of
 from ..uploads import discard, store_checkpoint_upload
 from . import fields, resources
+from .limits import limits
 from .roots import data_roots
 from .state import add_session_model, kept, session_models
 
@@ -277,12 +278,12 @@ def pick_dataset(prefix: str) -> tuple[str | None, list[str] | None]:
         if not folder.strip():
             st.info("Type the name of a class-per-folder image directory.", icon=":material/folder:")
             return None, None
-        try:
-            resources.image_folder(folder, data_roots())  # inside the data roots, and there: checked as it is typed
+        roots = data_roots()
+        try:  # inside the data roots, and there (checked as it is typed); named relative to its root everywhere
+            spec = f"{IMAGEFOLDER}:{roots.relative(resources.image_folder(folder, roots))}"
         except GRExplorerError as e:
             show_error(e)
             return None, None
-        spec = f"{IMAGEFOLDER}:{folder.strip()}"
     else:
         spec = kind
     try:
@@ -317,7 +318,9 @@ def pick_probing(prefix: str, *, baselines: tuple[str, ...] = DEFAULTS["baseline
                             extra_help="Changing probes reuses cached features.")
     chosen = fields.choices(SweepConfig, "baselines", key=f"{prefix}_baselines", default=baselines,
                             extra_help="The random-init twin is drawn dashed, raw pixels as a ◆ at the input; each "
-                                       "task's chance level is always drawn (dotted).")
+                                       "task's chance level is always drawn (dotted). With several random-init draws "
+                                       "the model stands next to their mean, the spread between draws in every "
+                                       "interval (each draw costs as much as the model).")
     return dict(probes=probes, baselines=chosen)
 
 
@@ -337,10 +340,11 @@ def pick_diagnostics(prefix: str) -> dict:
 def pick_run_settings(prefix: str) -> dict:
     """Sample sizes, device and advanced options, as SweepConfig keyword arguments."""
     c1, c2 = st.columns(2)
+    most = limits().max_images  # the server's cap (limits.py); the start of a run checks it again
     n_train = fields.number(SweepConfig, "n_train", key=f"{prefix}_n_train", where=c1, step=500, zero_means_none=True,
-                            extra_help="0 = the whole split.")
+                            hi=most, extra_help=f"0 = the whole split. At most {most:,} on this server.")
     n_test = fields.number(SweepConfig, "n_test", key=f"{prefix}_n_test", where=c2, step=500, zero_means_none=True,
-                           extra_help="0 = the whole split.")
+                           hi=most, extra_help=f"0 = the whole split. At most {most:,} on this server.")
     device = fields.choice(SweepConfig, "device", key=f"{prefix}_device", options=devices(),
                            extra_help="Extraction and probes run there.")
     with st.expander("Advanced"):

@@ -120,6 +120,7 @@ def load_dataset(
     fingerprint: str = "stat",
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
+    confine: tuple | None = None,
 ) -> Dataset:
     """Load a dataset by spec: shapes, digits, cifar10, cifar100, stl10, fashion_mnist, imagefolder:<path>.
 
@@ -128,7 +129,8 @@ def load_dataset(
     that size). image_size: resize shorter side + centre crop. fingerprint: how an image folder's files are
     recognised in the feature cache, "stat" (path, size, mtime) or "content" (their bytes; see data.imagefolder);
     other datasets are always keyed on their pixels. `progress` / `should_stop`: the generated `shapes` report
-    ProgressEvent('generate', ...) per chunk of images and stop there (progress.Cancelled) when asked.
+    ProgressEvent('generate', ...) per chunk of images and stop there (progress.Cancelled) when asked. confine: for
+    an image folder, the only folders its symlinks may lead into (the app's data roots; None: anywhere).
     """
     kind, path = _parse(spec)
     base = dataset_tasks(spec)
@@ -143,7 +145,7 @@ def load_dataset(
     common = dict(n_train=n_train, n_test=n_test, seed=seed, image_size=image_size, data_root=data_root, download=download)
     if kind == _IMAGEFOLDER:
         name = f"{_IMAGEFOLDER}:{path}"
-        raw = imagefolder.load(path, **common, fingerprint=fingerprint)
+        raw = imagefolder.load(path, **common, fingerprint=fingerprint, confine=confine)
     elif kind == "shapes":
         name, raw = kind, shapes.load(**common, progress=progress, should_stop=should_stop)
     elif kind == "digits":

@@ -22,7 +22,11 @@ Why it works this way:
   float images scaled, alpha composited on white, first frame), which are
   part of the cache key with the Pillow version.
 - Strict about contents: a non-image file inside a class folder or an image
-  that fails to decode is an error naming the file, not a silent skip.
+  that fails to decode is an error naming the file, not a silent skip; so are
+  a folder that cannot be read, a symlink back to a folder above it (a loop),
+  and entries that are neither files nor folders (a named pipe would block the
+  decoder forever). With `confine` (the app's data roots) every symlink, at
+  every level, must lead inside those folders.
   Hidden files and folders ('.' prefix) are ignored, as are non-image files
   at the top level (README, CSVs); images at the top level are an error.
 """
@@ -42,6 +46,7 @@ import torch
 from PIL import Image
 
 from ..errors import DatasetError
+from ..files import expand_user
 from ..hashing import file_digest, json_digest
 from ..names import FINGERPRINTS
 from . import decode
@@ -73,21 +78,70 @@ def _is_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _walk(folder: Path, rel: str, files: list, bad: list) -> None:
-    """Collect (relative path, size, mtime_ns) of images below folder; non-images go to bad."""
-    with os.scandir(folder) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for e in entries:
-        if e.name.startswith("."):
-            continue
-        r = f"{rel}/{e.name}"
-        if e.is_dir():
-            _walk(Path(e.path), r, files, bad)
-        elif _is_image(e.name):
-            st = e.stat()
-            files.append((r, st.st_size, st.st_mtime_ns))
-        else:
-            bad.append(r)
+class _Walker:
+    """One walk of an image folder: entries followed through their symlinks, each checked before it is listed.
+
+    Refused, naming the entry relative to the folder: a folder that cannot be read (permissions, an I/O error), a
+    symlink that leads back to a folder above it (a loop), anything that is not a regular file or a folder (a named
+    pipe would block the decoder forever, a device never ends), and, when `confine` names the only folders that may
+    be read (the app's data roots), a symlink at any level whose target lies outside them.
+    """
+
+    def __init__(self, root: Path, confine: tuple[Path, ...] | None):
+        self.root, self.confine = root, confine
+        self.bad: list[str] = []  # not images
+        self.special: list[str] = []  # not regular files: pipes, devices, sockets, broken links
+
+    def _fail(self, rel: str, why: str, valid: str) -> DatasetError:
+        return DatasetError(f"Image folder {str(self.root)!r}: {rel!r} {why}. Valid: {valid}")
+
+    def check_inside(self, path: Path, rel: str) -> None:
+        """A path (a link or below one) must resolve inside `confine` when that is set."""
+        if self.confine is None:
+            return
+        real = Path(os.path.realpath(path))
+        if not any(real == c or c in real.parents for c in self.confine):
+            raise self._fail(rel, "is a symbolic link that leads outside the app's data folder",
+                             "image files and class folders inside the data folder (links are followed only when "
+                             "they stay inside it).")
+
+    def entries(self, folder: Path, rel: str) -> list[os.DirEntry]:
+        try:
+            with os.scandir(folder) as it:
+                return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as e:
+            raise self._fail(rel or ".", f"cannot be read ({e.strerror or e})",
+                             "class folders this process can read (check their permissions).") from None
+
+    def kind(self, e: os.DirEntry, rel: str) -> str:
+        """'dir', 'file' or 'special' (following symlinks, checked against `confine`)."""
+        try:
+            if e.is_symlink():
+                self.check_inside(Path(e.path), rel)
+            if e.is_dir():
+                return "dir"
+            return "file" if e.is_file() else "special"
+        except OSError:  # a link that cannot be followed (a loop of links, permissions)
+            return "special"
+
+    def walk(self, folder: Path, rel: str, files: list, ancestors: frozenset = frozenset()) -> None:
+        """Collect (relative path, size, mtime_ns) of images below `folder`; non-images go to `bad`."""
+        here = ancestors | {os.path.realpath(folder)}
+        for e in self.entries(folder, rel):
+            r = f"{rel}/{e.name}"
+            kind = self.kind(e, r)
+            if kind == "dir":
+                if os.path.realpath(e.path) in here:
+                    raise self._fail(r, "is a symbolic link to a folder above it (a loop)",
+                                     "class folders that hold images, without links back up the tree.")
+                self.walk(Path(e.path), r, files, here)
+            elif kind == "special":
+                self.special.append(r)
+            elif _is_image(e.name):
+                st = e.stat()
+                files.append((r, st.st_size, st.st_mtime_ns))
+            else:
+                self.bad.append(r)
 
 
 @dataclass
@@ -102,18 +156,17 @@ class Listing:
     fingerprint: str
 
 
-def _scan_split(root: Path, split_dir: Path, prefix: str, bad: list) -> dict[str, list[tuple]]:
+def _scan_split(root: Path, split_dir: Path, prefix: str, walker: _Walker) -> dict[str, list[tuple]]:
     per_class: dict[str, list[tuple]] = {}
     stray = []
-    with os.scandir(split_dir) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for e in entries:
-        if e.name.startswith("."):
-            continue
-        if e.is_dir():
+    for e in walker.entries(split_dir, prefix.rstrip("/")):
+        kind = walker.kind(e, f"{prefix}{e.name}")
+        if kind == "dir":
             files: list[tuple] = []
-            _walk(Path(e.path), f"{prefix}{e.name}", files, bad)
+            walker.walk(Path(e.path), f"{prefix}{e.name}", files, frozenset({os.path.realpath(split_dir)}))
             per_class[e.name] = files
+        elif kind == "special":
+            walker.special.append(f"{prefix}{e.name}")
         elif _is_image(e.name):
             stray.append(f"{prefix}{e.name}")
     if stray:
@@ -124,8 +177,9 @@ def _scan_split(root: Path, split_dir: Path, prefix: str, bad: list) -> dict[str
     return per_class
 
 
-def scan(path: str) -> Listing:
-    root = Path(path).expanduser()
+def scan(path: str, confine: tuple[Path, ...] | None = None) -> Listing:
+    """List the folder (see _Walker for what is refused); `confine`: the only folders links may lead into."""
+    root = expand_user(path, "image folder", DatasetError)
     if not root.exists():
         raise DatasetError(f"Image folder {path!r} does not exist. {_layout_help(root)}")
     if not root.is_dir():
@@ -137,11 +191,20 @@ def scan(path: str) -> Listing:
                            f"({', '.join(t + '/' for t in TEST_DIRS)}); a probe is scored on images it was not fitted "
                            f"on. Add one, or put the class folders directly in {path!r} for a fixed 80/20 split. "
                            f"{_layout_help(root)}")
-    bad: list[str] = []
+    walker = _Walker(root, confine)
     if split_layout:
-        scanned = {s: _scan_split(root, root / d, f"{d}/", bad) for s, d in (("train", "train"), ("test", test_dir))}
+        for d in ("train", test_dir):
+            walker.check_inside(root / d, d)
+        scanned = {s: _scan_split(root, root / d, f"{d}/", walker) for s, d in (("train", "train"), ("test", test_dir))}
     else:
-        scanned = {"all": _scan_split(root, root, "", bad)}
+        scanned = {"all": _scan_split(root, root, "", walker)}
+    bad = walker.bad
+    if walker.special:
+        shown = walker.special
+        raise DatasetError(
+            f"Image folder {path!r} contains {len(shown)} entr{'y that is' if len(shown) == 1 else 'ies that are'} "
+            f"neither files nor folders (named pipes, devices, sockets or links that lead nowhere): {', '.join(shown[:_SHOW])}"
+            f"{' ...' if len(shown) > _SHOW else ''}. Valid: image files in class folders; remove those entries.")
     if bad:
         raise DatasetError(
             f"Image folder {path!r} contains {len(bad)} file(s) that are not images: {', '.join(bad[:_SHOW])}"
@@ -296,14 +359,14 @@ def stack_decoded(root: Path, rel_paths: list[str], arrays: list) -> torch.Tenso
 
 
 def load(path: str, *, n_train: int | None, n_test: int | None, seed: int, image_size: int | None = None,
-         fingerprint: str = "stat", **_):
+         fingerprint: str = "stat", confine: tuple[Path, ...] | None = None, **_):
     """Listing and stratified subsample now; pixels are decoded when they are read (streamed).
 
     `fingerprint`: "stat" (paths, sizes, mtimes) or "content" (the chosen files' bytes); see the module docstring.
     """
     if fingerprint not in FINGERPRINTS:
         raise DatasetError(f"fingerprint={fingerprint!r} is not valid. Valid: {', '.join(FINGERPRINTS)}.")
-    listing = scan(path)
+    listing = scan(path, confine)
     labels, rel = {}, {}
     for split, n in (("train", n_train), ("test", n_test)):
         y = listing.labels[split]

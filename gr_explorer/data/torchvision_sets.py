@@ -21,7 +21,8 @@ import torch
 import torchvision.datasets as tvd
 from torchvision.datasets.utils import extract_archive
 
-from ..errors import OfflineError
+from ..errors import DatasetError, OfflineError
+from ..files import expand_user
 from .base import stratified_indices
 
 #: seconds one download socket operation may block before the source counts as unreachable (the app lowers it)
@@ -58,7 +59,7 @@ SOURCES: dict[str, _Source] = {
 def default_root(data_root: str | os.PathLike | None = None) -> Path:
     """data_root, else $GR_EXPLORER_DATA, else ~/.cache/gr_explorer/data."""
     root = data_root or os.environ.get(ENV_VAR) or "~/.cache/gr_explorer/data"
-    return Path(root).expanduser()
+    return expand_user(root, "torchvision data folder (--data-root / $GR_EXPLORER_DATA)", DatasetError)
 
 
 def _make(src: _Source, root: Path, train: bool, download: bool):

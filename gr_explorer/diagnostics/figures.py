@@ -62,7 +62,7 @@ def metric_curves(metrics: pd.DataFrame, results: pd.DataFrame | None = None, me
     colours = {m: METRIC_PALETTE[i % len(METRIC_PALETTE)] for i, m in enumerate(models)}
     same_colours = False
     if results is not None:
-        acc = accuracy_vs_depth(results).data
+        acc = accuracy_vs_depth(results, choice=False).data
         for trace in acc:
             fig.add_trace(trace, row=1, col=1)
         fig.update_yaxes(range=[0, 1.05], row=1, col=1)

@@ -10,7 +10,10 @@ augmentation, for invariance rows) of a diagnostics table:
 * the cut the metric picks (best oriented score, ties -> shallower) against
   the cut validation picks (highest val_accuracy, ties -> shallower), and the
   test accuracy lost by trusting the metric (validation pick minus metric pick;
-  negative when the metric happened to do better on test).
+  negative when the metric happened to do better on test), with a paired 95%
+  bootstrap interval over the same test images (stats.Resampler) when the
+  table carries per-image hits: a 1-point loss within noise and a 17-point one
+  must not read alike.
 
 A curve has few cuts (7-9 for the zoo), so these correlations are noisy; read
 the interval. The literature validated RankMe and alpha-ReQ across training
@@ -26,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import DiagnosticError
+from ..stats import Resampler
 from .spectral import ALPHA_TARGET
 
 CURVE = ["model", "task", "probe"]
@@ -37,7 +41,7 @@ DIRECTIONS = {"alpha_req": f"closest to {ALPHA_TARGET:g}"}
 DEFAULT_DIRECTION = "higher"
 COLUMNS = CURVE + ["metric", "augmentation", "direction", "n_cuts", "spearman", "spearman_low", "spearman_high",
                    "p_value", "metric_cut", "metric_depth", "metric_accuracy", "val_cut", "val_depth", "val_pick_accuracy",
-                   "accuracy_lost"]
+                   "accuracy_lost", "accuracy_lost_ci_low", "accuracy_lost_ci_high"]
 _RESULT_COLUMNS = {"model", "cut", "depth", "task", "probe", "accuracy", "val_accuracy"}
 _METRIC_COLUMNS = {"model", "cut", "metric", "value", "augmentation"}
 
@@ -73,10 +77,14 @@ def _check(table: pd.DataFrame, need: set, what: str) -> None:
         raise DiagnosticError(f"The {what} table lacks column(s) {missing}. Valid: a table with {sorted(need)}.")
 
 
-def metric_vs_accuracy(results: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, task, probe, metric, augmentation); see the module docstring."""
+def metric_vs_accuracy(results: pd.DataFrame, metrics: pd.DataFrame, resamples: int = 1000,
+                       seed: int = 0) -> pd.DataFrame:
+    """One row per (model, task, probe, metric, augmentation); see the module docstring. The interval of the
+    accuracy lost needs `results`' per-image `correct` column (a sweep's in-memory table), else it is NaN."""
     _check(results, _RESULT_COLUMNS, "results")
     _check(metrics, _METRIC_COLUMNS, "metrics")
+    paired = "correct" in results.columns and len(results) and results["correct"].notna().all()
+    resampler = Resampler(int(results["n_test"].iloc[0]), resamples, seed) if paired else None
     m = metrics[["model", "cut", "metric", "augmentation", "value"]].copy()
     m["augmentation"] = m["augmentation"].fillna("")
     rows = []
@@ -100,6 +108,10 @@ def metric_vs_accuracy(results: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataF
             lo, hi = spearman_interval(rho, n)
             k = _pick(j["depth"].to_numpy(), score)
             pick = j.iloc[k] if k >= 0 else None
+            lost_lo = lost_hi = float("nan")
+            if resampler is not None and val is not None and pick is not None:
+                lost_lo, lost_hi = (0.0, 0.0) if pick["cut"] == val["cut"] else \
+                    resampler.difference_interval(val["correct"], pick["correct"])
             rows.append({**dict(zip(CURVE, key)), "metric": metric, "augmentation": aug,
                          "direction": DIRECTIONS.get(metric, DEFAULT_DIRECTION), "n_cuts": n,
                          "spearman": rho, "spearman_low": lo, "spearman_high": hi, "p_value": p,
@@ -110,5 +122,6 @@ def metric_vs_accuracy(results: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataF
                          "val_depth": int(val["depth"]) if val is not None else -1,
                          "val_pick_accuracy": float(val["accuracy"]) if val is not None else float("nan"),
                          "accuracy_lost": float(val["accuracy"] - pick["accuracy"]) if val is not None and pick is not None
-                         else float("nan")})
+                         else float("nan"), "accuracy_lost_ci_low": lost_lo,
+                         "accuracy_lost_ci_high": lost_hi})
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -10,6 +10,7 @@ from typing import Sequence
 from torch import nn
 
 from ..errors import ModelSpecError, did_you_mean
+from ..files import expand_user
 from ..names import READOUTS, SCHEMES
 from .adapters import load_release
 from .backbones import HookBackbone, IntermediatesBackbone
@@ -26,7 +27,7 @@ from .pixels import pixels_model
 from .preprocessing import Preprocessing
 from .projector import build_projector, group_into_blocks, parse_projector_spec
 from .pyspec import load_py_model
-from .random_init import random_init, random_label
+from .random_init import random_init, random_inits, random_label
 from .readout import check_token_readout
 from .resnet_small import SmallResNet
 from .timm_models import load_timm
@@ -35,7 +36,7 @@ from .timm_models import load_timm
 #: run.json; `py:<file.py>:<function>` builds one from a Python file (models/pyspec.py)
 
 __all__ = ["SCHEMES", "Column", "Cut", "Model", "Preprocessing", "SmallResNet", "POOL", "READOUTS", "load_model", "wrap_module",
-           "list_zoo", "zoo_dir", "build_model", "pixels_model", "random_init", "random_label", "build_projector",
+           "list_zoo", "zoo_dir", "build_model", "pixels_model", "random_init", "random_inits", "random_label", "build_projector",
            "parse_projector_spec", "load_checkpoint", "save_checkpoint", "read_card", "group_into_blocks", "model_for_cuts"]
 
 
@@ -88,7 +89,7 @@ def load_model(spec: str, *, weights: str | None = None, readout: str | None = N
                 raise ModelSpecError(f"Unknown zoo model {rest!r}. {did_you_mean(rest, zoo) if zoo else 'No checkpoints in ' + str(zoo_dir()) + '.'}")
             model = load_checkpoint(zoo_dir() / f"{rest}.safetensors", readout=readout, name=spec)
         else:
-            path = Path(rest).expanduser()
+            path = expand_user(rest, "checkpoint file", ModelSpecError)
             model = (load_release(path, name=spec, readout=readout) if is_release(path)
                      else load_checkpoint(path, readout=readout, name=spec))
         return random_init(model, seed) if weights == "random" else model

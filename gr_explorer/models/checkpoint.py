@@ -43,16 +43,25 @@ def build_backbone_module(arch: dict) -> torch.nn.Module:
     if kind == "resnet_small":
         return SmallResNet(width=int(arch.get("width", 16)), depths=tuple(arch.get("depths", (1, 1, 1, 1))))
     if kind == "timm":
-        module = timm.create_model(arch["name"], pretrained=False, num_classes=0, **arch.get("kwargs", {}))
+        kwargs = arch.get("kwargs") or {}
+        try:
+            module = timm.create_model(arch["name"], pretrained=False, num_classes=0, **kwargs)
+        except (TypeError, ValueError, KeyError, AssertionError, RuntimeError) as e:  # a keyword timm does not take
+            raise CheckpointError(f"timm cannot build {arch['name']!r} with the card's keyword arguments {kwargs}: "
+                                  f"{type(e).__name__}: {e}. Valid: keyword arguments that timm's {arch['name']} "
+                                  f"accepts.") from None
         if arch.get("stem"):
-            _patch_stem(module, arch["stem"])
+            _patch_stem(module, arch["stem"], arch["name"])
         return module
     raise CheckpointError(f"Unknown backbone type {kind!r} in the checkpoint card. Valid: {', '.join(BACKBONE_TYPES)}.")
 
 
-def _patch_stem(module: nn.Module, stem: dict) -> None:
+def _patch_stem(module: nn.Module, stem: dict, name: str) -> None:
     """CIFAR-style ResNet stem (small stride-1 conv1, no max-pool), as solo-learn and SimCLR ports train them."""
-    c = module.conv1
+    c = getattr(module, "conv1", None)
+    if not isinstance(c, nn.Conv2d):
+        raise CheckpointError(f"The card's architecture.backbone.stem patches a ResNet's conv1, and timm's {name!r} has "
+                              "none. Valid: a stem only on ResNet backbones (e.g. resnet18, resnet50).")
     module.conv1 = nn.Conv2d(c.in_channels, c.out_channels, int(stem["kernel_size"]), int(stem.get("stride", 1)),
                              int(stem.get("padding", 1)), bias=False)
     if not stem.get("maxpool", True):

@@ -9,9 +9,9 @@ where those numbers come from, and the projector block by block.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import GRExplorerError
+from ..files import check_writable, expand_user
 from .adapters import FORMATS, LAYOUTS, convert_release
 from .checkpoint import save_checkpoint
 
@@ -50,9 +50,11 @@ def add_convert_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_convert(a) -> int:
-    out = Path(a.out)
-    if out.suffix != ".safetensors":
-        raise GRExplorerError(f"--out must name a .safetensors file, got {a.out!r}.")
+    out = expand_user(a.out, "output checkpoint (--out)")
+    if out.suffix != ".safetensors" or out.is_dir():
+        raise GRExplorerError(f"--out must name a .safetensors file, got {a.out!r}"
+                              f"{' (a folder)' if out.is_dir() else ''}. Valid: e.g. converted/dino_vits16.safetensors.")
+    check_writable(out.parent, f"folder of the output checkpoint (--out) {a.out!r}, i.e.")  # before converting
     overrides = {k: v for k, v in (("input_size", a.input_size), ("mean", a.mean), ("std", a.std),
                                    ("interpolation", a.interpolation)) if v is not None}
     model, card = convert_release(a.checkpoint, format=a.format, arch=a.arch, branch=a.branch,

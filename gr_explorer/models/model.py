@@ -10,10 +10,22 @@ from torch import nn
 
 from ..errors import CutError, ReadoutError, did_you_mean
 from ..hashing import tensor_digest
+from ..names import TOKENS_READOUT
 from .backbones import BackboneAdapter
 from .cuts import Column, Cut
 from .preprocessing import Preprocessing
-from .readout import MAP, MAP_READOUTS, NORMS, TOKENS, VECTOR, VECTOR_KIND, Readout, kind_of, read
+from .readout import (
+    MAP,
+    MAP_READOUTS,
+    NORMS,
+    TOKENS,
+    VECTOR,
+    VECTOR_KIND,
+    Readout,
+    kind_of,
+    read,
+    token_pooling,
+)
 from .subblock import MLP_HIDDEN
 
 POOL = "pool"
@@ -207,6 +219,15 @@ class Model(nn.Module):
                 name = c.name if i == 0 else f"{c.name}@{label}" + ("@norm" if on else "")
                 out.append(Column(name, c, label, "on" if on else "off", applied))
         return out
+
+    def token_columns(self, cuts: Sequence[Cut], max_tokens: int, norm: str = "off") -> list[Column]:
+        """The token-level columns the attentive probe reads: one per token or map cut (a vector cut is its own single
+        token), named `<cut>@tokens`, at most `max_tokens` tokens each, the final norm applied where `norm` is on (with
+        `both`: the first curve's, off). Their rows are `token_shape(cut)` flattened."""
+        on = norm == "on"
+        return [Column(f"{c.name}@{TOKENS_READOUT}", c, TOKENS_READOUT, "on" if on else "off",
+                       Readout(token_pooling(max_tokens), on and self.norm_applies(c)))
+                for c in cuts if self.cut_kind(c.name) != VECTOR_KIND]
 
     # -- forward --------------------------------------------------------------
     def _forward(self, x: torch.Tensor, names: Sequence[str], reduce=None) -> dict[str, torch.Tensor]:

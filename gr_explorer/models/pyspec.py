@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ModelSpecError, did_you_mean
+from ..files import expand_user
 from ..hashing import file_digest
 from .backbones import HookBackbone, IntermediatesBackbone
 from .checkpoint import read_weights
@@ -55,7 +56,7 @@ def parse(rest: str) -> tuple[Path, str]:
     path, sep, func = rest.rpartition(":")
     if not sep or not path or not func.isidentifier():
         raise ModelSpecError(f"Bad py: model spec 'py:{rest}'. Valid form: {FORM}, e.g. py:models/cifar_resnet.py:build.")
-    p = Path(path).expanduser()
+    p = expand_user(path, "py: model file", ModelSpecError)
     if p.suffix != ".py" or not p.is_file():
         raise ModelSpecError(f"py: model file {path!r} {'is not a .py file' if p.is_file() else 'does not exist'}. "
                              f"Valid form: {FORM}.")
@@ -245,7 +246,7 @@ def load_py_model(rest: str, *, weights: str | None = None, stages: Sequence[str
         obj = fresh()
         source = f"as built by {where}() (no weights file)"
         if weights not in (None, "", "pretrained"):
-            wpath = Path(weights).expanduser()
+            wpath = expand_user(weights, "weights file", ModelSpecError)
             if not wpath.is_file():
                 raise ModelSpecError(f"Weights file {weights!r} for {name} does not exist. Valid: a .safetensors/.pth "
                                      "state dict, 'random', or nothing (the weights the function builds).")

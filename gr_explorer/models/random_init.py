@@ -12,25 +12,36 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
+from ..names import random_label
 from .model import Model
 
-SUFFIX = " [random init]"
+
+def draw_seed(seed: int, draw: int) -> int:
+    """The weight seed of draw `draw` (1, 2, ...) of a sweep seeded `seed`: draw 1 is `seed` itself (the single
+    `random-init` twin), later draws distinct 32-bit seeds spawned from (seed, draw)."""
+    if draw <= 1:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(draw)]).generate_state(1)[0])
 
 
-def random_label(name: str) -> str:
-    """`zoo:simclr` -> `zoo:simclr [random init]` (idempotent)."""
-    return name if name.endswith(SUFFIX) else f"{name}{SUFFIX}"
+def random_inits(model: Model, seed: int, draws: int) -> list[Model]:
+    """The random-init twins a sweep measures: none, one (`random-init`, named `<model> [random init]`) or `draws`
+    seeded ones (`random-init:N`, named `<model> [random init #d]`; draw #1 has the single twin's weights)."""
+    if draws <= 1:
+        return [random_init(model, seed)] if draws == 1 else []
+    return [random_init(model, draw_seed(seed, d), draw=d) for d in range(1, draws + 1)]
 
 
-def random_init(model: Model, seed: int) -> Model:
+def random_init(model: Model, seed: int, draw: int | None = None) -> Model:
     """A fresh Model of `model`'s architecture whose weights are a deterministic function of `seed`."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         twin = model.rebuild() if model.rebuild is not None else _reinitialised_copy(model)
-    twin.name = random_label(model.name)
+    twin.name = random_label(model.name, draw)
     twin.kind, twin.baseline_for = "random_init", model.name
     twin.card = dict(model.card)
     twin.weights_source = f"random init (seed {seed})"

@@ -9,6 +9,10 @@ A cut's raw output is one of three kinds, and each kind has its own readouts:
 * feature maps `[B, C, H, W]` (CNN stages): `avg` or `max` spatial pooling;
 * vectors `[B, D]` (the pooled output, projector layers): nothing to read out, the vector itself.
 
+The attentive probe reads a cut's tokens rather than one vector: the token readout `tokens:<n>` keeps the prefix
+tokens and the patch tokens (or a map's spatial positions) average-pooled to a grid of at most n tokens in all,
+flattened to one row of T x C per image (T tokens, C channels), so the feature store keeps its [N, D] rows.
+
 Where the prefix tokens sit is read from the model (timm's `num_prefix_tokens`, `num_reg_tokens` or the shape
 of `reg_token`, `cls_token`), never guessed: timm puts the class token first, then any distillation token,
 then the registers (`_pos_embed`); `no_embed_class` only changes where positions are added, not this order.
@@ -22,10 +26,12 @@ residual stream (block outputs and `attn_out`); see `Model.columns` for the cuts
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelSpecError
@@ -37,6 +43,18 @@ NORMS = READOUT_NORMS  # declared in names.py, with READOUTS, TOKEN_READOUTS and
 #: the readout of a cut that already is a vector (pool, projector layers)
 VECTOR = "-"
 TOKENS, MAP, VECTOR_KIND = "tokens", "map", "vector"
+#: the pooling name of a token-level readout: `tokens:<most tokens kept>`
+TOKEN_GRID = "tokens:"
+#: how token-level features are stored: they are wide, and the attentive probe computes in float32 anyway
+TOKEN_STORAGE = "float16"
+
+
+def token_pooling(max_tokens: int) -> str:
+    return f"{TOKEN_GRID}{int(max_tokens)}"
+
+
+def is_token_grid(pooling: str) -> bool:
+    return pooling.startswith(TOKEN_GRID)
 
 
 @dataclass(frozen=True)
@@ -146,20 +164,55 @@ def read_map(x: torch.Tensor, pooling: str) -> torch.Tensor:
     raise ValueError(f"unknown map readout {pooling!r}")
 
 
+def _grid(x: torch.Tensor, most: int) -> torch.Tensor:
+    """Patch tokens [B, N, C] average-pooled to at most `most` tokens: on their square grid when N is a square, else
+    along the sequence. Fewer tokens than that are kept as they are."""
+    B, N, C = x.shape
+    most = max(1, most)
+    if N <= most:
+        return x
+    side = math.isqrt(N)
+    if side * side == N:
+        g = max(1, math.isqrt(most))
+        pooled = F.adaptive_avg_pool2d(x.transpose(1, 2).reshape(B, C, side, side), (g, g))
+        return pooled.flatten(2).transpose(1, 2)
+    return F.adaptive_avg_pool1d(x.transpose(1, 2), most).transpose(1, 2)
+
+
+def read_token_grid(raw, pooling: str, layout: TokenLayout, norm: FinalNorm | None, apply_norm: bool) -> torch.Tensor:
+    """A cut's tokens for the attentive probe, flattened: [B, T x C] (prefix tokens first, then the pooled grid)."""
+    most = int(pooling[len(TOKEN_GRID):])
+    kind = kind_of(raw)
+    if kind == MAP:
+        B, C, H, W = raw.shape
+        g = max(1, math.isqrt(most))
+        x = raw if H * W <= most else F.adaptive_avg_pool2d(raw, (min(H, g), min(W, g)))
+        return x.flatten(2).transpose(1, 2).flatten(1)
+    if kind == VECTOR_KIND:
+        return raw if raw.ndim == 2 else raw.flatten(1)
+    patches, prefix = split_tokens(raw, layout)
+    if apply_norm and norm is not None:  # per token, whether the model applies it before or after pooling
+        patches, prefix = norm.module(patches), norm.module(prefix)
+    tokens = torch.cat([prefix, _grid(patches, most - prefix.shape[1])], dim=1)
+    return tokens.flatten(1)
+
+
 def read(raw, readouts: Sequence[Readout], layout: TokenLayout, norm: FinalNorm | None) -> dict[Readout, torch.Tensor]:
     """Every requested readout of one cut's raw output, computed as soon as the output exists (nothing wide kept).
 
     The per-token norm is computed once per cut however many readouts use it.
     """
+    grids = {r: read_token_grid(raw, r.pooling, layout, norm, r.norm) for r in readouts if is_token_grid(r.pooling)}
+    readouts = [r for r in readouts if r not in grids]
     kind = kind_of(raw)
     if kind == VECTOR_KIND:
         v = raw if raw.ndim == 2 else raw.flatten(1)
-        return {r: v for r in readouts}
+        return {**grids, **{r: v for r in readouts}}
     if kind == MAP:
-        return {r: read_map(raw, r.pooling) for r in readouts}
+        return {**grids, **{r: read_map(raw, r.pooling) for r in readouts}}
     patches, prefix = split_tokens(raw, layout)
     normed = None
-    out = {}
+    out = dict(grids)
     for r in readouts:
         if r.norm and norm is not None and norm.where == "tokens":
             if normed is None:

@@ -13,11 +13,13 @@ as numbers (`hparam`, `value`, `used`), and whether the solver converged.
   features; all cuts x tasks x C solved by one batched L-BFGS (see probes.linear).
 * knn: cosine k-NN with exp(sim / T) weighted votes, several k from one search
   (see probes.knn).
+* attentive: multi-query cross-attention over a cut's tokens [N, T, C], trained
+  with AdamW, batched over cuts, tasks and (lr, wd) (see probes.attentive).
 
 Every head implements `probes.base.Head`. Hyper-parameters are chosen on one
 stratified validation split of the train set (`validation_split`, the same for
-every cut, task and probe for a given seed), then the probe is refitted on all
-train data and scored on test.
+every cut, task and probe for a given seed; or the `split` given), then the
+probe is refitted on all train data (or the `refit_idx` rows) and scored on test.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..device import resolve_device
 from ..errors import ProbeError, did_you_mean
 from ..names import PROBES
 from ..progress import Progress, Reporter, ShouldStop
+from .attentive import AttentiveHead, AttentiveProbeResult, fit_attentive_probes
 from .base import Head, ProbeResult
 from .knn import (
     DEFAULT_KS,
@@ -51,10 +54,11 @@ from .linear import (
 )
 from .rows import all_finite, count_nonfinite_rows
 from .solver import lbfgs_softmax
-from .split import validation_split
+from .split import validation_size, validation_split
 
 #: the head class of every probe name (names.PROBES declares the names)
-HEADS: dict[str, type[Head]] = {h.name: h for h in (LinearHead, KnnHead)}
+HEADS: dict[str, type[Head]] = {h.name: h for h in (LinearHead, KnnHead, AttentiveHead)}
+assert set(HEADS) == set(PROBES), "names.PROBES and the implemented heads differ"
 
 
 class ConvergenceWarning(UserWarning):
@@ -144,6 +148,39 @@ def _classes(train_labels: Mapping[str, torch.Tensor], test_labels: Mapping[str,
     return n_classes
 
 
+def _check_tokens(split: str, tokens: Mapping[str, torch.Tensor], feats: Mapping[str, torch.Tensor]) -> None:
+    for cut, x in tokens.items():
+        if cut not in feats:
+            raise ProbeError(f"{split} tokens are given for {cut!r}, which is not a cut of the features. Valid: "
+                             f"{', '.join(feats)}.")
+        if not isinstance(x, torch.Tensor) or x.ndim != 3 or 0 in x.shape:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ProbeError(f"Cut {cut!r}: {split} tokens must be a non-empty 3-D tensor [N, T, C], got {shape}.")
+        if x.shape[0] != feats[cut].shape[0]:
+            raise ProbeError(f"Cut {cut!r}: {split} tokens have N={x.shape[0]} but its features N={feats[cut].shape[0]}. "
+                             "Valid: the same images in both.")
+        if x.dtype.is_floating_point and not all_finite(x.reshape(x.shape[0], -1)):
+            raise ProbeError(f"Cut {cut!r}: {split} tokens contain NaN or inf. Valid: finite values only.")
+
+
+def _check_split(split, refit_idx, n_train: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A given (fit, val) split and refit rows: in range, fit and val non-empty and disjoint."""
+    if split is None and refit_idx is None:
+        return None
+    parts = {"refit_idx": refit_idx} if split is None else {"fit_idx": split[0], "val_idx": split[1],
+                                                            "refit_idx": refit_idx}
+    for name, idx in parts.items():
+        if idx is None:
+            continue
+        if not isinstance(idx, torch.Tensor) or idx.ndim != 1 or idx.numel() == 0 or idx.dtype != torch.long:
+            raise ProbeError(f"{name} must be a non-empty 1-D LongTensor of train rows.")
+        if int(idx.min()) < 0 or int(idx.max()) >= n_train:
+            raise ProbeError(f"{name} holds rows outside the {n_train} train rows. Valid: 0..{n_train - 1}.")
+    if split is not None and len(set(split[0].tolist()) & set(split[1].tolist())):
+        raise ProbeError("fit_idx and val_idx share rows; a validation row must never be fitted. Valid: disjoint rows.")
+    return split
+
+
 def _validate(probes, train_feats, train_labels, test_feats, test_labels, val_fraction) -> tuple[list[str], dict[str, int]]:
     """Every input checked once, here, naming the bad cut / task / split and what is valid."""
     probes = _check_probes(probes)
@@ -190,6 +227,11 @@ def run_probes(
     linear_memory_budget: int = DEFAULT_MEMORY_BUDGET,
     knn_chunk_size: int = 1024,
     knn_memory_budget: int | None = None,
+    attentive: AttentiveHead | None = None,
+    train_tokens: Mapping[str, torch.Tensor] | None = None,
+    test_tokens: Mapping[str, torch.Tensor] | None = None,
+    split: tuple[torch.Tensor, torch.Tensor] | None = None,
+    refit_idx: torch.Tensor | None = None,
 ) -> list[ProbeResult]:
     """Fit every probe for every (cut, task); one ProbeResult per (cut, task, probe).
 
@@ -200,27 +242,38 @@ def run_probes(
     fit that hit its iteration limit is flagged `converged=False` and warned about. Both probes
     stream features that do not fit their memory budget in row chunks (`knn_memory_budget`
     defaults to the linear probe's).
+
+    The attentive probe (`attentive`: its settings; default AttentiveHead()) reads `train_tokens` /
+    `test_tokens` [N, T, C] of the cuts that have them and a cut's pooled features as one token otherwise.
+    `split` (fit rows, validation rows) replaces the seeded validation split; `refit_idx` the rows the chosen
+    setting is refitted on (None: all train rows; a few-shot draw: the draw).
     """
     probes, n_classes = _validate(probes, train_feats, train_labels, test_feats, test_labels, val_fraction)
+    _check_tokens("train", train_tokens or {}, train_feats)
+    _check_tokens("test", test_tokens or {}, test_feats)
     heads = {"linear": LinearHead(_check_grid(linear_grid), linear_max_iter, linear_tol, linear_memory_budget),
              "knn": KnnHead(_check_ks(knn_ks), _check_temperature(knn_temperature), knn_chunk_size,
-                            linear_memory_budget if knn_memory_budget is None else knn_memory_budget)}
+                            linear_memory_budget if knn_memory_budget is None else knn_memory_budget),
+             "attentive": attentive or AttentiveHead(seed=seed, memory_budget=linear_memory_budget)}
     device = resolve_device(device)
-    fit_idx, val_idx = validation_split(train_labels, val_fraction, seed)
+    n_train = next(iter(train_feats.values())).shape[0]
+    fit_idx, val_idx = _check_split(split, refit_idx, n_train) or validation_split(train_labels, val_fraction, seed)
     cuts, tasks = list(train_feats), list(train_labels)
     report = Reporter(progress, should_stop, "probe", len(cuts) * len(tasks) * len(probes), model)
     report.emit(f"{' + '.join(probes)} on {len(cuts)} cut{'s' if len(cuts) != 1 else ''}")  # the stage has begun
     results: dict[tuple[str, str, str], ProbeResult] = {}
     for probe in probes:
-        res = heads[probe].fit(train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx,
-                               n_classes=n_classes, device=device, tick=report.tick)
+        head = heads[probe]
+        tr, te = train_feats, test_feats
+        if head.inputs == "tokens":  # a cut without tokens (a vector) is one token
+            tr = {c: (train_tokens or {}).get(c, x[:, None, :]) for c, x in train_feats.items()}
+            te = {c: (test_tokens or {}).get(c, x[:, None, :]) for c, x in test_feats.items()}
+        res = head.fit(tr, train_labels, te, test_labels, fit_idx=fit_idx, val_idx=val_idx, n_classes=n_classes,
+                       device=device, tick=report.tick, refit_idx=refit_idx)
         results.update({(cut, task, probe): r for (cut, task), r in res.items()})
-        stuck = [f"{c}/{t}" for (c, t), r in res.items() if not r.converged]
+        stuck = head.unconverged(res)
         if stuck:
-            warnings.warn(f"{model + ': ' if model else ''}the linear probe did not converge within {linear_max_iter} "
-                          f"iterations for {len(stuck)} (cut, task) fit(s): {', '.join(stuck[:6])}"
-                          f"{' ...' if len(stuck) > 6 else ''}. Their accuracies may be slightly low "
-                          "(the converged column says which).", ConvergenceWarning, stacklevel=2)
+            warnings.warn(f"{model + ': ' if model else ''}{stuck}", ConvergenceWarning, stacklevel=2)
     return [results[(cut, task, probe)] for cut in cuts for task in tasks for probe in probes]
 
 
@@ -255,6 +308,8 @@ def _check_ks(ks) -> list[int] | None:
 
 
 __all__ = [
+    "AttentiveHead",
+    "AttentiveProbeResult",
     "DEFAULT_GRID",
     "DEFAULT_KS",
     "HEADS",
@@ -264,11 +319,13 @@ __all__ = [
     "KnnProbeResult",
     "LinearProbeResult",
     "ProbeResult",
+    "fit_attentive_probes",
     "fit_knn_probes",
     "fit_linear_probes",
     "knn_predict",
     "lbfgs_softmax",
     "run_probes",
     "standardize",
+    "validation_size",
     "validation_split",
 ]

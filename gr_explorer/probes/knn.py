@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import matmul
 from .base import Head, ProbeResult
 from .rows import RowSource
 
@@ -39,7 +40,7 @@ def _neighbours(
     """Yield (start, sims [c, k_max] descending, indices [c, k_max]) for query chunks (inputs normalised)."""
     k_max = min(k_max, bank.shape[0])
     for start in range(0, queries.shape[0], chunk_size):
-        sims = queries[start : start + chunk_size] @ bank.T
+        sims = matmul.mm(queries[start : start + chunk_size], bank.T)
         top, idx = sims.topk(k_max, dim=1, largest=True, sorted=True)
         yield start, top, idx
 
@@ -59,7 +60,7 @@ def _neighbours_streamed(
             b = F.normalize(b, dim=1)
             for s in range(0, q.shape[0], chunk_size):
                 e = min(s + chunk_size, q.shape[0])
-                t, i = (q[s:e] @ b.T).topk(min(k_max, b1 - b0), dim=1, largest=True, sorted=True)
+                t, i = matmul.mm(q[s:e], b.T).topk(min(k_max, b1 - b0), dim=1, largest=True, sorted=True)
                 both_t, both_i = torch.cat([top[s:e], t], 1), torch.cat([idx[s:e], i + b0], 1)
                 top[s:e], pos = both_t.topk(k_max, dim=1, largest=True, sorted=True)
                 idx[s:e] = both_i.gather(1, pos)
@@ -128,6 +129,7 @@ class KnnProbeResult:
     val_accuracies: dict[int, float] = field(default_factory=dict)
     k_used: int = 0
     correct: torch.Tensor | None = None  # bool [n_test]
+    val_correct: torch.Tensor | None = None  # bool [n_val]: validation hits of the chosen k (bank: the fit rows)
 
 
 def _multi_task_correct(
@@ -178,12 +180,13 @@ def fit_knn_probes(
     memory_budget: int | None = None,
     bank_chunk: int | None = None,
     progress: Callable[[int, str], None] | None = None,
+    refit_idx: torch.Tensor | None = None,
 ) -> dict[tuple[str, str], KnnProbeResult]:
     """Fit the k-NN probe for every (cut, task); inputs are assumed validated (see run_probes).
 
     k is chosen per (cut, task) with bank = train[fit_idx], queries = train[val_idx]
     (best accuracy; ties -> the larger k, the smoother vote), then test queries are
-    scored against the full train bank with that k. A cut whose in-memory search would
+    scored against the train bank `train[refit_idx]` (None: the full train set) with that k. A cut whose in-memory search would
     exceed `memory_budget` bytes (None: no limit) is searched streamed (see the module
     docstring; `bank_chunk` forces that, with that many bank rows per chunk).
     `progress(n_done, message)` is called after each cut, and with n_done = 0 after every chunk of queries
@@ -198,6 +201,8 @@ def fit_knn_probes(
     y_train = torch.stack([train_labels[t].long() for t in tasks], 1).to(device)
     y_test = torch.stack([test_labels[t].long() for t in tasks], 1).to(device)
     fit_d, val_d = fit_idx.to(device), val_idx.to(device)
+    refit_d = None if refit_idx is None else refit_idx.to(device)
+    y_bank = y_train if refit_d is None else y_train[refit_d]
     n_val = len(val_idx)
     results: dict[tuple[str, str], KnnProbeResult] = {}
     for cut in cuts:
@@ -209,12 +214,13 @@ def fit_knn_probes(
                             bank_chunk)
         if plan is None:  # in memory: normalised tensors on the device
             train_n, block = _normalize(train_feats[cut], device), 0
-            bank, fit_bank, val_queries = train_n, train_n[fit_d], train_n[val_d]
+            bank, fit_bank, val_queries = train_n if refit_d is None else train_n[refit_d], train_n[fit_d], train_n[val_d]
             test_queries = _normalize(test_feats[cut], device)
         else:  # streamed: row sources read chunk by chunk from where the features live
             chunk, block = plan
-            bank = RowSource(train_feats[cut], device, chunk)
-            fit_bank, val_queries = bank.subset(fit_idx.cpu()), bank.subset(val_idx.cpu())
+            full = RowSource(train_feats[cut], device, chunk)
+            fit_bank, val_queries = full.subset(fit_idx.cpu()), full.subset(val_idx.cpu())
+            bank = full if refit_idx is None else full.subset(refit_idx.cpu())
             test_queries = RowSource(test_feats[cut], device, chunk)
         val_hits = _multi_task_correct(
             fit_bank, y_train[fit_d], val_queries, y_train[val_d], [ks] * len(tasks), temperature, nc, chunk_size, block,
@@ -225,8 +231,8 @@ def fit_knn_probes(
             # max over (count, k): ties -> larger k
             chosen.append(max(ks, key=lambda k: (val_correct[ti][k], k)))
         test_hits = _multi_task_correct(
-            bank, y_train, test_queries, y_test, [[k] for k in chosen], temperature, nc, chunk_size, block, pulse)
-        n_test, n_bank = y_test.shape[0], y_train.shape[0]
+            bank, y_bank, test_queries, y_test, [[k] for k in chosen], temperature, nc, chunk_size, block, pulse)
+        n_test, n_bank = y_test.shape[0], y_bank.shape[0]
         for ti, task in enumerate(tasks):
             k = chosen[ti]
             hits = test_hits[ti][k].cpu()
@@ -237,6 +243,7 @@ def fit_knn_probes(
                 val_accuracies={kk: val_correct[ti][kk] / n_val for kk in ks},
                 k_used=min(k, n_bank),
                 correct=hits,
+                val_correct=val_hits[ti][k].cpu(),
             )
         if progress is not None:
             progress(len(tasks), f"knn: {cut}")
@@ -270,13 +277,16 @@ class KnnHead(Head):
                  chunk_size: int = DEFAULT_CHUNK_SIZE, memory_budget: int | None = None):
         self.ks, self.temperature, self.chunk_size, self.memory_budget = ks, temperature, chunk_size, memory_budget
 
-    def fit(self, train_feats, train_labels, test_feats, test_labels, *, fit_idx, val_idx, n_classes, device, tick):
+    def fit(self, train_feats, train_labels, test_feats, test_labels, *, fit_idx, val_idx, n_classes, device, tick,
+            refit_idx=None):
         res = fit_knn_probes(train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx,
                              ks=self.ks, temperature=self.temperature, n_classes=n_classes, device=device,
-                             chunk_size=self.chunk_size, memory_budget=self.memory_budget, progress=tick)
+                             chunk_size=self.chunk_size, memory_budget=self.memory_budget, progress=tick,
+                             refit_idx=refit_idx)
         return {(cut, task): ProbeResult(cut, task, self.name, r.accuracy, r.val_accuracy, self.hparam, float(r.k),
                                          int(r.k_used), n_classes[task],
-                                         search={float(k): v for k, v in r.val_accuracies.items()}, correct=r.correct)
+                                         search={float(k): v for k, v in r.val_accuracies.items()}, correct=r.correct,
+                                         val_correct=r.val_correct)
                 for (cut, task), r in res.items()}
 
 

@@ -117,6 +117,7 @@ class LinearProbeResult:
     n_iter: int = 0
     converged: bool = True
     correct: torch.Tensor | None = None  # bool [n_test]
+    val_correct: torch.Tensor | None = None  # bool [n_val]: validation hits of the chosen C
 
 
 def _plan(dims: Mapping[str, int], bytes_for: Callable[[list[list[int]]], int], budget: int, pad_ratio: float,
@@ -212,6 +213,7 @@ def fit_linear_probes(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     rows_per_chunk: int | None = None,
     progress: Callable[[int, str], None] | None = None,
+    refit_idx: torch.Tensor | None = None,
 ) -> dict[tuple[str, str], LinearProbeResult]:
     """Fit the linear probe for every (cut, task); inputs are assumed validated (see run_probes).
 
@@ -226,11 +228,12 @@ def fit_linear_probes(
     docstring; `rows_per_chunk` forces that, with that many rows per chunk).
     `progress(n_done, message)` is called after each chunk with the (cut, task) results it
     finished, and with n_done = 0 after every solver iteration (still working); it may raise to stop.
+    `refit_idx`: the train rows the chosen C is refitted on (None: all; a few-shot draw: the draw alone).
     """
     device = torch.device(device)
     pad_ratio = (0.0 if device.type == "cuda" else 1.0) if pad_ratio is None else pad_ratio
     problem = _Problem(train_feats, train_labels, test_feats, test_labels, fit_idx, val_idx, grid, n_classes, device,
-                       dtype, dict(max_iter=max_iter, tol=tol, history=history), warm_start, precondition)
+                       dtype, dict(max_iter=max_iter, tol=tol, history=history), warm_start, precondition, refit_idx)
     chunks, streams = _plan_chunks(problem, memory_budget, pad_ratio, rows_per_chunk)
     results: dict[tuple[str, str], LinearProbeResult] = {}
     for i, blocks in enumerate(chunks):
@@ -249,7 +252,7 @@ class _Problem:
     """What every chunk of cuts shares: tasks and their class masks, labels of each split, the C grid, solver settings."""
 
     def __init__(self, train_feats, train_labels, test_feats, test_labels, fit_idx, val_idx, grid, n_classes, device,
-                 dtype, solve: dict, warm_start: bool, precondition: bool):
+                 dtype, solve: dict, warm_start: bool, precondition: bool, refit_idx: torch.Tensor | None = None):
         self.train_feats, self.test_feats = train_feats, test_feats
         self.device, self.dtype, self.solve, self.warm_start, self.precondition = device, dtype, solve, warm_start, \
             precondition
@@ -268,6 +271,9 @@ class _Problem:
         self.y_train = torch.stack([train_labels[t].cpu().long() for t in self.tasks], 1)  # [N, T]
         self.y_test = torch.stack([test_labels[t].cpu().long() for t in self.tasks], 1).to(device)
         self.y_fit, self.y_val = self.y_train[self.fit_idx], self.y_train[self.val_idx].to(device)
+        self.refit_idx = None if refit_idx is None else refit_idx.cpu()
+        self.y_refit = self.y_train if refit_idx is None else self.y_train[self.refit_idx]
+        self.n_refit = self.n_train if refit_idx is None else len(self.refit_idx)
         self.dims = {c: int(train_feats[c].shape[1]) for c in self.cuts}
 
     def chunk_bytes(self, blocks: list[list[int]]) -> int:
@@ -343,13 +349,14 @@ def _fit_chunk(p: _Problem, blocks: list[list[str]], rows: _Rows,
     """Choose C on validation for every (cut, task) of a chunk, refit on all train data, score on test
     (`pulse(what)` after every solver iteration)."""
     fit_stats = rows.stats("train", p.fit_idx)
-    correct, best, init, iters, conv, eigen = _choose_C(p, blocks, rows, fit_stats, _iterations(pulse, "choosing C"))
+    correct, val_hits, best, init, iters, conv, eigen = _choose_C(p, blocks, rows, fit_stats,
+                                                                  _iterations(pulse, "choosing C"))
     # ---- stage 2: refit on all train data with the chosen C (warm start), score on test ----
-    stats = rows.stats("train", None)
+    stats = rows.stats("train", p.refit_idx)
     _restandardise(init, rows.chunk, p.dims, fit_stats, stats, p.dtype)
     C_best = torch.tensor(p.grid, dtype=p.dtype, device=p.device)[best]
-    X_train = rows.packed(blocks, "train", None, stats)
-    res = lbfgs_softmax(X_train, p.y_train, p.class_mask, 1.0 / (C_best * p.n_train), init=init, precondition=eigen,
+    X_train = rows.packed(blocks, "train", p.refit_idx, stats)
+    res = lbfgs_softmax(X_train, p.y_refit, p.class_mask, 1.0 / (C_best * p.n_refit), init=init, precondition=eigen,
                         callback=_iterations(pulse, "refit"), **p.solve)
     del X_train
     iters += res.n_iter
@@ -357,7 +364,7 @@ def _fit_chunk(p: _Problem, blocks: list[list[str]], rows: _Rows,
     X_test = rows.packed(blocks, "test", None, stats)
     test_hits = (predict(X_test, res.theta, p.class_mask) == p.y_test.unsqueeze(0)).cpu()  # [G, N_test, T]
     del X_test
-    correct_c, best_c, iters_c, conv_c = correct.cpu(), best.cpu(), iters.cpu(), conv.cpu()
+    correct_c, best_c, iters_c, conv_c, val_hits = correct.cpu(), best.cpu(), iters.cpu(), conv.cpu(), val_hits.cpu()
     out = {}
     for gi, cut in enumerate(rows.chunk):
         for ti, task in enumerate(p.tasks):
@@ -366,7 +373,8 @@ def _fit_chunk(p: _Problem, blocks: list[list[str]], rows: _Rows,
             out[(cut, task)] = LinearProbeResult(
                 C=p.grid[b], val_accuracy=float(correct_c[b, gi, ti]) / p.n_val, accuracy=float(hits.sum()) / p.n_test,
                 val_accuracies={C: float(correct_c[ci, gi, ti]) / p.n_val for ci, C in enumerate(p.grid)},
-                n_iter=int(iters_c[gi, ti]), converged=bool(conv_c[gi, ti]), correct=hits)
+                n_iter=int(iters_c[gi, ti]), converged=bool(conv_c[gi, ti]), correct=hits,
+                val_correct=val_hits[gi, :, ti].clone())
     return out
 
 
@@ -378,8 +386,9 @@ def _iterations(pulse: Callable[[str], None] | None, phase: str) -> Callable[[in
 def _choose_C(p: _Problem, blocks: list[list[str]], rows: _Rows, stats: dict, pulse=None):
     """Stage 1: every (cut, task, C) fitted on the fit rows and scored on the validation rows.
 
-    Returns (validation hits [C, G, T], chosen C index [G, T], the chosen solutions [G, D1, T, K] to warm-start the
-    refit, iterations [G, T], converged [G, T], the preconditioner)."""
+    Returns (validation hits [C, G, T], per-image validation hits of the chosen C [G, N_val, T], chosen C index
+    [G, T], the chosen solutions [G, D1, T, K] to warm-start the refit, iterations [G, T], converged [G, T], the
+    preconditioner)."""
     G, T, K, nC = len(rows.chunk), p.T, p.K, len(p.grid)
     d1 = 1 + max(p.dims[c] for c in rows.chunk)
     X_fit = rows.packed(blocks, "train", p.fit_idx, stats)
@@ -389,6 +398,7 @@ def _choose_C(p: _Problem, blocks: list[list[str]], rows: _Rows, stats: dict, pu
     conv = torch.ones((G, T), dtype=torch.bool, device=p.device)
     if p.warm_start:
         correct = torch.zeros((nC, G, T), dtype=torch.long, device=p.device)
+        hits = torch.zeros((nC, G, p.n_val, T), dtype=torch.bool, device=p.device)
         thetas = torch.zeros((nC, G, d1, T, K), dtype=p.dtype, device=p.device)
         theta = None
         for ci, C in enumerate(p.grid):
@@ -399,7 +409,8 @@ def _choose_C(p: _Problem, blocks: list[list[str]], rows: _Rows, stats: dict, pu
             thetas[ci] = theta
             iters += res.n_iter
             conv &= res.converged
-            correct[ci] = (predict(X_val, theta, p.class_mask) == p.y_val.unsqueeze(0)).sum(1)
+            hits[ci] = predict(X_val, theta, p.class_mask) == p.y_val.unsqueeze(0)
+            correct[ci] = hits[ci].sum(1)
     else:
         lam = torch.tensor([1.0 / (C * p.n_fit) for C in p.grid], dtype=p.dtype, device=p.device)
         lam = lam.repeat_interleave(T).view(1, nC * T).expand(G, nC * T).contiguous()  # column q = ci*T + t
@@ -409,14 +420,16 @@ def _choose_C(p: _Problem, blocks: list[list[str]], rows: _Rows, stats: dict, pu
         iters += res.n_iter.view(G, nC, T).sum(1)
         conv &= res.converged.view(G, nC, T).all(1)
         pred = predict(X_val, res.theta, p.class_mask.repeat(nC, 1))
-        correct = (pred == p.y_val.repeat(1, nC).unsqueeze(0)).sum(1).view(G, nC, T).permute(1, 0, 2)
+        hits = (pred == p.y_val.repeat(1, nC).unsqueeze(0)).view(G, p.n_val, nC, T).permute(2, 0, 1, 3)
+        correct = hits.sum(2)  # [nC, G, T]
     del X_fit, X_val
     # Best validation accuracy; ties -> the smallest C (strongest regularisation): argmax takes the first max.
     best = correct.argmax(0)  # [G, T]
     ar_g = torch.arange(G, device=p.device)[:, None]
     ar_t = torch.arange(T, device=p.device)[None, :]
     init = thetas[best, ar_g, :, ar_t, :].permute(0, 2, 1, 3).contiguous()  # [G, T, D1, K] -> [G, D1, T, K]
-    return correct, best, init, iters, conv, eigen
+    val_hits = hits[best, ar_g, :, ar_t].permute(0, 2, 1)  # [G, T, N_val] -> [G, N_val, T]
+    return correct, val_hits, best, init, iters, conv, eigen
 
 
 def _restandardise(init: torch.Tensor, chunk: list[str], dims: dict, fit_stats: dict, stats: dict,
@@ -441,14 +454,19 @@ class LinearHead(Head):
                  memory_budget: int = DEFAULT_MEMORY_BUDGET):
         self.grid, self.max_iter, self.tol, self.memory_budget = grid, max_iter, tol, memory_budget
 
-    def fit(self, train_feats, train_labels, test_feats, test_labels, *, fit_idx, val_idx, n_classes, device, tick):
+    def fit(self, train_feats, train_labels, test_feats, test_labels, *, fit_idx, val_idx, n_classes, device, tick,
+            refit_idx=None):
         res = fit_linear_probes(train_feats, train_labels, test_feats, test_labels, fit_idx=fit_idx, val_idx=val_idx,
                                 grid=self.grid, n_classes=n_classes, device=device, max_iter=self.max_iter,
-                                tol=self.tol, memory_budget=self.memory_budget, progress=tick)
+                                tol=self.tol, memory_budget=self.memory_budget, progress=tick, refit_idx=refit_idx)
         return {(cut, task): ProbeResult(cut, task, self.name, r.accuracy, r.val_accuracy, self.hparam, float(r.C),
                                          float(r.C), n_classes[task], r.converged, r.n_iter, dict(r.val_accuracies),
-                                         r.correct)
+                                         r.correct, r.val_correct)
                 for (cut, task), r in res.items()}
+
+    def unconverged(self, results) -> str:
+        text = super().unconverged(results)
+        return text.replace("did not converge", f"did not converge within {self.max_iter} iterations", 1)
 
 
 __all__ = [

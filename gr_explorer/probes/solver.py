@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from . import matmul
 from .rows import Block, PackedRows, row_chunks, strided_rows
 
 
@@ -68,13 +69,13 @@ def feature_eigen(X: Block | Blocks, max_rows: int | None = None) -> list[tuple[
         n = F_.shape[1]
         try:
             if n < d:
-                ev, U = torch.linalg.eigh(torch.bmm(F_, F_.transpose(1, 2)) / n)
+                ev, U = matmul.eigh(matmul.bmm(F_, F_.transpose(1, 2)) / n)
                 ok = ev > ev.amax(1, keepdim=True).clamp_min(1e-30) * 1e-8
-                V = torch.bmm(F_.transpose(1, 2), U) / torch.where(ok, (n * ev).clamp_min(1e-30).sqrt(),
+                V = matmul.bmm(F_.transpose(1, 2), U) / torch.where(ok, (n * ev).clamp_min(1e-30).sqrt(),
                                                                    torch.ones_like(ev))[:, None, :]
                 V = V * ok[:, None, :]
             else:
-                ev, V = torch.linalg.eigh(torch.bmm(F_.transpose(1, 2), F_) / n)
+                ev, V = matmul.eigh(matmul.bmm(F_.transpose(1, 2), F_) / n)
         except RuntimeError:  # ill-posed eigh (very rare): fall back to no preconditioning for this block
             ev = torch.ones((G_b, d), dtype=X_b.dtype, device=X_b.device)
             V = torch.eye(d, dtype=X_b.dtype, device=X_b.device).expand(G_b, d, d).contiguous()
@@ -135,7 +136,7 @@ class _Objective:
             l_b = c_b = g_b = None
             for r0, r1, X in row_chunks(X_b):  # one chunk: the whole block
                 n = r1 - r0
-                Z = torch.bmm(X, th).view(G_b, n, Qc, K)
+                Z = matmul.bmm(X, th).view(G_b, n, Qc, K)
                 if self.any_masked:
                     Z.masked_fill_(neg_mask, float("-inf"))
                 # In-place softmax (much faster than log_softmax over a short last dim):
@@ -149,7 +150,7 @@ class _Objective:
                 P.div_(s)
                 curv_c = (1 - P.square().sum(-1)).sum(1)
                 P.scatter_add_(-1, lab_c, torch.full(lab_c.shape, -1.0, dtype=P.dtype, device=P.device))  # softmax - onehot
-                grad_c = torch.bmm(X.transpose(1, 2), P.view(G_b, n, Qc * K)).view(G_b, d1, Qc, K)
+                grad_c = matmul.bmm(X.transpose(1, 2), P.view(G_b, n, Qc * K)).view(G_b, d1, Qc, K)
                 l_b, c_b, g_b = (loss_c, curv_c, grad_c) if l_b is None else (l_b + loss_c, c_b + curv_c, g_b.add_(grad_c))
             l_b, c_b, g_b = l_b / N, c_b / (N * n_cls), g_b.div_(N)
             if cols is None:
@@ -192,11 +193,11 @@ class _Precond:
             G_b, d, k = V.shape
             lam = self.lam[g0:g1, None, :, None]
             qb = q[g0:g1, 1 : 1 + d].reshape(G_b, d, Q * K)
-            u = torch.bmm(V.transpose(1, 2), qb).view(G_b, k, Q, K)
+            u = matmul.bmm(V.transpose(1, 2), qb).view(G_b, k, Q, K)
             scaled = u / (c[g0:g1, None, :, None] * ev[:, :, None, None] + lam)
-            rb = torch.bmm(V, scaled.view(G_b, k, Q * K)).view(G_b, d, Q, K)
+            rb = matmul.bmm(V, scaled.view(G_b, k, Q * K)).view(G_b, d, Q, K)
             if k < d:  # thin basis (wide cut): the rest of the space is only regularised, H0 = 1 / lam there
-                rb += (qb.view(G_b, d, Q, K) - torch.bmm(V, u.view(G_b, k, Q * K)).view(G_b, d, Q, K)) / lam
+                rb += (qb.view(G_b, d, Q, K) - matmul.bmm(V, u.view(G_b, k, Q * K)).view(G_b, d, Q, K)) / lam
             r[g0:g1, 1 : 1 + d] = rb if live is None else rb * live
         return r
 
@@ -378,7 +379,7 @@ def predict(X: Block | Blocks, theta: torch.Tensor, class_mask: torch.Tensor) ->
         th = theta[g0 : g0 + G_b, :d1].reshape(G_b, d1, Q * K)
         parts = []
         for r0, r1, X_c in row_chunks(X_b):
-            Z = torch.bmm(X_c, th).view(G_b, r1 - r0, Q, K)
+            Z = matmul.bmm(X_c, th).view(G_b, r1 - r0, Q, K)
             Z.masked_fill_(neg, float("-inf"))
             parts.append(Z.argmax(-1))
         preds.append(parts[0] if len(parts) == 1 else torch.cat(parts, 1))

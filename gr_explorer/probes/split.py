@@ -10,6 +10,11 @@ import torch
 from ..errors import ProbeError
 
 
+def validation_size(n: int, val_fraction: float) -> int:
+    """Images in the validation part of n train images: the fraction rounded, at least 1 and at most n - 1."""
+    return min(max(int(round(float(val_fraction) * n)), 1), n - 1)
+
+
 def validation_split(
     labels: Mapping[str, torch.Tensor] | torch.Tensor, val_fraction: float = 0.2, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,8 +36,7 @@ def validation_split(
         raise ProbeError(f"val_fraction={val_fraction!r} is out of range. Valid: a number strictly between 0 and 1 (e.g. 0.2).")
     cols = [np.asarray(torch.as_tensor(y).cpu()).reshape(-1) for y in labels.values()]
     n = len(cols[0])
-    n_val = int(round(float(val_fraction) * n))
-    n_val = min(max(n_val, 1), n - 1)
+    n_val = validation_size(n, val_fraction)
     if n < 2:
         raise ProbeError(f"The train split has {n} sample(s); a validation split needs at least 2. Valid: N >= 2 train samples.")
     rng = np.random.default_rng(seed)

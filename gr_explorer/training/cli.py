@@ -8,9 +8,9 @@ import sys
 
 from tqdm import tqdm
 
-from ..verdict import interval_text
+from ..verdict import gain_text
 from .config import TrainConfig
-from .loop import load_train_dataset, plan, train
+from .loop import check_output, load_train_dataset, plan, train
 
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
@@ -62,6 +62,7 @@ class _Stop:
 
 def cmd_train(a) -> int:
     config = config_from_args(a)
+    check_output(config)  # before the dataset is loaded
     ds = load_train_dataset(config)
     _, _, total = plan(config, ds.n_train)
     bar = None if a.quiet else tqdm(total=total, desc=f"train {config.objective}", unit="step", file=sys.stderr)
@@ -86,7 +87,8 @@ def cmd_train(a) -> int:
         for r in result.card["results"]["summary"]:
             if r["baseline"]:
                 continue
-            gain = interval_text(r["gain"], r["gain_ci_low"], r["gain_ci_high"], unit="acc")
+            gain = gain_text(r["gain"], r["gain_ci_low"], r["gain_ci_high"], r["clear_gain"], verdict=r.get("gain_verdict"),
+                             style="suffix", unit="acc")
             print(f"  {r['task']:12s} best {r['best_cut']:8s} {r['best_accuracy']:.3f}   last {r['last_cut']:8s} "
                   f"{r['last_accuracy']:.3f}   gain {gain}   random init {r['random_init_accuracy']:.3f}")
     if stop.flag or t.get("stopped_by") == "KeyboardInterrupt":

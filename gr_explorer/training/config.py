@@ -24,6 +24,8 @@ from ..names import (
 )
 from ..settings import (
     DEVICE,
+    MAX_IMAGES,
+    SEED,
     Flag,
     Interval,
     Items,
@@ -54,9 +56,9 @@ class TrainConfig(Settings):
     dataset: str = setting("shapes", "dataset spec: shapes, digits, cifar10, imagefolder:<path> ...",
                            Text("a dataset spec, e.g. shapes"), label="Dataset")
     n_train: int | None = setting(8000, "training images (stratified subsample; shapes: generated at this size)",
-                                  Interval(int, 2, None), Null("null / 'all' for the whole split", word="all"),
+                                  Interval(int, 2, MAX_IMAGES), Null("null / 'all' for the whole split", word="all"),
                                   label="Training images")
-    data_seed: int = setting(0, "dataset seed (shapes: which images are generated)", Interval(int, 0, None),
+    data_seed: int = setting(0, "dataset seed (shapes: which images are generated)", SEED,
                              seed=True, label="Data seed")
     image_size: int | None = setting(None, "resize images to this size (default: the dataset's size)",
                                      Interval(int, 8, 4096), Null("null for the dataset's size"), label="Image size")
@@ -111,7 +113,7 @@ class TrainConfig(Settings):
     time_budget: float | None = setting(None, "seconds the run may take: after timing a few steps, --epochs is lowered "
                                               "to the whole epochs that fit (the card records the epochs used)",
                                         POSITIVE, Null("null (no budget)"), bookkeeping=True, app=False)
-    seed: int = setting(0, "seed of the weights, the batch order and the augmentations", Interval(int, 0, None),
+    seed: int = setting(0, "seed of the weights, the batch order and the augmentations", SEED,
                         seed=True, label="Seed")
     device: str = setting("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps", DEVICE,
                           bookkeeping=True, label="Device")
@@ -138,12 +140,12 @@ class TrainConfig(Settings):
                                       Null("null (generated)"), Text(), bookkeeping=True, app=False)
     eval: bool = setting(False, "after training, sweep all cuts with linear probes on held-out data; results go in the "
                                 "card", Flag(), bookkeeping=True, app=False)
-    eval_n_train: int = setting(2000, "--eval: probe training images", Interval(int, 3, None), bookkeeping=True,
+    eval_n_train: int = setting(2000, "--eval: probe training images", Interval(int, 3, MAX_IMAGES), bookkeeping=True,
                                 app=False)
-    eval_n_test: int = setting(1000, "--eval: probe test images (the dataset's test split)", Interval(int, 1, None),
+    eval_n_test: int = setting(1000, "--eval: probe test images (the dataset's test split)", Interval(int, 1, MAX_IMAGES),
                                bookkeeping=True, app=False)
     eval_seed: int | None = setting(None, "--eval: dataset seed (default data_seed + 1: images the training never saw)",
-                                    Interval(int, 0, None), Null("null (data_seed + 1)"), bookkeeping=True, app=False)
+                                    SEED, Null("null (data_seed + 1)"), bookkeeping=True, app=False)
     eval_tasks: tuple[str, ...] | None = setting(None, "--eval: comma-separated tasks (default: all)",
                                                  Null("null (all tasks)"), Items(Text("a task name"), "task names"),
                                                  bookkeeping=True, app=False)

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..config import SweepConfig
 from ..models import random_label
 from ..run import run_sweep
+from ..settings import MAX_SEED
 from .config import TrainConfig
 
 KEEP = ["model", "baseline", "cut", "depth", "part", "dim", "task", "probe", "accuracy", "accuracy_ci_low",
@@ -29,7 +30,7 @@ def _clean(rows: list[dict]) -> list[dict]:
 
 def evaluate(model_spec: str, config: TrainConfig, device: str | None = None) -> dict:
     """Linear-probe sweep of every cut on held-out data, with baselines -> {'sweep', 'table', 'summary'}."""
-    seed = config.eval_seed if config.eval_seed is not None else config.data_seed + 1
+    seed = config.eval_seed if config.eval_seed is not None else (config.data_seed + 1) % (MAX_SEED + 1)
     sweep_config = SweepConfig(models=[model_spec], dataset=config.dataset, tasks=config.eval_tasks, probes=["linear"],
                                n_train=config.eval_n_train, n_test=config.eval_n_test, seed=seed,
                                device=device or config.device, image_size=config.image_size,

@@ -22,6 +22,7 @@ from ..augment import augment
 from ..data import dataset_tasks, image_bytes, load_dataset
 from ..device import autocast, resolve_device
 from ..errors import GRExplorerError, TrainingError, did_you_mean
+from ..files import check_writable, expand_user
 from ..limits import check_memory, size_text
 from ..models import Model, Preprocessing, build_model, save_checkpoint
 from .config import TrainConfig
@@ -154,6 +155,16 @@ def plan(config: TrainConfig, n_images: int) -> tuple[int, int, int]:
 # the loop
 
 
+def check_output(config: TrainConfig) -> Path:
+    """Prove, before any work, that the checkpoint can be written at `config.out` (not a folder, its folder writable)."""
+    out = expand_user(config.out, "checkpoint path (--out)", TrainingError)
+    if out.is_dir():
+        raise TrainingError(f"The checkpoint path (--out) {config.out!r} is a folder. Valid: a file path such as "
+                            f"{str(out / 'model.safetensors')!r}.")
+    check_writable(out.parent, f"folder of the checkpoint path (--out) {config.out!r}, i.e.")
+    return out
+
+
 def train(config: TrainConfig, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
           dataset=None, on_probe: OnProbe | None = None) -> TrainResult:
     """Train, save the checkpoint + card at `config.out`, optionally evaluate on held-out data.
@@ -165,6 +176,7 @@ def train(config: TrainConfig, progress: Progress | None = None, should_stop: Ca
     held-out set before the first step, every N epochs and after the last step (training/live.py);
     `on_probe(table, summary)` hears each probe step.
     """
+    check_output(config)
     device = resolve_device(config.device)
     t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_train_dataset(config, should_stop)
