@@ -149,7 +149,7 @@ def embedding_figure(emb: Embedding, task: str | None = None, *, model: str = ""
         annotations=[dict(text=_sample_note(emb), xref="paper", yref="paper", x=0, y=-0.005, xanchor="left", align="left",
                           yanchor="top", showarrow=False, font=dict(size=12, color="rgb(90,90,90)"))],
         sliders=[dict(active=cuts.index(start), x=0.1, len=0.9, y=-0.085, yanchor="top", pad=dict(t=10),
-                      currentvalue=dict(prefix="cut: ", font=dict(size=14)),
+                      currentvalue=dict(prefix="cut: ", font=dict(size=14), xanchor="right"),  # clear of ▶ ❚❚
                       steps=[dict(label=cut, method="animate", args=[[cut], step]) for cut in cuts])],
         updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.085, xanchor="left", yanchor="top",
                           pad=dict(t=10), showactive=False,
@@ -270,7 +270,7 @@ function cell(pos, title) {
 var shown = null;
 function show(pos) {
   shown = pos;
-  panel.innerHTML = '<div><b>Nearest images at ' + current + '</b> (cosine, the cut\'s own features)</div>';
+  panel.innerHTML = '<div><b>Nearest images at ' + current + '</b> (cosine, on the features of this cut)</div>';
   panel.appendChild(cell(pos, 'clicked: ' + NB.labels[pos]));
   NB.nb[current][pos].forEach(function (q) { panel.appendChild(cell(q, NB.labels[q])); });
 }

@@ -37,10 +37,16 @@ def _frame_traces(table: pd.DataFrame, summary: pd.DataFrame, colour: dict) -> l
     return traces
 
 
-def probes_over_training(table: pd.DataFrame, summary: pd.DataFrame, title: str | None = None) -> go.Figure:
+#: pixels between the plot's bottom edge and the slider row (tick labels and the axis title fit in between)
+CONTROLS_BELOW_PX = 64
+
+
+def probes_over_training(table: pd.DataFrame, summary: pd.DataFrame, title: str | None = None,
+                         height: int = 720) -> go.Figure:
     """Accuracy vs depth at every probe epoch: one animation frame per epoch, a slider and Play across epochs.
 
     `table` / `summary`: the live probe tables (`<out>.probes.csv`, `<out>.probes_summary.csv`), with `epoch`.
+    `height`: the figure's height in pixels; the slider and Play sit one row below the x-axis title at any height.
     """
     epochs = sorted(set(table["epoch"]))
     colour = _colours(dict.fromkeys(table["task"]))
@@ -49,17 +55,22 @@ def probes_over_training(table: pd.DataFrame, summary: pd.DataFrame, title: str 
               for e in epochs]
     fig = go.Figure(data=frames[-1].data, frames=frames)
     cuts = table[table["epoch"] == epochs[-1]].drop_duplicates("depth").sort_values("depth")
+    margin = dict(t=60, b=CONTROLS_BELOW_PX + 50, l=60, r=10)
+    below = -CONTROLS_BELOW_PX / max(height - margin["t"] - margin["b"], 100)  # paper units: the plot's own height
     fig.update_layout(
-        title=dict(text=_title(title, epochs[-1]), font=dict(size=18)), template="plotly_white", font=dict(size=14),
+        height=height, title=dict(text=_title(title, epochs[-1]), font=dict(size=18)), template="plotly_white",
+        font=dict(size=14),
         xaxis=dict(title="cut (forward order)", tickmode="array", tickvals=list(cuts["depth"]),
                    ticktext=list(cuts["cut"]), range=[cuts["depth"].min() - 0.4, cuts["depth"].max() + 0.4]),
-        yaxis=dict(title="test accuracy (live probe)", range=[0, 1.05]), margin=dict(t=60, b=110, l=60, r=10),
+        yaxis=dict(title="test accuracy (live probe)", range=[0, 1.05]), margin=margin,
         legend=dict(title=dict(text="task  ★ best cut (validation)")),
-        sliders=[dict(active=len(epochs) - 1, currentvalue=dict(prefix="epoch "), pad=dict(t=50),
+        # the epoch on screen is in the title: the slider needs no label of its own, so Play sits left of it
+        sliders=[dict(active=len(epochs) - 1, currentvalue=dict(visible=False), x=0.22, len=0.78, y=below,
+                      yanchor="top", pad=dict(t=0, b=0),
                       steps=[dict(label=f"{e:g}", method="animate",
                                   args=[[f"{e:g}"], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
                              for e in epochs])],
-        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.2, xanchor="left", yanchor="top",
+        updatemenus=[dict(type="buttons", showactive=False, x=0, y=below, xanchor="left", yanchor="top", pad=dict(t=0),
                           buttons=[dict(label="▶ Play", method="animate",
                                         args=[None, dict(frame=dict(duration=700, redraw=True), fromcurrent=False)])])])
     return fig
@@ -98,3 +109,11 @@ def gain_over_training(summary: pd.DataFrame, title: str | None = None) -> go.Fi
                       xaxis_title="epoch", yaxis_title="gain, pts (band: 95% CI)", template="plotly_white",
                       font=dict(size=14), margin=dict(t=60, b=50, l=60, r=10))
     return fig
+
+
+def gain_of_designs(summaries: dict[str, pd.DataFrame], task: str) -> go.Figure:
+    """Several trainings' guillotine gain on one task overlaid, one colour per design (name -> live summary), so two
+    designs trained one after the other (e.g. projector none vs 3 layers) can be compared epoch by epoch."""
+    rows = [s[s["task"] == task].assign(task=name) for name, s in summaries.items()]
+    return gain_over_training(pd.concat(rows, ignore_index=True),
+                              title=f"Guillotine gain on {task}, designs overlaid (○ where its interval first excludes 0)")

@@ -141,13 +141,22 @@ def publish_trained(path: str | os.PathLike, folder: str | os.PathLike, out_name
     dest = Path(folder) / file_digest(path)[:DIGEST_LEN] / path.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(path, dest)
+    for name in side_files(card):  # the live probes' tables and figures travel with the checkpoint they describe
+        if (path.parent / name).exists():
+            os.replace(path.parent / name, dest.parent / name)
     atomic_write(dest.with_suffix(CARD_SUFFIX), json.dumps(card, indent=2, default=str))
     path.with_suffix(CARD_SUFFIX).unlink(missing_ok=True)
     return dest
 
 
+def side_files(card: dict) -> list[str]:
+    """The files a card names next to its checkpoint (the live probes' CSVs and figures), bare names only."""
+    names = (card.get("live_probes") or {}).get("files") or []
+    return [n for n in names if isinstance(n, str) and n == Path(n).name]
+
+
 def checkpoint_archive(path: str | os.PathLike) -> bytes:
-    """A zip holding a checkpoint's weights file and its card, named as on disk."""
+    """A zip holding a checkpoint's weights file, its card and the files its card names, as on disk."""
     path = Path(path)
     card = path.with_suffix(CARD_SUFFIX)
     missing = [p.name for p in (path, card) if not p.exists()]
@@ -157,4 +166,7 @@ def checkpoint_archive(path: str | os.PathLike) -> bytes:
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.write(path, path.name)
         z.write(card, card.name)
+        for name in side_files(json.loads(card.read_text())):
+            if (path.parent / name).exists():
+                z.write(path.parent / name, name)
     return buf.getvalue()

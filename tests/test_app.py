@@ -996,7 +996,7 @@ def test_training_images_beyond_the_server_limit_are_refused(zoo, monkeypatch):
     for n, shown in ((5000, "5,000"), (None, "all")):
         with pytest.raises(ResourceError, match=rf"Training images \(n_train\) = {shown}.* (is more than this server "
                                                 rf"allows per split \(100\)|is not allowed on this server)"):
-            start_training(TrainConfig(n_train=n, out="x.safetensors"))
+            start_training([TrainConfig(n_train=n, out="x.safetensors")])  # a queue of one design
 
 
 def test_server_limits_are_declared_once_and_checked():

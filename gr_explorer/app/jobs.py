@@ -80,6 +80,7 @@ class Snapshot:
     series: list[float]
     result: Any = None
     error: BaseException | None = None
+    records: list = field(default_factory=list)  # what the work recorded for the page (e.g. live probe steps)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Job:
         self._stages: list[StageInfo] = []
         self._log: list[str] = []
         self._series: list[float] = []
+        self._records: list = []
         self.started = time.perf_counter()
         self.finished: float | None = None
         self.result: Any = None
@@ -152,6 +154,11 @@ class Job:
         with self._lock:
             self._series.append(float(value))
 
+    def add_record(self, record: Any) -> None:
+        """A result the page draws while the job runs (e.g. one live probe step)."""
+        with self._lock:
+            self._records.append(record)
+
     def should_stop(self) -> bool:
         """Cancel was pressed, the job has run past its time limit, or the session that owns the job has been gone for
         OWNER_GRACE_S (each then counts as a Cancel)."""
@@ -186,10 +193,10 @@ class Job:
     def snapshot(self) -> Snapshot:
         with self._lock:
             stages = [StageInfo(**vars(s)) for s in self._stages]
-            log_lines, series = list(self._log), list(self._series)
+            log_lines, series, records = list(self._log), list(self._series), list(self._records)
         end = self.finished if self.finished is not None else time.perf_counter()
         return Snapshot(self.running, self._stop.is_set(), end - self.started, stages, log_lines, series,
-                        self.result, self.error)
+                        self.result, self.error, records)
 
     def wait(self, timeout: float) -> bool:
         self._thread.join(timeout)
@@ -232,7 +239,7 @@ def _stage_line(s: StageInfo, current: bool, now: float) -> str:
 
 
 def follow(job: Job, *, key: str, on_series: Callable[[Any, list[float]], None] | None = None,
-           poll: float = 0.5, cancel_label: str = "Cancel",
+           on_records: Callable[[Any, list], None] | None = None, poll: float = 0.5, cancel_label: str = "Cancel",
            cancel_help: str = "Stop now: every stage checks within a second or so. Features extracted so far "
                               "stay cached.") -> Snapshot:
     """Draw `job`'s progress and block (polling) until it ends; returns the final snapshot.
@@ -241,7 +248,8 @@ def follow(job: Job, *, key: str, on_series: Callable[[Any, list[float]], None] 
     loop (Streamlit reruns the script) while the Job goes on; the rerun calls
     `follow` again. Anything else that ends the script here (Streamlit's Stop,
     the browser tab closing, the server shutting down) cancels the job.
-    `on_series(placeholder, values)` redraws a live series.
+    `on_series(placeholder, values)` redraws a live series; `on_records(placeholder, records)` redraws, below the
+    status box, what the job recorded so far, whenever a record arrives.
     """
     cancel_slot = st.empty()
     cancel_slot.button(cancel_label, key=f"{key}:cancel", on_click=job.cancel, icon=":material/stop_circle:",
@@ -251,8 +259,9 @@ def follow(job: Job, *, key: str, on_series: Callable[[Any, list[float]], None] 
         lines = st.empty()
         bar = st.empty()
         chart = st.empty() if on_series is not None else None
+    shown = st.empty() if on_records is not None else None
     try:
-        snap = _follow_until_done(job, status, lines, bar, chart, on_series, poll)
+        snap = _follow_until_done(job, status, lines, bar, chart, on_series, poll, shown, on_records)
     except RerunException:
         raise  # a widget was touched: the job goes on, and the rerun follows it again
     except BaseException:
@@ -269,8 +278,9 @@ def follow(job: Job, *, key: str, on_series: Callable[[Any, list[float]], None] 
     return snap
 
 
-def _follow_until_done(job: Job, status, lines, bar, chart, on_series, poll: float) -> Snapshot:
-    shown_points, shown = -1, (None, None, None)
+def _follow_until_done(job: Job, status, lines, bar, chart, on_series, poll: float, record_slot=None,
+                       on_records=None) -> Snapshot:
+    shown_points, shown_records, shown = -1, 0, (None, None, None)
     while True:
         snap = job.snapshot()
         now = time.perf_counter()
@@ -299,6 +309,9 @@ def _follow_until_done(job: Job, status, lines, bar, chart, on_series, poll: flo
         if chart is not None and len(snap.series) != shown_points:
             shown_points = len(snap.series)
             on_series(chart, snap.series)
+        if record_slot is not None and len(snap.records) != shown_records:
+            shown_records = len(snap.records)
+            on_records(record_slot, snap.records)
         if not snap.running:
             return snap
         job.should_stop()  # the time limit also runs out while the job is inside a step that does not poll

@@ -2,12 +2,17 @@
 
 The run is the library's `training.train(TrainConfig, progress, should_stop)`;
 the checkpoint it writes is probed like a shipped one (`file:<path>`), appears
-in Explore and Compare for this session, and can be downloaded.
+in Explore and Compare for this session, and can be downloaded. With live
+probes on, every cut is probed every N epochs and the charts grow while it
+trains (train_live.py). Designs can be queued: one job trains them one after
+the other (the server's cores are shared, two trainings at once would each run
+at half speed), each with its own live charts, side by side.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,15 +26,18 @@ from ..models import read_card, zoo_dir
 from ..names import LABELLED_OBJECTIVES
 from ..progress import ProgressEvent, duration_text
 from ..training import TrainConfig, train
+from ..training.live import read_probes
 from ..training.loop import check_train_memory, plan, seconds_per_step
 from ..uploads import checkpoint_archive, publish_trained
-from . import fields, resources, widgets
+from . import fields, resources, train_live, widgets
 from .jobs import Job, follow, is_cancel
 from .limits import limits
 from .roots import data_roots
 from .state import add_session_model, kept, preset, session_alive, session_id, session_models
 
 JOB, LAST, ERROR = "train:job", "train:last", "train:error"
+#: designs queued while no training runs (Train runs them), and the designs the last job trained
+QUEUE, DONE = "train:queue", "train:done"
 
 
 TRAINED_FOLDER = "trained"
@@ -98,6 +106,8 @@ def settings() -> TrainConfig | None:
     chosen.update(augmentations(base))
     with st.expander("Optimisation"):
         chosen.update(optimisation())
+    st.header("Live probes")
+    chosen.update(live_probes())
     if chosen.get("depths") is None:
         return None
     try:
@@ -191,36 +201,99 @@ def optimisation() -> dict:
             "device": fields.choice(TrainConfig, "device", key="tr_device", options=widgets.devices())}
 
 
-def start_training(config) -> Job:
-    """Train `config` (its `out` a bare file name) in a Job; the checkpoint lands under trained/<digest>/.
+def live_probes() -> dict:
+    """Probe every cut while training (training/live.py); the widgets read TrainConfig's declarations."""
+    every = fields.number(TrainConfig, "probe_every", key="tr_probe_every", step=1, zero_means_none=True,
+                          label="Probe every N epochs (0 = off)",
+                          extra_help="Each probe step sweeps every cut with linear probes on held-out images: the "
+                                     "Train page then draws accuracy vs depth and the guillotine gain as they form.")
+    if every is None:
+        return {"probe_every": None}
+    return {"probe_every": every,
+            "probe_n_train": fields.number(TrainConfig, "probe_n_train", key="tr_probe_n_train", step=100),
+            "probe_n_test": fields.number(TrainConfig, "probe_n_test", key="tr_probe_n_test", step=100)}
 
-    The server's limits (limits.py) are checked first (ResourceError: nothing starts); the job stops, and still
-    saves, at its time limit."""
-    caps = limits()
-    caps.check_training(config)
 
+def design_label(config: TrainConfig, number: int) -> str:
+    """How a queued design is named on the page and in the charts: its place in the queue and its model name."""
+    return f"{number}: {config.out.removesuffix('.safetensors')}"
+
+
+def _train_one(job: Job, config: TrainConfig, label: str) -> dict:
     total = 0
     try:
         total = plan(config, int(config.n_train))[2] if config.n_train else 0
     except GRExplorerError:
         pass
+    job.progress(ProgressEvent("load", 0, 1, "", f"{label}: loading {config.dataset} and building the model"))
 
-    def work(job: Job):
-        job.progress(ProgressEvent("load", 0, 1, "", f"loading {config.dataset} and building the model"))
+    def progress(step: int, epoch: int, loss: float) -> None:
+        job.progress(ProgressEvent("train", step, max(total, step), "", f"{label}, epoch {epoch + 1}, loss {loss:.4f}"))
+        job.add_point(loss)
 
-        def progress(step: int, epoch: int, loss: float) -> None:
-            job.progress(ProgressEvent("train", step, max(total, step), "", f"epoch {epoch + 1}, loss {loss:.4f}"))
-            job.add_point(loss)
+    def on_probe(table, summary) -> None:
+        job.add_record({"label": label, "table": table, "summary": summary})
 
-        res = train(replace(config, out=str(work_path(config.out.removesuffix(".safetensors")))), progress=progress,
-                    should_stop=job.should_stop)
-        res.path = publish_trained(res.path, data_roots().folder(TRAINED_FOLDER), config.out)
-        return res
+    res = train(replace(config, out=str(work_path(config.out.removesuffix(".safetensors")))), progress=progress,
+                should_stop=job.should_stop, on_probe=on_probe)
+    res.path = publish_trained(res.path, data_roots().folder(TRAINED_FOLDER), config.out)
+    return {"label": label, "config": config, "result": res}
+
+
+def start_training(configs: list[TrainConfig]) -> Job:
+    """Train the designs `configs` (each `out` a bare file name) one after the other in one Job; each checkpoint
+    lands under trained/<digest>/. More designs can be queued while it runs (`queue_design`).
+
+    The server's limits (limits.py) are checked first for every design (ResourceError: nothing starts); the job
+    stops, and still saves, at its time limit."""
+    caps = limits()
+    for config in configs:
+        caps.check_training(config)
+
+    def work(job: Job) -> list[dict]:
+        meta, i = job.meta, 0
+        while not job.should_stop():
+            with meta["lock"]:
+                if i >= len(meta["queue"]):
+                    meta["closed"] = True  # a design queued from now on waits for the next Train
+                    break
+                config = meta["queue"][i]
+            meta["finished"].append(_train_one(job, config, design_label(config, i + 1)))
+            i += 1
+        return meta["finished"]
 
     # Stop must not abort: train() polls should_stop after each step and still saves the checkpoint (marked
-    # incomplete). A closed tab stops it the same way (jobs.py), and so does the server's time limit.
-    return Job("Training", work, meta={"config": config}, raise_on_stop=False, owner_alive=session_alive(),
+    # incomplete); the designs queued after it are not started. A closed tab stops it the same way (jobs.py), and so
+    # does the server's time limit (for the whole queue: one job).
+    meta = {"config": configs[0], "queue": list(configs), "finished": [], "lock": threading.Lock(), "closed": False}
+    title = "Training" if len(configs) == 1 else f"Training {len(configs)} designs, one after the other"
+    return Job(title, work, meta=meta, raise_on_stop=False, owner_alive=session_alive(),
                time_limit=caps.job_seconds).start()
+
+
+def queue_design(config: TrainConfig) -> bool:
+    """Queue a design (a button's callback, so the page drawn next counts it): after the running job's designs when
+    one runs, else for the next Train. True when the running job took it."""
+    try:
+        limits().check_training(config)
+    except GRExplorerError as e:  # beyond the server's limits: refused before it is queued
+        st.session_state[ERROR] = e
+        return False
+    job = st.session_state.get(JOB)
+    if job is not None and job.running:
+        with job.meta["lock"]:
+            if not job.meta["closed"]:
+                job.meta["queue"].append(config)
+                return True
+    st.session_state.setdefault(QUEUE, []).append(config)
+    return False
+
+
+def queued_labels(job: Job | None) -> list[str]:
+    if job is None:
+        return [design_label(c, i + 1) for i, c in enumerate(st.session_state.get(QUEUE) or [])]
+    with job.meta["lock"]:
+        return [design_label(c, i + 1) for i, c in enumerate(job.meta["queue"])]
 
 
 def loss_figure(losses: list[float]) -> go.Figure:
@@ -237,23 +310,21 @@ def _draw_series(slot, values: list[float]) -> None:
 
 
 def collect(job: Job, snap) -> None:
+    """Every design the job finished joins the session's models (also when a later one failed or was stopped)."""
     ss = st.session_state
-    if snap.error is not None and not is_cancel(snap.error):
-        ss[ERROR] = snap.error
-        return
-    if snap.result is None:
-        ss[ERROR] = snap.error
-        return
-    res = snap.result
-    spec = resources.visible_file_spec(res.path, data_roots())
-    incomplete = "" if res.card.get("complete", True) else ", incomplete"
-    add_session_model(spec, label=f"trained: {res.path.stem} ({res.path.parent.name[:8]}{incomplete})",
-                      description=str(res.card.get("description", "")), kind="trained", path=res.path)
-    ss[LAST] = {"spec": spec, "path": str(res.path), "losses": list(res.losses), "steps": res.steps,
-                "seconds": res.seconds, "stopped_early": res.stopped_early,
-                "time_limit": limits().time_text() if job.timed_out else "",
-                "command": job.meta["config"].to_command(), "description": res.card.get("description", "")}
-    ss[ERROR] = None
+    ss[DONE] = []
+    for done in job.meta["finished"]:
+        res = done["result"]
+        spec = resources.visible_file_spec(res.path, data_roots())
+        incomplete = "" if res.card.get("complete", True) else ", incomplete"
+        add_session_model(spec, label=f"trained: {res.path.stem} ({res.path.parent.name[:8]}{incomplete})",
+                          description=str(res.card.get("description", "")), kind="trained", path=res.path)
+        ss[LAST] = {"spec": spec, "path": str(res.path), "losses": list(res.losses), "steps": res.steps,
+                    "seconds": res.seconds, "stopped_early": res.stopped_early, "label": done["label"],
+                    "time_limit": limits().time_text() if job.timed_out and res.stopped_early else "",
+                    "command": done["config"].to_command(), "description": res.card.get("description", "")}
+        ss[DONE].append(ss[LAST])
+    ss[ERROR] = snap.error if snap.error is not None or snap.result is None else None
 
 
 def use_in(page: str, spec: str) -> None:
@@ -266,7 +337,22 @@ def use_in(page: str, spec: str) -> None:
         preset("cmp_models", list(dict.fromkeys([*chosen, spec])))
 
 
-def show_last(last: dict) -> None:
+def show_live(done: list[dict]) -> None:
+    """The finished designs' live probe charts, from the files next to their checkpoints."""
+    designs = {d["label"]: tables for d in done if (tables := read_probes(d["path"])) is not None}
+    if not designs:
+        return
+    st.subheader("Live probes")
+    st.caption(train_live.CAPTION)
+    task = None
+    if len(designs) > 1:
+        tasks = list(dict.fromkeys(t for _, s in designs.values() for t in s["task"]))
+        task = kept(st.segmented_control, "Overlay the designs' gains on", key="tr_overlay_task", options=tasks,
+                    default=tasks[0]) or tasks[0]
+    train_live.draw_designs(designs, "tr_done", task)
+
+
+def show_outcome(last: dict) -> None:
     name = Path(last["path"]).stem
     if last["stopped_early"]:
         st.warning(f"**trained: {name}** was stopped after {last['steps']} steps ({last['seconds']:.1f} s). Its "
@@ -278,6 +364,11 @@ def show_last(last: dict) -> None:
                    icon=":material/check_circle:")
     if last.get("time_limit"):
         st.warning(last["time_limit"], icon=":material/timer_off:")
+
+
+def show_last(last: dict) -> None:
+    name = Path(last["path"]).stem
+    show_outcome(last)
     if last["losses"]:
         st.plotly_chart(loss_figure(last["losses"]), key="tr_loss_final", width="stretch")
     c1, c2, c3 = st.columns(3)
@@ -325,23 +416,41 @@ def render() -> None:
         config = settings()
     job = ss.get(JOB)
     busy = job is not None and job.running
-    c1, c2 = st.columns([1, 5], vertical_alignment="center")
-    clicked = c1.button("Train", type="primary", key="tr_run", disabled=config is None or busy, width="stretch",
+    pending = ss.setdefault(QUEUE, [])
+    c1, c2, c3 = st.columns([1.1, 1.5, 3.4], vertical_alignment="center")
+    label = {0: "Train", 1: "Train the queued design"}.get(len(pending), f"Train {len(pending)} designs")
+    clicked = c1.button(label, type="primary", key="tr_run",
+                        disabled=(config is None and not pending) or busy, width="stretch",
                         icon=":material/model_training:")
+    c2.button("Add to queue", key="tr_queue", disabled=config is None, width="stretch",
+              icon=":material/playlist_add:", on_click=queue_design, args=(config,),
+              help="Train these settings after the designs before them (one after the other: the server's "
+                   "cores are shared). Their live probe charts are drawn side by side.")
     if config is not None:
-        c2.caption(plan_text(config) + " " + time_text(config) + " The same run from a terminal:")
+        c3.caption(plan_text(config) + " " + time_text(config) + " The same run from a terminal:")
         st.code(config.to_command(), language="bash", wrap_lines=True)
     else:
-        c2.caption("Complete the settings in the sidebar.")
-    if clicked and config is not None and not busy:
+        c3.caption("Complete the settings in the sidebar.")
+    if clicked and not busy and (pending or config is not None):
         ss[ERROR] = None
         try:
-            ss[JOB] = job = start_training(config)
+            ss[JOB] = job = start_training(list(pending) or [config])
+            ss[QUEUE] = []
         except GRExplorerError as e:  # beyond the server's limits: refused before anything runs
             ss[ERROR] = e
+    labels = queued_labels(job if busy else None)
+    if labels:
+        q1, q2 = st.columns([5, 1], vertical_alignment="center")
+        q1.caption(("Training, one after the other: " if busy else "Queued (Train runs them one after the other): ")
+                   + " · ".join(labels))
+        if not busy and q2.button("Clear the queue", key="tr_clear_queue", icon=":material/clear_all:"):
+            ss[QUEUE] = []
+            st.rerun()
     if job is not None and not job.collected:
         snap = follow(job, key="tr_job", on_series=_draw_series, cancel_label="Stop",
-                      cancel_help="End training after the current step; the checkpoint is still saved.")
+                      cancel_help="End training after the current step; the checkpoint is still saved. Designs "
+                                  "queued after it are not started.",
+                      on_records=lambda slot, records: train_live.draw_live(slot, records, queued_labels(job)))
         job.collected = True
         collect(job, snap)
         st.rerun()
@@ -351,6 +460,9 @@ def render() -> None:
             st.warning("Training stopped.")
         else:
             widgets.show_error(err)
+    show_live(ss.get(DONE) or [])
+    for done in (ss.get(DONE) or [])[:-1]:  # the queue's earlier designs; the last one comes with its buttons
+        show_outcome(done)
     last = ss.get(LAST)
     if last is not None:
         show_last(last)
@@ -361,7 +473,8 @@ def render() -> None:
 #: measured once per combination of all the others)
 STEP_FREE = ("n_train", "data_seed", "epochs", "max_steps", "time_budget", "seed", "out", "description", "save_dtype",
              "eval", "eval_n_train", "eval_n_test", "eval_seed", "eval_tasks", "lr", "weight_decay", "warmup_epochs",
-             "temperature", "p", "barlow_lambda", "sim_coeff", "std_coeff", "cov_coeff", "byol_tau")
+             "temperature", "p", "barlow_lambda", "sim_coeff", "std_coeff", "cov_coeff", "byol_tau", "probe_every",
+             "probe_n_train", "probe_n_test", "probe_tasks")
 
 
 @st.cache_data(ttl=600, max_entries=32, show_spinner="Timing a few training steps on this server ...")

@@ -31,6 +31,21 @@ from .config import TrainConfig
 OnProbe = Callable[[pd.DataFrame, pd.DataFrame], None]
 
 
+def probe_paths(out: str | Path) -> dict[str, Path]:
+    """The files a run with live probes writes next to its checkpoint `out`."""
+    out = Path(out)
+    return {"table": out.with_suffix(".probes.csv"), "summary": out.with_suffix(".probes_summary.csv"),
+            "figures": out.with_suffix(".probes.html")}
+
+
+def read_probes(checkpoint: str | Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The live probe tables (every cut, the summary) recorded next to a checkpoint, or None when it has none."""
+    paths = probe_paths(checkpoint)
+    if not (paths["table"].exists() and paths["summary"].exists()):
+        return None
+    return pd.read_csv(paths["table"]), pd.read_csv(paths["summary"])
+
+
 def probe_seed(config: TrainConfig) -> int:
     """The probe set's dataset seed: images the training never saw (as --eval)."""
     return config.eval_seed if config.eval_seed is not None else config.data_seed + 1
@@ -54,9 +69,7 @@ class LiveProbes:
         self.dataset: Dataset = load_dataset(config.dataset, tasks=list(config.probe_tasks) if config.probe_tasks
                                              else None, n_train=config.probe_n_train, n_test=config.probe_n_test,
                                              seed=probe_seed(config), image_size=config.image_size)
-        out = Path(config.out)
-        self.paths = {"table": out.with_suffix(".probes.csv"), "summary": out.with_suffix(".probes_summary.csv"),
-                      "figures": out.with_suffix(".probes.html")}
+        self.paths = probe_paths(config.out)
         self.tables: list[pd.DataFrame] = []
         self.summaries: list[pd.DataFrame] = []
         self.seconds = 0.0
