@@ -53,6 +53,9 @@ def design_key(card: dict | None) -> str | None:
     config = card.get("config")
     if not isinstance(config, dict) or not config:
         return None
+    # A setting declared after the card was written is absent from it; the card ran with that setting's default
+    # (a new setting's default keeps the old behaviour), so it is filled in and the card keeps its design.
+    config = {**TrainConfig.defaults(), **config}
     return "config:" + json_digest({k: v for k, v in config.items() if k not in NOT_DESIGN}, length=16)
 
 

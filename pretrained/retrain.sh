@@ -59,6 +59,14 @@ declare -A RUNS=(
   [label_aligned_p1_s2]="--objective label_aligned --label-task shape --p 1.0 --temperature 0.5 --projector 512-512-128 --seed 2 $SHAPES"
   [label_aligned_p05_s1]="--objective label_aligned --label-task shape --p 0.5 --temperature 0.5 --projector 512-512-128 --seed 1 $SHAPES"
   [label_aligned_p05_s2]="--objective label_aligned --label-task shape --p 0.5 --temperature 0.5 --projector 512-512-128 --seed 2 $SHAPES"
+  [simclr_s3]="--objective simclr --temperature 0.5 --projector 512-512-128 --seed 3 $SHAPES"
+  [simclr_proj_none_s3]="--objective simclr --temperature 0.5 --projector none --seed 3 $SHAPES"
+  [simclr_proj1_s3]="--objective simclr --temperature 0.5 --projector 128 --seed 3 $SHAPES"
+  [simclr_proj3_wide_s3]="--objective simclr --temperature 0.5 --projector 1024-1024-128 --seed 3 $SHAPES"
+  [simclr_s4]="--objective simclr --temperature 0.5 --projector 512-512-128 --seed 4 $SHAPES"
+  [simclr_proj_none_s4]="--objective simclr --temperature 0.5 --projector none --seed 4 $SHAPES"
+  [simclr_proj1_s4]="--objective simclr --temperature 0.5 --projector 128 --seed 4 $SHAPES"
+  [simclr_proj3_wide_s4]="--objective simclr --temperature 0.5 --projector 1024-1024-128 --seed 4 $SHAPES"
   [cifar10_simclr]="--objective simclr --temperature 0.2 --projector 512-512-128 $CIFAR"
   [cifar10_vicreg]="--objective vicreg --projector 512-512-128 $CIFAR"
   [cifar10_supervised]="--objective supervised --label-task label --projector 512-512-128 $CIFAR"
@@ -72,7 +80,8 @@ declare -A RUNS=(
 ORDER=(simclr supervised label_aligned_p1 label_aligned_p05 simclr_proj_none simclr_proj1 simclr_proj3_wide vicreg byol
        barlow simclr_s1 simclr_s2 simclr_proj_none_s1 simclr_proj_none_s2 simclr_proj1_s1 simclr_proj1_s2
        simclr_proj3_wide_s1 simclr_proj3_wide_s2 label_aligned_p1_s1 label_aligned_p1_s2 label_aligned_p05_s1
-       label_aligned_p05_s2 cifar10_simclr cifar10_vicreg cifar10_supervised
+       label_aligned_p05_s2 simclr_s3 simclr_proj_none_s3 simclr_proj1_s3 simclr_proj3_wide_s3 simclr_s4
+       simclr_proj_none_s4 simclr_proj1_s4 simclr_proj3_wide_s4 cifar10_simclr cifar10_vicreg cifar10_supervised
        cifar10_simclr_proj_none cifar10_label_aligned_p1 cifar10_simclr_s1 cifar10_simclr_s2
        cifar10_label_aligned_p1_s1 cifar10_label_aligned_p1_s2)
 
