@@ -13,6 +13,7 @@ import signal
 import sys
 import textwrap
 import threading
+import warnings
 
 import pandas as pd
 from tqdm import tqdm
@@ -320,12 +321,26 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """The library's warnings (a bad cache entry dropped, a card without preprocessing) as one 'warning:' line, like
+    the CLI's notes, instead of Python's source path and line; other warnings keep Python's format."""
+    if issubclass(category, UserWarning) and "gr_explorer" in str(filename):
+        print(f"warning: {message}", file=file or sys.stderr)
+    else:
+        _python_warning(message, category, filename, lineno, file, line)
+
+
+_python_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        return HANDLERS[a.command](a)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line
+            return HANDLERS[a.command](a)
     except GRExplorerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -160,3 +160,19 @@ def test_sigterm_mid_sweep_exits_cleanly_and_leaves_the_earlier_out_whole(tmp_pa
     assert after == before
     left = sorted(p.name for p in tmp_path.iterdir() if p.name != "feature-cache")
     assert left == sorted(["out", path.name, path.with_suffix(".json").name])  # no staging folder beside --out
+
+
+def test_a_library_warning_is_one_line_like_the_notes(tmp_path, capsys):
+    """A damaged cache entry is dropped with a 'warning:' line naming the cache, not Python's source path and line."""
+    _, path = saved_tiny(tmp_path)
+    args = ["sweep", "--model", f"file:{path}", "--dataset", "shapes", "--tasks", "shape", "--n-train", "60",
+            "--n-test", "30", "--cuts", "pool", "--cache-dir", str(tmp_path / "c"), "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    (meta,) = (tmp_path / "c").rglob("meta.json")
+    meta.write_text(meta.read_text().replace('"pool"', '"pool "'))  # a hand edit: the checksum no longer matches
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert re.search(rf"^warning: The feature cache {re.escape(repr(str(tmp_path / 'c')))} held a bad entry", err, re.M), err
+    assert "UserWarning" not in err and "features.py" not in err
+    assert (pd.read_csv(tmp_path / "a" / "results.csv")["accuracy"] == pd.read_csv(tmp_path / "b" / "results.csv")["accuracy"]).all()
