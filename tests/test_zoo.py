@@ -366,9 +366,13 @@ def test_about_page_walkthrough_quotes_what_the_default_run_gives(tmp_path):
     assert main(["train", *DEMO_NOJITTER, "--out", str(out), "--quiet"]) == 0
     nj = run_sweep(SweepConfig(models=[f"file:{out}"], tasks=["color"]), cache=False).summary.iloc[0]
     got["nojitter_color_last"] = nj["last_accuracy"]
+    wrong = []
     for key, quoted in DEMO.items():
         if isinstance(quoted, str):
-            assert got[key] == quoted, (key, got[key], quoted)
+            ok = got[key] == quoted
         else:  # quoted to the digits the page shows; a retrained step-3 model may differ by a few points
             tol = 0.05 if key == "nojitter_color_last" else (0.15 if "gain" in key else 0.0015)
-            assert abs(got[key] - quoted) <= tol, (key, got[key], quoted)
+            ok = abs(got[key] - quoted) <= tol
+        if not ok:
+            wrong.append((key, got[key], quoted))
+    assert not wrong, f"measured vs quoted on the About page: {wrong}"

@@ -25,9 +25,9 @@ DEMO = dict(
     shape_random_gain_high=14.4, shape_training_gain=-2.5, shape_training_gain_low=-7.5, shape_training_gain_high=2.3,
     color_random_gain=6.1, color_training_gain=60.5, color_training_gain_low=56.6, color_training_gain_high=64.6,
     draws_shape_gain=7.6, draws_shape_gain_sd=2.3, draws_shape_training_gain=0.2, draws_shape_training_gain_low=-7.0,
-    draws_shape_training_gain_high=6.9,
+    draws_shape_training_gain_high=6.7,
     # how sure the choice of cut is (DEMO_RUN)
-    shape_p=0.979, texture_best_cut="proj1", texture_p=0.582, texture_best_low=0.747, texture_choice_low=0.712,
+    shape_p=0.979, texture_best_cut="proj1", texture_p=0.638, texture_best_low=0.747, texture_choice_low=0.725,
 )
 #: Times the walkthrough quotes, measured by `benchmarks/bench_claims.py --what run,probes,train` (2 cores, load
 #: average 9-10; benchmarks/README.md, "Times the app states"): the default run with a fresh cache, its k-NN probes
