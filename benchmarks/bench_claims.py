@@ -6,7 +6,7 @@ run     the default Explore run (zoo:simclr, shapes 2,000 / 1,000, all cuts and 
         baseline; README "The app" and Explore's hint), run_sweep with a fresh feature cache.
 probes  "changing only the probes": the same run again with the k-NN probe instead, and with the linear probe,
         on the warm feature cache (no forward pass), as Explore does after a probe change.
-train   the Train page's estimate (its steps x training.loop.seconds_per_step, timed here) against the wall time
+train   the Train page's estimate (training.loop.time_training: set-up + images + steps, timed here) against the wall time
         of the same training (the shipped zoo:simclr recipe, --epochs 1), and the About page's 5-epoch run.
 cancel  seconds from should_stop turning true to the run ending, in each stage: generating shapes, extraction,
         the linear probe (inside its solver), the k-NN probe, and a training step.
@@ -59,20 +59,22 @@ def run_and_probes(what: list[str]) -> None:
 
 def train_estimate() -> None:
     from gr_explorer.training import TrainConfig, train
-    from gr_explorer.training.loop import plan, seconds_per_step
+    from gr_explorer.training.loop import plan, time_training
 
     recipe = json.loads((ROOT / "pretrained" / "simclr.json").read_text())["config"]
     config = TrainConfig.from_dict({**recipe, "epochs": 1, "eval": False})
     t0 = time.perf_counter()
-    per_step = seconds_per_step(config)
+    timing = time_training(config)
     calibration = time.perf_counter() - t0
     steps = plan(config, config.n_train)[2]
-    print(f"Train page: {per_step:.2f} s per step timed in {calibration:.1f} s ({load()}); estimate for "
-          f"{steps} steps {steps * per_step:.0f} s", flush=True)
+    estimate = timing.seconds(steps, config.n_train)
+    print(f"Train page: {timing.per_step:.2f} s per step, {timing.per_image * 1000:.1f} ms per image, "
+          f"{timing.setup:.1f} s set-up, timed in {calibration:.1f} s ({load()}); estimate for {steps} steps on "
+          f"{config.n_train} images {estimate:.0f} s", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         res = train(replace(config, out=str(Path(folder) / "m.safetensors")))
     print(f"  the training itself: {res.seconds:.0f} s for {res.steps} steps (estimate / actual "
-          f"{steps * per_step / res.seconds:.2f}; {load()}); 5 epochs ({5 * steps} steps, About step 3) would take "
+          f"{estimate / res.seconds:.2f}; {load()}); 5 epochs ({5 * steps} steps, About step 3) would take "
           f"about {5 * res.seconds / 60:.0f} min at this load", flush=True)
 
 

@@ -682,19 +682,23 @@ def test_a_missing_image_folder_is_refused_as_it_is_typed(zoo, tmp_path):
 def test_the_train_page_estimates_the_time_from_a_step_measured_here(zoo, monkeypatch):
     import gr_explorer.app.train as train_page
     from gr_explorer.progress import duration_text
+    from gr_explorer.training.loop import StepTiming
 
     timed = []
-    monkeypatch.setattr(train_page, "seconds_per_step", lambda config: timed.append(config) or 0.75)
-    train_page._step_seconds.clear()
+    timing = StepTiming(per_step=0.75, per_image=0.01, setup=2.0)
+    monkeypatch.setattr(train_page, "time_training", lambda config: timed.append(config) or timing)
+    train_page._timing.clear()
     at = start("train")
     no_errors(at)
     assert len(timed) == 1 and "train:job" not in at.session_state  # timed on drawing the page, before any run
     steps = RECIPE["n_train"] // RECIPE["batch_size"] * RECIPE["epochs"]  # the recipe: 64 images, batch 16, 1 epoch
     text = " ".join(c.value for c in at.caption)
-    assert f"{steps} steps of 16 images" in text and f"About {duration_text(steps * 0.75)} on this server" in text
+    expected = 2.0 + 0.01 * RECIPE["n_train"] + steps * 0.75  # set-up + the images + the steps
+    assert f"{steps} steps of 16 images" in text and f"About {duration_text(expected)} on this server" in text
     assert "2-3 minutes" not in " ".join(m.value for m in at.markdown)
-    at.number_input(key="tr_epochs").set_value(7).run()  # more steps, the same step: timed once, estimate x7
-    assert len(timed) == 1 and f"About {duration_text(7 * steps * 0.75)}" in " ".join(c.value for c in at.caption)
+    at.number_input(key="tr_epochs").set_value(7).run()  # more steps, the same timing: timed once
+    text = " ".join(c.value for c in at.caption)
+    assert len(timed) == 1 and f"About {duration_text(2.0 + 0.01 * RECIPE['n_train'] + 7 * steps * 0.75)}" in text
 
 
 def test_train_bad_setting_shows_the_library_error(zoo):

@@ -27,7 +27,7 @@ from ..names import LABELLED_OBJECTIVES
 from ..progress import ProgressEvent, duration_text
 from ..training import TrainConfig, train
 from ..training.live import read_probes
-from ..training.loop import check_train_memory, plan, seconds_per_step
+from ..training.loop import check_train_memory, plan, time_training
 from ..uploads import checkpoint_archive, publish_trained
 from . import fields, resources, train_live, widgets
 from .jobs import Job, follow, is_cancel
@@ -478,22 +478,24 @@ STEP_FREE = ("n_train", "data_seed", "epochs", "max_steps", "time_budget", "seed
 
 
 @st.cache_data(ttl=600, max_entries=32, show_spinner="Timing a few training steps on this server ...")
-def _step_seconds(step_settings: str) -> float:
-    return seconds_per_step(TrainConfig.from_dict(json.loads(step_settings)))
+def _timing(step_settings: str):
+    return time_training(TrainConfig.from_dict(json.loads(step_settings)))
 
 
 def time_text(config) -> str:
-    """The run's expected time from its steps and this server's step time, measured now (cached 10 minutes)."""
+    """The run's expected time from its steps, its images and this server's timings, measured now (cached 10
+    minutes): set-up + making the training images + the steps."""
     if not config.n_train:
         return ""
     try:
         _, _, total = plan(config, int(config.n_train))
-        per_step = _step_seconds(json.dumps({k: v for k, v in config.as_dict().items() if k not in STEP_FREE},
-                                            sort_keys=True))
+        timing = _timing(json.dumps({k: v for k, v in config.as_dict().items() if k not in STEP_FREE}, sort_keys=True))
     except GRExplorerError:
         return ""
-    return (f"About {duration_text(total * per_step)} on this server: {per_step:.2f} s per step, timed here just now "
-            "(the time grows when other runs share the server).")
+    images = timing.per_image * int(config.n_train)
+    return (f"About {duration_text(timing.seconds(total, int(config.n_train)))} on this server: "
+            f"{timing.per_step:.2f} s per step, {duration_text(images + timing.setup)} to make the images and set up, "
+            "timed here just now (the time grows when other runs share the server).")
 
 
 def plan_text(config) -> str:

@@ -295,22 +295,42 @@ class _Run:
             self.config, self.total = fit_budget(self.config, now - self.t0, per_step, self.per_epoch, self.step)
 
 
-def seconds_per_step(config: TrainConfig, steps: int = 3) -> float:
-    """This machine's time for one optimiser step of `config` now: one warm-up step, then `steps` timed.
+@dataclass(frozen=True)
+class StepTiming:
+    """What a training run costs on this machine now: setting up (building the model and its optimiser), making or
+    loading each training image, and each optimiser step. A run of `steps` steps on `n_images` images takes about
+    `seconds(steps, n_images)`."""
+
+    per_step: float
+    per_image: float
+    setup: float
+
+    def seconds(self, steps: int, n_images: int) -> float:
+        return self.setup + self.per_image * n_images + self.per_step * steps
+
+
+def time_training(config: TrainConfig, steps: int = 3) -> StepTiming:
+    """This machine's StepTiming for `config` now: the dataset of two batches loaded, the run set up, one warm-up
+    step, then `steps` timed.
 
     Why measured: a step's cost depends on the architecture, the batch, the objective and how busy the machine
-    is, so a fixed figure in the app would be wrong somewhere. The run is the real one (model, objective,
-    augmentations, optimiser) on a few batches of the real dataset, so it is what `train` will do per step."""
+    is, so a fixed figure in the app would be wrong somewhere; and the images (generated `shapes`, decoded files)
+    and the set-up are part of what a user waits for. The run is the real one (model, objective, augmentations,
+    optimiser) on a few batches of the real dataset, so it is what `train` will do."""
     small = replace(config, n_train=config.batch_size * 2, epochs=steps + 1, max_steps=None, time_budget=None,
                     eval=False)
+    t0 = time.perf_counter()
     ds = load_train_dataset(small)
+    t1 = time.perf_counter()
     run = _Run(small, ds, resolve_device(config.device), time.perf_counter())
+    t2 = time.perf_counter()
     idx = torch.arange(run.bs, device=run.device)
     run.one_step(idx)  # warm-up: first-call allocations and kernel choices
-    t0 = time.perf_counter()
+    t3 = time.perf_counter()
     for _ in range(steps):
         float(run.one_step(idx))  # read back: the device has finished the step
-    return (time.perf_counter() - t0) / steps
+    per_step = (time.perf_counter() - t3) / steps
+    return StepTiming(per_step=per_step, per_image=(t1 - t0) / max(1, ds.n_train), setup=t2 - t1)
 
 
 #: with a time budget, steps (from, to) timed to decide how many epochs fit (before warm-up ends)
