@@ -33,6 +33,7 @@ from .models.listing import print_cuts
 from .names import DERIVED_TASKS
 from .outputs import OUTPUTS, write_outputs
 from .run import SweepResult, run_sweep
+from .samples import NOT_ENOUGH
 from .seeds import SeedView, seed_view
 from .settings import parse_flag
 from .shots import best_view
@@ -153,9 +154,15 @@ def print_tables(result: SweepResult) -> None:
     t = result.table
     with pd.option_context("display.width", 220, "display.max_columns", 60, "display.max_rows", 500):
         curves = ["readout", "norm"] if len(t[["readout", "norm"]].drop_duplicates()) > 1 else []
-        wide = t.pivot_table(index=["model", *curves, "depth", "cut", "part", "dim"], columns=["task", "probe"],
-                             values="accuracy", sort=False)
-        print(wide.round(3).to_string())
+        # a curve without enough data for a finding (samples.py) shows no accuracies: results.csv keeps them, with
+        # the reason in its `note`
+        short = t["note"].fillna("").astype(str) != "" if "note" in t.columns else pd.Series(False, index=t.index)
+        wide = t[~short].pivot_table(index=["model", *curves, "depth", "cut", "part", "dim"],
+                                     columns=["task", "probe"], values="accuracy", sort=False)
+        if len(wide.columns):
+            print(wide.round(3).to_string())
+        for task in dict.fromkeys(t.loc[short, "task"]):
+            print(f"{task}: {NOT_ENOUGH}, its accuracies are not shown (results.csv keeps them, with the reason)")
         print()
         print("Best cut (chosen on validation) and guillotine gain (best minus last cut), test accuracy [95% CI]:")
         print(summary_view(result.summary, curves).to_string(index=False))

@@ -37,6 +37,8 @@ def test_one_test_image_is_not_a_finding(tiny, capsys):
     out, err = capsys.readouterr()
     best_line = next(line for line in out.splitlines() if " shape " in line and "linear" in line)
     assert NOT_ENOUGH in best_line and "[1.000, 1.000]" not in out
+    # the per-cut table shows no accuracy of that task, and says why
+    assert "shape: not enough data, its accuracies are not shown" in out and "stem" not in out.split("Best cut")[0]
     assert "note: task 'shape': not enough data: 4 of 5 classes of 'shape' have no test images" in err
     result = _sweep(tiny, n_train=200, n_test=1, tasks=["shape"])
     y = result.dataset.test_labels["shape"].numpy()
