@@ -157,10 +157,10 @@ def print_tables(result: SweepResult) -> None:
         # a curve without enough data for a finding (samples.py) shows no accuracies: results.csv keeps them, with
         # the reason in its `note`
         short = t["note"].fillna("").astype(str) != "" if "note" in t.columns else pd.Series(False, index=t.index)
-        wide = t[~short].pivot_table(index=["model", *curves, "depth", "cut", "part", "dim"],
-                                     columns=["task", "probe"], values="accuracy", sort=False)
-        if len(wide.columns):
-            print(wide.round(3).to_string())
+        wide = t.assign(accuracy=t["accuracy"].where(~short, -1.0)).pivot_table(
+            index=["model", *curves, "depth", "cut", "part", "dim"], columns=["task", "probe"], values="accuracy",
+            sort=False)
+        print(wide.round(3).mask(wide < 0).to_string(na_rep="—"))
         for task in dict.fromkeys(t.loc[short, "task"]):
             print(f"{task}: {NOT_ENOUGH}, its accuracies are not shown (results.csv keeps them, with the reason)")
         print()
