@@ -157,10 +157,10 @@ def print_tables(result: SweepResult) -> None:
         # a curve without enough data for a finding (samples.py) shows no accuracies: results.csv keeps them, with
         # the reason in its `note`
         short = t["note"].fillna("").astype(str) != "" if "note" in t.columns else pd.Series(False, index=t.index)
-        wide = t.assign(accuracy=t["accuracy"].where(~short, -1.0)).pivot_table(
-            index=["model", *curves, "depth", "cut", "part", "dim"], columns=["task", "probe"], values="accuracy",
-            sort=False)
-        print(wide.round(3).mask(wide < 0).to_string(na_rep="—"))
+        grid = dict(index=["model", *curves, "depth", "cut", "part", "dim"], columns=["task", "probe"], sort=False)
+        wide = t.pivot_table(values="accuracy", **grid)
+        hidden = t.assign(short=short).pivot_table(values="short", aggfunc="any", **grid).astype(bool)
+        print(wide.round(3).mask(hidden).to_string(na_rep="—"))
         for task in dict.fromkeys(t.loc[short, "task"]):
             print(f"{task}: {NOT_ENOUGH}, its accuracies are not shown (results.csv keeps them, with the reason)")
         print()

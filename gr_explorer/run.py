@@ -173,6 +173,8 @@ class _Sweep:
         self.features: dict[str, dict[str, Features]] = {}
         self.models: list[Model] = []
         self.notes: list[str] = []
+        #: the raw pixels' principal components per view (no labels: the same for the sweep and every few-shot draw)
+        self.pixel_components: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.attentive = AttentiveHead(config.attentive_lr, config.attentive_wd, config.attentive_queries,
                                        config.attentive_epochs, config.seed, config.memory_budget)
 
@@ -245,7 +247,8 @@ class _Sweep:
         test_labels = {t: dataset.view_labels(view, "test")[t] for t in labels}
         vectors = [p for p in config.probes if HEADS[p].inputs == "vectors"]
         fit = feats.distinct()  # columns that share features (vector cuts in several curves) are fitted once
-        results = self.vector_probes(vectors, feats, fit, labels, test_labels, model, split, refit_idx) if vectors else []
+        results = (self.vector_probes(vectors, feats, view, fit, labels, test_labels, model, split, refit_idx)
+                   if vectors else [])
         rows = _rows(model, dataset, feats, results, self.shortfalls)
         if search:
             self.search += _search_rows(model, feats, results)
@@ -259,10 +262,11 @@ class _Sweep:
                 self.search += _search_rows(model, tokens, att)
         return rows, results
 
-    def vector_probes(self, probes, feats: Features, columns, labels, test_labels, model: Model, split=None,
-                      refit_idx=None) -> list[ProbeResult]:
+    def vector_probes(self, probes, feats: Features, view: str, columns, labels, test_labels, model: Model,
+                      split=None, refit_idx=None) -> list[ProbeResult]:
         """The vector probes on `columns` of `feats`; the raw-pixels baseline's linear probe on the pixels' leading
-        principal components (models/pixels.py says why), its other probes on the pixels themselves."""
+        principal components (models/pixels.py says why; computed once per view), its other probes on the pixels
+        themselves."""
         def fit(chosen, train, test):
             return self.probe(chosen, train, test, labels, test_labels, model, split, refit_idx)
 
@@ -270,7 +274,10 @@ class _Sweep:
         reduced = [p for p in probes if p in PIXEL_COMPONENT_PROBES]
         if model.kind != "pixels" or not reduced:
             return fit(probes, train, test)
-        train_pc, test_pc = principal_components(feats.train[PIXELS], feats.test[PIXELS], seed=self.config.seed)
+        if view not in self.pixel_components:
+            self.pixel_components[view] = principal_components(feats.train[PIXELS], feats.test[PIXELS],
+                                                               seed=self.config.seed)
+        train_pc, test_pc = self.pixel_components[view]
         results = fit(reduced, {PIXELS: train_pc}, {PIXELS: test_pc})
         rest = [p for p in probes if p not in reduced]
         results += fit(rest, train, test) if rest else []

@@ -214,6 +214,21 @@ def test_a_sweep_fits_the_pixel_linear_probe_on_components_and_knn_on_the_pixels
     assert ours == {(r.task, r.probe): (r.accuracy, r.setting) for r in by_hand}
 
 
+def test_the_pixel_components_are_computed_once_per_view_for_every_few_shot_draw(ckpt, monkeypatch):
+    """The pixels' principal components use no labels, so the sweep and each few-shot draw share them: one
+    computation per view, not one per fit."""
+    import gr_explorer.run as run_module
+
+    calls = []
+    real = run_module.principal_components
+    monkeypatch.setattr(run_module, "principal_components", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = SweepConfig(models=[f"file:{ckpt[1]}"], dataset="shapes", tasks=["shape"], probes=["linear"], n_train=100,
+                      n_test=50, seed=2, baselines=["pixels"], cuts=["pool"], shots=[2, "all"], tries=2)
+    res = run_sweep(cfg, cache=False)
+    assert set(res.draws[res.draws["model"] == "pixels"]["shots"]) == {"2", "all"}
+    assert len(calls) == 1
+
+
 def test_random_weights_are_seeded():
     from gr_explorer.models import load_model
 

@@ -116,7 +116,7 @@ def test_about_states_the_taught_designs_at_the_design_level():
     with the 95% Student-t interval (recomputed here with SciPy from the cards), for every seed shipped."""
     from gr_explorer.app.about import TAUGHT, design_gains
 
-    text = design_gains.__wrapped__("shape") if hasattr(design_gains, "__wrapped__") else design_gains("shape")
+    text = design_gains("shape")
     for design, label in TAUGHT.items():
         members = _members(design)
         gains = [next(r["gain"] for r in _card(m)["results"]["summary"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import streamlit as st
 
 from ..models import list_zoo, read_card, zoo_dir
@@ -180,12 +178,12 @@ TAUGHT = {"simclr": "three layers", "simclr_proj3_wide": "three wide", "simclr_p
 
 @st.cache_data(ttl=600, show_spinner=False)
 def design_gains(task: str = "shape") -> str:
-    """Each taught design's `task` gain over its shipped seeds, read from the cards (never typed here)."""
-    names = [n for n in list_zoo() if re.sub(r"_s\d+$", "", n) in TAUGHT]
-    rows = card_seed_summary({n: read_card(zoo_dir() / f"{n}.safetensors") for n in names}, task)
-    by_design = {re.sub(r"_s\d+$", "", r.models[0]): r for r in rows.itertuples() if r.probe == "linear"}
+    """Each taught design's `task` gain over its shipped seeds, read from the cards (never typed here); a design is
+    found by its seed-0 model among the members of the cards' seed groups (seeds.seed_groups)."""
+    rows = card_seed_summary({n: read_card(zoo_dir() / f"{n}.safetensors") for n in list_zoo()}, task)
+    by_member = {m: r for r in rows.itertuples() if r.probe == "linear" for m in r.models}
     texts = [f"{label}: {seeds_gain_text(r.gain_mean, r.gain_sd, r.n_seeds, r.gain_ci_low, r.gain_ci_high, r.clear_gain)}"
-             for d, label in TAUGHT.items() if (r := by_design.get(d)) is not None]
+             for d, label in TAUGHT.items() if (r := by_member.get(d)) is not None]
     return "; ".join(texts) or "no seeded designs are shipped"
 
 

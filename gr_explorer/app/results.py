@@ -161,6 +161,7 @@ def sweep_flow(page: str, key: str, config: SweepConfig | None, *, title: str, b
     c2.caption(config_summary(config) if config is not None else "Complete the settings in the sidebar.")
     if clicked and config is not None and not busy:
         ss.pop(err_key, None)
+        ss.pop(f"{err_key}:took", None)
         try:
             ss[job_key] = job = start_sweep(config, title)
         except GRExplorerError as e:  # beyond the server's limits: refused before anything runs
