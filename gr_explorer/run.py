@@ -32,7 +32,7 @@ from .diagnostics import compute_diagnostics, metric_vs_accuracy
 from .distributed import join, rank_device
 from .errors import ConfigError, DatasetError, GRExplorerError, did_you_mean
 from .features import Features, extract_features
-from .limits import check_disk, check_sweep
+from .limits import check_disk, check_sweep, size_text
 from .models import Model, load_model, pixels_model, random_inits
 from .models.pixels import NAME as PIXELS
 from .models.pixels import PIXEL_COMPONENT_PROBES, principal_components
@@ -222,7 +222,7 @@ class _Sweep:
                 continue  # rank 0 fits the probes on the merged features
             if feats.tokens:
                 self.emit(ProgressEvent("load", 1, 1, model.name, f"{view} view: token features for the attentive "
-                                        f"probe, {feats.token_bytes() / 2**20:,.1f} MB float16 in the cache"))
+                                        f"probe, {size_text(feats.token_bytes())} float16 in the cache"))
             rows, results = self.fit(model, dataset, feats, view)
             self.rows += rows
             n_fit = dataset.n_train - validation_size(dataset.n_train, config.val_fraction)
